@@ -1,0 +1,42 @@
+# Brecha: two commands on a fresh machine.
+#   make run   -> creates .venv, installs, runs the whole pipeline on the embedded synthetic default
+#   make test  -> creates .venv if needed, installs, runs every test (pytest, ruff, sqlfluff)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export BRECHA_HOME ?= $(CURDIR)/warehouse
+export DBT_SEND_ANONYMOUS_USAGE_STATS := False
+export DO_NOT_TRACK := 1
+
+.PHONY: install run test lint bench airflow docs clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+run: install
+	$(BIN)/brecha run
+
+test: install lint
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check brecha ml dags tests
+	cd dbt_project && ../$(BIN)/sqlfluff lint models --processes 2
+
+bench: install
+	$(BIN)/python -m brecha.bench
+
+docs: install
+	$(BIN)/brecha docs
+
+airflow: install
+	$(BIN)/brecha airflow
+
+clean:
+	rm -rf $(VENV) dbt_project/target dbt_project/logs

@@ -1,0 +1,141 @@
+"""The ``brecha`` command line. Every command calls one step function in ``brecha.steps``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from brecha.config import DEFAULT_SEED
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="brecha")
+def cli() -> None:
+    """Brecha: Peru's digital divide, district by district.
+
+    Runtime state lives under $BRECHA_HOME (default: ./warehouse); the warehouse is
+    $BRECHA_HOME/brecha.duckdb. `brecha run` runs the whole pipeline.
+    """
+
+
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder to write the extracts to [default: $BRECHA_HOME/extracts].")
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Random seed.")
+@click.option("--scale", type=float, default=1.0, show_default=True,
+              help="Multiplies the large tables (populated centres, connections, households), for benchmarks.")
+def extract(out: Path | None, seed: int, scale: float) -> None:
+    """Write synthetic extracts in the published INEI/OSIPTEL layouts."""
+    from brecha import steps
+
+    result = steps.extract(out, seed=seed, scale=scale)
+    click.echo(str(result))
+
+
+@cli.command()
+@click.argument("input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def ingest(input_dir: Path) -> None:
+    """Land every extract found under INPUT_DIR (and its subfolders) into raw.* tables.
+
+    Files are recognised by header and content, not by name. INPUT_DIR is taken to be the complete set
+    of extracts: the marts are built from the files of the latest ingest. Bad rows go to raw._rejects with
+    the reason; a whole-file problem stops with a message naming the file and column.
+    """
+    from brecha import steps
+
+    click.echo(str(steps.ingest(input_dir)))
+
+
+@cli.command("rebuild-raw")
+def rebuild_raw() -> None:
+    """Rebuild the raw layer from the archived originals under $BRECHA_HOME/archive alone."""
+    from brecha import steps
+
+    click.echo(str(steps.rebuild_raw()))
+
+
+@cli.command()
+@click.option("--select", "-s", default=None, help="dbt selector, e.g. 'marts' or 'tag:needs_predictions'.")
+@click.option("--exclude", default=None, help="dbt selector to leave out.")
+def build(select: str | None, exclude: str | None) -> None:
+    """Run `dbt build` (models and their tests) over dbt_project/."""
+    from brecha import steps
+
+    click.echo(str(steps.dbt_build(select=select, exclude=exclude)))
+
+
+@cli.command()
+@click.option("--suite", type=click.Choice(["landed", "marts", "all"]), default="all", show_default=True)
+def validate(suite: str) -> None:
+    """Run the Great Expectations suites in expectations/ against the warehouse."""
+    from brecha import steps
+
+    click.echo(str(steps.validate(suite)))
+
+
+@cli.command()
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True)
+def train(seed: int) -> None:
+    """Train and compare models on the marts (spatial CV); write ml.* tables and artifacts."""
+    from brecha import steps
+
+    click.echo(str(steps.train(seed=seed)))
+
+
+@cli.command()
+@click.option("--run", "run_id", required=True, help="Run id of a previous `brecha train`.")
+def predict(run_id: str) -> None:
+    """Reload a run's selected model artifact and rescore the current marts."""
+    from brecha import steps
+
+    click.echo(str(steps.predict(run_id)))
+
+
+@cli.command()
+@click.option("--rollback", is_flag=True, help="Restore the previous serving snapshot instead.")
+def publish(rollback: bool) -> None:
+    """Copy the checked warehouse to $BRECHA_HOME/serving/brecha.duckdb atomically (readers use it)."""
+    from brecha import steps
+
+    click.echo(str(steps.rollback() if rollback else steps.publish()))
+
+
+@cli.command()
+@click.option("--input", "input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Folder of real extracts; without it, synthetic extracts are generated.")
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True)
+@click.option("--scale", type=float, default=1.0, show_default=True)
+def run(input_dir: Path | None, seed: int, scale: float) -> None:
+    """The whole pipeline: extract -> ingest -> dbt build -> validate -> train -> dbt build -> publish."""
+    from brecha.pipeline import run_all
+
+    run_all(input_dir=input_dir, seed=seed, scale=scale)
+
+
+@cli.command()
+def docs() -> None:
+    """Generate the dbt docs site (dbt_project/target/index.html)."""
+    from brecha.dbt import docs as _docs
+
+    click.echo(str(_docs()))
+
+
+def main() -> None:
+    from brecha.errors import BrechaError
+
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except BrechaError as err:
+        click.secho(f"error: {err}", fg="red", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Run dbt programmatically (dbtRunner) against dbt_project/ with the profile that points at $BRECHA_HOME."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from brecha.config import DBT_PROJECT_DIR, paths
+from brecha.errors import GateFailed
+
+
+@dataclass
+class DbtSummary:
+    command: str
+    passed: int = 0
+    failed: int = 0
+    warned: int = 0
+    skipped: int = 0
+    models: int = 0
+    tests_passed: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (f"dbt {self.command}: {self.models} models, {self.tests_passed} tests passed, "
+                f"{self.failed} failed, {self.warned} warned, {self.skipped} skipped")
+
+
+def dbt_env() -> dict[str, str]:
+    """Environment dbt needs: BRECHA_HOME (read by profiles.yml) and no telemetry."""
+    home = paths().ensure().home
+    env = {
+        "BRECHA_HOME": str(home),
+        "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+        "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
+        "DBT_TARGET_PATH": str(home / "dbt_target"),  # runtime state stays under $BRECHA_HOME
+        "DBT_LOG_PATH": str(home / "dbt_logs"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+    }
+    os.environ.update(env)
+    return env
+
+
+def invoke(args: list[str]) -> DbtSummary:
+    """Invoke one dbt command in-process and summarise its results; raise GateFailed on any failure."""
+    from dbt.cli.main import dbtRunner
+
+    dbt_env()
+    cli_args = [*args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    res = dbtRunner().invoke(cli_args)
+    summary = DbtSummary(command=args[0])
+    for r in getattr(res.result, "results", None) or []:
+        status = str(r.status).lower()
+        kind = getattr(r.node, "resource_type", "")
+        if kind == "model" and status == "success":
+            summary.models += 1
+        if status in ("success", "pass"):
+            summary.passed += 1
+            if kind in ("test", "unit_test"):
+                summary.tests_passed += 1
+        elif status in ("error", "fail", "runtime error"):
+            summary.failed += 1
+            summary.failures.append(f"{r.node.unique_id}: {r.message}")
+        elif status == "warn":
+            summary.warned += 1
+        elif status == "skipped":
+            summary.skipped += 1
+    if not res.success or summary.failed:
+        detail = "; ".join(summary.failures[:5]) or str(res.exception or "see the dbt log above")
+        raise GateFailed(f"dbt {' '.join(args)} failed: {detail}")
+    return summary
+
+
+def build(select: str | None = None, exclude: str | None = None) -> DbtSummary:
+    args = ["build"]
+    if select:
+        args += ["--select", select]
+    if exclude:
+        args += ["--exclude", exclude]
+    return invoke(args)
+
+
+def docs() -> str:
+    invoke(["docs", "generate"])
+    return str(paths().home / "dbt_target" / "index.html")

@@ -1,0 +1,72 @@
+"""`brecha run`: every step in order, with progress and a closing summary. Exits non-zero on any failure."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from brecha import steps
+from brecha.config import paths
+
+PREDICTION_MARTS = "tag:needs_predictions"
+
+console = Console(stderr=True)
+
+
+def _step(name: str, fn: Callable[[], Any]) -> Any:
+    started = time.perf_counter()
+    with console.status(f"[bold]{name}[/bold] …"):
+        result = fn()
+    console.print(f"[green]✓[/green] {name} ({time.perf_counter() - started:.1f} s): {result}")
+    return result
+
+
+def run_all(input_dir: Path | None = None, seed: int = 42, scale: float = 1.0) -> dict[str, Any]:
+    """Run the whole pipeline; on synthetic extracts unless ``input_dir`` is given."""
+    p = paths().ensure()
+    results: dict[str, Any] = {}
+    if input_dir is None:
+        results["extract"] = _step("extract", lambda: steps.extract(p.extracts, seed=seed, scale=scale))
+        input_dir = p.extracts
+    results["ingest"] = _step("ingest", lambda: steps.ingest(input_dir))
+    results["validate_landed"] = _step("validate landed extracts", lambda: steps.validate("landed"))
+    results["dbt_core"] = _step("dbt build (core marts)", lambda: steps.dbt_build(exclude=PREDICTION_MARTS))
+    results["validate_marts"] = _step("validate marts", lambda: steps.validate("marts"))
+    results["train"] = _step("train", lambda: steps.train(seed=seed))
+    results["dbt_ml"] = _step("dbt build (prediction marts)", lambda: steps.dbt_build(select=PREDICTION_MARTS))
+    results["publish"] = _step("publish", lambda: steps.publish(run_id=getattr(results["train"], "run_id", None)))
+    print_summary(results)
+    return results
+
+
+def print_summary(results: dict[str, Any]) -> None:
+    from brecha.db import session
+
+    ingest = results.get("ingest")
+    if ingest is not None and hasattr(ingest, "per_entity"):
+        t = Table(title="Rows landed and rejected per source")
+        t.add_column("source")
+        t.add_column("files", justify="right")
+        t.add_column("landed", justify="right")
+        t.add_column("rejected", justify="right")
+        for entity, (files, landed, rejected) in sorted(ingest.per_entity().items()):
+            t.add_row(entity, str(files), f"{landed:,}", f"{rejected:,}")
+        console.print(t)
+    tests = sum(getattr(results.get(k), "tests_passed", 0) for k in ("dbt_core", "dbt_ml"))
+    console.print(f"dbt tests passed: {tests}")
+    with session(read_only=False) as con:
+        rows = con.sql(
+            "select national_rank, ubigeo, district, department, round(divide_index, 1) "
+            "from marts.mart_digital_divide_index order by national_rank limit 10"
+        ).fetchall()
+    t = Table(title="The ten districts with the widest digital divide")
+    for col in ("rank", "ubigeo", "district", "department", "divide index"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(*(str(v) for v in r))
+    console.print(t)
