@@ -19,7 +19,7 @@ LINEAGE_COLUMNS: dict[str, str] = {
 }
 
 # Text that means "no value" in these extracts.
-NULL_STRINGS = ("", "NA", "N.A.", "-", "--")
+NULL_STRINGS = ("", "NA", "N.A.", "S.I.", "-", "--")  # S.I. = "sin información" (superficie in ubigeo_distrito.csv)
 
 
 @dataclass(frozen=True)
