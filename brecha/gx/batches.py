@@ -1,0 +1,104 @@
+"""What each suite checks: a DataFrame read from the warehouse (read-only) and the run-time suite parameters.
+
+* ``landed`` suites check the rows of ``raw.<entity>`` that the latest successful batch landed (the rows the
+  dbt staging models read). Parameters: ``previous_rows`` (rows of the same entity in the previous
+  successful batch from the same input folder; none on a first load) and ``reference_districts`` (rows of
+  the district reference in the latest batch). Every column with a ubigeo (``Column.ubigeo`` in
+  brecha/layouts.py) gets a derived ``<column>__ubigeo``: the value left-padded to its published width,
+  first 6 characters (the district ubigeo).
+* ``marts`` suites check the whole mart table. Parameter: ``dim_districts_rows``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from brecha.errors import BrechaError
+from brecha.gx.suites import Suite
+from brecha.layouts import BY_ENTITY, LINEAGE_COLUMNS
+
+_HIDDEN_LINEAGE = [c for c in LINEAGE_COLUMNS if c not in ("_source_file", "_row_number")]
+
+
+@dataclass
+class Batch:
+    suite: Suite
+    frame: pd.DataFrame | None  # None: nothing to check (entity not in the latest batch)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    files: tuple[str, ...] = ()  # source files of the rows (landed gate)
+    note: str = ""
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {f"{s}.{t}" for s, t in con.execute(
+        "select table_schema, table_name from information_schema.tables").fetchall()}
+
+
+def latest_batch(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
+    """(batch_id, input_dir) of the latest successful landing batch."""
+    if "raw._batches" not in _tables(con):
+        raise BrechaError("nothing has been landed in this warehouse (no raw._batches table): run `brecha ingest DIR` first")
+    row = con.execute("select batch_id, input_dir from raw._batches where status = 'ok' "
+                      "order by batch_id desc limit 1").fetchone()
+    if row is None:
+        raise BrechaError("no successful landing batch in raw._batches: run `brecha ingest DIR` and fix its errors first")
+    return int(row[0]), str(row[1])
+
+
+def _batch_rows(con: duckdb.DuckDBPyConnection, entity: str, batch_id: int, select: str = "count(*)") -> str:
+    return (f"select {select} from raw.{entity} where _source_sha256 in "
+            f"(select sha256 from raw._batch_files where batch_id = {batch_id} and entity = '{entity}')")
+
+
+def _previous_rows(con: duckdb.DuckDBPyConnection, entity: str, batch_id: int, input_dir: str) -> int | None:
+    prev = con.execute(
+        "select max(b.batch_id) from raw._batches b join raw._batch_files f using (batch_id) "
+        "where b.status = 'ok' and b.batch_id < ? and b.input_dir = ? and f.entity = ?",
+        [batch_id, input_dir, entity]).fetchone()[0]
+    if prev is None:
+        return None
+    n = con.execute(_batch_rows(con, entity, int(prev))).fetchone()[0]
+    return int(n) or None
+
+
+def landed(con: duckdb.DuckDBPyConnection, suites: list[Suite]) -> list[Batch]:
+    batch_id, input_dir = latest_batch(con)
+    have = _tables(con)
+    reference = None
+    if "raw.inei__districts" in have:
+        reference = con.execute(_batch_rows(con, "inei__districts", batch_id)).fetchone()[0] or None
+    out = []
+    for suite in suites:
+        entity = suite.table
+        if suite.asset not in have:
+            out.append(Batch(suite, None, note=f"{suite.asset} does not exist"))
+            continue
+        layout = BY_ENTITY.get(entity)
+        derived = [
+            f"case when length(trim({c.name}::varchar)) <= {c.ubigeo} "
+            f"then left(lpad(trim({c.name}::varchar), {c.ubigeo}, '0'), 6) else trim({c.name}::varchar) end "
+            f'as "{c.name}__ubigeo"'
+            for c in (layout.columns if layout else ()) if c.ubigeo
+        ]
+        select = ", ".join(["* exclude (" + ", ".join(_HIDDEN_LINEAGE) + ")", *derived])
+        frame = con.execute(_batch_rows(con, entity, batch_id, select) + " order by _source_file, _row_number").df()
+        if frame.empty:
+            out.append(Batch(suite, None, note=f"no file of the latest batch ({batch_id}) landed rows in {suite.asset}"))
+            continue
+        params = {"previous_rows": _previous_rows(con, entity, batch_id, input_dir), "reference_districts": reference}
+        files = tuple(sorted(frame["_source_file"].dropna().unique()))
+        out.append(Batch(suite, frame, params, files))
+    return out
+
+
+def marts(con: duckdb.DuckDBPyConnection, suites: list[Suite]) -> list[Batch]:
+    have = _tables(con)
+    missing = [s.asset for s in suites if s.asset not in have]
+    if missing:
+        raise BrechaError(f"marts gate: table(s) {', '.join(missing)} missing from the warehouse: run `brecha build` first")
+    dim_rows = con.execute("select count(*) from marts.dim_districts").fetchone()[0]
+    return [Batch(s, con.execute(f"select * from {s.asset}").df(), {"dim_districts_rows": dim_rows}) for s in suites]

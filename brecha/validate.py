@@ -1,0 +1,77 @@
+"""`brecha validate`: the Great Expectations gates on landed extracts and on marts.
+
+Suites live as JSON in ``expectations/landed/`` and ``expectations/marts/`` (see ``brecha.gx.suites``).
+Every outcome is appended to ``ops.validation_results`` and to the Data Docs under ``$BRECHA_HOME/gx``;
+any failed expectation raises ``GateFailed`` naming the suite, the expectation and the offending values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from brecha.config import paths
+from brecha.db import session
+from brecha.errors import BrechaError, GateFailed
+from brecha.gx import batches as batches_mod
+from brecha.gx import suites as suites_mod
+from brecha.gx.runner import Check
+
+
+@dataclass
+class ValidationSummary:
+    gates: tuple[str, ...]
+    checks: list[Check] = field(default_factory=list)
+    skipped_suites: list[str] = field(default_factory=list)
+    docs: Path | None = None
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.success is False]
+
+    @property
+    def passed(self) -> int:
+        return sum(c.success is True for c in self.checks)
+
+    def __str__(self) -> str:
+        suites = len({c.suite for c in self.checks})
+        left_out = sum(c.success is None for c in self.checks)
+        return (f"validate {'+'.join(self.gates)}: {suites} suites, {self.passed} expectations passed, "
+                f"{len(self.failed)} failed, {left_out} left out, {len(self.skipped_suites)} suites without data; "
+                f"Data Docs: {self.docs}")
+
+
+def _failure_message(summary: ValidationSummary) -> str:
+    lines = [f"{len(summary.failed)} expectation(s) failed in gate {'+'.join(summary.gates)}:"]
+    for c in summary.failed:
+        where = f" offending values: {'; '.join(c.sample)}" if c.sample else ""
+        lines.append(f"  - suite {c.suite} ({c.asset}): {c.description} observed {c.observed}.{where}"
+                     + (f" Expected because: {c.why}." if c.why else ""))
+    lines.append("Fix the extract (landed gate: the files named above) or the model (marts gate), or adjust the "
+                 f"expectation in expectations/<gate>/<table>.json if it is wrong. Details: {summary.docs}")
+    return "\n".join(lines)
+
+
+def validate(suite: str = "all") -> ValidationSummary:
+    """Run the ``landed`` and/or ``marts`` suites against the warehouse; raise ``GateFailed`` if one fails."""
+    from brecha.gx import record, runner
+
+    gates = suites_mod.GATES if suite == "all" else (suite,)
+    db = paths().db
+    if not db.exists():
+        raise BrechaError(f"no warehouse at {db}: run `brecha ingest DIR` (or `brecha run`) first")
+    loaded = {g: suites_mod.load(g) for g in gates}
+    with session(read_only=True) as con:
+        try:
+            batches = [b for g in gates for b in getattr(batches_mod, g)(con, loaded[g])]
+        except BrechaError as err:
+            raise GateFailed(str(err)) from err
+    run_id = f"validate-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{suite}"
+    summary = ValidationSummary(gates, skipped_suites=[f"{b.suite.name}: {b.note}" for b in batches if b.frame is None])
+    summary.checks = runner.run(batches, run_id)
+    summary.docs = runner.docs_index()
+    record.record(summary.checks)
+    if summary.failed:
+        raise GateFailed(_failure_message(summary))
+    return summary
