@@ -122,6 +122,14 @@ def docs() -> None:
     click.echo(str(_docs()))
 
 
+@cli.command()
+def airflow() -> None:
+    """Start a local Airflow 3 (`airflow standalone`, http://localhost:8080) with the brecha_pipeline DAG."""
+    from brecha.airflow_local import standalone
+
+    standalone()
+
+
 def main() -> None:
     from brecha.errors import BrechaError
 

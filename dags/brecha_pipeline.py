@@ -1,0 +1,123 @@
+"""The brecha pipeline as one Airflow DAG; Cosmos renders the dbt graph as tasks.
+
+extract (no-op when ``input_dir`` is given) → ingest → validate landed → dbt core marts (Cosmos) →
+validate marts → train → dbt prediction marts (Cosmos, ``tag:needs_predictions``) → publish.
+
+Every task calls one function of ``brecha.steps`` (the same ones ``brecha run`` calls). Every task that writes
+the warehouse runs in the one-slot pool ``brecha_warehouse`` (DuckDB has one writer) and ``max_active_runs=1``;
+transient errors (a DuckDB lock) are retried with exponential back-off, user-fixable ones (bad input, a failed
+gate) fail at once. Start it with ``make airflow``; see brecha/airflow_local.py for the environment.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import yaml
+from airflow.sdk import Param, dag, task
+from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+from cosmos.constants import ExecutionMode, LoadMode, TestBehavior
+
+from brecha.airflow_local import POOL, dbt_task_env, run_step
+from brecha.config import DBT_PROJECT_DIR, DEFAULT_SEED, paths
+from brecha.pipeline import PREDICTION_MARTS
+
+DBT_EXECUTABLE = Path(sys.executable).parent / "dbt"
+MANIFEST = paths().home / "dbt_target" / "manifest.json"
+USE_MANIFEST = MANIFEST.exists()  # decided once per parse, so both task groups load the project the same way
+
+RETRIES = {
+    "retries": 3,
+    "retry_delay": timedelta(seconds=5),
+    "retry_exponential_backoff": 2.0,  # 5 s, 10 s, 20 s
+    "max_retry_delay": timedelta(minutes=2),
+}
+
+
+def _profile() -> ProfileConfig:
+    """The committed dbt_project/profiles.yml (its profile and default target), which reads BRECHA_HOME."""
+    profiles = DBT_PROJECT_DIR / "profiles.yml"
+    name = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["profile"]
+    target = yaml.safe_load(profiles.read_text())[name]["target"]
+    return ProfileConfig(profile_name=name, target_name=target, profiles_yml_filepath=profiles)
+
+
+def _dbt_group(group_id: str, *, select: list[str] | None = None, exclude: list[str] | None = None) -> DbtTaskGroup:
+    return DbtTaskGroup(
+        group_id=group_id,
+        project_config=ProjectConfig(
+            dbt_project_path=DBT_PROJECT_DIR,
+            manifest_path=MANIFEST if USE_MANIFEST else None,
+            install_dbt_deps=False,  # dbt's package hub is unreachable here; the project has no packages
+            env_vars=dbt_task_env(),  # dbt ls and every dbt task: BRECHA_HOME, DBT_TARGET_PATH, ...
+        ),
+        profile_config=_profile(),
+        execution_config=ExecutionConfig(execution_mode=ExecutionMode.LOCAL, dbt_executable_path=DBT_EXECUTABLE),
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_MANIFEST if USE_MANIFEST else LoadMode.DBT_LS,
+            select=select or [],
+            exclude=exclude or [],
+            test_behavior=TestBehavior.AFTER_EACH,  # a failed test stops the models that depend on it
+        ),
+        operator_args={"pool": POOL, "append_env": True, "install_deps": False, **RETRIES},
+    )
+
+
+@dag(
+    dag_id="brecha_pipeline",
+    schedule=None,
+    catchup=False,
+    max_active_runs=1,
+    default_args={"pool": POOL, **RETRIES},
+    params={
+        "input_dir": Param("", type="string", description="Folder of real extracts; empty: generate synthetic ones"),
+        "seed": Param(DEFAULT_SEED, type="integer", description="Random seed (synthetic extracts and models)"),
+        "scale": Param(1.0, type="number", exclusiveMinimum=0, description="Size of the large synthetic tables"),
+    },
+    tags=["brecha"],
+    doc_md=__doc__,
+)
+def brecha_pipeline() -> None:
+    from brecha import steps
+
+    @task
+    def extract(params: dict | None = None) -> str:
+        """The folder to ingest: ``input_dir`` as given, else freshly generated synthetic extracts."""
+        if params["input_dir"]:
+            return str(params["input_dir"])
+        run_step(steps.extract, paths().ensure().extracts, seed=int(params["seed"]), scale=float(params["scale"]))
+        return str(paths().extracts)
+
+    @task
+    def ingest(input_dir: str) -> str:
+        return str(run_step(steps.ingest, Path(input_dir)))
+
+    @task
+    def validate_landed() -> str:
+        return str(run_step(steps.validate, "landed"))
+
+    @task
+    def validate_marts() -> str:
+        return str(run_step(steps.validate, "marts"))
+
+    @task
+    def train(params: dict | None = None) -> str | None:
+        """Train and compare the models; the run id is the XCom (publish records it)."""
+        return getattr(run_step(steps.train, seed=int(params["seed"])), "run_id", None)
+
+    @task
+    def publish(run_id: str | None) -> str:
+        return str(run_step(steps.publish, run_id=run_id))
+
+    core = _dbt_group("dbt_core", exclude=[PREDICTION_MARTS])
+    with_predictions = _dbt_group("dbt_predictions", select=[PREDICTION_MARTS])
+    landed = validate_landed()
+    ingest(extract()) >> landed >> core
+    trained = train()
+    core >> validate_marts() >> trained >> with_predictions
+    with_predictions >> publish(trained)
+
+
+brecha_pipeline()
