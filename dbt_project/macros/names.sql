@@ -1,0 +1,27 @@
+{#- Canonical form of a place name for matching: no accents, upper case, single spaces, no punctuation. -#}
+{% macro name_key(expr) -%}
+    nullif(trim(regexp_replace(upper(strip_accents(trim({{ expr }}))), '[^A-Z0-9]+', ' ', 'g')), '')
+{%- endmacro %}
+
+{#- A ubigeo as 6-char text with leading zeros. `width` > 6 pads to that width first and keeps the first
+    6 digits (UBIGEO_CCPP is a 10-digit populated-centre code whose first 6 digits are the district). -#}
+{% macro to_ubigeo(expr, width=6) -%}
+    {%- if width == 6 -%}
+        lpad(trim({{ expr }}::varchar), 6, '0')
+    {%- else -%}
+        left(lpad(trim({{ expr }}::varchar), {{ width }}, '0'), 6)
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Share in percent (0..100) of the weighted mean of a 0/1 column, nulls excluded. -#}
+{% macro weighted_pct(flag, weight) -%}
+    100.0 * sum({{ weight }} * {{ flag }}) / nullif(sum(case when {{ flag }} is not null then {{ weight }} end), 0)
+{%- endmacro %}
+
+{#- Percentile rank (0..100) of a non-null value among the non-null values of the column; null stays null. -#}
+{% macro percentile_score(expr) -%}
+    case
+        when ({{ expr }}) is not null
+            then 100.0 * percent_rank() over (partition by ({{ expr }}) is null order by {{ expr }})
+    end
+{%- endmacro %}

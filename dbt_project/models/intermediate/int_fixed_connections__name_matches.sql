@@ -1,0 +1,193 @@
+{#-
+  Matches the place names of the PUNKU fixed-connections file to ubigeo, level by level:
+  department among the reference departments, province within the matched department, district
+  within the matched province. At each level the candidate with the highest Jaro-Winkler similarity
+  of the name keys (no accents, upper case, single spaces) wins; ties go to the lowest code. A name is
+  matched when every level reaches var('name_match_threshold').
+-#}
+{%- set threshold = var('name_match_threshold') -%}
+
+with
+
+published_names as (
+    select distinct
+        department,
+        province,
+        district,
+        department_key,
+        province_key,
+        district_key
+    from {{ ref('stg_osiptel__fixed_connections') }}
+),
+
+reference_districts as (
+    select
+        ubigeo,
+        department_code,
+        province_code,
+        department,
+        province,
+        district,
+        department_key,
+        province_key,
+        district_key
+    from {{ ref('stg_inei__districts') }}
+),
+
+reference_departments as (
+    select
+        department_code,
+        min(department) as department,
+        min(department_key) as department_key
+    from reference_districts
+    group by department_code
+),
+
+reference_provinces as (
+    select
+        province_code,
+        min(department_code) as department_code,
+        min(province) as province,
+        min(province_key) as province_key
+    from reference_districts
+    group by province_code
+),
+
+department_candidates as (
+    select
+        names.department_key,
+        deps.department_code,
+        deps.department as candidate_department,
+        jaro_winkler_similarity(names.department_key, deps.department_key) as department_score,
+        row_number() over (
+            partition by names.department_key
+            order by jaro_winkler_similarity(names.department_key, deps.department_key) desc, deps.department_code
+        ) as candidate_rank
+    from (select distinct department_key from published_names) as names
+    cross join reference_departments as deps
+),
+
+department_matches as (
+    select * from department_candidates where candidate_rank = 1
+),
+
+province_candidates as (
+    select
+        names.department_key,
+        names.province_key,
+        provs.province_code,
+        provs.province as candidate_province,
+        jaro_winkler_similarity(names.province_key, provs.province_key) as province_score,
+        row_number() over (
+            partition by names.department_key, names.province_key
+            order by jaro_winkler_similarity(names.province_key, provs.province_key) desc, provs.province_code
+        ) as candidate_rank
+    from (select distinct department_key, province_key from published_names) as names
+    inner join department_matches
+        on names.department_key = department_matches.department_key
+    inner join reference_provinces as provs
+        on department_matches.department_code = provs.department_code
+),
+
+province_matches as (
+    select * from province_candidates where candidate_rank = 1
+),
+
+district_candidates as (
+    select
+        names.department_key,
+        names.province_key,
+        names.district_key,
+        dists.ubigeo,
+        dists.district as candidate_district,
+        jaro_winkler_similarity(names.district_key, dists.district_key) as district_score,
+        row_number() over (
+            partition by names.department_key, names.province_key, names.district_key
+            order by jaro_winkler_similarity(names.district_key, dists.district_key) desc, dists.ubigeo
+        ) as candidate_rank
+    from (select distinct department_key, province_key, district_key from published_names) as names
+    inner join province_matches
+        on
+            names.department_key = province_matches.department_key
+            and names.province_key = province_matches.province_key
+    inner join reference_districts as dists
+        on province_matches.province_code = dists.province_code
+),
+
+district_matches as (
+    select * from district_candidates where candidate_rank = 1
+),
+
+scored as (
+    select
+        published_names.department,
+        published_names.province,
+        published_names.district,
+        published_names.department_key,
+        published_names.province_key,
+        published_names.district_key,
+        department_matches.department_code as candidate_department_code,
+        department_matches.candidate_department,
+        department_matches.department_score,
+        province_matches.province_code as candidate_province_code,
+        province_matches.candidate_province,
+        province_matches.province_score,
+        district_matches.ubigeo as candidate_ubigeo,
+        district_matches.candidate_district,
+        district_matches.district_score
+    from published_names
+    left join department_matches
+        on published_names.department_key = department_matches.department_key
+    left join province_matches
+        on
+            published_names.department_key = province_matches.department_key
+            and published_names.province_key = province_matches.province_key
+    left join district_matches
+        on
+            published_names.department_key = district_matches.department_key
+            and published_names.province_key = district_matches.province_key
+            and published_names.district_key = district_matches.district_key
+),
+
+final as (
+    select
+        *,
+        least(department_score, province_score, district_score) as match_score,
+        coalesce(
+            department_score >= {{ threshold }}
+            and province_score >= {{ threshold }}
+            and district_score >= {{ threshold }},
+            false
+        ) as is_matched,
+        case
+            when coalesce(department_score, 0) < {{ threshold }} then 'department'
+            when coalesce(province_score, 0) < {{ threshold }} then 'province'
+            when coalesce(district_score, 0) < {{ threshold }} then 'district'
+        end as failed_level
+    from scored
+)
+
+select
+    department,
+    province,
+    district,
+    department_key,
+    province_key,
+    district_key,
+    case when is_matched then candidate_ubigeo end as ubigeo,
+    is_matched,
+    case
+        when not is_matched then 'unmatched'
+        when department_score = 1 and province_score = 1 and district_score = 1 then 'exact'
+        else 'fuzzy'
+    end as match_method,
+    match_score,
+    failed_level,
+    candidate_ubigeo,
+    candidate_department,
+    candidate_province,
+    candidate_district,
+    department_score,
+    province_score,
+    district_score
+from final

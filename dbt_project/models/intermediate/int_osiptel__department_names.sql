@@ -1,0 +1,98 @@
+{#-
+  Every department name published in the OSIPTEL department tables (lines, line share, teledensity,
+  internet booths) mapped to an INEI department code. Pseudo-departments are recognised by their name
+  key first ('Lima y Callao' = Lima + Callao before 2013, 'Sin LAC' = lines without a location area
+  code, 'Total Perú' = national total); every other name takes the reference department with the
+  highest Jaro-Winkler similarity of the name keys, when it reaches var('name_match_threshold').
+-#}
+{%- set threshold = var('name_match_threshold') -%}
+
+with
+
+published_names as (
+    select department, department_key from {{ ref('stg_osiptel__mobile_lines') }}
+    union all
+    select department, department_key from {{ ref('stg_osiptel__mobile_line_share') }}
+    union all
+    select department, department_key from {{ ref('stg_osiptel__mobile_teledensity') }}
+    union all
+    select department, department_key from {{ ref('stg_osiptel__internet_booths') }}
+),
+
+distinct_names as (
+    select
+        department_key,
+        min(department) as published_example
+    from published_names
+    where department_key is not null
+    group by department_key
+),
+
+pseudo_departments as (
+    select * from (
+        values
+        ('LIMA Y CALLAO', 'aggregate', ['07', '15']),
+        ('SIN LAC', 'unassigned', []::varchar []),
+        ('TOTAL PERU', 'national_total', []::varchar [])
+    ) as pseudo (department_key, department_kind, member_department_codes)
+),
+
+reference_departments as (
+    select
+        department_code,
+        min(department) as department,
+        min(department_key) as department_key
+    from {{ ref('stg_inei__districts') }}
+    group by department_code
+),
+
+candidates as (
+    select
+        distinct_names.department_key,
+        reference_departments.department_code,
+        reference_departments.department as candidate_department,
+        jaro_winkler_similarity(distinct_names.department_key, reference_departments.department_key) as match_score,
+        row_number() over (
+            partition by distinct_names.department_key
+            order by
+                jaro_winkler_similarity(
+                    distinct_names.department_key, reference_departments.department_key
+                ) desc,
+                reference_departments.department_code
+        ) as candidate_rank
+    from distinct_names
+    cross join reference_departments
+),
+
+best as (
+    select * from candidates where candidate_rank = 1
+),
+
+final as (
+    select
+        distinct_names.department_key,
+        distinct_names.published_example,
+        case
+            when pseudo_departments.department_key is not null then null
+            when best.match_score >= {{ threshold }} then best.department_code
+        end as department_code,
+        case
+            when pseudo_departments.department_key is not null then pseudo_departments.department_kind
+            when best.match_score >= {{ threshold }} then 'department'
+            else 'unmatched'
+        end as department_kind,
+        case
+            when pseudo_departments.department_key is not null then pseudo_departments.member_department_codes
+            when best.match_score >= {{ threshold }} then [best.department_code]
+            else []::varchar []
+        end as member_department_codes,
+        best.candidate_department,
+        best.match_score
+    from distinct_names
+    left join pseudo_departments
+        on distinct_names.department_key = pseudo_departments.department_key
+    left join best
+        on distinct_names.department_key = best.department_key
+)
+
+select * from final

@@ -1,0 +1,46 @@
+with
+
+reference as (
+    select * from {{ ref('stg_inei__districts') }}
+    where is_complete
+),
+
+census as (
+    select * from {{ ref('stg_inei__census_indicators') }}
+),
+
+boundaries as (
+    select
+        ubigeo,
+        bool_or(has_geometry) as has_geometry
+    from {{ ref('stg_geo__district_boundaries') }}
+    group by ubigeo
+),
+
+final as (
+    select
+        reference.ubigeo::varchar as ubigeo,
+        reference.district::varchar as district,
+        reference.province::varchar as province,
+        reference.department::varchar as department,
+        reference.department_code::varchar as department_code,
+        reference.province_code::varchar as province_code,
+        reference.capital::varchar as capital,
+        reference.macro_region::varchar as macro_region,
+        reference.latitude::double as latitude,
+        reference.longitude::double as longitude,
+        reference.altitude_m::double as altitude_m,
+        reference.area_km2::double as area_km2,
+        coalesce(census.population::double, reference.density_2020_per_km2 * reference.area_km2)::double
+            as population,
+        (
+            coalesce(census.population::double, reference.density_2020_per_km2 * reference.area_km2)
+            / nullif(reference.area_km2, 0)
+        )::double as density_per_km2,
+        coalesce(boundaries.has_geometry, false)::boolean as has_boundary
+    from reference
+    left join census on reference.ubigeo = census.ubigeo
+    left join boundaries on reference.ubigeo = boundaries.ubigeo
+)
+
+select * from final

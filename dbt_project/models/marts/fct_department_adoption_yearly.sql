@@ -1,0 +1,34 @@
+with
+
+estimates as (
+    select * from {{ ref('int_enaho__department_year') }}
+),
+
+departments as (
+    select
+        department_code,
+        min(department) as department
+    from {{ ref('stg_inei__districts') }}
+    group by department_code
+),
+
+final as (
+    select
+        estimates.department_code::varchar as department_code,
+        departments.department::varchar as department,
+        estimates.survey_year::integer as year,
+        estimates.households_sampled::bigint as households_sampled,
+        estimates.households_weighted::double as households_weighted,
+        estimates.internet_pct::double as internet_pct,
+        estimates.internet_se::double as internet_se,
+        estimates.mobile_pct::double as mobile_pct,
+        estimates.mobile_se::double as mobile_se,
+        estimates.fixed_phone_pct::double as fixed_phone_pct,
+        estimates.fixed_phone_se::double as fixed_phone_se,
+        estimates.cable_tv_pct::double as cable_tv_pct,
+        estimates.cable_tv_se::double as cable_tv_se
+    from estimates
+    left join departments on estimates.department_code = departments.department_code
+)
+
+select * from final

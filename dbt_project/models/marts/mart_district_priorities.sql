@@ -1,0 +1,88 @@
+{{ config(tags=['needs_predictions']) }}
+
+with
+
+runs as (
+    select * from {{ source('ml', 'model_runs') }}
+),
+
+latest_run as (
+    select run_id
+    from runs
+    where run_id in (select distinct run_id from {{ source('ml', 'district_predictions') }})
+    order by run_at desc, run_id desc
+    limit 1
+),
+
+predictions as (
+    select
+        predictions.*,
+        coalesce(runs.selected, false) as is_selected_model
+    from {{ source('ml', 'district_predictions') }} as predictions
+    inner join latest_run on predictions.run_id = latest_run.run_id
+    left join runs
+        on
+            predictions.run_id = runs.run_id
+            and predictions.model_name = runs.model_name
+    -- one model per district: the run's selected model (then the first by name)
+    qualify row_number() over (
+        partition by predictions.ubigeo
+        order by coalesce(runs.selected, false) desc, predictions.model_name
+    ) = 1
+),
+
+segments as (
+    select
+        segments.ubigeo,
+        segments.segment_id,
+        coalesce(segments.segment_label, profiles.segment_label) as segment_label
+    from {{ source('ml', 'district_segments') }} as segments
+    inner join latest_run on segments.run_id = latest_run.run_id
+    left join {{ source('ml', 'segment_profiles') }} as profiles
+        on
+            segments.run_id = profiles.run_id
+            and segments.segment_id = profiles.segment_id
+),
+
+districts as (
+    select * from {{ ref('dim_districts') }}
+),
+
+connectivity as (
+    select * from {{ ref('fct_district_connectivity') }}
+),
+
+divide as (
+    select * from {{ ref('mart_digital_divide_index') }}
+),
+
+final as (
+    select
+        predictions.run_id::varchar as run_id,
+        districts.ubigeo::varchar as ubigeo,
+        districts.district::varchar as district,
+        districts.province::varchar as province,
+        districts.department::varchar as department,
+        districts.department_code::varchar as department_code,
+        districts.latitude::double as latitude,
+        districts.longitude::double as longitude,
+        districts.population::double as population,
+        connectivity.internet_pct::double as internet_pct,
+        divide.divide_index::double as divide_index,
+        divide.national_rank::integer as national_rank,
+        predictions.predicted_internet_pct::double as predicted_internet_pct,
+        predictions.lower_90::double as lower_90,
+        predictions.upper_90::double as upper_90,
+        predictions.gap_pp::double as gap_pp,
+        predictions.priority_rank::integer as priority_rank,
+        segments.segment_id::integer as segment_id,
+        segments.segment_label::varchar as segment_label,
+        predictions.model_name::varchar as model_name
+    from predictions
+    inner join districts on predictions.ubigeo = districts.ubigeo
+    left join connectivity on districts.ubigeo = connectivity.ubigeo
+    left join divide on districts.ubigeo = divide.ubigeo
+    left join segments on districts.ubigeo = segments.ubigeo
+)
+
+select * from final
