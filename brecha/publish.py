@@ -31,6 +31,7 @@ import duckdb
 from brecha.config import paths
 from brecha.db import connect
 from brecha.errors import BrechaError
+from brecha.gx.record import DDL as VALIDATION_DDL
 
 KEEP_SNAPSHOTS = 3
 # The plugin's embedded DuckDB (1.4.x) reads this storage format; newer formats it would refuse.
@@ -94,8 +95,8 @@ def publish(run_id: str | None = None) -> PublishResult:
         _remove_stale_tmp(p.serving)
         src = con.sql("SELECT current_database()").fetchone()[0]
         _check_publishable(con, src)
-        con.execute("CREATE SCHEMA IF NOT EXISTS ops")
-        con.execute(SNAPSHOTS_DDL)
+        for ddl in (*VALIDATION_DDL, SNAPSHOTS_DDL):  # readers' tables exist even before the first validation
+            con.execute(ddl)
         run_id = run_id or _latest_run_id(con, src)
         batch_id = _latest_batch(con, src)[0]
         now = datetime.now(UTC).replace(tzinfo=None)

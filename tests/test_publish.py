@@ -1,0 +1,255 @@
+"""`brecha publish`: atomic swap, snapshots, rollback, refusals, readers never blocked, kill safety."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from brecha import publish as pub
+from brecha.config import paths
+from brecha.errors import BrechaError
+from brecha.layouts import BOOKKEEPING_DDL
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_warehouse(db: Path, *, districts: int = 30, batch_status: str = "ok", with_marts: bool = True) -> None:
+    """A small warehouse shaped like the contract: bookkeeping, a raw bulk table, marts, ml."""
+    with duckdb.connect(str(db)) as con:
+        for ddl in BOOKKEEPING_DDL:
+            con.execute(ddl)
+        con.execute("CREATE TABLE IF NOT EXISTS raw.inei__districts AS SELECT range AS id FROM range(500)")
+        batch = con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM raw._batches").fetchone()[0]
+        con.execute("INSERT INTO raw._batches VALUES (?, now()::TIMESTAMP, now()::TIMESTAMP, '/in', ?)", [batch, batch_status])
+        con.execute("INSERT INTO raw._batch_files VALUES (?, 'inei__districts', 'd.csv', 'abc', 10, 500, 2, true, 'a/abc')", [batch])
+        con.execute("""INSERT INTO raw._rejects VALUES ('d.csv', 'abc', now()::TIMESTAMP, 7, 'inei__districts', 'ubigeo',
+                       '999999', 'unknown ubigeo', '{}'), ('d.csv', 'abc', now()::TIMESTAMP, 9, 'inei__districts',
+                       'ubigeo', '999998', 'unknown ubigeo', '{}')""")
+        if with_marts:
+            con.execute("CREATE SCHEMA IF NOT EXISTS marts")
+            con.execute("CREATE SCHEMA IF NOT EXISTS staging")
+            con.execute(f"""CREATE OR REPLACE TABLE marts.dim_districts AS
+                SELECT lpad((10101 + range)::VARCHAR, 6, '0') AS ubigeo, 'D' || range AS district,
+                       -9.0 - range / 100 AS latitude, -75.0 AS longitude FROM range({districts})""")
+            con.execute("CREATE OR REPLACE TABLE marts.fct_district_connectivity AS SELECT ubigeo, 10.0 AS internet_pct FROM marts.dim_districts")
+            con.execute("""CREATE OR REPLACE TABLE marts.mart_digital_divide_index AS
+                SELECT ubigeo, 50.0 AS divide_index, row_number() OVER () AS national_rank FROM marts.dim_districts""")
+            con.execute("CREATE OR REPLACE VIEW marts.v_ranked AS SELECT * FROM marts.mart_digital_divide_index")
+            con.execute("CREATE OR REPLACE VIEW staging.stg_x AS SELECT 1 AS x")
+            con.execute("CREATE SCHEMA IF NOT EXISTS ml")
+            con.execute("""CREATE OR REPLACE TABLE ml.model_runs AS SELECT * FROM (VALUES
+                ('run-a', TIMESTAMP '2024-01-01 00:00:00', 'ridge', true),
+                ('run-b', TIMESTAMP '2024-02-01 00:00:00', 'ridge', true)) AS t(run_id, run_at, model_name, selected)""")
+
+
+def count(db: Path, table: str) -> int:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def count_elsewhere(db: Path, table: str) -> int:
+    """Count from another process, as Grafana does (within one process DuckDB reuses an open file's instance)."""
+    code = f"import duckdb; print(duckdb.connect({str(db)!r}, read_only=True).execute('SELECT count(*) FROM {table}').fetchone()[0])"
+    return int(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
+
+
+@pytest.fixture
+def home(brecha_home: Path) -> Path:
+    make_warehouse(paths().db)
+    return brecha_home
+
+
+def test_publish_copies_reader_tables_only_and_records_itself(home: Path) -> None:
+    result = pub.publish()
+    p = paths()
+    assert result.serving_db == p.serving_db and p.serving_db.exists()
+    with duckdb.connect(str(p.serving_db), read_only=True) as con:
+        tables = {f"{s}.{t}" for s, t in con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables()").fetchall()}
+        assert {"marts.dim_districts", "marts.fct_district_connectivity", "marts.mart_digital_divide_index",
+                "marts.v_ranked", "ml.model_runs", "raw._batches", "raw._batch_files", "ops.snapshots",
+                "ops.rejects_summary", "ops.validation_results"} <= tables
+        assert "raw.inei__districts" not in tables and "raw._rejects" not in tables
+        assert not any(t.startswith("staging.") for t in tables)
+        assert con.execute("SELECT count(*) FROM duckdb_views() WHERE NOT internal").fetchone()[0] == 0
+        inner = con.execute("SELECT snapshot_id, run_id, batch_id, row_counts::VARCHAR FROM ops.snapshots").fetchall()
+        reasons = con.execute("SELECT reason, rows_rejected FROM ops.rejects_summary").fetchall()
+    assert reasons == [("unknown ubigeo", 2)]
+    assert len(inner) == 1 and inner[0][:3] == (result.snapshot_id, "run-b", 1)  # latest run by run_at
+    assert '"marts.dim_districts": 30' in inner[0][3]
+    assert result.row_counts["marts.dim_districts"] == count(p.db, "marts.dim_districts") == 30
+    with duckdb.connect(str(p.db), read_only=True) as con:
+        logged = con.execute("SELECT snapshot_id, action, sha256, size_bytes FROM ops.snapshots").fetchall()
+    assert logged == [(result.snapshot_id, "publish", pub.sha256_of(p.serving_db), p.serving_db.stat().st_size)]
+    assert result.snapshot.exists() and pub.sha256_of(result.snapshot) == result.sha256
+    assert not (p.serving_db.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    assert [f.name for f in p.serving.iterdir() if f.name.endswith(pub.TMP_SUFFIX)] == []
+
+
+def test_reader_connection_is_read_only_and_never_blocks_publish(home: Path) -> None:
+    pub.publish()
+    p = paths()
+    reader = duckdb.connect(str(p.serving_db), read_only=True)
+    try:
+        with pytest.raises(duckdb.Error):
+            reader.execute("CREATE TABLE marts.hack AS SELECT 1")
+        with pytest.raises(duckdb.Error):
+            reader.execute("DELETE FROM marts.dim_districts")
+        make_warehouse(p.db, districts=45)  # the warehouse changes; the reader stays open
+        pub.publish()
+        # the open reader keeps its (old) file; a new reader in another process sees the new one
+        assert reader.execute("SELECT count(*) FROM marts.dim_districts").fetchone()[0] == 30
+        assert count_elsewhere(p.serving_db, "marts.dim_districts") == 45
+    finally:
+        reader.close()
+
+
+def test_refuses_without_marts_and_leaves_serving_copy_untouched(home: Path) -> None:
+    pub.publish()
+    p = paths()
+    before = pub.sha256_of(p.serving_db)
+    with duckdb.connect(str(p.db)) as con:
+        con.execute("DROP VIEW marts.v_ranked")
+        con.execute("DROP TABLE marts.mart_digital_divide_index")
+    with pytest.raises(BrechaError, match=r"lacks marts\.mart_digital_divide_index.*brecha build"):
+        pub.publish()
+    assert pub.sha256_of(p.serving_db) == before
+    assert len(pub.list_snapshots()) == 1
+
+
+def test_refuses_when_latest_batch_failed(home: Path) -> None:
+    pub.publish()
+    p = paths()
+    before = pub.sha256_of(p.serving_db)
+    make_warehouse(p.db, batch_status="failed")
+    with pytest.raises(BrechaError, match=r"batch 2 .* status 'failed'"):
+        pub.publish()
+    assert pub.sha256_of(p.serving_db) == before
+
+
+def test_refuses_an_empty_home(brecha_home: Path) -> None:
+    with pytest.raises(BrechaError, match="no warehouse"):
+        pub.publish()
+    assert not paths().serving_db.exists()
+
+
+def test_copy_step_raising_leaves_old_copy_whole(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pub.publish()
+    p = paths()
+    before = pub.sha256_of(p.serving_db)
+    real = pub.build_serving_file
+
+    def broken(con, src, target, snapshot_row=None):
+        real(con, src, target, snapshot_row)
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(pub, "build_serving_file", broken)
+    make_warehouse(p.db, districts=50)
+    with pytest.raises(OSError, match="simulated"):
+        pub.publish()
+    assert pub.sha256_of(p.serving_db) == before
+    assert count(p.serving_db, "marts.dim_districts") == 30
+    assert [f.name for f in p.serving.iterdir() if pub.TMP_SUFFIX in f.name] == []
+
+
+KILLED_PUBLISH = textwrap.dedent("""
+    import sys, time
+    from brecha import publish as pub
+
+    real = pub.build_serving_file
+
+    class SlowCon:
+        '''Delegates to the warehouse connection; stalls after the first table has been copied.'''
+        def __init__(self, con):
+            self.con, self.tables = con, 0
+        def execute(self, sql, *args):
+            if sql.startswith("CREATE TABLE serving."):
+                self.tables += 1
+                if self.tables == 2:
+                    print("MIDWAY", flush=True)
+                    time.sleep(120)
+            return self.con.execute(sql, *args)
+        def __getattr__(self, name):
+            return getattr(self.con, name)
+
+    pub.build_serving_file = lambda con, src, target, snapshot_row=None: real(SlowCon(con), src, target, snapshot_row)
+    pub.publish()
+""")
+
+
+def test_publish_killed_midway_leaves_old_copy_whole(home: Path) -> None:
+    pub.publish()
+    p = paths()
+    before = pub.sha256_of(p.serving_db)
+    make_warehouse(p.db, districts=60)
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_PUBLISH], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "BRECHA_HOME": str(home)}, cwd=REPO)
+    try:
+        assert proc.stdout.readline().strip() == "MIDWAY"
+        leftovers = [f for f in p.serving.iterdir() if pub.TMP_SUFFIX in f.name]
+        assert leftovers, "the killed publish should have been writing a temporary file"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert pub.sha256_of(p.serving_db) == before
+    assert count(p.serving_db, "marts.dim_districts") == 30
+    result = pub.publish()  # the next publish works and sweeps the leftover
+    assert result.row_counts["marts.dim_districts"] == 60
+    assert [f.name for f in p.serving.iterdir() if pub.TMP_SUFFIX in f.name] == []
+
+
+def test_rollback_restores_previous_snapshot(home: Path) -> None:
+    p = paths()
+    first = pub.publish()
+    make_warehouse(p.db, districts=40)
+    second = pub.publish()
+    assert count(p.serving_db, "marts.dim_districts") == 40
+    reader = duckdb.connect(str(p.serving_db), read_only=True)  # readers don't block a rollback either
+    try:
+        back = pub.rollback()
+        assert count_elsewhere(p.serving_db, "marts.dim_districts") == 30
+    finally:
+        reader.close()
+    assert back.action == "rollback" and back.snapshot_id == first.snapshot_id
+    assert pub.sha256_of(p.serving_db) == first.sha256 != second.sha256
+    assert count(p.serving_db, "marts.dim_districts") == 30
+    with duckdb.connect(str(p.db), read_only=True) as con:
+        actions = con.execute("SELECT action, snapshot_id FROM ops.snapshots ORDER BY published_at").fetchall()
+    assert actions == [("publish", first.snapshot_id), ("publish", second.snapshot_id), ("rollback", first.snapshot_id)]
+    with pytest.raises(BrechaError, match="oldest kept snapshot"):
+        pub.rollback()
+    assert pub.sha256_of(p.serving_db) == first.sha256
+
+
+def test_keeps_the_newest_snapshots_only(home: Path) -> None:
+    ids = [pub.publish().snapshot_id for _ in range(pub.KEEP_SNAPSHOTS + 2)]
+    kept = [m["snapshot_id"] for m in pub.list_snapshots()]
+    assert kept == ids[-pub.KEEP_SNAPSHOTS:]
+    assert len(list((paths().serving / "snapshots").glob("*.duckdb"))) == pub.KEEP_SNAPSHOTS
+
+
+def test_cli_publish_and_rollback(home: Path) -> None:
+    from brecha.cli import cli
+
+    runner = CliRunner()
+    out = runner.invoke(cli, ["publish"])
+    assert out.exit_code == 0, out.output
+    assert "published snapshot" in out.output and "marts.dim_districts 30" in out.output
+    make_warehouse(paths().db, districts=31)
+    assert runner.invoke(cli, ["publish"]).exit_code == 0
+    out = runner.invoke(cli, ["publish", "--rollback"])
+    assert out.exit_code == 0, out.output
+    assert "rolled back to snapshot" in out.output
+    assert count(paths().serving_db, "marts.dim_districts") == 30
