@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from brecha.config import DAGS_DIR, paths
+from brecha.errors import BrechaError
 
 POOL = "brecha_warehouse"  # every task that writes the warehouse runs in this one-slot pool
 POOL_DESCRIPTION = "DuckDB allows one writer: tasks that write the warehouse take turns"
@@ -55,8 +56,6 @@ def run_step(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call one ``brecha.steps`` function for an Airflow task and return its result."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from brecha.errors import BrechaError
-
     try:
         return fn(*args, **kwargs)
     except BrechaError as err:  # the input or a gate is wrong: retrying cannot help
@@ -64,7 +63,10 @@ def run_step(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def _airflow(args: list[str], env: dict[str, str]) -> None:
-    subprocess.run([str(BIN / "airflow"), *args], env={**os.environ, **env}, check=True)
+    proc = subprocess.run([str(BIN / "airflow"), *args], env={**os.environ, **env}, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BrechaError(f"`airflow {' '.join(args)}` failed (AIRFLOW_HOME={env['AIRFLOW_HOME']}):\n"
+                          f"{(proc.stdout + proc.stderr)[-2000:]}")
 
 
 def prepare(env: dict[str, str] | None = None) -> dict[str, str]:

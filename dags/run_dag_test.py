@@ -21,8 +21,8 @@ def main(conf: dict) -> dict[str, str]:
     if bag.import_errors:
         raise SystemExit(f"DAG import errors: {bag.import_errors}")
     run = bag.get_dag("brecha_pipeline").test(run_conf=conf)
-    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-    return {"dag_run_state": str(run.state), "tasks": states}
+    states = {ti.task_id: getattr(ti.state, "value", ti.state) for ti in run.get_task_instances()}
+    return {"dag_run_state": getattr(run.state, "value", run.state), "tasks": states}
 
 
 if __name__ == "__main__":

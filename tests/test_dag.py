@@ -1,0 +1,146 @@
+"""The Airflow DAG: it parses without errors, renders the dbt models as Cosmos tasks in the right order and pool,
+runs green end to end with ``dag.test()`` on the synthetic default, and stops at the landed gate on a bad extract.
+
+Each Airflow run happens in a subprocess with its own AIRFLOW_HOME and BRECHA_HOME (brecha.airflow_local)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from brecha.airflow_local import POOL, airflow_env, prepare
+from brecha.config import DAGS_DIR, DBT_PROJECT_DIR
+
+DAG_TEST_TIMEOUT = 1800
+
+INSPECT = r"""
+import json, time
+started = time.perf_counter()
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=%r)
+seconds = time.perf_counter() - started
+dag = bag.get_dag("brecha_pipeline")
+tasks = {t.task_id: {"pool": t.pool, "retries": t.retries, "backoff": t.retry_exponential_backoff,
+                     "upstream": sorted(x.task_id for x in t.get_flat_relatives(upstream=True))} for t in dag.tasks}
+print("BRECHA_DAGBAG " + json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dag_ids": bag.dag_ids,
+      "seconds": seconds, "max_active_runs": dag.max_active_runs, "params": sorted(dag.params), "tasks": tasks}))
+"""
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = airflow_env(home)
+    prepare(env)
+    return {**os.environ, **env}
+
+
+def _tagged(line_tag: str, stdout: str) -> dict:
+    lines = [ln for ln in stdout.splitlines() if ln.startswith(line_tag + " ")]
+    assert lines, f"no {line_tag} line in the output:\n{stdout[-3000:]}"
+    return json.loads(lines[-1][len(line_tag) + 1:])
+
+
+def _dag_test(home: Path, conf: dict) -> tuple[dict, float]:
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(DAGS_DIR / "run_dag_test.py"), json.dumps(conf)], env=_env(home),
+                          capture_output=True, text=True, timeout=DAG_TEST_TIMEOUT)
+    seconds = time.perf_counter() - started
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return _tagged("BRECHA_DAG_TEST", proc.stdout), seconds
+
+
+@pytest.fixture(scope="module")
+def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    home = tmp_path_factory.mktemp("dag_parse")
+    proc = subprocess.run([sys.executable, "-c", INSPECT % str(DAGS_DIR)], env=_env(home),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return _tagged("BRECHA_DAGBAG", proc.stdout)
+
+
+def test_dag_folder_imports_without_errors(parsed: dict) -> None:
+    print(f"DAG folder parsed in {parsed['seconds']:.1f} s (Cosmos LoadMode.DBT_LS: no manifest yet)")
+    assert parsed["errors"] == {}
+    assert parsed["dag_ids"] == ["brecha_pipeline"]
+    assert parsed["max_active_runs"] == 1
+    assert parsed["params"] == ["input_dir", "scale", "seed"]
+
+
+def test_dbt_models_are_cosmos_tasks_in_order_in_the_warehouse_pool(parsed: dict) -> None:
+    tasks = parsed["tasks"]
+    models = sorted(p.stem for p in (DBT_PROJECT_DIR / "models").rglob("*.sql"))
+    run_tasks = {t for t in tasks if t.endswith("run")}
+    missing = [m for m in models if not any(f".{m}" in t for t in run_tasks)]
+    assert missing == [], f"dbt models without a Cosmos run task: {missing}"
+    assert any(t.startswith("dbt_core.dim_districts") for t in run_tasks)
+    assert any(t.startswith("dbt_predictions.mart_district_priorities") for t in run_tasks)
+    assert not any(t.startswith("dbt_predictions.") and "dim_districts" in t for t in tasks)
+    assert any(t.startswith("dbt_core.") and t.endswith("test") for t in tasks), "no dbt test tasks (AFTER_EACH)"
+
+    assert {t: v["pool"] for t, v in tasks.items() if v["pool"] != POOL} == {}
+    assert all(v["retries"] >= 1 and v["backoff"] for v in tasks.values())
+
+    def upstream(task: str) -> set[str]:
+        return set(tasks[task]["upstream"])
+
+    core = {t for t in tasks if t.startswith("dbt_core.")}
+    predictions = {t for t in tasks if t.startswith("dbt_predictions.")}
+    assert {"extract", "ingest"} <= upstream("validate_landed")
+    assert all("validate_landed" in upstream(t) for t in core)
+    assert core | {"validate_landed"} <= upstream("validate_marts")
+    assert "validate_marts" in upstream("train")
+    assert all("train" in upstream(t) for t in predictions)
+    assert predictions | core | {"train", "validate_marts"} <= upstream("publish")
+
+
+def test_dag_runs_green_on_the_synthetic_default(tmp_path: Path) -> None:
+    result, seconds = _dag_test(tmp_path / "home", {"input_dir": "", "seed": 42, "scale": 0.25})
+    print(f"dag.test() of brecha_pipeline on synthetic scale 0.25: {seconds:.0f} s")
+    not_green = {t: s for t, s in result["tasks"].items() if s != "success"}
+    assert not_green == {} and result["dag_run_state"] == "success"
+    assert (tmp_path / "home" / "serving" / "brecha.duckdb").is_file()
+
+
+def _census_file(folder: Path) -> Path:
+    for path in folder.rglob("*.json"):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(doc, list) and doc and isinstance(doc[0], dict) and "internet" in doc[0]:
+            return path
+    raise AssertionError(f"no census indicators JSON under {folder}")
+
+
+def test_bad_extract_fails_the_landed_gate_and_nothing_downstream_runs(synthetic_dir: Path, tmp_path: Path) -> None:
+    """Census shares delivered as 0-1 fractions: every row passes landing (0 <= x <= 100), the gate stops the run."""
+    bad = tmp_path / "bad_extracts"
+    shutil.copytree(synthetic_dir, bad)
+    census = _census_file(bad)
+    rows = json.loads(census.read_text(encoding="utf-8"))
+    for row in rows:
+        if row.get("internet") is not None:
+            row["internet"] = row["internet"] / 100
+    census.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+
+    home = tmp_path / "home"
+    result, _ = _dag_test(home, {"input_dir": str(bad), "seed": 42, "scale": 0.25})
+
+    states = result["tasks"]
+    assert result["dag_run_state"] == "failed"
+    assert (states["extract"], states["ingest"], states["validate_landed"]) == ("success", "success", "failed")
+    downstream = {t: s for t, s in states.items() if t not in ("extract", "ingest", "validate_landed")}
+    assert downstream and set(downstream.values()) == {"upstream_failed"}, downstream
+    with duckdb.connect(str(home / "brecha.duckdb"), read_only=True) as con:
+        built = con.execute("select count(*) from information_schema.tables where table_schema = 'marts'").fetchone()[0]
+        failed = con.execute("select suite, expectation, column_name from ops.validation_results "
+                             "where not success").fetchall()
+    assert built == 0
+    assert failed == [("landed.inei__census_indicators", "expect_column_mean_to_be_between", "internet")]
