@@ -45,8 +45,9 @@ def target(sql: str, fmt: str = "table", ref: str = "A") -> dict[str, Any]:
 
 def panel(kind: str, title: str, sql: str, pos: tuple[int, int, int, int], *, description: str = "",
           fmt: str = "table", fields: tuple[str, ...] = (), options: dict | None = None,
-          defaults: dict | None = None, overrides: list | None = None) -> dict[str, Any]:
-    """One panel; ``fields`` lists the columns the panel reads (checked by the tests)."""
+          defaults: dict | None = None, overrides: list | None = None, may_be_empty: str = "") -> dict[str, Any]:
+    """One panel; ``fields`` lists the columns the panel reads and ``may_be_empty`` says why no rows can be
+    the healthy answer (both checked by tests/test_grafana.py)."""
     x, y, w, h = pos
     return {
         "type": kind, "title": title, "description": description, "datasource": DATASOURCE,
@@ -54,7 +55,7 @@ def panel(kind: str, title: str, sql: str, pos: tuple[int, int, int, int], *, de
         "targets": [target(sql, fmt)],
         "fieldConfig": {"defaults": defaults or {}, "overrides": overrides or []},
         "options": options or {},
-        "brecha": {"fields": list(fields)},
+        "brecha": {"fields": list(fields), **({"may_be_empty": may_be_empty} if may_be_empty else {})},
     }
 
 
@@ -260,7 +261,8 @@ def department_trends() -> dict[str, Any]:
             WHERE is_outlier AND {DEPT_CODE_FILTER}
             ORDER BY department, year""",
               (16, 10, 8, 10), fields=("department", "year", "lines", "outlier_reason"),
-              description="Values the pipeline flagged and kept out of the chart, with the reason."),
+              description="Values the pipeline flagged and kept out of the chart, with the reason.",
+              may_be_empty="a department may have no flagged value"),
         panel("table", "Adoption by department, latest survey year", """
             SELECT department, year, round(internet_pct, 1) AS internet_pct, round(internet_se, 2) AS internet_se,
                    round(mobile_pct, 1) AS mobile_pct, households_sampled
@@ -402,7 +404,8 @@ def data_quality() -> dict[str, Any]:
             FROM ops.validation_results AS v JOIN latest AS l ON v.gate = l.gate AND v.validated_at = l.at
             WHERE v.success = false ORDER BY v.gate, v.suite""",
               (0, 23, 24, 7), fields=("gate", "suite", "expectation", "observed_value"),
-              description="Empty when every expectation passed (a failure stops the pipeline before publishing)."),
+              description="Empty when every expectation passed (a failure stops the pipeline before publishing).",
+              may_be_empty="no failed expectation is the healthy state"),
         panel("table", "Publish history", """
             SELECT published_at, action, snapshot_id, run_id, batch_id, row_counts
             FROM ops.snapshots ORDER BY published_at DESC""",
