@@ -336,8 +336,10 @@ def _publish_lock(serving: Path) -> Iterator[None]:
 
 def _remove_stale_tmp(serving: Path) -> None:
     """Leftovers of a publish that died midway (we hold the lock, so nobody else is writing them)."""
+    snapshots = serving / "snapshots"
+    orphans = [f for f in snapshots.glob("*.duckdb") if not f.with_suffix(".json").exists()]  # killed mid-copy
     for stale in [*serving.glob(f".*{TMP_SUFFIX}"), *serving.glob(f".*{TMP_SUFFIX}.wal"),
-                  *(serving / "snapshots").glob(f"*{TMP_SUFFIX}")]:
+                  *snapshots.glob(f"*{TMP_SUFFIX}"), *orphans]:
         stale.unlink(missing_ok=True)
 
 

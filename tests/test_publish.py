@@ -205,9 +205,12 @@ def test_publish_killed_midway_leaves_old_copy_whole(home: Path) -> None:
     assert proc.returncode == -signal.SIGKILL
     assert pub.sha256_of(p.serving_db) == before
     assert count(p.serving_db, "marts.dim_districts") == 30
-    result = pub.publish()  # the next publish works and sweeps the leftover
+    orphan = p.serving / "snapshots" / "20000101T000000000000Z.duckdb"  # a snapshot copy cut short
+    orphan.write_bytes(b"partial")
+    result = pub.publish()  # the next publish works and sweeps the leftovers
     assert result.row_counts["marts.dim_districts"] == 60
     assert [f.name for f in p.serving.iterdir() if pub.TMP_SUFFIX in f.name] == []
+    assert not orphan.exists() and [m["snapshot_id"] for m in pub.list_snapshots()][-1] == result.snapshot_id
 
 
 def test_rollback_restores_previous_snapshot(home: Path) -> None:
