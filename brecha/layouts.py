@@ -15,7 +15,7 @@ LINEAGE_COLUMNS: dict[str, str] = {
     "_source_file": "VARCHAR",  # path of the file as it was found (relative to the ingested folder)
     "_source_sha256": "VARCHAR",  # checksum of the file's bytes; the archive stores the file under it
     "_loaded_at": "TIMESTAMP",  # when the file was first landed
-    "_row_number": "BIGINT",  # 1-based record number in the file (or in the block, for stacked sheets)
+    "_row_number": "BIGINT",  # 1-based record number in the file (the sheet row, for stacked sheets)
 }
 
 # Text that means "no value" in these extracts.
@@ -34,6 +34,7 @@ class Column:
     non_negative: bool = False  # negative values are rejected
     flag: bool = False  # must be 0 or 1
     share: bool = False  # a percentage: must lie within 0..100
+    positive: bool = False  # must be > 0 (e.g. a survey expansion weight)
     ubigeo: int = 0  # >0: the column holds a ubigeo whose first 6 digits (after left-padding to this
     #                  many digits) must be a district of the reference; rows with unknown codes are rejected
     not_null: bool = False  # a row without a value here is rejected
@@ -292,7 +293,7 @@ INEI_ENAHO = Layout(
         _c("p1143", "P1143", "INTEGER", flag=True),  # cable TV
         _c("p1144", "P1144", "INTEGER", flag=True),  # internet
         _c("p1145", "P1145", "INTEGER", flag=True),  # none of these
-        _c("factor07", "FACTOR07", "DOUBLE", not_null=True),  # expansion weight: must be > 0
+        _c("factor07", "FACTOR07", "DOUBLE", not_null=True, positive=True),  # expansion weight: must be > 0
     ),
 )
 

@@ -1,0 +1,269 @@
+"""``brecha ingest DIR`` (one landing batch) and ``brecha rebuild-raw`` (the raw layer from the archive alone).
+
+A batch checks every file first (recognition, required columns, encoding: nothing is written), then lands all
+of them in one transaction: the district reference first, so the other files' ubigeos are checked against
+it. Rows are stored once per checksum: a file whose bytes were landed before is only recorded in the new
+batch (``newly_landed = false``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from brecha.config import paths
+from brecha.db import session
+from brecha.errors import BrechaError, InputFileError
+from brecha.landing import archive, checks, readers
+from brecha.landing.plan import FilePlan
+from brecha.landing.recognise import plan_file
+from brecha.landing.result import FileResult, IngestResult
+from brecha.landing.scan import inspect, sha256, walk
+from brecha.layouts import BOOKKEEPING_DDL, INEI_DISTRICTS, LAYOUTS, raw_table_ddl
+
+BOOKKEEPING_TABLES = ("raw._batches", "raw._batch_files", "raw._rejects")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@contextmanager
+def _progress(description: str, total: int) -> Iterator[Any]:
+    """A progress bar on stderr; rich draws it only on a terminal, so piped output stays clean."""
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[file]}"),
+                  TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task(description, total=total, file="")
+        yield lambda name: bar.update(task, advance=1, file=name)
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Bookkeeping tables and every raw table (empty when no file of its layout ever landed)."""
+    for ddl in BOOKKEEPING_DDL:
+        con.execute(ddl)
+    for layout in LAYOUTS:
+        con.execute(raw_table_ddl(layout))
+
+
+def _plan_folder(con: duckdb.DuckDBPyConnection, root: Path) -> tuple[list[FilePlan], list[tuple[str, str]]]:
+    """Recognise every file; raise one InputFileError (naming every bad file) before anything lands."""
+    files, skipped = walk(root)
+    plans: list[FilePlan] = []
+    errors: list[InputFileError] = []
+    seen: dict[str, str] = {}
+    with _progress("checking", len(files)) as step:
+        for path in files:
+            rel = path.relative_to(root).as_posix()
+            step(rel)
+            try:
+                src = inspect(path, root)
+                if src.sha256 in seen:
+                    skipped.append((rel, f"same bytes as {seen[src.sha256]}"))
+                    continue
+                seen[src.sha256] = rel
+                plans.append(plan_file(con, src))
+            except InputFileError as err:
+                errors.append(err)
+    if errors:
+        first = errors[0]
+        if len(errors) > 1:
+            others = "; ".join(f"{e.file}: {e.problem}" for e in errors[1:])
+            raise InputFileError(first.file, first.problem, f"{first.fix}. Other files with problems: {others}",
+                                 column=first.column)
+        raise first
+    if not plans:
+        raise BrechaError(f"{root}: no extract found (skipped: {', '.join(n for n, _ in skipped) or 'nothing'}). "
+                          "Point `brecha ingest` at the folder holding the CSV, XLSX and JSON files.")
+    # the district reference lands first: the other files' ubigeos are checked against it
+    plans.sort(key=lambda p: (p.entity != INEI_DISTRICTS.entity, p.source.rel))
+    return plans, skipped
+
+
+def _latest_reference(con: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = con.execute(
+        "SELECT f.sha256 FROM raw._batch_files f JOIN raw._batches b USING (batch_id) "
+        "WHERE b.status = 'ok' AND f.entity = ? AND f.batch_id = (SELECT max(f2.batch_id) FROM raw._batch_files f2 "
+        "JOIN raw._batches b2 USING (batch_id) WHERE b2.status = 'ok' AND f2.entity = ?) ORDER BY f.source_file",
+        [INEI_DISTRICTS.entity, INEI_DISTRICTS.entity]).fetchall()
+    return [r[0] for r in rows]
+
+
+def _load_reference(con: duckdb.DuckDBPyConnection, shas: list[str]) -> None:
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {checks.REF_TABLE} AS SELECT DISTINCT lpad(inei, 6, '0') AS ubigeo "
+                f"FROM {INEI_DISTRICTS.table} WHERE inei IS NOT NULL AND list_contains(?, _source_sha256)", [shas])
+
+
+def _land_file(con: duckdb.DuckDBPyConnection, plan: FilePlan, loaded_at: datetime,
+               with_reference: bool) -> checks.Landed:
+    try:
+        con.execute(checks.check_sql(plan.layout, readers.select_sql(con, plan), with_reference))
+    except duckdb.Error as err:
+        detail = str(err).strip().splitlines()[0]
+        raise InputFileError(plan.source.rel, f"could not be read as {plan.entity} ({detail}); nothing was landed",
+                             "Check that the file is complete and well formed; download it again or remove it "
+                             "from the folder") from err
+    return checks.land_checked(con, plan.layout, plan.source.rel, plan.source.sha256, loaded_at)
+
+
+def _prior(con: duckdb.DuckDBPyConnection, plan: FilePlan) -> tuple[int, int] | None:
+    row = con.execute(
+        "SELECT f.rows_landed, f.rows_rejected FROM raw._batch_files f JOIN raw._batches b USING (batch_id) "
+        "WHERE b.status = 'ok' AND f.sha256 = ? AND f.entity = ? ORDER BY f.batch_id LIMIT 1",
+        [plan.source.sha256, plan.entity]).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def _record_file(con: duckdb.DuckDBPyConnection, batch_id: int, entry: dict[str, Any]) -> None:
+    con.execute("INSERT INTO raw._batch_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [batch_id, entry["entity"], entry["rel"], entry["sha256"], entry["size"], entry["rows_landed"],
+                 entry["rows_rejected"], entry["newly_landed"], entry["archived_as"]])
+
+
+def _land_all(con: duckdb.DuckDBPyConnection, plans: list[FilePlan], batch_id: int, loaded_at: datetime,
+              archive_dir: Path, result: IngestResult) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
+    reference: list[str] | None = None
+    with _progress("landing", len(plans)) as step:
+        for plan in plans:
+            step(plan.source.rel)
+            if reference is None and plan.entity != INEI_DISTRICTS.entity:
+                reference = [p.source.sha256 for p in plans if p.entity == INEI_DISTRICTS.entity]
+                if not reference:
+                    reference = _latest_reference(con)
+                    result.notes.append(
+                        "no district reference in this folder: ubigeos checked against the one landed in an "
+                        "earlier batch" if reference else
+                        "no district reference (ubigeo_distrito.csv) in this folder nor landed before: the "
+                        "unknown-ubigeo check was skipped")
+                if reference:
+                    _load_reference(con, reference)
+            prior = _prior(con, plan)
+            if prior is None:
+                landed = _land_file(con, plan, loaded_at, bool(reference))
+                counts = (landed.rows_landed, landed.rows_rejected)
+            else:
+                counts = prior
+            entry = {**plan.to_manifest(), "rows_landed": counts[0], "rows_rejected": counts[1],
+                     "newly_landed": prior is None, "archived_as": archive.store(plan.source, archive_dir),
+                     "loaded_at": loaded_at.isoformat(), "reference_sha256": reference or []}
+            _record_file(con, batch_id, entry)
+            entries.append(entry)
+            result.files.append(FileResult(plan.source.rel, plan.entity, plan.source.sha256, counts[0], counts[1],
+                                           prior is None, plan.note))
+    return entries
+
+
+def _finish(con: duckdb.DuckDBPyConnection, batch_id: int, status: str) -> datetime:
+    finished = _now()
+    con.execute("UPDATE raw._batches SET status = ?, finished_at = ? WHERE batch_id = ?", [status, finished, batch_id])
+    return finished
+
+
+def ingest(input_dir: Path) -> IngestResult:
+    """Land every extract under ``input_dir`` as one batch; raise InputFileError before landing anything when a
+    file is unusable."""
+    clock = time.perf_counter()
+    root = Path(input_dir).resolve()
+    if not root.is_dir():
+        raise BrechaError(f"{input_dir}: not a folder. Give `brecha ingest` the folder holding the extracts.")
+    archive_dir = paths().ensure().archive
+    started = _now()
+    with session(extensions=("excel",)) as con:
+        con.execute("SET enable_progress_bar = false")  # our own bar is on stderr; DuckDB's would go to stdout
+        ensure_tables(con)
+        batch_id = con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM raw._batches").fetchone()[0]
+        con.execute("INSERT INTO raw._batches VALUES (?, ?, NULL, ?, 'running')", [batch_id, started, str(root)])
+        manifest: dict[str, Any] = {"batch_id": batch_id, "started_at": started.isoformat(), "input_dir": str(root)}
+        result = IngestResult(batch_id, str(root))
+        try:
+            plans, result.skipped = _plan_folder(con, root)
+            con.begin()
+            try:
+                entries = _land_all(con, plans, batch_id, started, archive_dir, result)
+                finished = _finish(con, batch_id, "ok")
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+        except BaseException as err:
+            finished = _finish(con, batch_id, "failed")
+            archive.write_manifest(archive_dir, {**manifest, "finished_at": finished.isoformat(), "status": "failed",
+                                                 "error": str(err), "files": []})
+            raise
+        archive.write_manifest(archive_dir, {**manifest, "finished_at": finished.isoformat(), "status": "ok",
+                                             "skipped": result.skipped, "notes": result.notes, "files": entries})
+    result.seconds = time.perf_counter() - clock
+    return result
+
+
+def _verified(entry: dict[str, Any], archive_dir: Path) -> Path:
+    path = archive_dir / entry["archived_as"]
+    if not path.is_file():
+        raise BrechaError(f"archive: {path} is missing; the raw layer cannot be rebuilt without it. Restore the "
+                          "archive folder from a backup, or ingest the original folder again.")
+    sha = sha256(path)
+    if sha != entry["sha256"]:
+        raise BrechaError(f"archive: {path} has changed (checksum {sha[:12]}…, manifest says "
+                          f"{entry['sha256'][:12]}…). Restore it from a backup, or ingest the original folder again.")
+    return path
+
+
+def _drop_raw(con: duckdb.DuckDBPyConnection) -> None:
+    for table in (*BOOKKEEPING_TABLES, *(layout.table for layout in LAYOUTS)):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _replay(con: duckdb.DuckDBPyConnection, batches: Iterable[dict[str, Any]], archive_dir: Path,
+            result: IngestResult) -> None:
+    for batch in batches:
+        con.execute("INSERT INTO raw._batches VALUES (?, ?, ?, ?, ?)",
+                    [batch["batch_id"], datetime.fromisoformat(batch["started_at"]),
+                     datetime.fromisoformat(batch["finished_at"]), batch["input_dir"], batch["status"]])
+        for entry in batch["files"]:
+            if entry["newly_landed"]:
+                plan = FilePlan.from_manifest(entry, _verified(entry, archive_dir))
+                reference = entry["reference_sha256"]
+                if reference:
+                    _load_reference(con, reference)
+                landed = _land_file(con, plan, datetime.fromisoformat(entry["loaded_at"]), bool(reference))
+                if (landed.rows_landed, landed.rows_rejected) != (entry["rows_landed"], entry["rows_rejected"]):
+                    result.notes.append(
+                        f"{entry['rel']}: {landed.rows_landed} landed / {landed.rows_rejected} rejected now, "
+                        f"{entry['rows_landed']} / {entry['rows_rejected']} when first landed")
+                result.files.append(FileResult(entry["rel"], entry["entity"], entry["sha256"], landed.rows_landed,
+                                               landed.rows_rejected, True, entry["note"]))
+            _record_file(con, batch["batch_id"], entry)
+
+
+def rebuild_from_archive() -> IngestResult:
+    """Drop the raw layer and land it again from the archived originals, replaying every batch's manifest
+    (same file paths, checksums, load times and ubigeo reference), so the raw rows come out the same."""
+    clock = time.perf_counter()
+    archive_dir = paths().ensure().archive
+    batches = archive.read_manifests(archive_dir)
+    if not batches:
+        raise BrechaError(f"{archive_dir}: no batch manifest found, so there is nothing to rebuild from. "
+                          "Run `brecha ingest DIR` first.")
+    result = IngestResult(batches[-1]["batch_id"], str(archive_dir), title="rebuilt raw layer up to batch")
+    with session(extensions=("excel",)) as con:
+        con.execute("SET enable_progress_bar = false")
+        con.begin()
+        try:
+            _drop_raw(con)
+            ensure_tables(con)
+            _replay(con, batches, archive_dir, result)
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+    result.seconds = time.perf_counter() - clock
+    return result

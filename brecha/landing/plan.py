@@ -1,0 +1,45 @@
+"""How one recognised file is to be read: the result of recognition, stored in the archive manifest."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from brecha.landing.scan import SourceFile
+from brecha.layouts import BY_ENTITY, Layout
+
+READERS = ("csv", "xlsx", "json_array", "geojson", "wide_csv", "stacked_xlsx")
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """A file, the layout it was recognised as, and what the reader needs to know to read it."""
+
+    source: SourceFile
+    entity: str
+    reader: str  # one of READERS
+    columns: dict[str, str] = field(default_factory=dict)  # raw column name -> header found in the file
+    headers: tuple[str, ...] = ()  # every header of the file, in order (csv / xlsx)
+    sheet: str = ""  # xlsx sheet
+    value_columns: tuple[str, ...] = ()  # wide tables: headers spread over columns (years, operators)
+    note: str = ""  # how the layout was told apart, when the header alone could not
+
+    @property
+    def layout(self) -> Layout:
+        return BY_ENTITY[self.entity]
+
+    def to_manifest(self) -> dict[str, Any]:
+        src = asdict(self.source)
+        src.pop("path")
+        return {**src, "entity": self.entity, "reader": self.reader, "columns": self.columns,
+                "headers": list(self.headers), "sheet": self.sheet, "value_columns": list(self.value_columns),
+                "note": self.note}
+
+    @classmethod
+    def from_manifest(cls, entry: dict[str, Any], path: Path) -> FilePlan:
+        source = SourceFile(path=path, rel=entry["rel"], sha256=entry["sha256"], size=entry["size"],
+                            fmt=entry["fmt"], encoding=entry["encoding"])
+        return cls(source=source, entity=entry["entity"], reader=entry["reader"], columns=dict(entry["columns"]),
+                   headers=tuple(entry["headers"]), sheet=entry["sheet"],
+                   value_columns=tuple(entry["value_columns"]), note=entry["note"])

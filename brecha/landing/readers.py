@@ -1,0 +1,163 @@
+"""Readers: one SQL query per planned file over DuckDB's own readers (read_csv, read_xlsx, read_json_objects).
+
+Every reader yields the same shape, which ``checks`` casts and checks in one pass:
+``__row`` (1-based record number), ``__rec`` (the whole source record, a STRUCT or JSON) and one VARCHAR column
+per column of the layout (NULL when an optional column is absent). Text stays text here: nothing is cast, so
+nothing can fail while reading a row.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+import zipfile
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from brecha.landing import stacked
+from brecha.landing.plan import FilePlan
+from brecha.landing.scan import SourceFile
+from brecha.landing.sql import ident, lit, null_list
+
+MAX_JSON_BYTES = 1 << 30  # a whole GeoJSON document is one JSON value
+
+# Wide tables (one column per year or per operator) land in long form: which raw column receives the header
+# of the spread column, and which receives the cell. Extra constant columns per entity.
+WIDE: dict[str, tuple[str, str, dict[str, str]]] = {
+    "osiptel__mobile_lines": ("period", "lines", {"granularity": "'year'", "block": "'1'"}),
+    "osiptel__mobile_line_share": ("year", "share_pct", {}),
+    "osiptel__mobile_teledensity": ("year", "lines_per_100", {}),
+    "osiptel__internet_booths": ("operador", "cabinas", {}),
+}
+
+
+def read_csv(src: SourceFile) -> str:
+    return f"read_csv({lit(str(src.path))}, all_varchar = true, header = true, encoding = {lit(src.encoding)})"
+
+
+def read_xlsx(path: Path, sheet: str) -> str:
+    # stop_at_empty=false: by default read_xlsx silently stops at the first blank row
+    return (f"read_xlsx({lit(str(path))}, sheet = {lit(sheet)}, all_varchar = true, header = true, "
+            "stop_at_empty = false)")
+
+
+def read_json_array(path: Path) -> str:
+    return f"read_json_objects({lit(str(path))}, format = 'array', maximum_object_size = {MAX_JSON_BYTES})"
+
+
+def geojson_features(path: Path) -> str:
+    doc = f"read_json_objects({lit(str(path))}, format = 'unstructured', maximum_object_size = {MAX_JSON_BYTES})"
+    return f"(SELECT unnest(json_extract(json, '$.features[*]')) AS f FROM {doc})"
+
+
+def column_names(con: duckdb.DuckDBPyConnection, table_sql: str) -> list[str]:
+    return [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {table_sql}").fetchall()]
+
+
+def json_keys(con: duckdb.DuckDBPyConnection, objects_sql: str, expr: str) -> list[str]:
+    """Every key of the JSON objects ``expr`` over ``objects_sql``, in order of first appearance."""
+    rows = con.execute(
+        f"SELECT k FROM (SELECT unnest(json_keys({expr})) AS k, row_number() OVER () AS n FROM {objects_sql}) "
+        "GROUP BY k ORDER BY min(n)"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def xlsx_sheets(path: Path) -> list[str]:
+    """Sheet names in workbook order, read from the workbook's XML (no cells are parsed)."""
+    with zipfile.ZipFile(path) as zf:
+        root = ET.fromstring(zf.read("xl/workbook.xml"))
+    return [el.attrib["name"] for el in root.iter() if re.sub(r"^\{.*\}", "", el.tag) == "sheet"]
+
+
+def _json_text(obj: str, *keys: str) -> str:
+    """``json_extract_string(obj, '$."a"."b"')``: keys quoted, so any key text works."""
+    path = "$" + "".join('."' + k.replace('"', '\\"') + '"' for k in keys)
+    return f"json_extract_string({obj}, {lit(path)})"
+
+
+def _flat(plan: FilePlan, table_sql: str, skip_blank: bool) -> str:
+    cols = [
+        f"CAST(t.{ident(plan.columns[c.name])} AS VARCHAR) AS {ident(c.name)}" if c.name in plan.columns
+        else f"NULL::VARCHAR AS {ident(c.name)}"
+        for c in plan.layout.columns
+    ]
+    where = ""
+    if skip_blank:  # spreadsheet rows with no value at all are formatting, not records
+        where = f" WHERE coalesce({', '.join('t.' + ident(h) for h in plan.headers)}) IS NOT NULL"
+    return (f"SELECT t.__row, t.__rec, {', '.join(cols)} "
+            f"FROM (SELECT row_number() OVER () AS __row, s AS __rec, * FROM {table_sql} s) t{where}")
+
+
+def _json_array(plan: FilePlan) -> str:
+    cols = [
+        f"{_json_text('json', plan.columns[c.name])} AS {ident(c.name)}" if c.name in plan.columns
+        else f"NULL::VARCHAR AS {ident(c.name)}"
+        for c in plan.layout.columns
+    ]
+    return (f"SELECT row_number() OVER () AS __row, json AS __rec, {', '.join(cols)} "
+            f"FROM {read_json_array(plan.source.path)}")
+
+
+def _geojson(plan: FilePlan) -> str:
+    cols = []
+    for c in plan.layout.columns:
+        if c.name == "geometry":  # a null geometry is JSON null: keep it as SQL NULL
+            cols.append("nullif(f -> 'geometry', 'null'::JSON) AS geometry")
+        elif c.name in plan.columns:
+            cols.append(f"{_json_text('f', 'properties', plan.columns[c.name])} AS {ident(c.name)}")
+        else:
+            cols.append(f"NULL::VARCHAR AS {ident(c.name)}")
+    return f"SELECT row_number() OVER () AS __row, f AS __rec, {', '.join(cols)} FROM {geojson_features(plan.source.path)}"
+
+
+def _wide(plan: FilePlan) -> str:
+    name_col, value_col, constants = WIDE[plan.entity]
+    name_expr = "__name || '-01-01'" if name_col == "period" else "__name"
+    exprs = {"departamento": f"CAST({ident(plan.columns['departamento'])} AS VARCHAR)", name_col: name_expr,
+             value_col: "__value", **constants}
+    cols = ", ".join(f"CAST({exprs[c.name]} AS VARCHAR) AS {ident(c.name)}" for c in plan.layout.columns)
+    spread = ", ".join(ident(h) for h in plan.value_columns)
+    return (
+        f"SELECT __row, __rec, {cols} FROM ("
+        f"SELECT row_number() OVER () AS __row, s AS __rec, * FROM {read_csv(plan.source)} s"
+        f") UNPIVOT (__value FOR __name IN ({spread})) "
+        f"WHERE trim(__value) NOT IN {null_list()}"  # an empty cell is no record
+    )
+
+
+def _stacked(con: duckdb.DuckDBPyConnection, plan: FilePlan) -> str:
+    parsed = stacked.parse(plan.source.path)
+    if parsed is None or parsed.sheet != plan.sheet:
+        raise ValueError(f"{plan.source.rel}: no stacked sheet '{plan.sheet}' found")
+    cells = pd.DataFrame(parsed.cells, columns=["sheet_row", "block", "departamento", "period", "granularity",
+                                                "value"], dtype="object")
+    recs = pd.DataFrame(parsed.records, columns=["sheet_row", "record"])
+    name = f"_stacked_{plan.source.sha256[:16]}"
+    con.register(f"{name}_cells", cells)
+    con.register(f"{name}_records", recs)
+    return (
+        "SELECT c.sheet_row AS __row, CAST(r.record AS JSON) AS __rec, CAST(c.departamento AS VARCHAR) AS departamento, "
+        "CAST(c.period AS VARCHAR) AS period, CAST(c.granularity AS VARCHAR) AS granularity, "
+        "CAST(c.value AS VARCHAR) AS lines, CAST(c.block AS VARCHAR) AS block "
+        f"FROM {name}_cells c JOIN {name}_records r USING (sheet_row)"
+    )
+
+
+def select_sql(con: duckdb.DuckDBPyConnection, plan: FilePlan) -> str:
+    """The query yielding ``__row, __rec`` and the layout's columns as text for ``plan``."""
+    if plan.reader == "csv":
+        return _flat(plan, read_csv(plan.source), skip_blank=False)
+    if plan.reader == "xlsx":
+        return _flat(plan, read_xlsx(plan.source.path, plan.sheet), skip_blank=True)
+    if plan.reader == "json_array":
+        return _json_array(plan)
+    if plan.reader == "geojson":
+        return _geojson(plan)
+    if plan.reader == "wide_csv":
+        return _wide(plan)
+    if plan.reader == "stacked_xlsx":
+        return _stacked(con, plan)
+    raise ValueError(f"unknown reader {plan.reader!r}")
