@@ -45,9 +45,11 @@ def target(sql: str, fmt: str = "table", ref: str = "A") -> dict[str, Any]:
 
 def panel(kind: str, title: str, sql: str, pos: tuple[int, int, int, int], *, description: str = "",
           fmt: str = "table", fields: tuple[str, ...] = (), options: dict | None = None,
-          defaults: dict | None = None, overrides: list | None = None, may_be_empty: str = "") -> dict[str, Any]:
-    """One panel; ``fields`` lists the columns the panel reads and ``may_be_empty`` says why no rows can be
-    the healthy answer (both checked by tests/test_grafana.py)."""
+          defaults: dict | None = None, overrides: list | None = None, may_be_empty: str = "",
+          empty_when_filtered: bool = False) -> dict[str, Any]:
+    """One panel; ``fields`` lists the columns the panel reads, ``may_be_empty`` says why no rows can be the
+    healthy answer, ``empty_when_filtered`` that one department/province may have none (checked by
+    tests/test_grafana.py)."""
     x, y, w, h = pos
     return {
         "type": kind, "title": title, "description": description, "datasource": DATASOURCE,
@@ -55,7 +57,8 @@ def panel(kind: str, title: str, sql: str, pos: tuple[int, int, int, int], *, de
         "targets": [target(sql, fmt)],
         "fieldConfig": {"defaults": defaults or {}, "overrides": overrides or []},
         "options": options or {},
-        "brecha": {"fields": list(fields), **({"may_be_empty": may_be_empty} if may_be_empty else {})},
+        "brecha": {"fields": list(fields), **({"may_be_empty": may_be_empty} if may_be_empty else {}),
+                   **({"empty_when_filtered": True} if empty_when_filtered else {})},
     }
 
 
@@ -243,7 +246,7 @@ def department_trends() -> dict[str, Any]:
             GROUP BY ALL ORDER BY time, f.technology""",
               (12, 0, 12, 10), fmt="time_series", fields=("time", "technology", "connections"),
               description="OSIPTEL PUNKU fixed connections per quarter, summed over operators and segments. "
-                          "Empty when no fixed-connections file was landed.",
+                          "Empty when no fixed-connections file was landed.", empty_when_filtered=True,
               defaults={"unit": "short", "custom": {"stacking": {"mode": "normal"}, "fillOpacity": 30}}),
         panel("timeseries", "Mobile lines in service by department (outliers excluded)", f"""
             SELECT make_date(year, 1, 1)::TIMESTAMP AS time, department, lines
@@ -384,7 +387,8 @@ def data_quality() -> dict[str, Any]:
                    count(DISTINCT source_file) AS files
             FROM ops.rejects_summary GROUP BY ALL ORDER BY rows_rejected DESC""",
               (0, 14, 12, 9), fields=("entity", "reason", "rows_rejected"),
-              description="Why rows were rejected at landing (raw._rejects, summarised at publish)."),
+              description="Why rows were rejected at landing (raw._rejects, summarised at publish).",
+              may_be_empty="a clean landing rejects nothing"),
         panel("table", "Validation results per gate and suite", """
             WITH gates AS (SELECT * FROM (VALUES ('landed'), ('marts')) AS g(gate)),
                  latest AS (SELECT gate, max(validated_at) AS at FROM ops.validation_results GROUP BY gate)
