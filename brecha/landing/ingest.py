@@ -56,7 +56,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 def _plan_folder(con: duckdb.DuckDBPyConnection, root: Path) -> tuple[list[FilePlan], list[tuple[str, str]]]:
     """Recognise every file; raise one InputFileError (naming every bad file) before anything lands."""
-    files, skipped = walk(root)
+    files, skipped = walk(root, paths().home)
     plans: list[FilePlan] = []
     errors: list[InputFileError] = []
     seen: dict[str, str] = {}

@@ -30,13 +30,16 @@ class SourceFile:
     encoding: str  # DuckDB encoding name for text files: 'utf-8' | 'latin-1' | 'utf-16'; '' for xlsx
 
 
-def walk(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files under ``root`` to land (sorted) and the ones skipped, with the reason."""
+def walk(root: Path, runtime: Path | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files under ``root`` to land (sorted) and the ones skipped, with the reason. ``runtime`` ($BRECHA_HOME)
+    is never read as input, should it lie inside ``root``."""
     files: list[Path] = []
     skipped: list[tuple[str, str]] = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts):
+        if runtime is not None and path.resolve().is_relative_to(runtime):
+            skipped.append((rel.as_posix(), "Brecha's own runtime folder ($BRECHA_HOME)"))
+        elif any(part.startswith(".") for part in rel.parts):
             skipped.append((rel.as_posix(), "hidden file"))
         elif path.name.startswith("~$"):
             skipped.append((rel.as_posix(), "office lock file"))
