@@ -121,9 +121,9 @@ INEI_PROVINCES = Layout(
         _optional("region", "region"),
         _optional("macroregion_inei", "macroregion_inei"),
         _optional("macroregion_minsa", "macroregion_minsa"),
-        *_REFERENCE_TAIL[:-3],
+        *_REFERENCE_TAIL[:-4],
         _optional("indice_densidad_estado", "indice_densidad_estado", "DOUBLE"),
-        *_REFERENCE_TAIL[-3:],
+        *_REFERENCE_TAIL[-4:],
     ),
 )
 
@@ -136,9 +136,9 @@ INEI_DEPARTMENTS = Layout(
         _c("inei", "inei", key=True, not_null=True),
         _optional("reniec", "reniec"),
         _c("departamento", "departamento"),
-        *_REFERENCE_TAIL[:-3],
+        *_REFERENCE_TAIL[:-4],
         _optional("indice_densidad_estado", "indice_densidad_estado", "DOUBLE"),
-        *_REFERENCE_TAIL[-3:],
+        *_REFERENCE_TAIL[-4:],
     ),
 )
 
