@@ -1,0 +1,112 @@
+"""Landing the synthetic extracts (every layout, including PUNKU fixed connections and latin-1 ENAHO)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import openpyxl
+import pytest
+from test_landing import csv_records, query, wide_cells
+
+from brecha.landing.ingest import ingest
+from brecha.layouts import LAYOUTS
+
+WIDE = ("osiptel__mobile_line_share", "osiptel__mobile_teledensity", "osiptel__internet_booths")
+
+
+@pytest.fixture(scope="module")
+def synthetic_landed(synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("landing_synthetic_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BRECHA_HOME", str(home))
+        result = ingest(synthetic_dir)
+        yield result, home
+
+
+@pytest.fixture
+def in_home(synthetic_landed, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("BRECHA_HOME", str(synthetic_landed[1]))
+    return synthetic_landed[0]
+
+
+def _source_rows(path: Path, entity: str) -> int:
+    """Records in the source file, counted with Python's csv/json/openpyxl (cells, for wide tables)."""
+    if path.suffix == ".csv" and (entity in WIDE or entity == "osiptel__mobile_lines"):
+        return wide_cells(path)
+    if path.suffix == ".csv":
+        return len(csv_records(path)[1])
+    if path.suffix == ".geojson":
+        return len(json.loads(path.read_text())["features"])
+    if path.suffix == ".json":
+        return len(json.loads(path.read_text()))
+    rows = openpyxl.load_workbook(path, read_only=True).worksheets[0].iter_rows(values_only=True)
+    return sum(1 for r in rows if any(v is not None for v in r)) - 1
+
+
+def test_every_layout_lands(synthetic_dir: Path, in_home) -> None:
+    result = in_home
+    assert all(files >= 1 for files, _, _ in result.per_entity().values()), result.per_entity()
+    assert set(result.per_entity()) == {layout.entity for layout in LAYOUTS}
+    readers = {r[0]: r[1] for r in query("SELECT source_file, entity FROM raw._batch_files")}
+    for f in result.files:
+        assert readers[f.source_file] == f.entity
+        if f.source_file.endswith("IndMovil-C21.xlsx"):
+            continue  # the stacked sheet is checked on the real file
+        expected = _source_rows(synthetic_dir / f.source_file, f.entity)
+        assert f.rows_landed + f.rows_rejected == expected, f.source_file
+        landed = query(f"SELECT count(*) FROM raw.{f.entity} WHERE _source_sha256 = '{f.sha256}' "
+                       "AND _row_number >= 1 AND _loaded_at IS NOT NULL")
+        assert landed == [(f.rows_landed,)]
+
+
+def test_enaho_is_latin1_and_lands_as_published(synthetic_dir: Path, in_home) -> None:
+    path = sorted(synthetic_dir.rglob("enaho01-*-100.csv"))[0]
+    raw = path.read_bytes()
+    with pytest.raises(UnicodeDecodeError):
+        raw.decode("utf-8")  # the generator writes latin-1, as INEI publishes it
+    header, rows = csv_records(path)
+    assert header[0] == "AÑO"
+    rel = path.relative_to(synthetic_dir).as_posix()
+    landed = query(f"SELECT conglome, vivienda, hogar, ubigeo, factor07 FROM raw.inei__enaho_households "
+                   f"WHERE _source_file = '{rel}'")
+    source = sorted(((r[2], r[3], r[4], r[5], float(r[13])) for r in rows if r[13]), key=repr)
+    rejected = {r[0] for r in query(f"SELECT _row_number FROM raw._rejects WHERE _source_file = '{rel}'")}
+    assert len(landed) == len(rows) - len(rejected)
+    assert set(landed) <= set(source)
+
+
+def test_fixed_connections_and_enaho_row_checks(synthetic_dir: Path, brecha_home: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    punku = next(synthetic_dir.rglob("conexiones_internet_fijo_distrito.csv"))
+    lines = punku.read_text(encoding="utf-8").splitlines()[:30]
+    cells = lines[3].split(",")
+    cells[-1] = "-4"
+    lines[3] = ",".join(cells)
+    (folder / "fijo.csv").write_text("\n".join(lines + [lines[5]]) + "\n", encoding="utf-8")  # + a duplicate
+    enaho = sorted(synthetic_dir.rglob("enaho01-*-100.csv"))[0]
+    rows = enaho.read_bytes().decode("latin-1").splitlines()[:20]
+    bad_weight = rows[2].split(",")
+    bad_weight[-1] = "0"
+    bad_flag = rows[3].split(",")
+    bad_flag[8] = "2"
+    rows[2], rows[3] = ",".join(bad_weight), ",".join(bad_flag)
+    (folder / "hogares.csv").write_bytes(("\n".join(rows) + "\n").encode("latin-1"))
+    result = ingest(folder)
+    assert {f.source_file: f.entity for f in result.files} == {
+        "fijo.csv": "osiptel__fixed_connections", "hogares.csv": "inei__enaho_households"}
+    rejects = query("SELECT _source_file, _row_number, column_name, reason FROM raw._rejects")
+    assert rejects == sorted([("fijo.csv", 3, "conexiones", "negative count"),
+                              ("fijo.csv", 30, "periodo,empresa,departamento,provincia,distrito,tecnologia,segmento",
+                               "duplicate key"),
+                              ("hogares.csv", 2, "factor07", "non-positive value"),
+                              ("hogares.csv", 3, "p1141", "flag not 0/1")], key=repr)
+    assert any("check was skipped" in n for n in result.notes)  # no district reference in this folder
+
+
+def test_second_ingest_changes_nothing(synthetic_dir: Path, in_home) -> None:
+    before = query("SELECT entity, count(*) FROM raw._rejects GROUP BY ALL")
+    again = ingest(synthetic_dir)
+    assert not any(f.newly_landed for f in again.files)
+    assert query("SELECT entity, count(*) FROM raw._rejects GROUP BY ALL") == before
