@@ -36,18 +36,18 @@ households as (
 
 answers as (
     {%- for good, column in goods.items() %}
-    select
-        department_code,
-        survey_year,
-        conglomerate,
-        '{{ good }}' as good,
-        expansion_weight as weight,
-        {{ column }}::double as owns
-    from households
-    where {{ column }} is not null
-    {%- if not loop.last %}
-    union all
-    {%- endif %}
+        select
+            department_code,
+            survey_year,
+            conglomerate,
+            '{{ good }}' as good,
+            expansion_weight as weight,
+            {{ column }}::double as owns
+        from households
+        where {{ column }} is not null
+        {%- if not loop.last %}
+            union all
+        {%- endif %}
     {%- endfor %}
 ),
 
@@ -113,11 +113,11 @@ final as (
         sample_sizes.survey_year,
         sample_sizes.households_sampled,
         sample_sizes.households_weighted,
-        {%- for good in goods %}
+    {%- for good in goods %}
         100.0 * max(case when variances.good = '{{ good }}' then variances.share end) as {{ good }}_pct,
         100.0 * sqrt(max(case when variances.good = '{{ good }}' then variances.variance end)) as {{ good }}_se
         {{- "," if not loop.last }}
-        {%- endfor %}
+    {%- endfor %}
     from sample_sizes
     left join variances
         on

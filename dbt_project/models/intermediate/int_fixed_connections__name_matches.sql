@@ -10,14 +10,28 @@
 with
 
 published_names as (
-    select distinct
-        department,
-        province,
-        district,
+    -- one row per name key triple; several published spellings of a triple keep the first
+    select
         department_key,
         province_key,
-        district_key
+        district_key,
+        min(department) as department,
+        min(province) as province,
+        min(district) as district
     from {{ ref('stg_osiptel__fixed_connections') }}
+    group by department_key, province_key, district_key
+),
+
+published_departments as (
+    select distinct department_key
+    from published_names
+),
+
+published_provinces as (
+    select distinct
+        department_key,
+        province_key
+    from published_names
 ),
 
 reference_districts as (
@@ -63,12 +77,13 @@ department_candidates as (
             partition by names.department_key
             order by jaro_winkler_similarity(names.department_key, deps.department_key) desc, deps.department_code
         ) as candidate_rank
-    from (select distinct department_key from published_names) as names
+    from published_departments as names
     cross join reference_departments as deps
 ),
 
 department_matches as (
-    select * from department_candidates where candidate_rank = 1
+    select * from department_candidates
+    where candidate_rank = 1
 ),
 
 province_candidates as (
@@ -82,7 +97,7 @@ province_candidates as (
             partition by names.department_key, names.province_key
             order by jaro_winkler_similarity(names.province_key, provs.province_key) desc, provs.province_code
         ) as candidate_rank
-    from (select distinct department_key, province_key from published_names) as names
+    from published_provinces as names
     inner join department_matches
         on names.department_key = department_matches.department_key
     inner join reference_provinces as provs
@@ -90,7 +105,8 @@ province_candidates as (
 ),
 
 province_matches as (
-    select * from province_candidates where candidate_rank = 1
+    select * from province_candidates
+    where candidate_rank = 1
 ),
 
 district_candidates as (
@@ -105,7 +121,7 @@ district_candidates as (
             partition by names.department_key, names.province_key, names.district_key
             order by jaro_winkler_similarity(names.district_key, dists.district_key) desc, dists.ubigeo
         ) as candidate_rank
-    from (select distinct department_key, province_key, district_key from published_names) as names
+    from published_names as names
     inner join province_matches
         on
             names.department_key = province_matches.department_key
@@ -115,7 +131,8 @@ district_candidates as (
 ),
 
 district_matches as (
-    select * from district_candidates where candidate_rank = 1
+    select * from district_candidates
+    where candidate_rank = 1
 ),
 
 scored as (

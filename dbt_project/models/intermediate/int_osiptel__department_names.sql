@@ -10,13 +10,25 @@
 with
 
 published_names as (
-    select department, department_key from {{ ref('stg_osiptel__mobile_lines') }}
+    select
+        department,
+        department_key
+    from {{ ref('stg_osiptel__mobile_lines') }}
     union all
-    select department, department_key from {{ ref('stg_osiptel__mobile_line_share') }}
+    select
+        department,
+        department_key
+    from {{ ref('stg_osiptel__mobile_line_share') }}
     union all
-    select department, department_key from {{ ref('stg_osiptel__mobile_teledensity') }}
+    select
+        department,
+        department_key
+    from {{ ref('stg_osiptel__mobile_teledensity') }}
     union all
-    select department, department_key from {{ ref('stg_osiptel__internet_booths') }}
+    select
+        department,
+        department_key
+    from {{ ref('stg_osiptel__internet_booths') }}
 ),
 
 distinct_names as (
@@ -29,12 +41,20 @@ distinct_names as (
 ),
 
 pseudo_departments as (
-    select * from (
-        values
-        ('LIMA Y CALLAO', 'aggregate', ['07', '15']),
-        ('SIN LAC', 'unassigned', []::varchar []),
-        ('TOTAL PERU', 'national_total', []::varchar [])
-    ) as pseudo (department_key, department_kind, member_department_codes)
+    select
+        'LIMA Y CALLAO' as department_key,
+        'aggregate' as department_kind,
+        ['07', '15'] as member_department_codes
+    union all
+    select
+        'SIN LAC' as department_key,
+        'unassigned' as department_kind,
+        []::varchar[] as member_department_codes
+    union all
+    select
+        'TOTAL PERU' as department_key,
+        'national_total' as department_kind,
+        []::varchar[] as member_department_codes
 ),
 
 reference_departments as (
@@ -65,7 +85,8 @@ candidates as (
 ),
 
 best as (
-    select * from candidates where candidate_rank = 1
+    select * from candidates
+    where candidate_rank = 1
 ),
 
 final as (
@@ -84,13 +105,19 @@ final as (
         case
             when pseudo_departments.department_key is not null then pseudo_departments.member_department_codes
             when best.match_score >= {{ threshold }} then [best.department_code]
-            else []::varchar []
+            else []::varchar[]
         end as member_department_codes,
         best.candidate_department,
         best.match_score
     from distinct_names
     left join pseudo_departments
-        on distinct_names.department_key = pseudo_departments.department_key
+        on
+            distinct_names.department_key = pseudo_departments.department_key
+            -- 'Otros sin LAC' and similar variants of lines without a location area code
+            or (
+                pseudo_departments.department_key = 'SIN LAC'
+                and distinct_names.department_key like '%SIN LAC%'
+            )
     left join best
         on distinct_names.department_key = best.department_key
 )

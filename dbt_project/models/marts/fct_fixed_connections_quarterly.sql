@@ -10,7 +10,10 @@ matches as (
 ),
 
 districts as (
-    select ubigeo, department_code from {{ ref('dim_districts') }}
+    select
+        ubigeo,
+        department_code
+    from {{ ref('dim_districts') }}
 ),
 
 located as (

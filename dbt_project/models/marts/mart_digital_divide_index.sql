@@ -93,9 +93,9 @@ final as (
         scaled.adoption_score::double as adoption_score,
         scaled.socioeconomic_score::double as socioeconomic_score,
         scaled.divide_index::double as divide_index,
-        row_number() over (order by scaled.divide_index desc nulls last, districts.ubigeo)::integer
+        row_number() over (order by scaled.divide_index desc nulls last, districts.ubigeo asc)::integer
             as national_rank,
-        ntile(5) over (order by scaled.divide_index nulls first, districts.ubigeo desc)::integer
+        ntile(5) over (order by scaled.divide_index asc nulls first, districts.ubigeo desc)::integer
             as divide_quintile
     from districts
     inner join scaled on districts.ubigeo = scaled.ubigeo

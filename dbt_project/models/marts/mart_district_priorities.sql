@@ -7,10 +7,14 @@ runs as (
 ),
 
 latest_run as (
-    select run_id
+    select runs.run_id
     from runs
-    where run_id in (select distinct run_id from {{ source('ml', 'district_predictions') }})
-    order by run_at desc, run_id desc
+    where
+        runs.run_id in (
+            select distinct predictions.run_id
+            from {{ source('ml', 'district_predictions') }} as predictions
+        )
+    order by runs.run_at desc, runs.run_id desc
     limit 1
 ),
 

@@ -30,9 +30,9 @@ renamed as (
         idh_2019,
         pct_pobreza_total as poverty_2018_pct,
         pct_pobreza_extrema as extreme_poverty_2018_pct,
-        -- districts created after the reference's data vintage carry NA for area and centroid
-        coalesce(superficie is not null and latitude is not null and longitude is not null, false)
-            as is_complete,
+        -- districts created after the reference's data vintage carry NA in every numeric column,
+        -- centroid included (area alone may be 'S.I.' for otherwise complete districts)
+        coalesce(latitude is not null and longitude is not null, false) as is_complete,
         _source_file as source_file,
         _loaded_at as loaded_at
     from source
