@@ -25,3 +25,24 @@
             then 100.0 * percent_rank() over (partition by ({{ expr }}) is null order by {{ expr }})
     end
 {%- endmacro %}
+
+{#- Spelling-tolerant form of a place name, for similarity only (never for equality): the name key of the
+    name without parenthesised parts, with the spelling alternations common between Peruvian registries
+    folded together: HUA/WA (Quechua), QUI/KI, Z/S, Y/I, doubled CC and LL, and the particles DE/DEL. -#}
+{% macro name_phonetic_key(expr) -%}
+    trim(
+        replace(replace(replace(replace(
+            regexp_replace(regexp_replace(regexp_replace(
+                ' ' || {{ name_key("regexp_replace(" ~ expr ~ ", '\\([^)]*\\)', ' ', 'g')") }} || ' ',
+                ' DEL? ', ' ', 'g'),
+                'HU([AEI])', 'W\1', 'g'),
+                'QU([EI])', 'K\1', 'g'),
+            'Z', 'S'), 'Y', 'I'), 'CC', 'C'), 'LL', 'L')
+    )
+{%- endmacro %}
+
+{#- Similarity (0..1) of two names: the better of the Jaro-Winkler similarity of their name keys and of
+    their spelling-tolerant keys. -#}
+{% macro name_similarity(key_a, key_b, phonetic_a, phonetic_b) -%}
+    greatest(jaro_winkler_similarity({{ key_a }}, {{ key_b }}), jaro_winkler_similarity({{ phonetic_a }}, {{ phonetic_b }}))
+{%- endmacro %}

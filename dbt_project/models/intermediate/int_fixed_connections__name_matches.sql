@@ -1,8 +1,10 @@
 {#-
   Matches the place names of the PUNKU fixed-connections file to ubigeo, level by level:
   department among the reference departments, province within the matched department, district
-  within the matched province. At each level the candidate with the highest Jaro-Winkler similarity
-  of the name keys (no accents, upper case, single spaces) wins; ties go to the lowest code. A name is
+  within the matched province. At each level the candidate with the highest similarity wins (ties go
+  to the lowest code): the better of the Jaro-Winkler similarity of the name keys (no accents, upper
+  case, single spaces) and of their spelling-tolerant keys (macro name_phonetic_key: HUA/WA, QUI/KI,
+  Z/S, Y/I, CC/C, LL/L, DE dropped, parenthesised parts dropped). A name is
   matched when every level reaches var('name_match_threshold').
 -#}
 {%- set threshold = var('name_match_threshold') -%}
@@ -17,21 +19,29 @@ published_names as (
         district_key,
         min(department) as department,
         min(province) as province,
-        min(district) as district
+        min(district) as district,
+        {{ name_phonetic_key('min(department)') }} as department_phonetic,
+        {{ name_phonetic_key('min(province)') }} as province_phonetic,
+        {{ name_phonetic_key('min(district)') }} as district_phonetic
     from {{ ref('stg_osiptel__fixed_connections') }}
     group by department_key, province_key, district_key
 ),
 
 published_departments as (
-    select distinct department_key
+    select
+        department_key,
+        min(department_phonetic) as department_phonetic
     from published_names
+    group by department_key
 ),
 
 published_provinces as (
-    select distinct
+    select
         department_key,
-        province_key
+        province_key,
+        min(province_phonetic) as province_phonetic
     from published_names
+    group by department_key, province_key
 ),
 
 reference_districts as (
@@ -44,7 +54,10 @@ reference_districts as (
         district,
         department_key,
         province_key,
-        district_key
+        district_key,
+        {{ name_phonetic_key('department') }} as department_phonetic,
+        {{ name_phonetic_key('province') }} as province_phonetic,
+        {{ name_phonetic_key('district') }} as district_phonetic
     from {{ ref('stg_inei__districts') }}
 ),
 
@@ -52,7 +65,8 @@ reference_departments as (
     select
         department_code,
         min(department) as department,
-        min(department_key) as department_key
+        min(department_key) as department_key,
+        min(department_phonetic) as department_phonetic
     from reference_districts
     group by department_code
 ),
@@ -62,7 +76,8 @@ reference_provinces as (
         province_code,
         min(department_code) as department_code,
         min(province) as province,
-        min(province_key) as province_key
+        min(province_key) as province_key,
+        min(province_phonetic) as province_phonetic
     from reference_districts
     group by province_code
 ),
@@ -72,18 +87,20 @@ department_candidates as (
         names.department_key,
         deps.department_code,
         deps.department as candidate_department,
-        jaro_winkler_similarity(names.department_key, deps.department_key) as department_score,
-        row_number() over (
-            partition by names.department_key
-            order by jaro_winkler_similarity(names.department_key, deps.department_key) desc, deps.department_code
-        ) as candidate_rank
+        deps.department_key as candidate_department_key,
+        {{ name_similarity(
+            'names.department_key', 'deps.department_key',
+            'names.department_phonetic', 'deps.department_phonetic'
+        ) }} as department_score
     from published_departments as names
     cross join reference_departments as deps
 ),
 
 department_matches as (
     select * from department_candidates
-    where candidate_rank = 1
+    qualify row_number() over (
+        partition by department_key order by department_score desc, department_code asc
+    ) = 1
 ),
 
 province_candidates as (
@@ -92,11 +109,11 @@ province_candidates as (
         names.province_key,
         provs.province_code,
         provs.province as candidate_province,
-        jaro_winkler_similarity(names.province_key, provs.province_key) as province_score,
-        row_number() over (
-            partition by names.department_key, names.province_key
-            order by jaro_winkler_similarity(names.province_key, provs.province_key) desc, provs.province_code
-        ) as candidate_rank
+        provs.province_key as candidate_province_key,
+        {{ name_similarity(
+            'names.province_key', 'provs.province_key',
+            'names.province_phonetic', 'provs.province_phonetic'
+        ) }} as province_score
     from published_provinces as names
     inner join department_matches
         on names.department_key = department_matches.department_key
@@ -106,7 +123,9 @@ province_candidates as (
 
 province_matches as (
     select * from province_candidates
-    where candidate_rank = 1
+    qualify row_number() over (
+        partition by department_key, province_key order by province_score desc, province_code asc
+    ) = 1
 ),
 
 district_candidates as (
@@ -116,11 +135,11 @@ district_candidates as (
         names.district_key,
         dists.ubigeo,
         dists.district as candidate_district,
-        jaro_winkler_similarity(names.district_key, dists.district_key) as district_score,
-        row_number() over (
-            partition by names.department_key, names.province_key, names.district_key
-            order by jaro_winkler_similarity(names.district_key, dists.district_key) desc, dists.ubigeo
-        ) as candidate_rank
+        dists.district_key as candidate_district_key,
+        {{ name_similarity(
+            'names.district_key', 'dists.district_key',
+            'names.district_phonetic', 'dists.district_phonetic'
+        ) }} as district_score
     from published_names as names
     inner join province_matches
         on
@@ -132,7 +151,9 @@ district_candidates as (
 
 district_matches as (
     select * from district_candidates
-    where candidate_rank = 1
+    qualify row_number() over (
+        partition by department_key, province_key, district_key order by district_score desc, ubigeo asc
+    ) = 1
 ),
 
 scored as (
@@ -145,12 +166,15 @@ scored as (
         published_names.district_key,
         department_matches.department_code as candidate_department_code,
         department_matches.candidate_department,
+        department_matches.candidate_department_key,
         department_matches.department_score,
         province_matches.province_code as candidate_province_code,
         province_matches.candidate_province,
+        province_matches.candidate_province_key,
         province_matches.province_score,
         district_matches.ubigeo as candidate_ubigeo,
         district_matches.candidate_district,
+        district_matches.candidate_district_key,
         district_matches.district_score
     from published_names
     left join department_matches
@@ -195,7 +219,11 @@ select
     is_matched,
     case
         when not is_matched then 'unmatched'
-        when department_score = 1 and province_score = 1 and district_score = 1 then 'exact'
+        when
+            department_key = candidate_department_key
+            and province_key = candidate_province_key
+            and district_key = candidate_district_key
+            then 'exact'
         else 'fuzzy'
     end as match_method,
     match_score,

@@ -3,7 +3,7 @@
   internet booths) mapped to an INEI department code. Pseudo-departments are recognised by their name
   key first ('Lima y Callao' = Lima + Callao before 2013, 'Sin LAC' = lines without a location area
   code, 'Total Perú' = national total); every other name takes the reference department with the
-  highest Jaro-Winkler similarity of the name keys, when it reaches var('name_match_threshold').
+  highest name_similarity (Jaro-Winkler of the name keys or of the spelling-tolerant keys), when it reaches var('name_match_threshold').
 -#}
 {%- set threshold = var('name_match_threshold') -%}
 
@@ -34,7 +34,8 @@ published_names as (
 distinct_names as (
     select
         department_key,
-        min(department) as published_example
+        min(department) as published_example,
+        {{ name_phonetic_key('min(department)') }} as department_phonetic
     from published_names
     where department_key is not null
     group by department_key
@@ -61,7 +62,8 @@ reference_departments as (
     select
         department_code,
         min(department) as department,
-        min(department_key) as department_key
+        min(department_key) as department_key,
+        {{ name_phonetic_key('min(department)') }} as department_phonetic
     from {{ ref('stg_inei__districts') }}
     group by department_code
 ),
@@ -71,22 +73,19 @@ candidates as (
         distinct_names.department_key,
         reference_departments.department_code,
         reference_departments.department as candidate_department,
-        jaro_winkler_similarity(distinct_names.department_key, reference_departments.department_key) as match_score,
-        row_number() over (
-            partition by distinct_names.department_key
-            order by
-                jaro_winkler_similarity(
-                    distinct_names.department_key, reference_departments.department_key
-                ) desc,
-                reference_departments.department_code
-        ) as candidate_rank
+        {{ name_similarity(
+            'distinct_names.department_key', 'reference_departments.department_key',
+            'distinct_names.department_phonetic', 'reference_departments.department_phonetic'
+        ) }} as match_score
     from distinct_names
     cross join reference_departments
 ),
 
 best as (
     select * from candidates
-    where candidate_rank = 1
+    qualify row_number() over (
+        partition by department_key order by match_score desc, department_code asc
+    ) = 1
 ),
 
 final as (
