@@ -1,0 +1,135 @@
+"""OSIPTEL PUNKU fixed internet connections by district, quarter, operator, technology and segment.
+
+No real sample exists; the published layout is ``Periodo, Empresa, Departamento, Provincia, Distrito,
+Tecnología, Segmento, Conexiones``, keyed by names (upper case with accents here, with a few spelling
+variants) rather than ubigeo. The latest quarter's connections per district are its census internet share ×
+households × growth since 2017; fibre replaces ADSL and coaxial cable over time, earlier in urban districts.
+At ``scale`` < 1 only a share of the districts is listed (larger ones more likely); small local ISPs appear
+in proportion to ``scale``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from brecha.layouts import OSIPTEL_FIXED_CONNECTIONS
+from brecha.synthetic.catalog import BY_CODE
+from brecha.synthetic.io import write_frame
+from brecha.synthetic.names import accented_upper, quechua, reference_form, spelling_variant
+from brecha.synthetic.world import World
+
+PUNKU_DIR = "osiptel-punku"
+FILE_NAME = "conexiones_internet_fijo_distrito.csv"
+YEARS = range(2015, 2025)
+QUARTERS = [f"{y}-T{q}" for y in YEARS for q in range(1, 5)]
+VARIANT_SHARE = 0.015  # districts whose name is spelled differently from the reference
+
+# operator: (base weight, first quarter index, technologies)
+_OPERATORS = {
+    "Telefónica del Perú S.A.A.": (5.0, 0, ("ADSL", "Cable coaxial", "Fibra óptica", "Inalámbrico")),
+    "América Móvil Perú S.A.C.": (2.5, 0, ("Cable coaxial", "Fibra óptica")),
+    "Entel Perú S.A.": (0.8, 4, ("Inalámbrico", "Fibra óptica")),
+    "Viettel Perú S.A.C.": (0.5, 16, ("Inalámbrico", "Fibra óptica")),
+    "WOW Tel S.A.C.": (1.2, 14, ("Fibra óptica",)),
+    "Win Empresas S.A.C.": (1.2, 10, ("Fibra óptica",)),
+    "Gilat Networks Perú S.A.": (1.0, 0, ("Satelital",)),
+}
+_SEGMENTS = ("Residencial", "Empresarial")
+
+
+def _ramp(t: np.ndarray, start: int) -> np.ndarray:
+    return np.clip((t - start + 1) / 8, 0, 1)
+
+
+def _tech_mix(op: str, techs: tuple[str, ...], t: np.ndarray, u: float) -> np.ndarray:
+    """Share of each technology of ``op`` per quarter (rows: techs, columns: quarters)."""
+    t0 = 14 + 16 * (1 - u)  # fibre take-off quarter: earlier where urban
+    fibre = (0.6 + 0.3 * u) / (1 + np.exp(-(t - t0) / 3.0))  # fibre never takes the whole market
+    mix = np.zeros((len(techs), len(t)))
+    for i, tech in enumerate(techs):
+        if tech == "Fibra óptica":
+            mix[i] = fibre if len(techs) > 1 else 1.0
+        elif tech == "ADSL":
+            mix[i] = (1 - fibre) * (0.75 - 0.3 * u)
+        elif tech == "Cable coaxial":
+            mix[i] = (1 - fibre) * (0.25 + 0.3 * u if op.startswith("Telef") else 1.0)
+        elif tech == "Inalámbrico":
+            mix[i] = (1 - fibre) * (0.05 + 0.4 * (1 - u) if op.startswith("Telef") else 1.0)
+        else:
+            mix[i] = 1.0
+    return mix / mix.sum(axis=0, keepdims=True)
+
+
+def build_fixed(world: World, rng: np.random.Generator, scale: float) -> pd.DataFrame:
+    d = world.districts
+    t = np.arange(len(QUARTERS), dtype=float)
+    growth = 0.45 + 0.55 * (t / t[-1]) ** 1.2 + np.where(t >= 21, 0.05, 0.0)  # 2020-T2 lockdown jump
+    latest = d.households * d.internet / 100 * rng.lognormal(np.log(1.5), 0.15, len(d))
+    sat_only = (d.internet == 0) & (rng.random(len(d)) < 0.3)
+    latest = np.where(sat_only, rng.integers(1, 6, len(d)), latest)
+    listed = np.flatnonzero(latest >= 1)
+    if scale < 1:
+        w = np.sqrt(latest[listed])
+        listed = np.sort(rng.choice(listed, int(round(scale * len(listed))), replace=False, p=w / w.sum()))
+    variants = set(rng.choice(listed, int(round(VARIANT_SHARE * len(listed))), replace=False).tolist())
+
+    meta: list[tuple[str, str, str, str, str, str]] = []  # per cell: operator, dep, province, district, tech, segment
+    counts: list[np.ndarray] = []  # per cell: connections per quarter
+    urbanity = d.urbanity.to_numpy()
+    for i in listed:
+        r = d.iloc[i]
+        u = float(urbanity[i])
+        ops = _operators(u, bool(sat_only[i]), scale, rng)
+        weights = np.array([w * _ramp(t, start) for (w, start, _) in ops.values()])
+        shares = weights / np.maximum(weights.sum(axis=0, keepdims=True), 1e-9)
+        totals = latest[i] * growth * rng.lognormal(0, 0.03, len(t))
+        business = float(np.clip(rng.normal(0.1, 0.04), 0.02, 0.25))
+        names = (BY_CODE[r.dep_code].title.upper(), accented_upper(r.province_proper),
+                 spelling_variant(reference_form(r.district_proper), rng) if i in variants
+                 else accented_upper(r.district_proper))
+        for j, (op, (_, _, techs)) in enumerate(ops.items()):
+            mix = _tech_mix(op, techs, t, u)
+            for ti, tech in enumerate(techs):
+                conn = totals * shares[j] * mix[ti]
+                for seg, frac in zip(_SEGMENTS, (1 - business, business), strict=True):
+                    meta.append((op, *names, tech, seg))
+                    counts.append(conn * frac)
+    n = np.round(np.vstack(counts)).astype(np.int64)
+    cell, q = np.nonzero(n > 0)
+    m = np.array(meta, dtype=object)[cell]
+    df = pd.DataFrame({
+        "Periodo": np.array(QUARTERS)[q], "Empresa": m[:, 0], "Departamento": m[:, 1], "Provincia": m[:, 2],
+        "Distrito": m[:, 3], "Tecnología": m[:, 4], "Segmento": m[:, 5], "Conexiones": n[cell, q],
+    })
+    order = np.lexsort((cell, q))  # by quarter, then in the order districts and cells were generated
+    return df.iloc[order].reset_index(drop=True)
+
+
+def _operators(u: float, satellite_only: bool, scale: float,
+               rng: np.random.Generator) -> dict[str, tuple[float, int, tuple[str, ...]]]:
+    """Operators in one district: name -> (market weight, first quarter, technologies)."""
+    presence = {"Telefónica del Perú S.A.A.": 0.97, "América Móvil Perú S.A.C.": 0.15 + 0.8 * u,
+                "Entel Perú S.A.": 0.6 * u, "Viettel Perú S.A.C.": 0.3 * u, "WOW Tel S.A.C.": 0.9 * (u > 0.75),
+                "Win Empresas S.A.C.": 0.9 * (u > 0.7), "Gilat Networks Perú S.A.": 0.6 * (u < 0.3)}
+    ops: dict[str, tuple[float, int, tuple[str, ...]]] = {}
+    for op, (w, start, techs) in _OPERATORS.items():
+        p = (1.0 if op.startswith("Gilat") else 0.0) if satellite_only else presence[op]
+        if rng.random() < p:
+            if op.startswith("Telef"):
+                techs = tuple(x for x in techs if (x != "Cable coaxial" or u > 0.45) and (x != "Inalámbrico" or u < 0.1))
+            ops[op] = (w * rng.lognormal(0, 0.3), start, techs)
+    for k in range(rng.poisson(scale * (0.3 + 1.5 * u))):
+        name = f"{quechua(rng).upper()} {('TELECOM S.A.C.', 'NET E.I.R.L.', 'FIBRA S.A.C.')[k % 3]}"
+        if name not in ops:
+            ops[name] = (0.4 * rng.lognormal(0, 0.4), int(rng.integers(8, 36)), ("Fibra óptica", "Inalámbrico"))
+    if not ops:
+        ops["Telefónica del Perú S.A.A."] = _OPERATORS["Telefónica del Perú S.A.A."]
+    return ops
+
+
+def write_fixed(world: World, out: Path, rng: np.random.Generator, scale: float) -> int:
+    df = build_fixed(world, rng, scale)
+    return write_frame(df[list(OSIPTEL_FIXED_CONNECTIONS.headers)], out / PUNKU_DIR / FILE_NAME)
