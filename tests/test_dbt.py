@@ -1,0 +1,289 @@
+"""The dbt project: marts' grain and key facts checked against direct computations over the landed data.
+
+The expected values are computed here, in pandas, straight from ``raw.*`` (restricted to the latest
+successful batch, as staging is), never read back from the models under test.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from brecha import steps
+from brecha.db import session
+from brecha.layouts import BOOKKEEPING_DDL, LAYOUTS, raw_table_ddl
+from brecha.pipeline import PREDICTION_MARTS
+
+MARTS = (
+    "dim_districts",
+    "fct_district_connectivity",
+    "fct_department_adoption_yearly",
+    "fct_fixed_connections_quarterly",
+    "fct_department_mobile_lines",
+    "mart_digital_divide_index",
+)
+
+LATEST_BATCH = """_source_sha256 in (
+    select sha256 from raw._batch_files
+    where batch_id = (select max(batch_id) from raw._batches where status = 'ok'))"""
+
+
+def connect(home: Path) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(home / "brecha.duckdb"), read_only=True)
+
+
+def raw(con: duckdb.DuckDBPyConnection, entity: str) -> pd.DataFrame:
+    """Rows of one raw table that belong to the latest successful batch."""
+    return con.sql(f"select * from raw.{entity} where {LATEST_BATCH}").df()
+
+
+def mart(con: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:
+    return con.sql(f"select * from marts.{name}").df()
+
+
+@pytest.fixture
+def con(built_home: Path):
+    """A read-only connection to the synthetic warehouse, closed after each test (dbt needs the file back)."""
+    c = connect(built_home)
+    yield c
+    c.close()
+
+
+# --- grain ---------------------------------------------------------------------------------------------------
+def test_dim_districts_is_the_complete_reference(con):
+    ref = raw(con, "inei__districts")
+    complete = ref[ref.latitude.notna() & ref.longitude.notna()]
+    dim = mart(con, "dim_districts")
+    assert len(dim) == 1874 == len(complete)
+    assert dim.ubigeo.is_unique
+    assert set(dim.ubigeo) == set(complete.inei.str.zfill(6))
+    assert dim.ubigeo.str.fullmatch(r"\d{6}").all()
+    assert (dim.department_code == dim.ubigeo.str[:2]).all()
+    assert (dim.province_code == dim.ubigeo.str[:4]).all()
+
+
+def test_every_district_mart_has_one_row_per_district(con):
+    districts = set(mart(con, "dim_districts").ubigeo)
+    for name in ("fct_district_connectivity", "mart_digital_divide_index"):
+        df = mart(con, name)
+        assert len(df) == len(districts) and set(df.ubigeo) == districts, name
+
+
+def test_contract_types_and_schemas(con):
+    cols = con.sql(
+        "select table_schema, table_name, column_name, data_type from information_schema.columns "
+        "where table_schema in ('staging', 'intermediate', 'marts')"
+    ).df()
+    assert {"staging", "intermediate", "marts"} == set(cols.table_schema)
+    marts = cols[cols.table_schema == "marts"]
+    assert set(MARTS) <= set(marts.table_name)
+    ubigeo_types = set(marts[marts.column_name == "ubigeo"].data_type)
+    assert ubigeo_types == {"VARCHAR"}
+
+
+# --- key facts against direct computations ----------------------------------------------------------------------
+def test_internet_pct_is_exactly_the_census_value(con):
+    census = raw(con, "inei__census_indicators")[["ubigeo", "internet"]]
+    census["ubigeo"] = census.ubigeo.str.zfill(6)
+    got = mart(con, "fct_district_connectivity")[["ubigeo", "internet_pct"]].merge(census, on="ubigeo", how="left")
+    assert (got.internet_pct.isna() == got.internet.isna()).all()
+    both = got.dropna()
+    assert len(both) > 1800
+    assert (both.internet_pct == both.internet).all()
+
+
+def test_coverage_shares_equal_a_direct_count(con):
+    cov = raw(con, "osiptel__mobile_coverage")
+    cov["centre"] = cov.ubigeo_ccpp.astype("int64").astype(str).str.zfill(10)
+    cov["ubigeo"] = cov.centre.str[:6]
+    cov["any_mobile"] = cov[["has_2g", "has_3g", "has_4g", "has_5g"]].max(axis=1)
+    centres = cov.groupby(["ubigeo", "centre"]).agg(has_4g=("has_4g", "max"), any_mobile=("any_mobile", "max"))
+    direct = centres.groupby("ubigeo").agg(
+        pct_4g=("has_4g", "mean"), pct_any=("any_mobile", "mean"), n=("has_4g", "size")
+    )
+    stations = cov.groupby("ubigeo")[["cant_eb_2g", "cant_eb_3g", "cant_eb_4g", "cant_eb_5g"]].sum().sum(axis=1)
+    got = mart(con, "fct_district_connectivity").set_index("ubigeo")
+    j = got.join(direct, how="inner")
+    assert len(j) > 0.9 * len(got)
+    np.testing.assert_allclose(j.pct_centres_4g, 100 * j.pct_4g, atol=1e-9)
+    np.testing.assert_allclose(j.pct_centres_any_mobile, 100 * j.pct_any, atol=1e-9)
+    assert (j.populated_centres == j.n).all()
+    np.testing.assert_array_equal(j.base_stations_total, stations.loc[j.index])
+    without = got.index.difference(direct.index)
+    assert got.loc[without, "pct_centres_4g"].isna().all()
+    assert (got.loc[without, "populated_centres"] == 0).all()
+
+
+def test_fixed_connections_latest_quarter_and_hhi(con):
+    quarterly = mart(con, "fct_fixed_connections_quarterly")
+    assert len(quarterly) > 1000
+    assert quarterly.quarter.str.fullmatch(r"\d{4}-Q[1-4]").all()
+    assert not quarterly.duplicated(["ubigeo", "quarter", "technology", "operator"]).any()
+    latest = quarterly[quarterly.quarter_start == quarterly.quarter_start.max()]
+    by_op = latest.groupby(["ubigeo", "operator"]).connections.sum()
+    shares = 100 * by_op / by_op.groupby(level="ubigeo").transform("sum")
+    hhi = (shares**2).groupby(level="ubigeo").sum()
+    got = mart(con, "fct_district_connectivity").set_index("ubigeo")
+    assert got.fixed_hhi.dropna().between(0, 10_000).all()
+    np.testing.assert_allclose(got.loc[hhi.index, "fixed_hhi"], hhi, rtol=1e-9)
+    totals = latest.groupby("ubigeo").connections.sum()
+    np.testing.assert_array_equal(got.loc[totals.index, "fixed_connections"], totals)
+    assert (got.drop(totals.index).fixed_connections == 0).all()  # a landed file: absent district = 0
+    # every connection of the raw file reaches the quarterly mart unless its names matched no district
+    raw_total = raw(con, "osiptel__fixed_connections").conexiones.sum()
+    unmatched = con.sql("select coalesce(sum(connections), 0) from intermediate.int_fixed_connections__unmatched").fetchone()[0]
+    kept = quarterly.connections.sum()
+    assert kept + unmatched <= raw_total and kept >= 0.99 * raw_total
+
+
+def test_name_matching_leaves_few_names_unmatched(con):
+    matches = con.sql("select * from intermediate.int_fixed_connections__name_matches").df()
+    unmatched = con.sql("select * from intermediate.int_fixed_connections__unmatched").df()
+    assert len(matches) > 100
+    assert len(unmatched) <= 0.01 * len(matches)
+    assert (matches.match_method == "fuzzy").sum() >= 1  # the synthetic file carries spelling variants
+    # a fuzzy match lands in a district of the same department as published
+    fuzzy = matches[matches.match_method == "fuzzy"]
+    assert (fuzzy.ubigeo.str[:2] == fuzzy.candidate_ubigeo.str[:2]).all()
+
+
+def test_survey_shares_equal_a_weighted_mean_and_linearised_se(con):
+    hh = raw(con, "inei__enaho_households")
+    hh = hh[hh.factor07 > 0].assign(dep=hh.ubigeo.str.zfill(6).str[:2])
+    got = mart(con, "fct_department_adoption_yearly").set_index(["department_code", "year"])
+    assert len(got) >= 24 * 10
+    for (dep, year), g in hh.groupby(["dep", "anio"]):
+        row = got.loc[(dep, year)]
+        assert row.households_sampled == len(g)
+        for column, good in (("p1144", "internet"), ("p1142", "mobile"), ("p1141", "fixed_phone"), ("p1143", "cable_tv")):
+            a = g[g[column].notna()]
+            w, y = a.factor07.to_numpy(), a[column].to_numpy(dtype=float)
+            p = np.average(y, weights=w)
+            assert row[f"{good}_pct"] == pytest.approx(100 * p, abs=1e-9)
+            z = (a.assign(s=w * (y - p) / w.sum())).groupby("conglome").s.sum()
+            m = len(z)
+            se = 100 * np.sqrt(m / (m - 1) * (z**2).sum())
+            assert row[f"{good}_se"] == pytest.approx(se, rel=1e-9)
+    latest = got.reset_index().sort_values("year").groupby("department_code").tail(1).set_index("department_code")
+    conn = mart(con, "fct_district_connectivity")
+    expected = conn.ubigeo.str[:2].map(latest.internet_pct)
+    np.testing.assert_allclose(conn.survey_internet_pct_department, expected)
+
+
+def test_shares_and_scores_stay_in_range(con):
+    conn = mart(con, "fct_district_connectivity")
+    for col in [c for c in conn.columns if c.endswith("_pct")]:
+        assert conn[col].dropna().between(0, 100).all(), col
+    idx = mart(con, "mart_digital_divide_index")
+    for col in ("infrastructure_score", "adoption_score", "socioeconomic_score", "divide_index"):
+        assert idx[col].dropna().between(0, 100).all(), col
+    assert idx.divide_index.min() == 0 and idx.divide_index.max() == 100
+    assert sorted(idx.national_rank) == list(range(1, len(idx) + 1))
+    assert idx.divide_quintile.value_counts().to_dict() == {q: len(idx) // 5 + (q <= len(idx) % 5) for q in range(1, 6)}
+    # rank 1 has the widest divide; the widest fifth is quintile 5
+    top = idx.sort_values("national_rank")
+    assert top.divide_index.is_monotonic_decreasing
+    assert (top.head(len(idx) // 5).divide_quintile == 5).all()
+
+
+def test_divide_index_tracks_census_internet(con):
+    j = mart(con, "mart_digital_divide_index").merge(mart(con, "fct_district_connectivity"), on="ubigeo")
+    assert j.divide_index.corr(j.internet_pct, method="spearman") < -0.3
+
+
+def test_mobile_lines_flag_rows_above_the_national_total(con):
+    lines = raw(con, "osiptel__mobile_lines")
+    yearly = lines[lines.granularity == "year"].assign(year=lambda d: pd.to_datetime(d.period).dt.year)
+    total = yearly[yearly.departamento.str.strip() == "Total Perú"].groupby("year").lines.max()
+    got = mart(con, "fct_department_mobile_lines")
+    assert not got.duplicated(["department", "year"]).any()
+    assert "Total Perú" not in set(got.department)
+    above = got.lines > got.year.map(total)
+    assert above.any(), "the synthetic hand-made csv carries a 10x 'Lima y Callao' row"
+    assert got[above].is_outlier.all()
+    assert got[got.is_outlier].outlier_reason.str.len().gt(0).all()
+    assert got[~got.is_outlier].outlier_reason.isna().all()
+    # when the xlsx gives a department-year, the mart uses it
+    xlsx = yearly[yearly._source_file.str.endswith(".xlsx")]
+    both = got.merge(xlsx[["departamento", "year"]].drop_duplicates(), left_on=["department", "year"], right_on=["departamento", "year"])
+    assert both.source_file.str.endswith(".xlsx").all()
+
+
+# --- docs and lineage -------------------------------------------------------------------------------------------
+def test_docs_generate_and_every_model_and_column_documented(built_home, use_home):
+    use_home(built_home)
+    index = Path(steps_docs())
+    target = built_home / "dbt_target"
+    assert index.is_file() and (target / "catalog.json").is_file()
+    manifest = json.loads((target / "manifest.json").read_text())
+    models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
+    assert len(models) >= 20
+    for node in models:
+        assert node["description"].strip(), f"{node['name']} has no description"
+        assert node["columns"], f"{node['name']} documents no column"
+        for col in node["columns"].values():
+            assert col["description"].strip(), f"{node['name']}.{col['name']} has no description"
+    catalog = json.loads((target / "catalog.json").read_text())
+    for node in models:
+        if node["unique_id"] in catalog["nodes"]:
+            built = set(catalog["nodes"][node["unique_id"]]["columns"])
+            assert {c.lower() for c in built} == {c.lower() for c in node["columns"]}, node["name"]
+    exposures = manifest["exposures"].values()
+    assert {e["type"] for e in exposures} == {"dashboard", "ml"}
+    assert sum(e["type"] == "dashboard" for e in exposures) == 4
+    unit_tests = manifest.get("unit_tests", {})
+    assert len(unit_tests) >= 3
+
+
+def steps_docs() -> str:
+    from brecha.dbt import docs
+
+    return docs()
+
+
+# --- other inputs: empty raw tables, the real extracts -----------------------------------------------------------
+def test_build_on_empty_raw_tables(brecha_home: Path):
+    with session() as c:
+        for ddl in BOOKKEEPING_DDL:
+            c.execute(ddl)
+        for layout in LAYOUTS:
+            c.execute(raw_table_ddl(layout))
+    summary = steps.dbt_build(exclude=PREDICTION_MARTS)
+    assert summary.failed == 0 and summary.models >= 20
+    with connect(brecha_home) as c:
+        for name in MARTS:
+            assert c.sql(f"select count(*) from marts.{name}").fetchone()[0] == 0, name
+
+
+@pytest.mark.real
+def test_real_extracts_after_a_synthetic_batch(brecha_home: Path, real_dir: Path, synthetic_dir: Path):
+    """A synthetic batch then the real folder: the marts describe the real files only."""
+    steps.ingest(synthetic_dir)
+    steps.ingest(real_dir)
+    steps.dbt_build(exclude=PREDICTION_MARTS)
+    with connect(brecha_home) as c:
+        assert c.sql("select count(*) from marts.dim_districts").fetchone()[0] == 1874
+        got = mart(c, "fct_district_connectivity").set_index("ubigeo").internet_pct
+        assert c.sql("select count(*) from marts.fct_fixed_connections_quarterly").fetchone()[0] == 0
+        assert c.sql("select count(fixed_connections) from marts.fct_district_connectivity").fetchone()[0] == 0
+        lines = mart(c, "fct_department_mobile_lines")
+    src = pd.DataFrame(json.loads((real_dir / "qhaway/indicadores-distrito.json").read_text()))
+    src = src[src.internet.notna()].set_index("ubigeo").internet
+    assert len(src) >= 1874
+    common = src.index.intersection(got.index)
+    assert len(common) == 1874
+    assert (got.loc[common] == src.loc[common]).all()
+    # the hand-made csv's 'Lima y Callao' row is ~10x too large: flagged wherever it is the only source
+    lima = lines[lines.department == "Lima y Callao"].set_index("year")
+    assert lima.loc[2013:2018].is_outlier.all()
+    assert lima.loc[2013:2018].source_file.str.endswith("IndMovil-C21.csv").all()
+    assert lima.loc[2013:2018].outlier_reason.str.contains("national total").all()
+    assert (~lima.loc[2003:2012].is_outlier).all()
+    assert lima.loc[2003:2012].source_file.str.endswith("IndMovil-C21.xlsx").all()
+    assert lima.loc[2010, "lines"] == 13_490_477  # the xlsx value, not the csv's 134,904,770
+    assert lines.loc[lines.department == "Sin LAC", "department_code"].isna().all()
