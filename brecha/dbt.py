@@ -46,7 +46,10 @@ def invoke(args: list[str]) -> DbtSummary:
 
     dbt_env()
     cli_args = [*args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
-    res = dbtRunner().invoke(cli_args)
+    try:
+        res = dbtRunner().invoke(cli_args)
+    finally:
+        release_warehouse()
     summary = DbtSummary(command=args[0])
     for r in getattr(res.result, "results", None) or []:
         status = str(r.status).lower()
@@ -68,6 +71,20 @@ def invoke(args: list[str]) -> DbtSummary:
         detail = "; ".join(summary.failures[:5]) or str(res.exception or "see the dbt log above")
         raise GateFailed(f"dbt {' '.join(args)} failed: {detail}")
     return summary
+
+
+def release_warehouse() -> None:
+    """Close the DuckDB database that dbt-duckdb keeps open in this process after an in-process invoke.
+
+    dbt-duckdb caches its environment (and so the open database file, with its write lock) at class level;
+    left open, it blocks other processes and read-only connections of this one until the process exits.
+    """
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        env, DuckDBConnectionManager._ENV = DuckDBConnectionManager._ENV, None
+        if env is not None:
+            env.close()
 
 
 def build(select: str | None = None, exclude: str | None = None) -> DbtSummary:
