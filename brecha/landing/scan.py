@@ -32,9 +32,12 @@ class SourceFile:
 
 def walk(root: Path, runtime: Path | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
     """Files under ``root`` to land (sorted) and the ones skipped, with the reason. ``runtime`` ($BRECHA_HOME)
-    is never read as input, should it lie inside ``root``."""
+    is never read as input, should it lie inside ``root`` (a folder inside it, such as the default
+    ``$BRECHA_HOME/extracts``, may be ingested)."""
     files: list[Path] = []
     skipped: list[tuple[str, str]] = []
+    if runtime is not None and root.resolve().is_relative_to(runtime):
+        runtime = None
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root)
         if runtime is not None and path.resolve().is_relative_to(runtime):
