@@ -67,7 +67,8 @@ def build(select: str | None, exclude: str | None) -> None:
 
 
 @cli.command()
-@click.option("--suite", type=click.Choice(["landed", "marts", "all"]), default="all", show_default=True)
+@click.option("--suite", type=click.Choice(["landed", "marts", "all"]), default="all", show_default=True,
+              help="Which gate: the landed extracts, the marts, or both.")
 def validate(suite: str) -> None:
     """Run the Great Expectations suites in expectations/ against the warehouse."""
     from brecha import steps
@@ -76,7 +77,8 @@ def validate(suite: str) -> None:
 
 
 @cli.command()
-@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True)
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True,
+              help="Seed for CV shuffling, model initialisation and clustering.")
 def train(seed: int) -> None:
     """Train and compare models on the marts (spatial CV); write ml.* tables and artifacts."""
     from brecha import steps
@@ -105,8 +107,10 @@ def publish(rollback: bool) -> None:
 @cli.command()
 @click.option("--input", "input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder of real extracts; without it, synthetic extracts are generated.")
-@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True)
-@click.option("--scale", type=float, default=1.0, show_default=True)
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True,
+              help="Seed for the synthetic extracts and the models.")
+@click.option("--scale", type=float, default=1.0, show_default=True,
+              help="Size of the synthetic large tables (ignored with --input).")
 def run(input_dir: Path | None, seed: int, scale: float) -> None:
     """The whole pipeline: extract -> ingest -> dbt build -> validate -> train -> dbt build -> publish."""
     from brecha.pipeline import run_all
@@ -116,7 +120,7 @@ def run(input_dir: Path | None, seed: int, scale: float) -> None:
 
 @cli.command()
 def docs() -> None:
-    """Generate the dbt docs site (dbt_project/target/index.html)."""
+    """Generate the dbt docs site ($BRECHA_HOME/dbt_target/index.html)."""
     from brecha.dbt import docs as _docs
 
     click.echo(str(_docs()))
