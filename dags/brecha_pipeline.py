@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 from airflow.sdk import Param, dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import ExecutionMode, LoadMode, TestBehavior
+from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
 
 from brecha.airflow_local import POOL, dbt_task_env, run_step
 from brecha.config import DBT_PROJECT_DIR, DEFAULT_SEED, paths
@@ -54,12 +54,21 @@ def _dbt_group(group_id: str, *, select: list[str] | None = None, exclude: list[
             env_vars=dbt_task_env(),  # dbt ls and every dbt task: BRECHA_HOME, DBT_TARGET_PATH, ...
         ),
         profile_config=_profile(),
-        execution_config=ExecutionConfig(execution_mode=ExecutionMode.LOCAL, dbt_executable_path=DBT_EXECUTABLE),
+        execution_config=ExecutionConfig(
+            execution_mode=ExecutionMode.LOCAL,
+            # one dbt process per task: it releases the DuckDB file when it ends (in-process dbtRunner keeps a
+            # read-write handle open, and `dag.test()` runs every task in one process)
+            invocation_mode=InvocationMode.SUBPROCESS,
+            dbt_executable_path=DBT_EXECUTABLE,
+            # a model's test task runs only the tests whose parents are all built by then ...
+            test_indirect_selection=TestIndirectSelection.CAUTIOUS,
+        ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST if USE_MANIFEST else LoadMode.DBT_LS,
             select=select or [],
             exclude=exclude or [],
             test_behavior=TestBehavior.AFTER_EACH,  # a failed test stops the models that depend on it
+            should_detach_multiple_parents_tests=True,  # ... a test on several models runs after all of them
         ),
         operator_args={"pool": POOL, "append_env": True, "install_deps": False, **RETRIES},
     )
@@ -111,7 +120,8 @@ def brecha_pipeline() -> None:
     def publish(run_id: str | None) -> str:
         return str(run_step(steps.publish, run_id=run_id))
 
-    core = _dbt_group("dbt_core", exclude=[PREDICTION_MARTS])
+    # the "+" also leaves out the tests on the prediction marts (e.g. relationships to dim_districts)
+    core = _dbt_group("dbt_core", exclude=[f"{PREDICTION_MARTS}+"])
     with_predictions = _dbt_group("dbt_predictions", select=[PREDICTION_MARTS])
     landed = validate_landed()
     ingest(extract()) >> landed >> core
