@@ -48,7 +48,7 @@ def _session_env(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def synthetic_dir(tmp_path_factory: pytest.TempPathFactory, _session_env: Path) -> Path:
     """Synthetic extracts in the real layouts (seed 42, reduced scale), generated once per session."""
     from brecha.synthetic import generate
 
