@@ -127,7 +127,10 @@ def test_map_dashboard_has_the_promised_controls() -> None:
 def test_provisioning_points_read_only_at_the_mounted_serving_copy() -> None:
     ds, svc = datasource(), compose()
     assert ds["jsonData"]["readOnly"] is True and ds["editable"] is False
-    mounts = {m.split(":")[1]: m for m in svc["volumes"]}
+    mounts = {}  # container path -> the whole mount (sources may hold ':' in ${VAR:?message})
+    for m in svc["volumes"]:
+        parts = m.rsplit(":", 2)
+        mounts[parts[-2] if parts[-1] in ("ro", "rw") else parts[-1]] = m
     serving_mount = mounts["/var/lib/brecha/serving"]
     assert serving_mount.endswith(":ro") and "BRECHA_HOME" in serving_mount and "/serving:" in serving_mount
     assert Path(ds["jsonData"]["path"]).parent == Path("/var/lib/brecha/serving")
