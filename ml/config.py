@@ -1,0 +1,31 @@
+"""Training settings. ``FULL`` is what ``brecha train`` uses; ``FAST`` only shortens training for tests."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    n_splits: int = 5  # GroupKFold over departments: no department is ever on both sides
+    confidence: float = 0.9  # prediction-interval level
+    conformal_method: str = "plus"  # MAPIE CrossConformalRegressor method (CV+ / jackknife+-style)
+    underserved_threshold_pct: float = 5.0  # a district is "underserved" when internet_pct < this
+    min_feature_coverage: float = 0.5  # a feature is used only when at least this share of districts has it
+    hgb_max_iter: int = 500
+    hgb_learning_rate: float = 0.05
+    hgb_max_depth: int = 4
+    hgb_min_samples_leaf: int = 10
+    mlp_hidden: tuple[int, ...] = (64, 32)
+    mlp_max_epochs: int = 300
+    mlp_patience: int = 30
+    importance_repeats: int = 5
+    segment_k: tuple[int, ...] = field(default=(3, 4, 5, 6, 7, 8))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+FULL = TrainConfig()
+FAST = replace(FULL, hgb_max_iter=80, hgb_learning_rate=0.15, mlp_max_epochs=40, mlp_patience=8,
+               importance_repeats=2, segment_k=(3, 4, 5))

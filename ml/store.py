@@ -1,0 +1,61 @@
+"""The ``ml.*`` tables: created when missing, appended per run (never overwritten), written from pandas."""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+from ml.segments import SEGMENT_FEATURES
+
+_CENTROIDS = ", ".join(f"centroid_{c} DOUBLE" for c in SEGMENT_FEATURES)
+
+DDL: dict[str, str] = {
+    "district_predictions": """run_id VARCHAR NOT NULL, ubigeo VARCHAR NOT NULL, model_name VARCHAR NOT NULL,
+        predicted_internet_pct DOUBLE, lower_90 DOUBLE, upper_90 DOUBLE, actual_internet_pct DOUBLE,
+        gap_pp DOUBLE, priority_score DOUBLE, priority_rank INTEGER, underserved_predicted BOOLEAN,
+        underserved_probability DOUBLE, PRIMARY KEY (run_id, ubigeo)""",
+    "model_runs": """run_id VARCHAR NOT NULL, run_at TIMESTAMP, data_fingerprint VARCHAR, seed INTEGER,
+        model_name VARCHAR NOT NULL, model_family VARCHAR, params JSON, cv_r2 DOUBLE, cv_mae DOUBLE,
+        cv_rmse DOUBLE, interval_coverage DOUBLE, selected BOOLEAN, artifact_path VARCHAR, n_train INTEGER,
+        n_features INTEGER, fit_seconds DOUBLE, PRIMARY KEY (run_id, model_name)""",
+    "model_fold_metrics": """run_id VARCHAR NOT NULL, model_name VARCHAR NOT NULL, fold INTEGER NOT NULL,
+        test_departments VARCHAR, n_test INTEGER, r2 DOUBLE, mae DOUBLE, rmse DOUBLE""",
+    "feature_importance": """run_id VARCHAR NOT NULL, model_name VARCHAR NOT NULL, feature VARCHAR NOT NULL,
+        importance_mean DOUBLE, importance_std DOUBLE, rank INTEGER""",
+    "district_segments": """run_id VARCHAR NOT NULL, ubigeo VARCHAR NOT NULL, segment_id INTEGER,
+        segment_label VARCHAR, PRIMARY KEY (run_id, ubigeo)""",
+    "segment_profiles": f"""run_id VARCHAR NOT NULL, segment_id INTEGER NOT NULL, segment_label VARCHAR,
+        n_districts INTEGER, description VARCHAR, silhouette DOUBLE, {_CENTROIDS}, mean_internet_pct DOUBLE""",
+    "classification_metrics": """run_id VARCHAR NOT NULL, model_name VARCHAR, threshold_pct DOUBLE,
+        fold INTEGER, scope VARCHAR, test_departments VARCHAR, n_test INTEGER, n_positive INTEGER,
+        precision DOUBLE, recall DOUBLE, f1 DOUBLE, roc_auc DOUBLE""",
+    "feature_drift": """run_id VARCHAR NOT NULL, feature VARCHAR NOT NULL, mean DOUBLE, std DOUBLE, p05 DOUBLE,
+        p50 DOUBLE, p95 DOUBLE, null_share DOUBLE, psi_vs_previous DOUBLE""",
+}
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS ml")
+    for name, cols in DDL.items():
+        con.execute(f"CREATE TABLE IF NOT EXISTS ml.{name} ({cols})")
+
+
+def append(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame) -> None:
+    """Insert ``df`` into ``ml.<table>`` matching columns by name."""
+    if table not in DDL:
+        raise KeyError(f"unknown ml table {table!r}")
+    con.register("_ml_frame", df)
+    try:
+        con.execute(f"INSERT INTO ml.{table} BY NAME SELECT * FROM _ml_frame")
+    finally:
+        con.unregister("_ml_frame")
+
+
+def previous_run_id(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The latest run already recorded (before the one being written), or None."""
+    exists = con.execute("select count(*) from information_schema.tables where table_schema = 'ml' "
+                         "and table_name = 'model_runs'").fetchone()[0]
+    if not exists:
+        return None
+    row = con.execute("select run_id from ml.model_runs order by run_at desc, run_id desc limit 1").fetchone()
+    return row[0] if row else None

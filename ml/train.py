@@ -1,0 +1,198 @@
+"""``brecha train``: compare models under spatial CV, keep the best, score every district, write ``ml.*``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import duckdb
+import numpy as np
+import pandas as pd
+import sklearn
+import torch
+from sklearn.base import clone
+from sklearn.inspection import permutation_importance
+from threadpoolctl import threadpool_limits
+
+from brecha.config import DEFAULT_SEED
+from brecha.db import session
+from brecha.errors import BrechaError
+from ml import artifacts, drift, segments, store
+from ml.config import FULL, TrainConfig
+from ml.features import FEATURE_NAMES, GROUP, TARGET, build_feature_table, load_marts
+from ml.intervals import fit_conformal
+from ml.models import TARGET_TRANSFORM, Candidate, candidates, from_model_scale, to_model_scale
+from ml.scoring import score_districts
+from ml.spatial_cv import CVResult, cross_validate, cv_interval_coverage, fold_indices
+from ml.underserved import MODEL_NAME as CLASSIFIER_NAME
+from ml.underserved import evaluate_and_fit
+
+MIN_KNOWN = 30
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    selected_model: str
+    n_districts: int
+    n_known: int
+    features: list[str]
+    cv: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> r2/mae/rmse/coverage
+    n_segments: int = 0
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        lines = [f"run {self.run_id}: {self.n_districts} districts scored ({self.n_known} with a known target), "
+                 f"{len(self.features)} features, {self.n_segments} segments, {self.seconds:.1f} s",
+                 "spatial CV (folds by department), pooled out-of-fold:"]
+        for name, m in sorted(self.cv.items(), key=lambda kv: kv[1]["mae"]):
+            mark = "*" if name == self.selected_model else " "
+            lines.append(f" {mark} {name:<18} R² {m['r2']:.3f}  MAE {m['mae']:.2f} pp  RMSE {m['rmse']:.2f} pp  "
+                         f"90% interval coverage {m['coverage']:.1%}")
+        lines.append(f"selected: {self.selected_model} (lowest spatial-CV MAE)")
+        return "\n".join(lines)
+
+
+def data_fingerprint(X: pd.DataFrame, y: pd.Series, groups: pd.Series) -> str:  # noqa: N803
+    h = hashlib.sha256()
+    for part in (X, y.to_frame(), groups.to_frame()):
+        h.update(pd.util.hash_pandas_object(part, index=True).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def active_features(X: pd.DataFrame, min_coverage: float) -> list[str]:  # noqa: N803
+    """Features with enough non-null, non-constant values in the training rows (e.g. the fixed-connection
+    features are dropped on the real files, which have no fixed-connections extract)."""
+    return [c for c in X.columns if X[c].notna().mean() >= min_coverage and X[c].nunique(dropna=True) > 1]
+
+
+def _load() -> pd.DataFrame:
+    try:
+        with session(read_only=True) as con:
+            return load_marts(con)
+    except duckdb.CatalogException as err:
+        raise BrechaError(f"the marts are missing from the warehouse ({err}). Run `brecha ingest <folder>` and "
+                          "`brecha build --exclude tag:needs_predictions` first.") from err
+
+
+def _importance(cand: Candidate, cv: CVResult, X: pd.DataFrame, y: np.ndarray,  # noqa: N803
+                folds: list[tuple[np.ndarray, np.ndarray]], repeats: int, seed: int) -> pd.DataFrame:
+    """Permutation importance on the held-out departments of each fold: increase in MAE (pp)."""
+
+    def neg_mae(est, Xs, ys):  # noqa: N803
+        return -float(np.mean(np.abs(from_model_scale(est.predict(Xs)) - ys)))
+
+    drops = []
+    for model, (_, te) in zip(cv.models, folds, strict=True):
+        r = permutation_importance(model, X.iloc[te], y[te], scoring=neg_mae, n_repeats=repeats, random_state=seed)
+        drops.append(r.importances)
+    allr = np.concatenate(drops, axis=1)
+    df = pd.DataFrame({"model_name": cand.name, "feature": X.columns, "importance_mean": allr.mean(axis=1),
+                       "importance_std": allr.std(axis=1)})
+    df["rank"] = df["importance_mean"].rank(ascending=False, method="first").astype(int)
+    return df.sort_values("rank")
+
+
+def train(seed: int = DEFAULT_SEED, config: TrainConfig = FULL) -> TrainResult:
+    """Train with single-threaded BLAS/OpenMP and torch: on a small table (~1,900 rows) on a shared 2-core
+    machine, OpenMP thread synchronisation costs far more than it saves, and one thread is deterministic."""
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        return _train(seed, config)
+
+
+def _train(seed: int, config: TrainConfig) -> TrainResult:
+    started = time.perf_counter()
+    marts = _load()
+    features_all = build_feature_table(marts)
+    known = marts[TARGET].notna().to_numpy()
+    if known.sum() < MIN_KNOWN:
+        raise BrechaError(f"marts.fct_district_connectivity has only {known.sum()} districts with internet_pct; "
+                          f"training needs at least {MIN_KNOWN}. Check the census indicators extract.")
+    used = active_features(features_all[known], config.min_feature_coverage)
+    X_all = features_all[used]  # noqa: N806
+    X = X_all[known]  # noqa: N806
+    y = marts[TARGET].to_numpy(float)[known]
+    groups = marts[GROUP].astype(str).to_numpy()[known]
+    folds = fold_indices(X, groups, config.n_splits)
+    run_at = datetime.now(UTC).replace(tzinfo=None)
+    run_id = f"{run_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    fingerprint = data_fingerprint(X_all, marts[TARGET], marts[GROUP])
+
+    cands = candidates(config, seed)
+    cvs: dict[str, CVResult] = {}
+    timing: dict[str, float] = {}
+    for cand in cands:
+        t = time.perf_counter()
+        cvs[cand.name] = cross_validate(cand.estimator, X, y, groups, folds)
+        timing[cand.name] = time.perf_counter() - t
+    coverage = {c.name: cv_interval_coverage(y, cvs[c.name].oof_scale, folds, config.confidence) for c in cands}
+    best = min(cands, key=lambda c: cvs[c.name].pooled["mae"])
+
+    regressor = fit_conformal(best.estimator, X, y, groups, n_splits=config.n_splits, confidence=config.confidence,
+                              method=config.conformal_method)
+    classifier, cls_metrics = evaluate_and_fit(X, y, groups, folds, config.underserved_threshold_pct, seed,
+                                               config.hgb_max_iter, config.hgb_learning_rate)
+    seg = segments.fit_segments(features_all, config.segment_k, seed)
+    assigned = segments.assign(seg, features_all)
+    importance = _importance(best, cvs[best.name], X, y, folds, config.importance_repeats, seed)
+    predictions = score_districts(regressor, classifier, X_all, marts, best.name)
+
+    common = {"run_id": run_id, "seed": seed, "features": used, "target": TARGET,
+              "target_transform": TARGET_TRANSFORM, "data_fingerprint": fingerprint, "train_config": config.as_dict(),
+              "versions": {"scikit-learn": sklearn.__version__, "torch": torch.__version__}}
+    runs = []
+    for cand in cands:
+        is_best = cand is best
+        model = regressor if is_best else clone(cand.estimator).fit(X, to_model_scale(y))
+        metrics = {**cvs[cand.name].pooled, "interval_coverage_cv": coverage[cand.name],
+                   "folds": cvs[cand.name].folds.to_dict("records")}
+        params = {k: repr(v) for k, v in cand.estimator.get_params(deep=False).items()}
+        cfg = {**common, "model_name": cand.name, "description": cand.description, "params": params,
+               "selected": is_best,
+               "wrapper": "mapie.regression.CrossConformalRegressor" if is_best else None,
+               "conformal": {"confidence": config.confidence, "method": config.conformal_method,
+                             "cv": f"GroupKFold({config.n_splits}) by {GROUP}", "score": "absolute, sqrt scale"}
+               if is_best else None}
+        path = artifacts.save_model(run_id, cand.name, model, cand.family, cfg, metrics)
+        runs.append({"run_id": run_id, "run_at": run_at, "data_fingerprint": fingerprint, "seed": seed,
+                     "model_name": cand.name, "model_family": cand.family,
+                     "params": json.dumps(params),
+                     "cv_r2": cvs[cand.name].pooled["r2"], "cv_mae": cvs[cand.name].pooled["mae"],
+                     "cv_rmse": cvs[cand.name].pooled["rmse"], "interval_coverage": coverage[cand.name],
+                     "selected": is_best, "artifact_path": str(path), "n_train": int(len(y)),
+                     "n_features": len(used), "fit_seconds": timing[cand.name]})
+    cls_cfg = {**common, "model_name": CLASSIFIER_NAME, "threshold_pct": config.underserved_threshold_pct}
+    artifacts.save_model(run_id, CLASSIFIER_NAME, classifier, "sklearn", cls_cfg,
+                         {"metrics": cls_metrics.to_dict("records")})
+    artifacts.save_model(run_id, "segments", seg, "sklearn", {**common, "model_name": "segments", "k": seg.k,
+                         "silhouettes": seg.silhouettes, "labels": seg.labels}, {"silhouettes": seg.silhouettes})
+    artifacts.save_features(run_id, features_all)
+
+    fold_rows = pd.concat([cvs[c.name].folds.assign(model_name=c.name) for c in cands], ignore_index=True)
+    with session() as con:
+        store.ensure_tables(con)
+        prev = store.previous_run_id(con)
+        drift_df = drift.summarise(features_all, artifacts.load_features(prev) if prev else None)
+        con.execute("BEGIN TRANSACTION")
+        store.append(con, "model_runs", pd.DataFrame(runs))
+        store.append(con, "model_fold_metrics", fold_rows.assign(run_id=run_id))
+        store.append(con, "district_predictions", predictions.assign(run_id=run_id))
+        store.append(con, "feature_importance", importance.assign(run_id=run_id))
+        store.append(con, "district_segments", assigned.assign(run_id=run_id, ubigeo=marts["ubigeo"].astype(str)))
+        store.append(con, "segment_profiles", segments.profiles(seg, features_all, assigned, marts[TARGET])
+                     .assign(run_id=run_id, silhouette=seg.silhouettes[seg.k]))
+        store.append(con, "classification_metrics", cls_metrics.assign(run_id=run_id))
+        store.append(con, "feature_drift", drift_df.assign(run_id=run_id))
+        con.execute("COMMIT")
+
+    summary = {c.name: {**cvs[c.name].pooled, "coverage": coverage[c.name]} for c in cands}
+    return TrainResult(run_id, best.name, len(marts), int(known.sum()), used, summary, seg.k,
+                       time.perf_counter() - started)
+
+
+__all__ = ["FEATURE_NAMES", "TrainResult", "train"]
