@@ -117,8 +117,8 @@ def brecha_pipeline() -> None:
         return getattr(run_step(steps.train, seed=int(params["seed"])), "run_id", None)
 
     @task
-    def publish(run_id: str | None) -> str:
-        return str(run_step(steps.publish, run_id=run_id))
+    def publish(model_run_id: str | None) -> str:  # ("run_id" is a reserved name in an Airflow task's context)
+        return str(run_step(steps.publish, run_id=model_run_id))
 
     # the "+" also leaves out the tests on the prediction marts (e.g. relationships to dim_districts)
     core = _dbt_group("dbt_core", exclude=[f"{PREDICTION_MARTS}+"])
