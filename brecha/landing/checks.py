@@ -19,6 +19,7 @@ from brecha.layouts import LINEAGE_COLUMNS, Column, Layout
 
 REF_TABLE = "_ref_ubigeo"  # temp table of the district ubigeos the batch checks against
 INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT")
+PROBLEM_TYPE = "STRUCT(column_name VARCHAR, value_text VARCHAR, reason VARCHAR)"
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,9 @@ def _typed(col: Column, text: str) -> str:
 
 
 def check_sql(layout: Layout, select_sql: str, with_reference: bool) -> str:
-    """``CREATE TEMP TABLE _checked``: typed columns, the source record and ``__problem`` (NULL = good row)."""
+    """``CREATE TEMP TABLE _checked``: ``__row``, the typed columns and ``__problem`` (NULL = good row so far;
+    duplicates are marked afterwards by ``mark_duplicates``). The source record is not carried along: only
+    rejected rows need it, and ``land_checked`` reads it for them alone."""
     texts = ", ".join(f"{_text(c, 's.' + ident(c.name))} AS {ident(c.name + '__t')}, "
                       f"s.{ident(c.name)} AS {ident(c.name + '__raw')}" for c in layout.columns)
     typed = ", ".join(f"{_typed(c, ident(c.name + '__t'))} AS {ident(c.name)}" for c in layout.columns)
@@ -78,45 +81,55 @@ def check_sql(layout: Layout, select_sql: str, with_reference: bool) -> str:
         checks += _checks(c, f"t.{ident(c.name)}", f"t.{ident(c.name + '__t')}", f"t.{ident(c.name + '__raw')}", ref)
     checks.sort(key=lambda x: x[0])  # stable: missing, unparseable, range, ubigeo; columns in layout order
     problem = "coalesce(" + ", ".join(f"CASE WHEN {cond} THEN {p} END" for _, cond, p in checks) + ")" \
-        if checks else "NULL"
-    keys = [c for c in layout.columns if c.key]
-    names = ", ".join(ident(c.name) for c in layout.columns)
-    if keys:
-        partition = ", ".join(ident(c.name) for c in keys)
-        key_text = "concat_ws('|', " + ", ".join(f"CAST({ident(c.name)} AS VARCHAR)" for c in keys) + ")"
-        duplicate = _problem(",".join(c.name for c in keys), key_text, "duplicate key")
-        final = (f"CASE WHEN __p IS NULL AND row_number() OVER (PARTITION BY {partition}, __p IS NULL "
-                 f"ORDER BY __row) > 1 THEN {duplicate} ELSE __p END")
-    else:
-        final = "__p"
+        if checks else f"NULL::{PROBLEM_TYPE}"
     return (
         f"CREATE OR REPLACE TEMP TABLE _checked AS "
         f"WITH s AS ({select_sql}), "
-        f"n AS (SELECT s.__row, s.__rec, {texts} FROM s), "
-        f"t AS (SELECT n.*, {typed} FROM n), "
-        f"p AS (SELECT t.__row, t.__rec, {', '.join('t.' + ident(c.name) for c in layout.columns)}, "
-        f"{problem} AS __p FROM t {' '.join(joins)}) "
-        f"SELECT __row, CASE WHEN __problem IS NOT NULL THEN CAST(to_json(__rec) AS JSON) END AS __rec, "
-        f"{names}, __problem FROM (SELECT __row, __rec, {names}, {final} AS __problem FROM p)"
+        f"n AS (SELECT s.__row, {texts} FROM s), "
+        f"t AS (SELECT n.*, {typed} FROM n) "
+        f"SELECT t.__row, {', '.join('t.' + ident(c.name) for c in layout.columns)}, {problem} AS __problem "
+        f"FROM t {' '.join(joins)}"
     )
 
 
-def land_checked(con: duckdb.DuckDBPyConnection, layout: Layout, source_file: str, sha256: str,
+def mark_duplicates(con: duckdb.DuckDBPyConnection, layout: Layout) -> None:
+    """Reject a good row of ``_checked`` whose key an earlier good row of the file already has (the first
+    occurrence is kept). Only keys seen more than once are ranked, so a file without duplicates costs one
+    aggregate."""
+    keys = [ident(c.name) for c in layout.columns if c.key]
+    if not keys:
+        return
+    partition = ", ".join(keys)
+    key_text = "concat_ws('|', " + ", ".join(f"CAST({k} AS VARCHAR)" for k in keys) + ")"
+    duplicate = _problem(",".join(c.name for c in layout.columns if c.key), key_text, "duplicate key")
+    con.execute(
+        f"UPDATE _checked SET __problem = {duplicate} WHERE rowid IN (SELECT rowid FROM ("
+        f"SELECT c.rowid, row_number() OVER (PARTITION BY {partition} ORDER BY c.__row, c.rowid) AS n "
+        f"FROM _checked c SEMI JOIN (SELECT {partition} FROM _checked WHERE __problem IS NULL GROUP BY ALL "
+        f"HAVING count(*) > 1) d USING ({partition}) WHERE c.__problem IS NULL) WHERE n > 1)")
+
+
+def land_checked(con: duckdb.DuckDBPyConnection, layout: Layout, select_sql: str, source_file: str, sha256: str,
                  loaded_at: datetime) -> Landed:
-    """Insert the good rows of ``_checked`` into the raw table and the others into ``raw._rejects``."""
+    """Insert the good rows of ``_checked`` into the raw table and the others into ``raw._rejects``, each with
+    its whole source record as JSON (read again from ``select_sql``, for the rejected rows only)."""
     names = ", ".join(ident(c.name) for c in layout.columns)
-    order = ", ".join(["__row", *(ident(c.name) for c in layout.columns if c.key)])
+    order = ["__row", *(ident(c.name) for c in layout.columns if c.key)]
     lineage = ", ".join(ident(n) for n in LINEAGE_COLUMNS)
     params = [source_file, sha256, loaded_at]
     con.execute(
         f"INSERT INTO {layout.table} ({lineage}, {names}) SELECT $1, $2, $3, __row, {names} "
-        f"FROM _checked WHERE __problem IS NULL ORDER BY {order}", params)
-    con.execute(
-        "INSERT INTO raw._rejects SELECT $1, $2, $3, __row, $4, __problem.column_name, __problem.value_text, "
-        f"__problem.reason, __rec FROM _checked WHERE __problem IS NOT NULL ORDER BY {order}",
-        [*params, layout.entity])
+        f"FROM _checked WHERE __problem IS NULL ORDER BY {', '.join(order)}", params)
     landed, rejected = con.execute(
         "SELECT count(*) FILTER (WHERE __problem IS NULL), count(*) FILTER (WHERE __problem IS NOT NULL) "
         "FROM _checked").fetchone()
+    if rejected:
+        records = (f"SELECT __row, any_value(CAST(to_json(__rec) AS JSON)) AS __rec FROM ({select_sql}) "
+                   "WHERE __row IN (SELECT __row FROM _checked WHERE __problem IS NOT NULL) GROUP BY __row")
+        con.execute(
+            "INSERT INTO raw._rejects SELECT $1, $2, $3, c.__row, $4, c.__problem.column_name, "
+            f"c.__problem.value_text, c.__problem.reason, r.__rec FROM _checked c LEFT JOIN ({records}) r "
+            f"USING (__row) WHERE c.__problem IS NOT NULL ORDER BY {', '.join('c.' + k for k in order)}",
+            [*params, layout.entity])
     con.execute("DROP TABLE _checked")
     return Landed(landed, rejected)

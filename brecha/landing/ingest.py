@@ -104,14 +104,16 @@ def _load_reference(con: duckdb.DuckDBPyConnection, shas: list[str]) -> None:
 
 def _land_file(con: duckdb.DuckDBPyConnection, plan: FilePlan, loaded_at: datetime,
                with_reference: bool) -> checks.Landed:
+    select_sql = readers.select_sql(con, plan)
     try:
-        con.execute(checks.check_sql(plan.layout, readers.select_sql(con, plan), with_reference))
+        con.execute(checks.check_sql(plan.layout, select_sql, with_reference))
+        checks.mark_duplicates(con, plan.layout)
     except duckdb.Error as err:
         detail = str(err).strip().splitlines()[0]
         raise InputFileError(plan.source.rel, f"could not be read as {plan.entity} ({detail}); nothing was landed",
                              "Check that the file is complete and well formed; download it again or remove it "
                              "from the folder") from err
-    return checks.land_checked(con, plan.layout, plan.source.rel, plan.source.sha256, loaded_at)
+    return checks.land_checked(con, plan.layout, select_sql, plan.source.rel, plan.source.sha256, loaded_at)
 
 
 def _prior(con: duckdb.DuckDBPyConnection, plan: FilePlan) -> tuple[int, int] | None:
