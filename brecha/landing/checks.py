@@ -94,8 +94,8 @@ def check_sql(layout: Layout, select_sql: str, with_reference: bool) -> str:
 
 def mark_duplicates(con: duckdb.DuckDBPyConnection, layout: Layout) -> None:
     """Reject a good row of ``_checked`` whose key an earlier good row of the file already has (the first
-    occurrence is kept). Only keys seen more than once are ranked, so a file without duplicates costs one
-    aggregate."""
+    occurrence is kept). Only rows whose key hash is seen more than once are ranked by their exact key, so a
+    file without duplicates costs one aggregate over a hash."""
     keys = [ident(c.name) for c in layout.columns if c.key]
     if not keys:
         return
@@ -104,9 +104,9 @@ def mark_duplicates(con: duckdb.DuckDBPyConnection, layout: Layout) -> None:
     duplicate = _problem(",".join(c.name for c in layout.columns if c.key), key_text, "duplicate key")
     con.execute(
         f"UPDATE _checked SET __problem = {duplicate} WHERE rowid IN (SELECT rowid FROM ("
-        f"SELECT c.rowid, row_number() OVER (PARTITION BY {partition} ORDER BY c.__row, c.rowid) AS n "
-        f"FROM _checked c SEMI JOIN (SELECT {partition} FROM _checked WHERE __problem IS NULL GROUP BY ALL "
-        f"HAVING count(*) > 1) d USING ({partition}) WHERE c.__problem IS NULL) WHERE n > 1)")
+        f"SELECT rowid, row_number() OVER (PARTITION BY {partition} ORDER BY __row, rowid) AS n FROM _checked "
+        f"WHERE __problem IS NULL AND hash({partition}) IN (SELECT hash({partition}) FROM _checked "
+        "WHERE __problem IS NULL GROUP BY 1 HAVING count(*) > 1)) WHERE n > 1)")
 
 
 def land_checked(con: duckdb.DuckDBPyConnection, layout: Layout, select_sql: str, source_file: str, sha256: str,

@@ -14,7 +14,6 @@ import zipfile
 from pathlib import Path
 
 import duckdb
-import pandas as pd
 
 from brecha.landing import stacked
 from brecha.landing.plan import FilePlan
@@ -132,12 +131,14 @@ def _stacked(con: duckdb.DuckDBPyConnection, plan: FilePlan) -> str:
     parsed = stacked.parse(plan.source.path)
     if parsed is None or parsed.sheet != plan.sheet:
         raise ValueError(f"{plan.source.rel}: no stacked sheet '{plan.sheet}' found")
-    cells = pd.DataFrame(parsed.cells, columns=["sheet_row", "block", "departamento", "period", "granularity",
-                                                "value"], dtype="object")
-    recs = pd.DataFrame(parsed.records, columns=["sheet_row", "record"])
     name = f"_stacked_{plan.source.sha256[:16]}"
-    con.register(f"{name}_cells", cells)
-    con.register(f"{name}_records", recs)
+    cells = list(zip(*parsed.cells, strict=True)) or [()] * 6
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name}_cells AS SELECT unnest($1::BIGINT[]) AS sheet_row, "
+                "unnest($2::BIGINT[]) AS block, unnest($3::VARCHAR[]) AS departamento, unnest($4::VARCHAR[]) AS period, "
+                "unnest($5::VARCHAR[]) AS granularity, unnest($6::VARCHAR[]) AS value", [list(c) for c in cells])
+    records = list(zip(*parsed.records, strict=True)) or [(), ()]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name}_records AS SELECT unnest($1::BIGINT[]) AS sheet_row, "
+                "unnest($2::VARCHAR[]) AS record", [list(r) for r in records])
     return (
         "SELECT c.sheet_row AS __row, CAST(r.record AS JSON) AS __rec, CAST(c.departamento AS VARCHAR) AS departamento, "
         "CAST(c.period AS VARCHAR) AS period, CAST(c.granularity AS VARCHAR) AS granularity, "

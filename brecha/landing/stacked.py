@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import openpyxl
-
 from brecha.landing.headers import norm
 from brecha.layouts import NULL_STRINGS
 
@@ -104,6 +102,8 @@ def _cells(rows: Iterable[tuple[object, ...]]) -> tuple[list[tuple[object, ...]]
 
 @lru_cache(maxsize=4)
 def _parse(path: str, size: int, mtime_ns: int) -> Parsed | None:
+    import openpyxl  # imported here: only a stacked sheet needs it, and it is slow to import
+
     wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
     try:
         for ws in wb.worksheets:
