@@ -31,6 +31,7 @@ def airflow_env(home: Path | None = None) -> dict[str, str]:
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",  # schedule=None: it runs only when triggered
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "180",  # Cosmos may run `dbt ls` while parsing
         "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "240",
         "AIRFLOW__COSMOS__CACHE_DIR": str(airflow_home / "cosmos_cache"),
@@ -83,4 +84,6 @@ def standalone() -> None:
     env = prepare()
     print(f"Airflow home: {env['AIRFLOW_HOME']} (admin password: see the log below or "
           f"{env['AIRFLOW_HOME']}/simple_auth_manager_passwords.json.generated)", file=sys.stderr)
-    os.execve(str(BIN / "airflow"), [str(BIN / "airflow"), "standalone"], {**os.environ, **env})
+    # standalone starts its components as `airflow ...` subprocesses: the venv's bin must come first on PATH
+    path = os.pathsep.join([str(BIN), os.environ.get("PATH", "")])
+    os.execve(str(BIN / "airflow"), [str(BIN / "airflow"), "standalone"], {**os.environ, **env, "PATH": path})
