@@ -14,7 +14,7 @@ from datetime import datetime
 
 import duckdb
 
-from brecha.landing.sql import ident, lit, null_list
+from brecha.landing.sql import ident, lit, null_list, value, values
 from brecha.layouts import LINEAGE_COLUMNS, Column, Layout
 
 REF_TABLE = "_ref_ubigeo"  # temp table of the district ubigeos the batch checks against
@@ -116,10 +116,10 @@ def land_checked(con: duckdb.DuckDBPyConnection, layout: Layout, select_sql: str
     names = ", ".join(ident(c.name) for c in layout.columns)
     order = ["__row", *(ident(c.name) for c in layout.columns if c.key)]
     lineage = ", ".join(ident(n) for n in LINEAGE_COLUMNS)
-    params = [source_file, sha256, loaded_at]
+    lineage_values = values(source_file, sha256, loaded_at)
     con.execute(
-        f"INSERT INTO {layout.table} ({lineage}, {names}) SELECT $1, $2, $3, __row, {names} "
-        f"FROM _checked WHERE __problem IS NULL ORDER BY {', '.join(order)}", params)
+        f"INSERT INTO {layout.table} ({lineage}, {names}) SELECT {lineage_values}, __row, {names} "
+        f"FROM _checked WHERE __problem IS NULL ORDER BY {', '.join(order)}")
     landed, rejected = con.execute(
         "SELECT count(*) FILTER (WHERE __problem IS NULL), count(*) FILTER (WHERE __problem IS NOT NULL) "
         "FROM _checked").fetchone()
@@ -127,9 +127,8 @@ def land_checked(con: duckdb.DuckDBPyConnection, layout: Layout, select_sql: str
         records = (f"SELECT __row, any_value(CAST(to_json(__rec) AS JSON)) AS __rec FROM ({select_sql}) "
                    "WHERE __row IN (SELECT __row FROM _checked WHERE __problem IS NOT NULL) GROUP BY __row")
         con.execute(
-            "INSERT INTO raw._rejects SELECT $1, $2, $3, c.__row, $4, c.__problem.column_name, "
+            f"INSERT INTO raw._rejects SELECT {lineage_values}, c.__row, {value(layout.entity)}, c.__problem.column_name, "
             f"c.__problem.value_text, c.__problem.reason, r.__rec FROM _checked c LEFT JOIN ({records}) r "
-            f"USING (__row) WHERE c.__problem IS NOT NULL ORDER BY {', '.join('c.' + k for k in order)}",
-            [*params, layout.entity])
+            f"USING (__row) WHERE c.__problem IS NOT NULL ORDER BY {', '.join('c.' + k for k in order)}")
     con.execute("DROP TABLE _checked")
     return Landed(landed, rejected)

@@ -27,6 +27,7 @@ from brecha.landing.plan import FilePlan
 from brecha.landing.recognise import plan_file
 from brecha.landing.result import FileResult, IngestResult
 from brecha.landing.scan import inspect, sha256, walk
+from brecha.landing.sql import value, values
 from brecha.layouts import BOOKKEEPING_DDL, INEI_DISTRICTS, LAYOUTS, raw_table_ddl
 
 BOOKKEEPING_TABLES = ("raw._batches", "raw._batch_files", "raw._rejects")
@@ -91,15 +92,15 @@ def _plan_folder(con: duckdb.DuckDBPyConnection, root: Path) -> tuple[list[FileP
 def _latest_reference(con: duckdb.DuckDBPyConnection) -> list[str]:
     rows = con.execute(
         "SELECT f.sha256 FROM raw._batch_files f JOIN raw._batches b USING (batch_id) "
-        "WHERE b.status = 'ok' AND f.entity = ? AND f.batch_id = (SELECT max(f2.batch_id) FROM raw._batch_files f2 "
-        "JOIN raw._batches b2 USING (batch_id) WHERE b2.status = 'ok' AND f2.entity = ?) ORDER BY f.source_file",
-        [INEI_DISTRICTS.entity, INEI_DISTRICTS.entity]).fetchall()
+        f"WHERE b.status = 'ok' AND f.entity = {value(INEI_DISTRICTS.entity)} AND f.batch_id = (SELECT max(f2.batch_id) "
+        "FROM raw._batch_files f2 JOIN raw._batches b2 USING (batch_id) WHERE b2.status = 'ok' "
+        f"AND f2.entity = {value(INEI_DISTRICTS.entity)}) ORDER BY f.source_file").fetchall()
     return [r[0] for r in rows]
 
 
 def _load_reference(con: duckdb.DuckDBPyConnection, shas: list[str]) -> None:
     con.execute(f"CREATE OR REPLACE TEMP TABLE {checks.REF_TABLE} AS SELECT DISTINCT lpad(inei, 6, '0') AS ubigeo "
-                f"FROM {INEI_DISTRICTS.table} WHERE inei IS NOT NULL AND list_contains(?, _source_sha256)", [shas])
+                f"FROM {INEI_DISTRICTS.table} WHERE inei IS NOT NULL AND list_contains({value(shas)}, _source_sha256)")
 
 
 def _land_file(con: duckdb.DuckDBPyConnection, plan: FilePlan, loaded_at: datetime,
@@ -119,15 +120,15 @@ def _land_file(con: duckdb.DuckDBPyConnection, plan: FilePlan, loaded_at: dateti
 def _prior(con: duckdb.DuckDBPyConnection, plan: FilePlan) -> tuple[int, int] | None:
     row = con.execute(
         "SELECT f.rows_landed, f.rows_rejected FROM raw._batch_files f JOIN raw._batches b USING (batch_id) "
-        "WHERE b.status = 'ok' AND f.sha256 = ? AND f.entity = ? ORDER BY f.batch_id LIMIT 1",
-        [plan.source.sha256, plan.entity]).fetchone()
+        f"WHERE b.status = 'ok' AND f.sha256 = {value(plan.source.sha256)} AND f.entity = {value(plan.entity)} "
+        "ORDER BY f.batch_id LIMIT 1").fetchone()
     return (row[0], row[1]) if row else None
 
 
 def _record_file(con: duckdb.DuckDBPyConnection, batch_id: int, entry: dict[str, Any]) -> None:
-    con.execute("INSERT INTO raw._batch_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [batch_id, entry["entity"], entry["rel"], entry["sha256"], entry["size"], entry["rows_landed"],
-                 entry["rows_rejected"], entry["newly_landed"], entry["archived_as"]])
+    row = values(batch_id, entry["entity"], entry["rel"], entry["sha256"], entry["size"], entry["rows_landed"],
+                 entry["rows_rejected"], entry["newly_landed"], entry["archived_as"])
+    con.execute(f"INSERT INTO raw._batch_files VALUES ({row})")
 
 
 def _land_all(con: duckdb.DuckDBPyConnection, plans: list[FilePlan], batch_id: int, loaded_at: datetime,
@@ -166,7 +167,8 @@ def _land_all(con: duckdb.DuckDBPyConnection, plans: list[FilePlan], batch_id: i
 
 def _finish(con: duckdb.DuckDBPyConnection, batch_id: int, status: str) -> datetime:
     finished = _now()
-    con.execute("UPDATE raw._batches SET status = ?, finished_at = ? WHERE batch_id = ?", [status, finished, batch_id])
+    con.execute(f"UPDATE raw._batches SET status = {value(status)}, finished_at = {value(finished)} "
+                f"WHERE batch_id = {value(batch_id)}")
     return finished
 
 
@@ -183,7 +185,7 @@ def ingest(input_dir: Path) -> IngestResult:
         con.execute("SET enable_progress_bar = false")  # our own bar is on stderr; DuckDB's would go to stdout
         ensure_tables(con)
         batch_id = con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM raw._batches").fetchone()[0]
-        con.execute("INSERT INTO raw._batches VALUES (?, ?, NULL, ?, 'running')", [batch_id, started, str(root)])
+        con.execute(f"INSERT INTO raw._batches VALUES ({values(batch_id, started, None, str(root), 'running')})")
         manifest: dict[str, Any] = {"batch_id": batch_id, "started_at": started.isoformat(), "input_dir": str(root)}
         result = IngestResult(batch_id, str(root))
         try:
@@ -227,9 +229,9 @@ def _drop_raw(con: duckdb.DuckDBPyConnection) -> None:
 def _replay(con: duckdb.DuckDBPyConnection, batches: Iterable[dict[str, Any]], archive_dir: Path,
             result: IngestResult) -> None:
     for batch in batches:
-        con.execute("INSERT INTO raw._batches VALUES (?, ?, ?, ?, ?)",
-                    [batch["batch_id"], datetime.fromisoformat(batch["started_at"]),
-                     datetime.fromisoformat(batch["finished_at"]), batch["input_dir"], batch["status"]])
+        row = values(batch["batch_id"], datetime.fromisoformat(batch["started_at"]),
+                     datetime.fromisoformat(batch["finished_at"]), batch["input_dir"], batch["status"])
+        con.execute(f"INSERT INTO raw._batches VALUES ({row})")
         for entry in batch["files"]:
             if entry["newly_landed"]:
                 plan = FilePlan.from_manifest(entry, _verified(entry, archive_dir))

@@ -8,6 +8,7 @@ nothing can fail while reading a row.
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 import zipfile
@@ -21,6 +22,9 @@ from brecha.landing.scan import SourceFile
 from brecha.landing.sql import ident, lit, null_list
 
 MAX_JSON_BYTES = 1 << 30  # a whole GeoJSON document is one JSON value
+STACKED_CELLS = {"sheet_row": "BIGINT", "block": "BIGINT", "departamento": "VARCHAR", "period": "VARCHAR",
+                 "granularity": "VARCHAR", "value": "VARCHAR"}  # stacked.Parsed.cells
+STACKED_RECORDS = {"sheet_row": "BIGINT", "record": "VARCHAR"}  # stacked.Parsed.records
 
 # Wide tables (one column per year or per operator) land in long form: which raw column receives the header
 # of the spread column, and which receives the cell. Extra constant columns per entity.
@@ -127,18 +131,20 @@ def _wide(plan: FilePlan) -> str:
     )
 
 
+def _temp_table(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, str], rows: list[tuple[object, ...]]) -> None:
+    """A temp table of Python rows, passed as one JSON literal (binding parameters would import pandas)."""
+    doc = json.dumps([dict(zip(columns, row, strict=True)) for row in rows], ensure_ascii=False)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT unnest(from_json({lit(doc)}, "
+                f"{lit(json.dumps([columns]))}), recursive := true)")
+
+
 def _stacked(con: duckdb.DuckDBPyConnection, plan: FilePlan) -> str:
     parsed = stacked.parse(plan.source.path)
     if parsed is None or parsed.sheet != plan.sheet:
         raise ValueError(f"{plan.source.rel}: no stacked sheet '{plan.sheet}' found")
     name = f"_stacked_{plan.source.sha256[:16]}"
-    cells = list(zip(*parsed.cells, strict=True)) or [()] * 6
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {name}_cells AS SELECT unnest($1::BIGINT[]) AS sheet_row, "
-                "unnest($2::BIGINT[]) AS block, unnest($3::VARCHAR[]) AS departamento, unnest($4::VARCHAR[]) AS period, "
-                "unnest($5::VARCHAR[]) AS granularity, unnest($6::VARCHAR[]) AS value", [list(c) for c in cells])
-    records = list(zip(*parsed.records, strict=True)) or [(), ()]
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {name}_records AS SELECT unnest($1::BIGINT[]) AS sheet_row, "
-                "unnest($2::VARCHAR[]) AS record", [list(r) for r in records])
+    _temp_table(con, f"{name}_cells", STACKED_CELLS, parsed.cells)
+    _temp_table(con, f"{name}_records", STACKED_RECORDS, parsed.records)
     return (
         "SELECT c.sheet_row AS __row, CAST(r.record AS JSON) AS __rec, CAST(c.departamento AS VARCHAR) AS departamento, "
         "CAST(c.period AS VARCHAR) AS period, CAST(c.granularity AS VARCHAR) AS granularity, "

@@ -13,7 +13,7 @@ from brecha.landing import readers, stacked
 from brecha.landing.headers import HeaderMatch, best_match, is_year, norm
 from brecha.landing.plan import FilePlan
 from brecha.landing.scan import SourceFile
-from brecha.landing.sql import ident, null_list
+from brecha.landing.sql import ident, lit, null_list
 from brecha.layouts import (
     LAYOUTS,
     OSIPTEL_INTERNET_BOOTHS,
@@ -153,8 +153,8 @@ def _plan_json(con: duckdb.DuckDBPyConnection, src: SourceFile) -> FilePlan:
         raise InputFileError(src.rel, f"JSON must be UTF-8, but the bytes are {src.encoding}",
                              "Save the file as UTF-8 and ingest again")
     doc_type = con.execute(
-        "SELECT json_extract_string(json, '$.type') FROM read_json_objects(?, format = 'unstructured', "
-        f"maximum_object_size = {readers.MAX_JSON_BYTES})", [str(src.path)]).fetchone()[0]
+        f"SELECT json_extract_string(json, '$.type') FROM read_json_objects({lit(str(src.path))}, "
+        f"format = 'unstructured', maximum_object_size = {readers.MAX_JSON_BYTES})").fetchone()[0]
     if doc_type == "FeatureCollection":
         keys = readers.json_keys(con, readers.geojson_features(src.path), "f -> 'properties'")
         m, reader = best_match(keys, GEOJSON), "geojson"

@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+
 from brecha.layouts import NULL_STRINGS
 
 
 def lit(value: str) -> str:
     """A SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def value(v: str | int | bool | datetime | Sequence[str] | None) -> str:
+    """A SQL literal for a Python value. Landing writes its few values inline rather than as parameters:
+    binding any parameter makes the DuckDB client import pandas (half a second per ``brecha ingest``)."""
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, datetime):
+        return f"TIMESTAMP {lit(v.isoformat(sep=' '))}"
+    if isinstance(v, str):
+        return lit(v)
+    return "[" + ", ".join(value(x) for x in v) + "]::VARCHAR[]"
+
+
+def values(*vs: str | int | bool | datetime | Sequence[str] | None) -> str:
+    """``value(a), value(b), ...``"""
+    return ", ".join(value(v) for v in vs)
 
 
 def ident(name: str) -> str:
