@@ -46,7 +46,9 @@ def _has_rows(con: duckdb.DuckDBPyConnection, select_sql: str) -> bool:
 
 
 def _from_match(con: duckdb.DuckDBPyConnection, src: SourceFile, m: HeaderMatch, reader: str,
-                headers: list[str], sheet: str = "") -> FilePlan:
+                headers: list[str], sheet: str = "", has_rows: bool | None = None) -> FilePlan:
+    """The plan for a file whose header matched ``m``; ``has_rows`` when the caller already knows whether the
+    reader yields a row."""
     layout = m.layout
     if m.missing:
         col = m.missing[0]
@@ -61,7 +63,7 @@ def _from_match(con: duckdb.DuckDBPyConnection, src: SourceFile, m: HeaderMatch,
             column=col,
         )
     plan = FilePlan(src, layout.entity, reader, m.columns, tuple(headers), sheet)
-    if not _has_rows(con, readers.select_sql(con, plan)):
+    if not (_has_rows(con, readers.select_sql(con, plan)) if has_rows is None else has_rows):
         raise InputFileError(src.rel, f"the file has the header of {layout.entity} but no data rows",
                              "Download it again (it may be cut short) or remove it from the folder")
     return plan
@@ -118,10 +120,13 @@ def _plan_wide(con: duckdb.DuckDBPyConnection, src: SourceFile, headers: list[st
 
 
 def _plan_csv(con: duckdb.DuckDBPyConnection, src: SourceFile) -> FilePlan:
-    headers = readers.column_names(con, readers.read_csv(src))
+    # one read (one dialect sniff) gives the header and tells whether there is a record
+    cursor = con.execute(f"SELECT * FROM {readers.read_csv(src)} LIMIT 1")
+    headers = [d[0] for d in cursor.description]
+    has_rows = cursor.fetchone() is not None
     m = best_match(headers, TABULAR)
     if m is not None and m.share_required >= MIN_REQUIRED_SHARE:
-        return _from_match(con, src, m, "csv", headers)
+        return _from_match(con, src, m, "csv", headers, has_rows=has_rows)
     if plan := _plan_wide(con, src, headers):
         return plan
     raise _unknown(src, f"its header ({', '.join(headers[:12])})")
