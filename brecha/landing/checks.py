@@ -4,7 +4,8 @@ A row is rejected for the first problem found, in this order: a missing key or r
 does not cast to its type (``TRY_CAST`` failed on a non-null value; ``NA``, empty and ``-`` are nulls), a
 value out of its range (negative count, flag not 0/1, share outside 0-100, non-positive weight), a ubigeo
 that is not a district of the reference, and finally a duplicate key within the file (the first occurrence
-is kept). The reject keeps the column, the value and the whole source record as JSON.
+is kept). The reject keeps the column, the value and the whole source record as JSON; the record is not
+carried through the checks but read again from the file for the rejected rows alone (most files have none).
 """
 
 from __future__ import annotations
