@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from sklearn.base import RegressorMixin
+from sklearn.base import RegressorMixin, clone
 from sklearn.ensemble import HistGradientBoostingRegressor, VotingRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import RidgeCV
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils import Bunch
 
 from ml.config import TrainConfig
 from ml.torch_model import TorchMLPRegressor
@@ -54,7 +55,22 @@ def _hgb(cfg: TrainConfig, seed: int) -> HistGradientBoostingRegressor:
 
 def _mlp(cfg: TrainConfig, seed: int) -> Pipeline:
     return _standardised(TorchMLPRegressor(hidden=cfg.mlp_hidden, max_epochs=cfg.mlp_max_epochs,
-                                           patience=cfg.mlp_patience, random_state=seed))
+                                           patience=cfg.mlp_patience, batch_size=cfg.mlp_batch_size,
+                                           lr=cfg.mlp_lr, random_state=seed))
+
+
+ENSEMBLE = "ensemble_gbm_mlp"
+ENSEMBLE_MEMBERS = ("hist_gbm", "torch_mlp")  # candidate names, also the VotingRegressor's member names
+
+
+def assemble_voting(template: VotingRegressor, fitted: dict[str, RegressorMixin]) -> VotingRegressor:
+    """A fitted ``VotingRegressor`` made of already fitted members (the same estimators ``fit`` would clone and
+    fit on the same rows, so predictions are identical); saves refitting every member for the ensemble."""
+    vote = clone(template)
+    names = [name for name, _ in vote.estimators]
+    vote.estimators_ = [fitted[name] for name in names]
+    vote.named_estimators_ = Bunch(**{name: fitted[name] for name in names})
+    return vote
 
 
 def candidates(cfg: TrainConfig, seed: int) -> list[Candidate]:
@@ -65,7 +81,7 @@ def candidates(cfg: TrainConfig, seed: int) -> list[Candidate]:
                   "scikit-learn HistGradientBoostingRegressor (native missing-value handling)"),
         Candidate("torch_mlp", "torch", _mlp(cfg, seed),
                   "PyTorch MLP on imputed, standardised features; early stopping on an inner validation split"),
-        Candidate("ensemble_gbm_mlp", "torch",
-                  VotingRegressor([("hist_gbm", _hgb(cfg, seed)), ("torch_mlp", _mlp(cfg, seed))]),
+        Candidate(ENSEMBLE, "torch",
+                  VotingRegressor([(ENSEMBLE_MEMBERS[0], _hgb(cfg, seed)), (ENSEMBLE_MEMBERS[1], _mlp(cfg, seed))]),
                   "Mean of hist_gbm and torch_mlp (on the sqrt scale)"),
     ]

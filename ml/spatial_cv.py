@@ -7,10 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from sklearn.base import RegressorMixin, clone
+from sklearn.ensemble import VotingRegressor
 from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 from sklearn.model_selection import GroupKFold
 
-from ml.models import from_model_scale, to_model_scale
+from ml.models import assemble_voting, from_model_scale, to_model_scale
 
 
 def department_folds(groups: np.ndarray, n_splits: int) -> GroupKFold:
@@ -41,17 +42,30 @@ class CVResult:
 def cross_validate(estimator: RegressorMixin, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray,  # noqa: N803
                    folds: list[tuple[np.ndarray, np.ndarray]]) -> CVResult:
     z = to_model_scale(y)
+    return evaluate_fold_models([clone(estimator).fit(X.iloc[tr], z[tr]) for tr, _ in folds], X, y, groups, folds)
+
+
+def cross_validate_ensemble(template: VotingRegressor, members: dict[str, CVResult], X: pd.DataFrame,  # noqa: N803
+                            y: np.ndarray, groups: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> CVResult:
+    """CV of a ``VotingRegressor`` whose members were already cross-validated on the same folds: each fold's
+    ensemble is assembled from the members' fold models (what refitting it would produce), not refitted."""
+    models = [assemble_voting(template, {name: cv.models[k] for name, cv in members.items()})
+              for k in range(len(folds))]
+    return evaluate_fold_models(models, X, y, groups, folds)
+
+
+def evaluate_fold_models(models: list[RegressorMixin], X: pd.DataFrame, y: np.ndarray,  # noqa: N803
+                         groups: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> CVResult:
+    """Out-of-fold predictions and metrics of fold models (model k trained without fold k's departments)."""
     oof_scale = np.full(len(y), np.nan)
-    rows, models = [], []
-    for k, (tr, te) in enumerate(folds, start=1):
-        model = clone(estimator).fit(X.iloc[tr], z[tr])
+    rows = []
+    for k, (model, (_, te)) in enumerate(zip(models, folds, strict=True), start=1):
         oof_scale[te] = model.predict(X.iloc[te])
         pred = from_model_scale(oof_scale[te])
         rows.append({"fold": k, "test_departments": ",".join(sorted(set(groups[te]))), "n_test": len(te),
                      **regression_metrics(y[te], pred)})
-        models.append(model)
     oof = from_model_scale(oof_scale)
-    return CVResult(oof, oof_scale, pd.DataFrame(rows), regression_metrics(y, oof), models)
+    return CVResult(oof, oof_scale, pd.DataFrame(rows), regression_metrics(y, oof), list(models))
 
 
 def cv_interval_coverage(y: np.ndarray, oof_scale: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],

@@ -25,9 +25,18 @@ from ml import artifacts, drift, segments, store
 from ml.config import FULL, TrainConfig
 from ml.features import FEATURE_NAMES, GROUP, TARGET, build_feature_table, load_marts
 from ml.intervals import fit_conformal
-from ml.models import TARGET_TRANSFORM, Candidate, candidates, from_model_scale, to_model_scale
+from ml.models import (
+    ENSEMBLE,
+    ENSEMBLE_MEMBERS,
+    TARGET_TRANSFORM,
+    Candidate,
+    assemble_voting,
+    candidates,
+    from_model_scale,
+    to_model_scale,
+)
 from ml.scoring import score_districts
-from ml.spatial_cv import CVResult, cross_validate, cv_interval_coverage, fold_indices
+from ml.spatial_cv import CVResult, cross_validate, cross_validate_ensemble, cv_interval_coverage, fold_indices
 from ml.underserved import MODEL_NAME as CLASSIFIER_NAME
 from ml.underserved import evaluate_and_fit
 
@@ -128,8 +137,13 @@ def _train(seed: int, config: TrainConfig) -> TrainResult:
     timing: dict[str, float] = {}
     for cand in cands:
         t = time.perf_counter()
-        cvs[cand.name] = cross_validate(cand.estimator, X, y, groups, folds)
-        timing[cand.name] = time.perf_counter() - t
+        if cand.name == ENSEMBLE:  # members are candidates too: reuse their fold models
+            members = {name: cvs[name] for name in ENSEMBLE_MEMBERS}
+            cvs[cand.name] = cross_validate_ensemble(cand.estimator, members, X, y, groups, folds)
+            timing[cand.name] = time.perf_counter() - t + sum(timing[name] for name in ENSEMBLE_MEMBERS)
+        else:
+            cvs[cand.name] = cross_validate(cand.estimator, X, y, groups, folds)
+            timing[cand.name] = time.perf_counter() - t
     coverage = {c.name: cv_interval_coverage(y, cvs[c.name].oof_scale, folds, config.confidence) for c in cands}
     best = min(cands, key=lambda c: cvs[c.name].pooled["mae"])
 
@@ -145,10 +159,16 @@ def _train(seed: int, config: TrainConfig) -> TrainResult:
     common = {"run_id": run_id, "seed": seed, "features": used, "target": TARGET,
               "target_transform": TARGET_TRANSFORM, "data_fingerprint": fingerprint, "train_config": config.as_dict(),
               "versions": {"scikit-learn": sklearn.__version__, "torch": torch.__version__}}
-    runs = []
+    runs, full_fits = [], {}
     for cand in cands:
         is_best = cand is best
-        model = regressor if is_best else clone(cand.estimator).fit(X, to_model_scale(y))
+        if is_best:
+            model = regressor
+        elif cand.name == ENSEMBLE:
+            model = assemble_voting(cand.estimator, {name: full_fits[name] for name in ENSEMBLE_MEMBERS})
+        else:
+            model = clone(cand.estimator).fit(X, to_model_scale(y))
+        full_fits[cand.name] = model
         metrics = {**cvs[cand.name].pooled, "interval_coverage_cv": coverage[cand.name],
                    "folds": cvs[cand.name].folds.to_dict("records")}
         params = {k: repr(v) for k, v in cand.estimator.get_params(deep=False).items()}

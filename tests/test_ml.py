@@ -131,3 +131,26 @@ def test_unknown_targets_are_predicted_and_runs_are_deterministic(built_home: Pa
     cols = ["ubigeo", "model_name", "predicted_internet_pct", "lower_90", "upper_90", "priority_rank",
             "underserved_probability"]
     pd.testing.assert_frame_equal(pa[cols], pb[cols])
+
+
+def test_ensemble_cv_from_member_fold_models_equals_refitting(built_home: Path, use_home) -> None:
+    """The ensemble's CV reuses its members' fold models; refitting the VotingRegressor must give the same."""
+    from ml.models import ENSEMBLE, ENSEMBLE_MEMBERS, candidates
+    from ml.spatial_cv import cross_validate, cross_validate_ensemble
+
+    use_home(built_home)
+    with duckdb.connect(str(paths().db), read_only=True) as con:
+        marts = load_marts(con)
+    known = marts["internet_pct"].notna().to_numpy()
+    X = build_feature_table(marts)[known]  # noqa: N806
+    y = marts["internet_pct"].to_numpy(float)[known]
+    groups = marts["department_code"].to_numpy()[known]
+    folds = fold_indices(X, groups, 3)
+    cands = {c.name: c.estimator for c in candidates(FAST, 3)}
+    members = {name: cross_validate(cands[name], X, y, groups, folds) for name in ENSEMBLE_MEMBERS}
+    assembled = cross_validate_ensemble(cands[ENSEMBLE], members, X, y, groups, folds)
+    refitted = cross_validate(cands[ENSEMBLE], X, y, groups, folds)
+    np.testing.assert_allclose(assembled.oof_scale, refitted.oof_scale, rtol=0, atol=1e-12)
+    mean_of_members = np.mean([members[n].oof_scale for n in ENSEMBLE_MEMBERS], axis=0)
+    np.testing.assert_allclose(assembled.oof_scale, mean_of_members, rtol=1e-12)
+    assert assembled.pooled == refitted.pooled
