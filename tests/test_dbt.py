@@ -279,7 +279,8 @@ def test_real_extracts_after_a_synthetic_batch(brecha_home: Path, real_dir: Path
     assert len(common) == 1874
     assert (got.loc[common] == src.loc[common]).all()
     # the hand-made csv's 'Lima y Callao' row is ~10x too large: flagged wherever it is the only source
-    lima = lines[lines.department == "Lima y Callao"].set_index("year")
+    lima = lines[lines.department == "Lima y Callao"].set_index("year").sort_index()  # label slices need order
+    assert list(lima.index) == list(range(2003, 2019))
     assert lima.loc[2013:2018].is_outlier.all()
     assert lima.loc[2013:2018].source_file.str.endswith("IndMovil-C21.csv").all()
     assert lima.loc[2013:2018].outlier_reason.str.contains("national total").all()
