@@ -28,7 +28,7 @@ from pathlib import Path
 
 import duckdb
 
-from brecha.config import paths
+from brecha.config import Paths, paths
 from brecha.db import connect
 from brecha.errors import BrechaError
 from brecha.gx.record import DDL as VALIDATION_DDL
@@ -102,7 +102,7 @@ def publish(run_id: str | None = None) -> PublishResult:
         now = datetime.now(UTC).replace(tzinfo=None)
         snapshot_id = now.strftime("%Y%m%dT%H%M%S%fZ") + (f"_{_safe(run_id)}" if run_id else "")
         snapshot = snapshots_dir / f"{snapshot_id}.duckdb"
-        tmp = p.serving / f".{p.serving_db.name}.{os.getpid()}{TMP_SUFFIX}"
+        tmp = _tmp_beside_serving(p)
         try:
             # Inside the file its own checksum cannot be known: sha256 and size stay null there.
             row = [snapshot_id, "publish", now, run_id, batch_id, None, None, str(p.serving_db), str(snapshot), None]
@@ -114,9 +114,7 @@ def publish(run_id: str | None = None) -> PublishResult:
             _fsync(snapshot)
             os.chmod(snapshot, 0o444)
             _write_manifest(snapshot, snapshot_id, now, run_id, batch_id, digest, counts)
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, p.serving_db)
-            _fsync_dir(p.serving)
+            _swap_in(tmp, p)
         finally:
             tmp.unlink(missing_ok=True)
         size = p.serving_db.stat().st_size
@@ -127,6 +125,18 @@ def publish(run_id: str | None = None) -> PublishResult:
         _prune(snapshots_dir, KEEP_SNAPSHOTS)
     return PublishResult(snapshot_id, run_id, p.serving_db, snapshot, digest, counts)
 
+
+
+def _tmp_beside_serving(p: Paths) -> Path:
+    """A temporary file in the serving folder (same filesystem, so the final rename is atomic)."""
+    return p.serving / f".{p.serving_db.name}.{os.getpid()}{TMP_SUFFIX}"
+
+
+def _swap_in(tmp: Path, p: Paths) -> None:
+    """Make the finished ``tmp`` read-only and rename it over the serving copy, then persist the rename."""
+    os.chmod(tmp, 0o444)
+    os.replace(tmp, p.serving_db)
+    _fsync_dir(p.serving)
 
 def rollback() -> PublishResult:
     """Swap the snapshot published before the one being served back in (atomically)."""
@@ -152,13 +162,11 @@ def rollback() -> PublishResult:
         source = snapshots_dir / target["file"]
         if sha256_of(source) != target["sha256"]:
             raise BrechaError(f"{source}: checksum differs from its manifest; the snapshot is damaged. Publish again.")
-        tmp = p.serving / f".{p.serving_db.name}.{os.getpid()}{TMP_SUFFIX}"
+        tmp = _tmp_beside_serving(p)
         try:
             shutil.copyfile(source, tmp)
             _fsync(tmp)
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, p.serving_db)
-            _fsync_dir(p.serving)
+            _swap_in(tmp, p)
         finally:
             tmp.unlink(missing_ok=True)
     result = PublishResult(target["snapshot_id"], target.get("run_id"), p.serving_db, source, target["sha256"],
