@@ -78,7 +78,8 @@ def validate(suite: str) -> None:
 
 @cli.command()
 @click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True,
-              help="Seed for CV shuffling, model initialisation and clustering.")
+              help="Seed for model initialisation (MLP weights, batch order, inner validation split), the "
+                   "underserved classifier and clustering (the department folds are deterministic: no shuffling).")
 def train(seed: int) -> None:
     """Train and compare models on the marts (spatial CV); write ml.* tables and artifacts."""
     from brecha import steps

@@ -59,6 +59,10 @@ def print_summary(results: dict[str, Any]) -> None:
         console.print(t)
     tests = sum(getattr(results.get(k), "tests_passed", 0) for k in ("dbt_core", "dbt_ml"))
     console.print(f"dbt tests passed: {tests}")
+    train = results.get("train")
+    if train is not None and hasattr(train, "n_without_target"):
+        console.print(f"{train.n_without_target} districts predicted without a census target "
+                      f"(of {train.n_districts}; the other {train.n_known} are shown out of fold)")
     with session(read_only=False) as con:
         rows = con.sql(
             "select national_rank, ubigeo, district, department, round(divide_index, 1) "

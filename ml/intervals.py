@@ -1,39 +1,136 @@
-"""90 % prediction intervals with MAPIE's cross-conformal regressor, folds grouped by department.
+"""90 % prediction intervals calibrated by predicted level: Mondrian conformal regression with crepes.
 
-MAPIE 1.x ``CrossConformalRegressor`` accepts any scikit-learn splitter and forwards ``groups`` to it, so
-the conformity scores are out-of-fold residuals of models that never saw the district's department.
-Scores are absolute residuals on the model's sqrt scale, which makes intervals in percent narrow for
-near-zero districts and wider for high-share ones (a variance-stabilised, normalised conformal interval).
+Conformity scores are absolute out-of-fold residuals on the model's sqrt scale, from the spatial
+cross-validation (fold models that never saw the district's department). They are calibrated separately
+within bins of the *predicted* level (equal-frequency bins of the out-of-fold prediction, ``LEVEL_BINS``):
+``crepes.ConformalRegressor`` with Mondrian categories (``bins=``) and ``crepes.extras.binning`` for the
+bin edges. One pooled quantile (the previous MAPIE CV+ intervals) over-covers near-zero districts and
+under-covers the 5-15 % ones; a quantile per predicted level gives each level its own width.
+
+* ``MondrianIntervals.full``: calibrated on every out-of-fold residual; used around the final model's
+  predictions (districts without a census share, what-if rows: ``ml.predict.predict_frame``).
+* ``MondrianIntervals.folds[k]``: calibrated without fold ``k``'s residuals; used around fold ``k``'s
+  out-of-fold predictions, so a district's own residual never calibrates its own interval (the published
+  interval of a district with a known target is an honest out-of-sample interval).
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from mapie.regression import CrossConformalRegressor
-from sklearn.base import RegressorMixin
+from crepes import ConformalRegressor
+from crepes.extras import binning
 
 from ml.models import from_model_scale, to_model_scale
-from ml.spatial_cv import department_folds
+
+LEVEL_BINS = 5  # equal-frequency bins of the predicted level (sqrt scale), each with its own conformal quantile
+MIN_PER_BIN = 40  # fewer calibration residuals per bin than this: use fewer bins
 
 
-def fit_conformal(estimator: RegressorMixin, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray,  # noqa: N803
-                  *, n_splits: int, confidence: float, method: str) -> CrossConformalRegressor:
-    """Fit the final model on every known district and conformalise it with department-grouped folds."""
-    reg = CrossConformalRegressor(estimator=estimator, confidence_level=confidence, conformity_score="absolute",
-                                  method=method, cv=department_folds(groups, n_splits))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        reg.fit_conformalize(X, to_model_scale(y), groups=groups)
-    return reg
+@dataclass
+class Calibrator:
+    """One Mondrian conformal regressor: bin thresholds on the model scale and the fitted crepes object."""
+
+    thresholds: np.ndarray
+    conformal: ConformalRegressor
+
+    @classmethod
+    def fit(cls, pred_scale: np.ndarray, y_scale: np.ndarray, n_bins: int = LEVEL_BINS) -> Calibrator:
+        pred_scale, y_scale = np.asarray(pred_scale, float), np.asarray(y_scale, float)
+        n_bins = max(1, min(n_bins, len(pred_scale) // MIN_PER_BIN))
+        bins, thresholds = binning(pred_scale, bins=n_bins)
+        return cls(np.asarray(thresholds, float), ConformalRegressor().fit(y_scale - pred_scale, bins=bins))
+
+    def bins(self, pred_scale: np.ndarray) -> np.ndarray:
+        return np.asarray(binning(np.asarray(pred_scale, float), bins=self.thresholds))
+
+    def half_width(self, pred_scale: np.ndarray, confidence: float) -> np.ndarray:
+        """The conformal half-width on the model scale for each prediction (its level bin's quantile)."""
+        pred_scale = np.asarray(pred_scale, float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            iv = self.conformal.predict_int(pred_scale, bins=self.bins(pred_scale), confidence=confidence)
+        return np.asarray(iv[:, 1], float) - pred_scale
 
 
-def predict_with_interval(reg: CrossConformalRegressor, X: pd.DataFrame) -> pd.DataFrame:  # noqa: N803
-    """Point prediction of the model fitted on all known districts, and the interval, in percent 0..100."""
+@dataclass
+class MondrianIntervals:
+    confidence: float
+    full: Calibrator
+    folds: list[Calibrator] = field(default_factory=list)
+
+    @classmethod
+    def fit(cls, oof_scale: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
+            confidence: float, n_bins: int = LEVEL_BINS) -> MondrianIntervals:
+        """Calibrate on out-of-fold predictions (model scale) and targets (percent)."""
+        z = to_model_scale(y)
+        per_fold = [Calibrator.fit(oof_scale[tr], z[tr], n_bins) for tr, _ in folds]
+        return cls(confidence, Calibrator.fit(oof_scale, z, n_bins), per_fold)
+
+    def interval(self, pred_scale: np.ndarray, fold: np.ndarray | None = None) -> pd.DataFrame:
+        """Prediction and interval in percent (0..100) plus the half-width on the model scale.
+
+        ``fold``: for each row, the index of the fold whose calibrator to use (-1 or None: the full one)."""
+        pred_scale = np.asarray(pred_scale, float)
+        q = self.full.half_width(pred_scale, self.confidence) if len(pred_scale) else np.zeros(0)
+        if fold is not None:
+            for k, cal in enumerate(self.folds):
+                rows = np.flatnonzero(fold == k)
+                if len(rows):
+                    q[rows] = cal.half_width(pred_scale[rows], self.confidence)
+        pred = from_model_scale(pred_scale)
+        return pd.DataFrame({"predicted_internet_pct": pred,
+                             "lower_90": np.minimum(from_model_scale(pred_scale - q), pred),
+                             "upper_90": np.maximum(from_model_scale(pred_scale + q), pred),
+                             "half_width_scale": q})
+
+
+def oof_intervals(oof_scale: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
+                  confidence: float, n_bins: int = LEVEL_BINS) -> tuple[MondrianIntervals, pd.DataFrame]:
+    """Calibrators and the out-of-fold intervals of every known district (fold k's rows use folds[k])."""
+    cal = MondrianIntervals.fit(oof_scale, y, folds, confidence, n_bins)
+    fold_of = np.full(len(y), -1)
+    for k, (_, te) in enumerate(folds):
+        fold_of[te] = k
+    return cal, cal.interval(oof_scale, fold_of)
+
+
+def coverage_tables(y: np.ndarray, iv: pd.DataFrame, departments: np.ndarray,
+                    households: np.ndarray | None = None) -> pd.DataFrame:
+    """Coverage of the out-of-fold intervals: pooled, per department and per predicted-level band (percent)."""
+    hit = ((y >= iv["lower_90"].to_numpy() - 1e-9) & (y <= iv["upper_90"].to_numpy() + 1e-9)).astype(float)
+    width = (iv["upper_90"] - iv["lower_90"]).to_numpy()
+    pred = iv["predicted_internet_pct"].to_numpy()
+    w = np.ones(len(y)) if households is None else np.nan_to_num(np.asarray(households, float))
+    frame = pd.DataFrame({"hit": hit, "width": width, "w": w, "department_code": departments,
+                          "level": pd.cut(pred, LEVEL_BANDS_PCT, labels=LEVEL_BAND_LABELS, include_lowest=True,
+                                          right=False).astype(str)})
+    rows = [_coverage_row("pooled", "all", frame)]
+    rows += [_coverage_row("department", str(d), g) for d, g in frame.groupby("department_code", sort=True)]
+    rows += [_coverage_row("predicted_level", str(b), frame[frame["level"] == b]) for b in LEVEL_BAND_LABELS
+             if (frame["level"] == b).any()]
+    return pd.DataFrame(rows)
+
+
+LEVEL_BANDS_PCT = [0, 1, 5, 15, 30, 50, 100.0001]
+LEVEL_BAND_LABELS = ["0-1 %", "1-5 %", "5-15 %", "15-30 %", "30-50 %", "50-100 %"]
+
+
+def _coverage_row(scope: str, group: str, g: pd.DataFrame) -> dict:
+    wsum = g["w"].sum()
+    return {"scope": scope, "group_value": group, "n_districts": len(g), "coverage": float(g["hit"].mean()),
+            "coverage_household_weighted": float((g["hit"] * g["w"]).sum() / wsum) if wsum > 0 else None,
+            "mean_width_pp": float(g["width"].mean())}
+
+
+def legacy_mapie_interval(reg, X: pd.DataFrame) -> pd.DataFrame:  # noqa: N803
+    """Runs trained before the Mondrian intervals stored a MAPIE ``CrossConformalRegressor``: its point
+    prediction and CV+ interval, in percent (kept so ``brecha predict`` still rescores those runs)."""
     point, iv = reg.predict_interval(X, aggregate_point_predictions=None)
     pred = from_model_scale(point)
-    lower = np.minimum(from_model_scale(iv[:, 0, 0]), pred)
-    upper = np.maximum(from_model_scale(iv[:, 1, 0]), pred)
-    return pd.DataFrame({"predicted_internet_pct": pred, "lower_90": lower, "upper_90": upper}, index=X.index)
+    return pd.DataFrame({"predicted_internet_pct": pred,
+                         "lower_90": np.minimum(from_model_scale(iv[:, 0, 0]), pred),
+                         "upper_90": np.maximum(from_model_scale(iv[:, 1, 0]), pred)}, index=X.index)

@@ -56,7 +56,7 @@ def _hgb(cfg: TrainConfig, seed: int) -> HistGradientBoostingRegressor:
 def _mlp(cfg: TrainConfig, seed: int) -> Pipeline:
     return _standardised(TorchMLPRegressor(hidden=cfg.mlp_hidden, max_epochs=cfg.mlp_max_epochs,
                                            patience=cfg.mlp_patience, batch_size=cfg.mlp_batch_size,
-                                           lr=cfg.mlp_lr, random_state=seed))
+                                           lr=cfg.mlp_lr, random_state=seed, n_bags=cfg.mlp_bags))
 
 
 ENSEMBLE = "ensemble_gbm_mlp"

@@ -1,9 +1,12 @@
-"""``brecha predict --run RUN_ID``: reload a run's selected artifact and rescore the current marts."""
+"""``brecha predict --run RUN_ID``: reload a run's selected artifact and rescore the current marts; and
+``predict_frame``, the one way to apply a run's selected regressor and its intervals to feature rows."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,10 +16,13 @@ from brecha.db import session
 from brecha.errors import BrechaError
 from ml import artifacts
 from ml.features import build_feature_table, load_marts
-from ml.scoring import score_districts
+from ml.intervals import legacy_mapie_interval
+from ml.scoring import oof_departments, score_districts
+from ml.selected import SelectedRegressor
 from ml.underserved import MODEL_NAME as CLASSIFIER_NAME
 
 RESCORED_FILE = "rescored_predictions.parquet"
+INTERVAL_COLUMNS = ["predicted_internet_pct", "lower_90", "upper_90"]
 
 
 @dataclass
@@ -48,14 +54,57 @@ def _selected(run_id: str) -> tuple[str, Path]:
     return row[0], Path(row[1])
 
 
+@lru_cache(maxsize=4)
+def _load_selected(run_id: str, path: Path) -> tuple[str, Any, dict]:
+    regressor, config = artifacts.load_model(path)
+    return config.get("model_name", path.name), regressor, config
+
+
+def load_selected(run_id: str) -> tuple[str, Any, dict]:
+    """(model name, regressor, model_config) of a run's selected model; loaded once per process and path."""
+    _, path = _selected(run_id)
+    return _load_selected(run_id, path)
+
+
+def apply_regressor(regressor: Any, X: pd.DataFrame,  # noqa: N803
+                    oof_departments: pd.Series | None = None) -> pd.DataFrame:
+    """Prediction and 90 % interval (percent) of a loaded selected regressor; ``is_out_of_fold`` and the
+    interval's half-width on the model scale come with runs that have them (``SelectedRegressor``)."""
+    if isinstance(regressor, SelectedRegressor):
+        return regressor.predict_frame(X, oof_departments)
+    out = legacy_mapie_interval(regressor, X)  # a run trained before the Mondrian intervals
+    out["half_width_scale"] = np.nan
+    out["is_out_of_fold"] = False
+    return out
+
+
+def predict_frame(run_id: str, features: pd.DataFrame, *, oof_departments: pd.Series | None = None) -> pd.DataFrame:
+    """Apply run ``run_id``'s selected regressor and its (Mondrian conformal) 90 % intervals to arbitrary
+    feature rows: ``features`` must hold the run's ``config["features"]`` columns (extra columns are ignored).
+    Every row is scored by the final model (fitted on every district with a known census share). Returns
+    ``predicted_internet_pct``, ``lower_90``, ``upper_90`` (percent, 0..100) with the index of ``features``.
+
+    ``oof_departments`` (used by ``brecha predict``): per row, the department of a district whose census share
+    is known, or null; such rows are scored by the spatial-CV fold model that never saw that department, and
+    the result also has ``is_out_of_fold`` and ``half_width_scale`` (the interval half-width, sqrt scale)."""
+    _, regressor, config = load_selected(run_id)
+    missing = [f for f in config["features"] if f not in features.columns]
+    if missing:
+        raise BrechaError(f"run {run_id} needs feature column(s) {', '.join(missing)}; the run's features are "
+                          f"{', '.join(config['features'])}")
+    with threadpool_limits(limits=1):
+        out = apply_regressor(regressor, features[config["features"]].astype(float), oof_departments)
+    out = out.set_axis(features.index)
+    return out[INTERVAL_COLUMNS] if oof_departments is None else out
+
+
 def predict(run_id: str) -> PredictResult:
     with threadpool_limits(limits=1):
         return _predict(run_id)
 
 
 def _predict(run_id: str) -> PredictResult:
-    model_name, path = _selected(run_id)
-    regressor, config = artifacts.load_model(path)
+    model_name, _, config = load_selected(run_id)
     classifier, _ = artifacts.load_model(artifacts.model_dir(run_id, CLASSIFIER_NAME))
     with session(read_only=True) as con:
         marts = load_marts(con)
@@ -65,7 +114,9 @@ def _predict(run_id: str) -> PredictResult:
     missing = [f for f in config["features"] if f not in features.columns]
     if missing:
         raise BrechaError(f"run {run_id} was trained on features {missing} that this version cannot build")
-    out = score_districts(regressor, classifier, features[config["features"]], marts, model_name)
+    X = features[config["features"]]  # noqa: N806
+    predicted = predict_frame(run_id, X, oof_departments=oof_departments(marts))
+    out = score_districts(predicted, classifier, X, marts, model_name)
     out.insert(0, "run_id", run_id)
     diff = None
     if len(stored):

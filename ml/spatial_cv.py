@@ -25,9 +25,18 @@ def fold_indices(X: pd.DataFrame, groups: np.ndarray, n_splits: int) -> list[tup
     return list(department_folds(groups, n_splits).split(X, groups=groups))
 
 
-def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    r2 = r2_score(y, pred) if len(y) > 1 and np.var(y) > 0 else float("nan")
-    return {"r2": float(r2), "mae": float(mean_absolute_error(y, pred)), "rmse": float(root_mean_squared_error(y, pred))}
+def regression_metrics(y: np.ndarray, pred: np.ndarray, weight: np.ndarray | None = None) -> dict[str, float]:
+    """R², MAE and RMSE (pp); with ``weight`` (households) each district counts by its households."""
+    r2 = r2_score(y, pred, sample_weight=weight) if len(y) > 1 and np.var(y) > 0 else float("nan")
+    return {"r2": float(r2), "mae": float(mean_absolute_error(y, pred, sample_weight=weight)),
+            "rmse": float(root_mean_squared_error(y, pred, sample_weight=weight))}
+
+
+def household_weights(population: np.ndarray) -> np.ndarray:
+    """Weights proportional to households (population / persons per household: the same ranking of weights);
+    districts without a population get the median weight."""
+    pop = np.asarray(population, dtype=float)
+    return np.where(np.isfinite(pop) & (pop > 0), pop, np.nanmedian(pop))
 
 
 @dataclass
@@ -37,6 +46,10 @@ class CVResult:
     folds: pd.DataFrame  # fold, test_departments, n_test, r2, mae, rmse
     pooled: dict[str, float]
     models: list[RegressorMixin]  # the fitted fold models, in fold order
+
+    def weighted(self, y: np.ndarray, weight: np.ndarray) -> dict[str, float]:
+        """Pooled out-of-fold metrics with each district weighted by its households."""
+        return regression_metrics(y, self.oof, weight)
 
 
 def cross_validate(estimator: RegressorMixin, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray,  # noqa: N803
@@ -66,20 +79,3 @@ def evaluate_fold_models(models: list[RegressorMixin], X: pd.DataFrame, y: np.nd
                      **regression_metrics(y[te], pred)})
     oof = from_model_scale(oof_scale)
     return CVResult(oof, oof_scale, pd.DataFrame(rows), regression_metrics(y, oof), list(models))
-
-
-def cv_interval_coverage(y: np.ndarray, oof_scale: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
-                         confidence: float) -> float:
-    """Diagnostic only (the intervals themselves come from MAPIE): coverage on each test fold of the
-    interval ``oof ± q`` on the model scale, with ``q`` the conformal quantile of the *other* folds'
-    absolute out-of-fold residuals. Estimates how well intervals hold for departments never seen."""
-    z = to_model_scale(y)
-    resid = np.abs(z - oof_scale)
-    hits = np.zeros(len(y), dtype=bool)
-    for tr, te in folds:
-        n = len(tr)
-        level = min(1.0, np.ceil((n + 1) * confidence) / n)
-        q = np.quantile(resid[tr], level, method="higher")
-        lo, hi = from_model_scale(oof_scale[te] - q), from_model_scale(oof_scale[te] + q)
-        hits[te] = (y[te] >= lo - 1e-9) & (y[te] <= hi + 1e-9)
-    return float(hits.mean())

@@ -13,11 +13,13 @@ DDL: dict[str, str] = {
     "district_predictions": """run_id VARCHAR NOT NULL, ubigeo VARCHAR NOT NULL, model_name VARCHAR NOT NULL,
         predicted_internet_pct DOUBLE, lower_90 DOUBLE, upper_90 DOUBLE, actual_internet_pct DOUBLE,
         gap_pp DOUBLE, priority_score DOUBLE, priority_rank INTEGER, underserved_predicted BOOLEAN,
-        underserved_probability DOUBLE, PRIMARY KEY (run_id, ubigeo)""",
+        underserved_probability DOUBLE, is_out_of_fold BOOLEAN, households_offline DOUBLE, shortfall_score DOUBLE,
+        PRIMARY KEY (run_id, ubigeo)""",
     "model_runs": """run_id VARCHAR NOT NULL, run_at TIMESTAMP, data_fingerprint VARCHAR, seed INTEGER,
         model_name VARCHAR NOT NULL, model_family VARCHAR, params JSON, cv_r2 DOUBLE, cv_mae DOUBLE,
         cv_rmse DOUBLE, interval_coverage DOUBLE, selected BOOLEAN, artifact_path VARCHAR, n_train INTEGER,
-        n_features INTEGER, fit_seconds DOUBLE, PRIMARY KEY (run_id, model_name)""",
+        n_features INTEGER, fit_seconds DOUBLE, cv_r2_household_weighted DOUBLE, cv_mae_household_weighted DOUBLE,
+        PRIMARY KEY (run_id, model_name)""",
     "model_fold_metrics": """run_id VARCHAR NOT NULL, model_name VARCHAR NOT NULL, fold INTEGER NOT NULL,
         test_departments VARCHAR, n_test INTEGER, r2 DOUBLE, mae DOUBLE, rmse DOUBLE""",
     "feature_importance": """run_id VARCHAR NOT NULL, model_name VARCHAR NOT NULL, feature VARCHAR NOT NULL,
@@ -31,6 +33,16 @@ DDL: dict[str, str] = {
         precision DOUBLE, recall DOUBLE, f1 DOUBLE, roc_auc DOUBLE""",
     "feature_drift": """run_id VARCHAR NOT NULL, feature VARCHAR NOT NULL, mean DOUBLE, std DOUBLE, p05 DOUBLE,
         p50 DOUBLE, p95 DOUBLE, null_share DOUBLE, psi_vs_previous DOUBLE""",
+    "interval_coverage_by_group": """run_id VARCHAR NOT NULL, model_name VARCHAR NOT NULL, scope VARCHAR NOT NULL,
+        group_value VARCHAR NOT NULL, n_districts INTEGER, coverage DOUBLE, coverage_household_weighted DOUBLE,
+        mean_width_pp DOUBLE, PRIMARY KEY (run_id, model_name, scope, group_value)""",
+}
+
+# columns added after a table was first released: warehouses created before get them with ALTER TABLE
+ADDED_COLUMNS: dict[str, dict[str, str]] = {
+    "district_predictions": {"is_out_of_fold": "BOOLEAN", "households_offline": "DOUBLE",
+                             "shortfall_score": "DOUBLE"},
+    "model_runs": {"cv_r2_household_weighted": "DOUBLE", "cv_mae_household_weighted": "DOUBLE"},
 }
 
 
@@ -38,6 +50,9 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS ml")
     for name, cols in DDL.items():
         con.execute(f"CREATE TABLE IF NOT EXISTS ml.{name} ({cols})")
+    for name, added in ADDED_COLUMNS.items():
+        for col, typ in added.items():
+            con.execute(f"ALTER TABLE ml.{name} ADD COLUMN IF NOT EXISTS {col} {typ}")
 
 
 def append(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame) -> None:

@@ -24,7 +24,7 @@ from brecha.errors import BrechaError
 from ml import artifacts, drift, segments, store
 from ml.config import FULL, TrainConfig
 from ml.features import FEATURE_NAMES, GROUP, TARGET, build_feature_table, load_marts
-from ml.intervals import fit_conformal
+from ml.intervals import coverage_tables, oof_intervals
 from ml.models import (
     ENSEMBLE,
     ENSEMBLE_MEMBERS,
@@ -35,8 +35,10 @@ from ml.models import (
     from_model_scale,
     to_model_scale,
 )
-from ml.scoring import score_districts
-from ml.spatial_cv import CVResult, cross_validate, cross_validate_ensemble, cv_interval_coverage, fold_indices
+from ml.predict import apply_regressor
+from ml.scoring import oof_departments, score_districts
+from ml.selected import SelectedRegressor
+from ml.spatial_cv import CVResult, cross_validate, cross_validate_ensemble, fold_indices, household_weights
 from ml.underserved import MODEL_NAME as CLASSIFIER_NAME
 from ml.underserved import evaluate_and_fit
 
@@ -53,16 +55,25 @@ class TrainResult:
     cv: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> r2/mae/rmse/coverage
     n_segments: int = 0
     seconds: float = 0.0
+    n_without_target: int = 0  # districts predicted by the final model because their census share is unknown
+    departments_below_85: int = 0  # departments whose out-of-fold 90 % interval coverage is below 85 %
+
+    @property
+    def n_predicted_without_target(self) -> int:
+        return self.n_without_target
 
     def __str__(self) -> str:
-        lines = [f"run {self.run_id}: {self.n_districts} districts scored ({self.n_known} with a known target), "
+        lines = [f"run {self.run_id}: {self.n_districts} districts scored ({self.n_known} with a known target, "
+                 f"shown out of fold; {self.n_without_target} predicted without a census target), "
                  f"{len(self.features)} features, {self.n_segments} segments, {self.seconds:.1f} s",
                  "spatial CV (folds by department), pooled out-of-fold:"]
         for name, m in sorted(self.cv.items(), key=lambda kv: kv[1]["mae"]):
             mark = "*" if name == self.selected_model else " "
             lines.append(f" {mark} {name:<18} R² {m['r2']:.3f}  MAE {m['mae']:.2f} pp  RMSE {m['rmse']:.2f} pp  "
-                         f"90% interval coverage {m['coverage']:.1%}")
-        lines.append(f"selected: {self.selected_model} (lowest spatial-CV MAE)")
+                         f"90% interval coverage {m['coverage']:.1%}  (household-weighted: R² {m['r2_hh']:.3f}, "
+                         f"MAE {m['mae_hh']:.2f} pp)")
+        lines.append(f"selected: {self.selected_model} (lowest spatial-CV MAE); its intervals cover less than 85 % "
+                     f"in {self.departments_below_85} department(s)")
         return "\n".join(lines)
 
 
@@ -144,39 +155,50 @@ def _train(seed: int, config: TrainConfig) -> TrainResult:
         else:
             cvs[cand.name] = cross_validate(cand.estimator, X, y, groups, folds)
             timing[cand.name] = time.perf_counter() - t
-    coverage = {c.name: cv_interval_coverage(y, cvs[c.name].oof_scale, folds, config.confidence) for c in cands}
+    weights = household_weights(marts["population"].to_numpy(float)[known])
+    calibrated = {c.name: oof_intervals(cvs[c.name].oof_scale, y, folds, config.confidence,
+                                        config.interval_level_bins) for c in cands}
+    cover = {c.name: coverage_tables(y, calibrated[c.name][1], groups, weights).assign(model_name=c.name)
+             for c in cands}
+    coverage = {name: float(t.loc[t["scope"] == "pooled", "coverage"].iloc[0]) for name, t in cover.items()}
     best = min(cands, key=lambda c: cvs[c.name].pooled["mae"])
 
-    regressor = fit_conformal(best.estimator, X, y, groups, n_splits=config.n_splits, confidence=config.confidence,
-                              method=config.conformal_method)
+    full_fits: dict = {}
+    final = _fit_final(best, cands, X, y, full_fits)
+    regressor = SelectedRegressor(best.name, final, cvs[best.name].models,
+                                  [sorted(set(groups[te])) for _, te in folds], calibrated[best.name][0])
     classifier, cls_metrics = evaluate_and_fit(X, y, groups, folds, config.underserved_threshold_pct, seed,
                                                config.hgb_max_iter, config.hgb_learning_rate)
     seg = segments.fit_segments(features_all, config.segment_k, seed)
     assigned = segments.assign(seg, features_all)
     importance = _importance(best, cvs[best.name], X, y, folds, config.importance_repeats, seed)
-    predictions = score_districts(regressor, classifier, X_all, marts, best.name)
+    predictions = score_districts(apply_regressor(regressor, X_all, oof_departments(marts)), classifier, X_all, marts,
+                                  best.name)
 
     common = {"run_id": run_id, "seed": seed, "features": used, "target": TARGET,
               "target_transform": TARGET_TRANSFORM, "data_fingerprint": fingerprint, "train_config": config.as_dict(),
               "versions": {"scikit-learn": sklearn.__version__, "torch": torch.__version__}}
-    runs, full_fits = [], {}
+    runs = []
     for cand in cands:
         is_best = cand is best
         if is_best:
             model = regressor
         elif cand.name == ENSEMBLE:
-            model = assemble_voting(cand.estimator, {name: full_fits[name] for name in ENSEMBLE_MEMBERS})
+            model = assemble_voting(cand.estimator, {n: _fit_full(cands, n, X, y, full_fits) for n in ENSEMBLE_MEMBERS})
         else:
-            model = clone(cand.estimator).fit(X, to_model_scale(y))
-        full_fits[cand.name] = model
+            model = _fit_full(cands, cand.name, X, y, full_fits)
+        weighted = cvs[cand.name].weighted(y, weights)
         metrics = {**cvs[cand.name].pooled, "interval_coverage_cv": coverage[cand.name],
-                   "folds": cvs[cand.name].folds.to_dict("records")}
+                   "household_weighted": weighted, "folds": cvs[cand.name].folds.to_dict("records")}
         params = {k: repr(v) for k, v in cand.estimator.get_params(deep=False).items()}
         cfg = {**common, "model_name": cand.name, "description": cand.description, "params": params,
                "selected": is_best,
-               "wrapper": "mapie.regression.CrossConformalRegressor" if is_best else None,
-               "conformal": {"confidence": config.confidence, "method": config.conformal_method,
-                             "cv": f"GroupKFold({config.n_splits}) by {GROUP}", "score": "absolute, sqrt scale"}
+               "wrapper": "ml.selected.SelectedRegressor" if is_best else None,
+               "conformal": {"confidence": config.confidence, "library": "crepes.ConformalRegressor (Mondrian)",
+                             "bins": f"{config.interval_level_bins} equal-frequency bins of the predicted level",
+                             "cv": f"GroupKFold({config.n_splits}) by {GROUP}",
+                             "score": "absolute out-of-fold residual, sqrt scale",
+                             "fold_departments": regressor.fold_departments}
                if is_best else None}
         path = artifacts.save_model(run_id, cand.name, model, cand.family, cfg, metrics)
         runs.append({"run_id": run_id, "run_at": run_at, "data_fingerprint": fingerprint, "seed": seed,
@@ -185,7 +207,8 @@ def _train(seed: int, config: TrainConfig) -> TrainResult:
                      "cv_r2": cvs[cand.name].pooled["r2"], "cv_mae": cvs[cand.name].pooled["mae"],
                      "cv_rmse": cvs[cand.name].pooled["rmse"], "interval_coverage": coverage[cand.name],
                      "selected": is_best, "artifact_path": str(path), "n_train": int(len(y)),
-                     "n_features": len(used), "fit_seconds": timing[cand.name]})
+                     "n_features": len(used), "fit_seconds": timing[cand.name],
+                     "cv_r2_household_weighted": weighted["r2"], "cv_mae_household_weighted": weighted["mae"]})
     cls_cfg = {**common, "model_name": CLASSIFIER_NAME, "threshold_pct": config.underserved_threshold_pct}
     artifacts.save_model(run_id, CLASSIFIER_NAME, classifier, "sklearn", cls_cfg,
                          {"metrics": cls_metrics.to_dict("records")})
@@ -208,11 +231,33 @@ def _train(seed: int, config: TrainConfig) -> TrainResult:
                      .assign(run_id=run_id, silhouette=seg.silhouettes[seg.k]))
         store.append(con, "classification_metrics", cls_metrics.assign(run_id=run_id))
         store.append(con, "feature_drift", drift_df.assign(run_id=run_id))
+        store.append(con, "interval_coverage_by_group", pd.concat(cover.values(), ignore_index=True)
+                     .assign(run_id=run_id))
         con.execute("COMMIT")
 
-    summary = {c.name: {**cvs[c.name].pooled, "coverage": coverage[c.name]} for c in cands}
+    summary = {}
+    for c in cands:
+        w = cvs[c.name].weighted(y, weights)
+        summary[c.name] = {**cvs[c.name].pooled, "coverage": coverage[c.name], "r2_hh": w["r2"], "mae_hh": w["mae"]}
+    by_dept = cover[best.name].query("scope == 'department'")
     return TrainResult(run_id, best.name, len(marts), int(known.sum()), used, summary, seg.k,
-                       time.perf_counter() - started)
+                       time.perf_counter() - started, int((~known).sum()), int((by_dept["coverage"] < 0.85).sum()))
+
+
+def _fit_final(best: Candidate, cands: list[Candidate], X: pd.DataFrame, y: np.ndarray, fits: dict):  # noqa: N803
+    """The selected model refitted on every district with a known target (an ensemble is assembled from its
+    members' full fits, which are kept in ``fits`` for their own artifacts)."""
+    if best.name == ENSEMBLE:
+        fits[best.name] = assemble_voting(best.estimator, {n: _fit_full(cands, n, X, y, fits) for n in ENSEMBLE_MEMBERS})
+        return fits[best.name]
+    return _fit_full(cands, best.name, X, y, fits)
+
+
+def _fit_full(cands: list[Candidate], name: str, X: pd.DataFrame, y: np.ndarray, fits: dict):  # noqa: N803
+    """Candidate ``name`` fitted on every known district, once (cached in ``fits``)."""
+    if name not in fits:
+        fits[name] = clone(next(c for c in cands if c.name == name).estimator).fit(X, to_model_scale(y))
+    return fits[name]
 
 
 __all__ = ["FEATURE_NAMES", "TrainResult", "train"]

@@ -81,7 +81,12 @@ final as (
         predictions.priority_rank::integer as priority_rank,
         segments.segment_id::integer as segment_id,
         segments.segment_label::varchar as segment_label,
-        predictions.model_name::varchar as model_name
+        predictions.model_name::varchar as model_name,
+        -- written by runs since the out-of-fold predictions; null for older runs
+        predictions.is_out_of_fold::boolean as is_out_of_fold,
+        predictions.households_offline::double as households_offline,
+        predictions.shortfall_score::double as shortfall_score,
+        predictions.priority_score::double as priority_score
     from predictions
     inner join districts on predictions.ubigeo = districts.ubigeo
     left join connectivity on districts.ubigeo = connectivity.ubigeo
