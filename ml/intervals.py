@@ -26,61 +26,116 @@ from crepes.extras import binning
 
 from ml.models import from_model_scale, to_model_scale
 
+# Coarse natural region of each department (INEI department codes): "costa" = the departments with a Pacific
+# coastline, "selva" = the Amazon lowland departments, "sierra" = the other (Andean) departments. Mondrian cells
+# are predicted-level bins *within* each region: the coastal departments' out-of-fold residuals are larger at
+# the same predicted level (their richer districts are above most of what the others teach), and one quantile
+# per level shared with the Andes under-covered them (Ica, Tacna, Tumbes, Lambayeque, Arequipa, Lima below 85 %).
+COSTA = ("02", "04", "07", "11", "13", "14", "15", "18", "20", "23", "24")
+SELVA = ("01", "16", "17", "22", "25")
+
+
+def region_of(departments) -> np.ndarray:
+    """costa / sierra / selva for each department code; "" where the department is unknown (null)."""
+    deps = pd.Series(np.asarray(departments, dtype=object))
+    known = deps.map(lambda d: isinstance(d, str) and d != "").to_numpy(bool)
+    out = np.where(deps.isin(COSTA), "costa", np.where(deps.isin(SELVA), "selva", "sierra")).astype(object)
+    out[~known] = ""
+    return out
+
+
 LEVEL_BINS = 5  # equal-frequency bins of the predicted level (sqrt scale), each with its own conformal quantile
 MIN_PER_BIN = 40  # fewer calibration residuals per bin than this: use fewer bins
 
 
 @dataclass
 class Calibrator:
-    """One Mondrian conformal regressor: bin thresholds on the model scale and the fitted crepes object."""
+    """One Mondrian conformal regressor: bin thresholds on the model scale and the fitted crepes object. With
+    ``region_thresholds`` the Mondrian cells are level bins within each region (``region_of``)."""
 
     thresholds: np.ndarray
     conformal: ConformalRegressor
+    region_thresholds: dict[str, np.ndarray] | None = None
 
     @classmethod
-    def fit(cls, pred_scale: np.ndarray, y_scale: np.ndarray, n_bins: int = LEVEL_BINS) -> Calibrator:
+    def fit(cls, pred_scale: np.ndarray, y_scale: np.ndarray, n_bins: int = LEVEL_BINS,
+            regions: np.ndarray | None = None) -> Calibrator:
         pred_scale, y_scale = np.asarray(pred_scale, float), np.asarray(y_scale, float)
-        n_bins = max(1, min(n_bins, len(pred_scale) // MIN_PER_BIN))
-        bins, thresholds = binning(pred_scale, bins=n_bins)
-        return cls(np.asarray(thresholds, float), ConformalRegressor().fit(y_scale - pred_scale, bins=bins))
+        level_bins, thresholds = binning(pred_scale, bins=max(1, min(n_bins, len(pred_scale) // MIN_PER_BIN)))
+        if regions is None:
+            return cls(np.asarray(thresholds, float), ConformalRegressor().fit(y_scale - pred_scale, bins=level_bins))
+        regions = np.asarray(regions, dtype=object)
+        per_region = {}
+        for region in sorted(set(regions)):
+            rows = regions == region
+            per_region[str(region)] = np.asarray(binning(pred_scale[rows], bins=max(1, min(
+                n_bins, int(rows.sum()) // MIN_PER_BIN)))[1], float)
+        cal = cls(np.asarray(thresholds, float), ConformalRegressor(), per_region)
+        cal.conformal.fit(y_scale - pred_scale, bins=cal.bins(pred_scale, regions))
+        return cal
 
-    def bins(self, pred_scale: np.ndarray) -> np.ndarray:
-        return np.asarray(binning(np.asarray(pred_scale, float), bins=self.thresholds))
+    def bins(self, pred_scale: np.ndarray, regions: np.ndarray | None = None) -> np.ndarray:
+        pred_scale = np.asarray(pred_scale, float)
+        per_region = getattr(self, "region_thresholds", None)  # artifacts saved before regions have none
+        if per_region is None:
+            return np.asarray(binning(pred_scale, bins=self.thresholds))
+        out = np.empty(len(pred_scale), dtype=object)
+        for region, th in per_region.items():
+            rows = np.asarray(regions, dtype=object) == region
+            out[rows] = [f"{region}|{b}" for b in binning(pred_scale[rows], bins=th)]
+        return out
 
-    def half_width(self, pred_scale: np.ndarray, confidence: float) -> np.ndarray:
-        """The conformal half-width on the model scale for each prediction (its level bin's quantile)."""
+    def half_width(self, pred_scale: np.ndarray, confidence: float, regions: np.ndarray | None = None) -> np.ndarray:
+        """The conformal half-width on the model scale for each prediction (its Mondrian cell's quantile)."""
         pred_scale = np.asarray(pred_scale, float)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            iv = self.conformal.predict_int(pred_scale, bins=self.bins(pred_scale), confidence=confidence)
+            iv = self.conformal.predict_int(pred_scale, bins=self.bins(pred_scale, regions), confidence=confidence)
         return np.asarray(iv[:, 1], float) - pred_scale
 
 
 @dataclass
 class MondrianIntervals:
+    """``full`` and ``folds`` use level bins within regions when fitted with ``regions``; ``full_level`` (level
+    bins only, every out-of-fold residual) serves rows whose department, hence region, is not given."""
+
     confidence: float
     full: Calibrator
     folds: list[Calibrator] = field(default_factory=list)
+    full_level: Calibrator | None = None
 
     @classmethod
     def fit(cls, oof_scale: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
-            confidence: float, n_bins: int = LEVEL_BINS) -> MondrianIntervals:
-        """Calibrate on out-of-fold predictions (model scale) and targets (percent)."""
+            confidence: float, n_bins: int = LEVEL_BINS, regions: np.ndarray | None = None) -> MondrianIntervals:
+        """Calibrate on out-of-fold predictions (model scale) and targets (percent); ``regions`` per row
+        (``region_of`` the departments) adds the region to the Mondrian cells."""
         z = to_model_scale(y)
-        per_fold = [Calibrator.fit(oof_scale[tr], z[tr], n_bins) for tr, _ in folds]
-        return cls(confidence, Calibrator.fit(oof_scale, z, n_bins), per_fold)
+        reg = None if regions is None else np.asarray(regions, dtype=object)
+        per_fold = [Calibrator.fit(oof_scale[tr], z[tr], n_bins, None if reg is None else reg[tr]) for tr, _ in folds]
+        level = Calibrator.fit(oof_scale, z, n_bins)
+        full = level if reg is None else Calibrator.fit(oof_scale, z, n_bins, reg)
+        return cls(confidence, full, per_fold, None if reg is None else level)
 
-    def interval(self, pred_scale: np.ndarray, fold: np.ndarray | None = None) -> pd.DataFrame:
+    def interval(self, pred_scale: np.ndarray, fold: np.ndarray | None = None,
+                 regions: np.ndarray | None = None) -> pd.DataFrame:
         """Prediction and interval in percent (0..100) plus the half-width on the model scale.
 
-        ``fold``: for each row, the index of the fold whose calibrator to use (-1 or None: the full one)."""
+        ``fold``: for each row, the index of the fold whose calibrator to use (-1 or None: the full one).
+        ``regions``: for each row, its region (``region_of``; "" when unknown), needed by region calibrators."""
         pred_scale = np.asarray(pred_scale, float)
-        q = self.full.half_width(pred_scale, self.confidence) if len(pred_scale) else np.zeros(0)
-        if fold is not None:
-            for k, cal in enumerate(self.folds):
-                rows = np.flatnonzero(fold == k)
-                if len(rows):
-                    q[rows] = cal.half_width(pred_scale[rows], self.confidence)
+        n = len(pred_scale)
+        fold = np.full(n, -1) if fold is None else np.asarray(fold)
+        regional = getattr(self, "full_level", None) is not None
+        reg = np.full(n, "", dtype=object) if regions is None else np.asarray(regions, dtype=object)
+        q = np.zeros(n)
+        for k, cal in [(-1, self.full), *enumerate(self.folds)]:
+            rows = np.flatnonzero((fold == k) & ((reg != "") if regional else True))
+            if len(rows):
+                q[rows] = cal.half_width(pred_scale[rows], self.confidence, reg[rows] if regional else None)
+        if regional:  # rows without a region: level bins only
+            rows = np.flatnonzero(reg == "")
+            if len(rows):
+                q[rows] = self.full_level.half_width(pred_scale[rows], self.confidence)
         pred = from_model_scale(pred_scale)
         return pd.DataFrame({"predicted_internet_pct": pred,
                              "lower_90": np.minimum(from_model_scale(pred_scale - q), pred),
@@ -89,13 +144,14 @@ class MondrianIntervals:
 
 
 def oof_intervals(oof_scale: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
-                  confidence: float, n_bins: int = LEVEL_BINS) -> tuple[MondrianIntervals, pd.DataFrame]:
+                  confidence: float, n_bins: int = LEVEL_BINS,
+                  regions: np.ndarray | None = None) -> tuple[MondrianIntervals, pd.DataFrame]:
     """Calibrators and the out-of-fold intervals of every known district (fold k's rows use folds[k])."""
-    cal = MondrianIntervals.fit(oof_scale, y, folds, confidence, n_bins)
+    cal = MondrianIntervals.fit(oof_scale, y, folds, confidence, n_bins, regions)
     fold_of = np.full(len(y), -1)
     for k, (_, te) in enumerate(folds):
         fold_of[te] = k
-    return cal, cal.interval(oof_scale, fold_of)
+    return cal, cal.interval(oof_scale, fold_of, regions)
 
 
 def coverage_tables(y: np.ndarray, iv: pd.DataFrame, departments: np.ndarray,

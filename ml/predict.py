@@ -15,7 +15,7 @@ from threadpoolctl import threadpool_limits
 from brecha.db import session
 from brecha.errors import BrechaError
 from ml import artifacts
-from ml.features import build_feature_table, load_marts
+from ml.features import GROUP, build_feature_table, load_marts
 from ml.intervals import legacy_mapie_interval
 from ml.scoring import oof_departments, score_districts
 from ml.selected import SelectedRegressor
@@ -67,18 +67,19 @@ def load_selected(run_id: str) -> tuple[str, Any, dict]:
 
 
 def apply_regressor(regressor: Any, X: pd.DataFrame,  # noqa: N803
-                    oof_departments: pd.Series | None = None) -> pd.DataFrame:
+                    oof_departments: pd.Series | None = None, departments: pd.Series | None = None) -> pd.DataFrame:
     """Prediction and 90 % interval (percent) of a loaded selected regressor; ``is_out_of_fold`` and the
     interval's half-width on the model scale come with runs that have them (``SelectedRegressor``)."""
     if isinstance(regressor, SelectedRegressor):
-        return regressor.predict_frame(X, oof_departments)
+        return regressor.predict_frame(X, oof_departments, departments)
     out = legacy_mapie_interval(regressor, X)  # a run trained before the Mondrian intervals
     out["half_width_scale"] = np.nan
     out["is_out_of_fold"] = False
     return out
 
 
-def predict_frame(run_id: str, features: pd.DataFrame, *, oof_departments: pd.Series | None = None) -> pd.DataFrame:
+def predict_frame(run_id: str, features: pd.DataFrame, *, oof_departments: pd.Series | None = None,
+                  departments: pd.Series | None = None) -> pd.DataFrame:
     """Apply run ``run_id``'s selected regressor and its (Mondrian conformal) 90 % intervals to arbitrary
     feature rows: ``features`` must hold the run's ``config["features"]`` columns (extra columns are ignored).
     Every row is scored by the final model (fitted on every district with a known census share). Returns
@@ -86,14 +87,17 @@ def predict_frame(run_id: str, features: pd.DataFrame, *, oof_departments: pd.Se
 
     ``oof_departments`` (used by ``brecha predict``): per row, the department of a district whose census share
     is known, or null; such rows are scored by the spatial-CV fold model that never saw that department, and
-    the result also has ``is_out_of_fold`` and ``half_width_scale`` (the interval half-width, sqrt scale)."""
+    the result also has ``is_out_of_fold`` and ``half_width_scale`` (the interval half-width, sqrt scale).
+    ``departments`` (optional): per row, the department code, which calibrates the interval by predicted level
+    within the department's region (``ml.intervals.region_of``); without it, by predicted level only."""
     _, regressor, config = load_selected(run_id)
     missing = [f for f in config["features"] if f not in features.columns]
     if missing:
         raise BrechaError(f"run {run_id} needs feature column(s) {', '.join(missing)}; the run's features are "
                           f"{', '.join(config['features'])}")
     with threadpool_limits(limits=1):
-        out = apply_regressor(regressor, features[config["features"]].astype(float), oof_departments)
+        out = apply_regressor(regressor, features[config["features"]].astype(float), oof_departments,
+                              None if departments is None else pd.Series(np.asarray(departments, dtype=object)))
     out = out.set_axis(features.index)
     return out[INTERVAL_COLUMNS] if oof_departments is None else out
 
@@ -115,7 +119,8 @@ def _predict(run_id: str) -> PredictResult:
     if missing:
         raise BrechaError(f"run {run_id} was trained on features {missing} that this version cannot build")
     X = features[config["features"]]  # noqa: N806
-    predicted = predict_frame(run_id, X, oof_departments=oof_departments(marts))
+    predicted = predict_frame(run_id, X, oof_departments=oof_departments(marts),
+                              departments=marts[GROUP].astype(str))
     out = score_districts(predicted, classifier, X, marts, model_name)
     out.insert(0, "run_id", run_id)
     diff = None

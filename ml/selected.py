@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import RegressorMixin
 
-from ml.intervals import MondrianIntervals
+from ml.intervals import MondrianIntervals, region_of
 
 
 @dataclass
@@ -37,11 +37,14 @@ class SelectedRegressor:
         deps = pd.Series(np.asarray(departments, dtype=object))
         return deps.map(lambda d: where.get(d, -1) if isinstance(d, str) else -1).to_numpy(int)
 
-    def predict_frame(self, X: pd.DataFrame, oof_departments: pd.Series | np.ndarray | None = None) -> pd.DataFrame:  # noqa: N803
+    def predict_frame(self, X: pd.DataFrame, oof_departments: pd.Series | np.ndarray | None = None,  # noqa: N803
+                      departments: pd.Series | np.ndarray | None = None) -> pd.DataFrame:
         """predicted_internet_pct, lower_90, upper_90, half_width_scale, is_out_of_fold (index of ``X``).
 
         ``oof_departments``: per row, the department code of a district whose census share is known (its
-        row is then scored out of fold), or null; without it every row is scored by the final model."""
+        row is then scored out of fold), or null; without it every row is scored by the final model.
+        ``departments``: per row, its department code (any row), which gives the interval's region; rows
+        without one (and without an ``oof_departments`` value) get intervals calibrated by level only."""
         fold = self.fold_of(oof_departments, len(X))
         scale = np.full(len(X), np.nan)
         final_rows = np.flatnonzero(fold < 0)
@@ -51,7 +54,10 @@ class SelectedRegressor:
             rows = np.flatnonzero(fold == k)
             if len(rows):
                 scale[rows] = model.predict(X.iloc[rows])
-        out = self.intervals.interval(scale, fold)
+        deps = pd.Series(np.asarray(departments if departments is not None else np.full(len(X), None), dtype=object))
+        if oof_departments is not None:
+            deps = deps.where(deps.notna(), pd.Series(np.asarray(oof_departments, dtype=object)))
+        out = self.intervals.interval(scale, fold, region_of(deps))
         out.index = X.index
         out["is_out_of_fold"] = fold >= 0
         return out

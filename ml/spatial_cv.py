@@ -11,7 +11,7 @@ from sklearn.ensemble import VotingRegressor
 from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 from sklearn.model_selection import GroupKFold
 
-from ml.models import assemble_voting, from_model_scale, to_model_scale
+from ml.models import assemble_voting, fit_grouped, from_model_scale, to_model_scale
 
 
 def department_folds(groups: np.ndarray, n_splits: int) -> GroupKFold:
@@ -55,7 +55,8 @@ class CVResult:
 def cross_validate(estimator: RegressorMixin, X: pd.DataFrame, y: np.ndarray, groups: np.ndarray,  # noqa: N803
                    folds: list[tuple[np.ndarray, np.ndarray]]) -> CVResult:
     z = to_model_scale(y)
-    return evaluate_fold_models([clone(estimator).fit(X.iloc[tr], z[tr]) for tr, _ in folds], X, y, groups, folds)
+    models = [fit_grouped(clone(estimator), X.iloc[tr], z[tr], groups[tr]) for tr, _ in folds]
+    return evaluate_fold_models(models, X, y, groups, folds)
 
 
 def cross_validate_ensemble(template: VotingRegressor, members: dict[str, CVResult], X: pd.DataFrame,  # noqa: N803

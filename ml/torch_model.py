@@ -24,8 +24,12 @@ def _mlp(n_in: int, hidden: tuple[int, ...], dropout: float) -> torch.nn.Sequent
 class TorchMLPRegressor(RegressorMixin, BaseEstimator):
     """Feed-forward network (SiLU, dropout, AdamW) on already standardised inputs.
 
-    The target is standardised internally. Training stops early on an inner validation split
-    (``val_fraction`` of the rows, drawn with ``random_state``) and keeps the best epoch's weights.
+    The target is standardised internally. Training stops early on an inner validation split and keeps the
+    best epoch's weights. With ``groups`` (``fit(X, y, groups=departments)``, what ``ml.models.fit_grouped``
+    passes) the validation split is made of whole groups (departments drawn with the seed until they hold
+    ``val_fraction`` of the rows, never all of them): the network stops when it stops improving on departments
+    it does not train on, which is what spatial CV and the withheld-department case ask of it. Without
+    ``groups`` it is a random ``val_fraction`` of the rows.
     ``n_bags`` networks are trained with seeds ``random_state``, ``random_state + 1``, ... (each with its own
     initialisation, batch order and validation split) and their predictions averaged: bagging over seeds
     removes most of a single network's seed sensitivity.
@@ -33,7 +37,8 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
 
     def __init__(self, hidden: tuple[int, ...] = (64, 32), dropout: float = 0.1, lr: float = 3e-3,
                  weight_decay: float = 1e-3, batch_size: int = 64, max_epochs: int = 300, patience: int = 30,
-                 val_fraction: float = 0.15, random_state: int = 0, n_threads: int = 1, n_bags: int = 1) -> None:
+                 val_fraction: float = 0.15, random_state: int = 0, n_threads: int = 1, n_bags: int = 1,
+                 refit_all: bool = False) -> None:
         self.hidden = hidden
         self.dropout = dropout
         self.lr = lr
@@ -45,8 +50,9 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.n_threads = n_threads
         self.n_bags = n_bags
+        self.refit_all = refit_all
 
-    def fit(self, X, y) -> TorchMLPRegressor:  # noqa: N803 (scikit-learn naming)
+    def fit(self, X, y, groups=None) -> TorchMLPRegressor:  # noqa: N803 (scikit-learn naming)
         torch.set_num_threads(self.n_threads)
         torch.use_deterministic_algorithms(True)
         x = np.asarray(X, dtype=np.float32)
@@ -54,42 +60,67 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
         self.n_features_in_ = x.shape[1]
         self.y_mean_, self.y_std_ = float(t.mean()), float(t.std() or 1.0)
         t = (t - self.y_mean_) / self.y_std_
-        fits = [self._fit_one(x, t, self.random_state + b) for b in range(max(1, self.n_bags))]
+        g = None if groups is None else np.asarray(groups).astype(str)
+        fits = [self._fit_one(x, t, self.random_state + b, g) for b in range(max(1, self.n_bags))]
         self.nets_ = [net for net, _, _ in fits]
         self.net_ = self.nets_[0]
         self.val_loss_ = float(np.mean([v for _, v, _ in fits]))
         self.best_epoch_ = int(np.median([e for _, _, e in fits]))
         return self
 
-    def _fit_one(self, x: np.ndarray, t: np.ndarray, seed: int) -> tuple[torch.nn.Sequential, float, int]:
-        torch.manual_seed(seed)
+    def validation_split(self, n: int, seed: int, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(train rows, validation rows) of one network: whole groups when ``groups`` has 2 or more."""
         rng = np.random.default_rng(seed)
-        order = rng.permutation(len(x))
-        n_val = max(1, int(round(self.val_fraction * len(x))))
-        val, tr = order[:n_val], order[n_val:]
+        if groups is not None and len(np.unique(groups)) >= 2:
+            names, sizes = np.unique(groups, return_counts=True)
+            order = rng.permutation(len(names))
+            # departments in a random order until they hold val_fraction of the rows; at least one, never all
+            n_take = int(np.searchsorted(np.cumsum(sizes[order]), self.val_fraction * n) + 1)
+            held = names[order[:min(max(1, n_take), len(names) - 1)]]
+            is_val = np.isin(groups, held)
+            return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+        order = rng.permutation(n)
+        n_val = max(1, int(round(self.val_fraction * n)))
+        return order[n_val:], order[:n_val]
+
+    def _fit_one(self, x: np.ndarray, t: np.ndarray, seed: int,
+                 groups: np.ndarray | None = None) -> tuple[torch.nn.Sequential, float, int]:
+        tr, val = self.validation_split(len(x), seed, groups)
+        net, best, best_epoch = self._train(x, t, tr, val, seed, self.max_epochs)
+        if self.refit_all:  # the early-stopping split chose the number of epochs; train that long on every row
+            net, _, _ = self._train(x, t, np.arange(len(x)), None, seed, best_epoch + 1)
+        return net, best, best_epoch
+
+    def _train(self, x: np.ndarray, t: np.ndarray, tr: np.ndarray, val: np.ndarray | None, seed: int,
+               epochs: int) -> tuple[torch.nn.Sequential, float, int]:
+        """Train one network on rows ``tr``; with ``val``, keep the best epoch on those rows and stop after
+        ``patience`` epochs without improvement; without, train ``epochs`` epochs."""
+        torch.manual_seed(seed)
         xt, yt = torch.from_numpy(x[tr]), torch.from_numpy(t[tr])
-        xv, yv = torch.from_numpy(x[val]), torch.from_numpy(t[val])
         net = _mlp(x.shape[1], tuple(self.hidden), self.dropout)
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         loss_fn = torch.nn.MSELoss()
         gen = torch.Generator().manual_seed(seed)
-        best, best_state, waited, best_epoch = np.inf, copy.deepcopy(net.state_dict()), 0, 0
-        for epoch in range(self.max_epochs):
+        best, best_state, waited, best_epoch = np.inf, None, 0, epochs - 1
+        for epoch in range(epochs):
             net.train()
             for idx in torch.randperm(len(xt), generator=gen).split(self.batch_size):
                 opt.zero_grad()
                 loss_fn(net(xt[idx]).squeeze(1), yt[idx]).backward()
                 opt.step()
+            if val is None:
+                continue
             net.eval()
             with torch.no_grad():
-                v = float(loss_fn(net(xv).squeeze(1), yv))
+                v = float(loss_fn(net(torch.from_numpy(x[val])).squeeze(1), torch.from_numpy(t[val])))
             if v < best - 1e-6:
                 best, best_state, waited, best_epoch = v, copy.deepcopy(net.state_dict()), 0, epoch
             else:
                 waited += 1
                 if waited >= self.patience:
                     break
-        net.load_state_dict(best_state)
+        if best_state is not None:
+            net.load_state_dict(best_state)
         net.eval()
         return net, float(best), best_epoch
 

@@ -24,7 +24,7 @@ from brecha.errors import BrechaError
 from ml import artifacts, drift, segments, store
 from ml.config import FULL, TrainConfig
 from ml.features import FEATURE_NAMES, GROUP, TARGET, build_feature_table, load_marts
-from ml.intervals import coverage_tables, oof_intervals
+from ml.intervals import coverage_tables, oof_intervals, region_of
 from ml.models import (
     ENSEMBLE,
     ENSEMBLE_MEMBERS,
@@ -32,6 +32,7 @@ from ml.models import (
     Candidate,
     assemble_voting,
     candidates,
+    fit_grouped,
     from_model_scale,
     to_model_scale,
 )
@@ -156,15 +157,16 @@ def _train(seed: int, config: TrainConfig) -> TrainResult:
             cvs[cand.name] = cross_validate(cand.estimator, X, y, groups, folds)
             timing[cand.name] = time.perf_counter() - t
     weights = household_weights(marts["population"].to_numpy(float)[known])
+    regions = region_of(groups) if config.interval_regions else None
     calibrated = {c.name: oof_intervals(cvs[c.name].oof_scale, y, folds, config.confidence,
-                                        config.interval_level_bins) for c in cands}
+                                        config.interval_level_bins, regions) for c in cands}
     cover = {c.name: coverage_tables(y, calibrated[c.name][1], groups, weights).assign(model_name=c.name)
              for c in cands}
     coverage = {name: float(t.loc[t["scope"] == "pooled", "coverage"].iloc[0]) for name, t in cover.items()}
     best = min(cands, key=lambda c: cvs[c.name].pooled["mae"])
 
     full_fits: dict = {}
-    final = _fit_final(best, cands, X, y, full_fits)
+    final = _fit_final(best, cands, X, y, groups, full_fits)
     regressor = SelectedRegressor(best.name, final, cvs[best.name].models,
                                   [sorted(set(groups[te])) for _, te in folds], calibrated[best.name][0])
     classifier, cls_metrics = evaluate_and_fit(X, y, groups, folds, config.underserved_threshold_pct, seed,
@@ -172,8 +174,8 @@ def _train(seed: int, config: TrainConfig) -> TrainResult:
     seg = segments.fit_segments(features_all, config.segment_k, seed)
     assigned = segments.assign(seg, features_all)
     importance = _importance(best, cvs[best.name], X, y, folds, config.importance_repeats, seed)
-    predictions = score_districts(apply_regressor(regressor, X_all, oof_departments(marts)), classifier, X_all, marts,
-                                  best.name)
+    predictions = score_districts(apply_regressor(regressor, X_all, oof_departments(marts),
+                                                  marts[GROUP].astype(str)), classifier, X_all, marts, best.name)
 
     common = {"run_id": run_id, "seed": seed, "features": used, "target": TARGET,
               "target_transform": TARGET_TRANSFORM, "data_fingerprint": fingerprint, "train_config": config.as_dict(),
@@ -184,9 +186,10 @@ def _train(seed: int, config: TrainConfig) -> TrainResult:
         if is_best:
             model = regressor
         elif cand.name == ENSEMBLE:
-            model = assemble_voting(cand.estimator, {n: _fit_full(cands, n, X, y, full_fits) for n in ENSEMBLE_MEMBERS})
+            model = assemble_voting(cand.estimator, {n: _fit_full(cands, n, X, y, groups, full_fits)
+                                                    for n in ENSEMBLE_MEMBERS})
         else:
-            model = _fit_full(cands, cand.name, X, y, full_fits)
+            model = _fit_full(cands, cand.name, X, y, groups, full_fits)
         weighted = cvs[cand.name].weighted(y, weights)
         metrics = {**cvs[cand.name].pooled, "interval_coverage_cv": coverage[cand.name],
                    "household_weighted": weighted, "folds": cvs[cand.name].folds.to_dict("records")}
@@ -195,7 +198,9 @@ def _train(seed: int, config: TrainConfig) -> TrainResult:
                "selected": is_best,
                "wrapper": "ml.selected.SelectedRegressor" if is_best else None,
                "conformal": {"confidence": config.confidence, "library": "crepes.ConformalRegressor (Mondrian)",
-                             "bins": f"{config.interval_level_bins} equal-frequency bins of the predicted level",
+                             "bins": f"{config.interval_level_bins} equal-frequency bins of the predicted level"
+                                     + (" within each region (costa/sierra/selva by department)"
+                                        if config.interval_regions else ""),
                              "cv": f"GroupKFold({config.n_splits}) by {GROUP}",
                              "score": "absolute out-of-fold residual, sqrt scale",
                              "fold_departments": regressor.fold_departments}
@@ -244,19 +249,24 @@ def _train(seed: int, config: TrainConfig) -> TrainResult:
                        time.perf_counter() - started, int((~known).sum()), int((by_dept["coverage"] < 0.85).sum()))
 
 
-def _fit_final(best: Candidate, cands: list[Candidate], X: pd.DataFrame, y: np.ndarray, fits: dict):  # noqa: N803
+def _fit_final(best: Candidate, cands: list[Candidate], X: pd.DataFrame, y: np.ndarray,  # noqa: N803
+               groups: np.ndarray, fits: dict):
     """The selected model refitted on every district with a known target (an ensemble is assembled from its
     members' full fits, which are kept in ``fits`` for their own artifacts)."""
     if best.name == ENSEMBLE:
-        fits[best.name] = assemble_voting(best.estimator, {n: _fit_full(cands, n, X, y, fits) for n in ENSEMBLE_MEMBERS})
+        fits[best.name] = assemble_voting(best.estimator, {n: _fit_full(cands, n, X, y, groups, fits)
+                                                           for n in ENSEMBLE_MEMBERS})
         return fits[best.name]
-    return _fit_full(cands, best.name, X, y, fits)
+    return _fit_full(cands, best.name, X, y, groups, fits)
 
 
-def _fit_full(cands: list[Candidate], name: str, X: pd.DataFrame, y: np.ndarray, fits: dict):  # noqa: N803
-    """Candidate ``name`` fitted on every known district, once (cached in ``fits``)."""
+def _fit_full(cands: list[Candidate], name: str, X: pd.DataFrame, y: np.ndarray,  # noqa: N803
+              groups: np.ndarray, fits: dict):
+    """Candidate ``name`` fitted on every known district, once (cached in ``fits``); its hyper-parameters
+    (ridge alpha, MLP early stopping) chosen on held-out departments (``fit_grouped``)."""
     if name not in fits:
-        fits[name] = clone(next(c for c in cands if c.name == name).estimator).fit(X, to_model_scale(y))
+        est = clone(next(c for c in cands if c.name == name).estimator)
+        fits[name] = fit_grouped(est, X, to_model_scale(y), groups)
     return fits[name]
 
 

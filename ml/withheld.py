@@ -22,8 +22,8 @@ from threadpoolctl import threadpool_limits
 from brecha.db import session
 from ml.config import FULL, TrainConfig
 from ml.features import GROUP, TARGET, build_feature_table, load_marts
-from ml.intervals import MondrianIntervals
-from ml.models import ENSEMBLE, ENSEMBLE_MEMBERS, assemble_voting, candidates, to_model_scale
+from ml.intervals import MondrianIntervals, region_of
+from ml.models import ENSEMBLE, ENSEMBLE_MEMBERS, candidates, fit_grouped, to_model_scale
 from ml.spatial_cv import cross_validate, cross_validate_ensemble, fold_indices, household_weights, regression_metrics
 from ml.train import active_features
 
@@ -60,14 +60,10 @@ def evaluate_set(marts: pd.DataFrame, features: pd.DataFrame, withheld: list[str
         else:
             cvs[c.name] = cross_validate(c.estimator, X, y, groups, folds)
     best = min(cands, key=lambda c: cvs[c.name].pooled["mae"])
-    if best.name == ENSEMBLE:
-        by_name = {c.name: c.estimator for c in cands}
-        final = assemble_voting(best.estimator, {n: clone(by_name[n]).fit(X, to_model_scale(y))
-                                                 for n in ENSEMBLE_MEMBERS})
-    else:
-        final = clone(best.estimator).fit(X, to_model_scale(y))
-    cal = MondrianIntervals.fit(cvs[best.name].oof_scale, y, folds, config.confidence, config.interval_level_bins)
-    iv = cal.interval(final.predict(Xt))
+    final = fit_grouped(clone(best.estimator), X, to_model_scale(y), groups)
+    cal = MondrianIntervals.fit(cvs[best.name].oof_scale, y, folds, config.confidence, config.interval_level_bins,
+                                region_of(groups) if config.interval_regions else None)
+    iv = cal.interval(final.predict(Xt), regions=region_of(dept[te]))
     hit = (yt >= iv["lower_90"].to_numpy() - 1e-9) & (yt <= iv["upper_90"].to_numpy() + 1e-9)
     m = regression_metrics(yt, iv["predicted_internet_pct"].to_numpy())
     mw = regression_metrics(yt, iv["predicted_internet_pct"].to_numpy(),

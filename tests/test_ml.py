@@ -126,7 +126,7 @@ def test_known_districts_are_predicted_by_the_model_that_never_saw_their_departm
     from sklearn.base import clone
 
     from ml.config import FULL
-    from ml.models import candidates, from_model_scale, to_model_scale
+    from ml.models import candidates, fit_grouped, from_model_scale, to_model_scale
     from ml.predict import load_selected, predict_frame
 
     home, result = trained_home
@@ -139,7 +139,8 @@ def test_known_districts_are_predicted_by_the_model_that_never_saw_their_departm
     fold_deps = set(regressor.fold_departments[0])
     test = marts["department_code"].isin(fold_deps).to_numpy()
     estimator = next(c.estimator for c in candidates(FULL, config["seed"]) if c.name == result.selected_model)
-    refit = clone(estimator).fit(X[~test], to_model_scale(marts.loc[~test, "internet_pct"].to_numpy(float)))
+    refit = fit_grouped(clone(estimator), X[~test], to_model_scale(marts.loc[~test, "internet_pct"].to_numpy(float)),
+                        marts.loc[~test, "department_code"].to_numpy())
     np.testing.assert_allclose(stored.loc[test, "predicted_internet_pct"], from_model_scale(refit.predict(X[test])),
                                atol=1e-9)
     assert stored.loc[test, "is_out_of_fold"].all()
@@ -238,3 +239,104 @@ def test_ensemble_cv_from_member_fold_models_equals_refitting(built_home: Path, 
     mean_of_members = np.mean([members[n].oof_scale for n in ENSEMBLE_MEMBERS], axis=0)
     np.testing.assert_allclose(assembled.oof_scale, mean_of_members, rtol=1e-12)
     assert assembled.pooled == refitted.pooled
+
+
+def test_mlp_early_stopping_holds_out_whole_departments(built_home: Path, use_home) -> None:
+    """The MLP's early-stopping split (what fit_grouped passes): whole departments, never on both sides, about
+    val_fraction of the rows, a different set per bagged seed; without groups, a random share of rows."""
+    from ml.torch_model import TorchMLPRegressor
+
+    use_home(built_home)
+    with duckdb.connect(str(paths().db), read_only=True) as con:
+        groups = load_marts(con)["department_code"].astype(str).to_numpy()
+    mlp = TorchMLPRegressor(val_fraction=0.15)
+    held = []
+    for seed in (0, 1, 2):
+        tr, val = mlp.validation_split(len(groups), seed, groups)
+        assert len(tr) + len(val) == len(groups) and not set(tr) & set(val)
+        assert not set(groups[tr]) & set(groups[val]) and len(set(groups[tr])) >= 1
+        assert 0.05 < len(val) / len(groups) < 0.4
+        held.append(frozenset(groups[val]))
+    assert len(set(held)) > 1
+    tr, val = mlp.validation_split(len(groups), 0, None)
+    assert len(val) == round(0.15 * len(groups)) and set(groups[tr]) & set(groups[val])
+    # two departments: one for validation, one for training
+    two = np.array(["01"] * 50 + ["02"] * 5)
+    tr, val = mlp.validation_split(len(two), 0, two)
+    assert len(set(two[tr])) == len(set(two[val])) == 1 and set(two[tr]) != set(two[val])
+
+
+def test_fit_grouped_passes_departments_to_the_mlp_and_ridge(built_home: Path, use_home) -> None:
+    """fit_grouped fits the MLP with department-grouped early stopping (not the random split a plain fit uses),
+    and ridge's alpha by GroupKFold; the ensemble is assembled from members fitted the same way."""
+    from sklearn.base import clone
+
+    from ml.models import ENSEMBLE, candidates, fit_grouped, to_model_scale
+
+    use_home(built_home)
+    with duckdb.connect(str(paths().db), read_only=True) as con:
+        marts = load_marts(con)
+    X = build_feature_table(marts)  # noqa: N806
+    z = to_model_scale(marts["internet_pct"].to_numpy(float))
+    groups = marts["department_code"].astype(str).to_numpy()
+    cands = {c.name: c.estimator for c in candidates(FAST, 5)}
+    grouped = fit_grouped(clone(cands["torch_mlp"]), X, z, groups)
+    explicit = clone(cands["torch_mlp"]).fit(X, z, torchmlpregressor__groups=groups)
+    plain = clone(cands["torch_mlp"]).fit(X, z)
+    np.testing.assert_array_equal(grouped.predict(X), explicit.predict(X))
+    assert np.abs(grouped.predict(X) - plain.predict(X)).max() > 1e-6
+    ens = fit_grouped(clone(cands[ENSEMBLE]), X, z, groups)
+    np.testing.assert_array_equal(ens.named_estimators_["torch_mlp"].predict(X), grouped.predict(X))
+    ridge = fit_grouped(clone(cands["ridge"]), X, z, groups)
+    assert ridge[-1].ridge_.cv is not None and ridge[-1].alpha_ in ridge[-1].alphas
+
+
+def test_grouped_ridge_alpha_does_not_reward_fitting_each_department() -> None:
+    """Features constant within a department (random department-level values) can encode each department's own
+    offset: they help leave-one-row-out, so RidgeCV's LOO picks a small alpha, but they are noise for a
+    department never seen, so GroupKFold over departments picks a larger one."""
+    from ml.models import GroupedRidgeCV
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(20), 30)
+    department_level = rng.normal(size=(20, 15))[groups]
+    signal = rng.normal(size=(len(groups), 3))
+    X = np.hstack([signal, department_level])  # noqa: N806
+    y = signal @ np.array([1.0, -0.5, 0.3]) + rng.normal(0, 1.0, 20)[groups] + rng.normal(0, 0.1, len(groups))
+    loo = GroupedRidgeCV().fit(X, y)
+    grouped = GroupedRidgeCV().fit(X, y, groups=groups)
+    assert loo.ridge_.cv is None and grouped.alpha_ > loo.alpha_, (grouped.alpha_, loo.alpha_)
+
+
+def test_region_calibration_widens_the_region_with_larger_out_of_fold_residuals() -> None:
+    """Mondrian cells = level bins within costa/sierra/selva: a region whose residuals are larger at the same
+    predicted level gets wider intervals and about 90 % coverage in each region (level-only bins under-cover
+    it); a fold's calibrator never uses that fold's residuals; rows without a department use level bins only."""
+    from ml.intervals import MondrianIntervals, region_of
+
+    assert list(region_of(["15", "11", "08", "16", None, "02"])) == ["costa", "costa", "sierra", "selva", "", "costa"]
+    rng = np.random.default_rng(1)
+    deps = np.array(["11", "08", "16"])[rng.integers(0, 3, 3000)]
+    pred = rng.uniform(0.5, 4, 3000)  # sqrt scale
+    noise = np.where(deps == "11", 0.9, 0.3)
+    y = np.clip(pred + rng.normal(0, 1, 3000) * noise, 0, None) ** 2
+    folds = [(np.flatnonzero(np.arange(3000) % 5 != k), np.flatnonzero(np.arange(3000) % 5 == k)) for k in range(5)]
+    fold_of = np.arange(3000) % 5
+    regions = region_of(deps)
+    regional = MondrianIntervals.fit(pred, y, folds, 0.9, 5, regions)
+    level = MondrianIntervals.fit(pred, y, folds, 0.9, 5)
+    iv_r, iv_l = regional.interval(pred, fold_of, regions), level.interval(pred, fold_of)
+    costa = regions == "costa"
+
+    def cover(iv, rows):
+        return float(((y >= iv["lower_90"] - 1e-9) & (y <= iv["upper_90"] + 1e-9))[rows].mean())
+
+    assert cover(iv_l, costa) < 0.85 and 0.86 < cover(iv_r, costa) < 0.94 and 0.86 < cover(iv_r, ~costa) < 0.94
+    assert iv_r.loc[costa, "half_width_scale"].mean() > 2 * iv_r.loc[~costa, "half_width_scale"].mean()
+    # fold 0's calibrator ignores fold 0's residuals: changing them leaves fold 0's intervals unchanged
+    y2 = y.copy()
+    y2[fold_of == 0] = 0.0
+    again = MondrianIntervals.fit(pred, y2, folds, 0.9, 5, regions).interval(pred, fold_of, regions)
+    np.testing.assert_array_equal(again.loc[fold_of == 0, "upper_90"], iv_r.loc[fold_of == 0, "upper_90"])
+    # no department: the level-only calibrator on every residual
+    np.testing.assert_array_equal(regional.interval(pred).to_numpy(), level.interval(pred).to_numpy())
