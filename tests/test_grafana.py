@@ -412,8 +412,8 @@ def test_filters_narrow_the_map_to_the_chosen_department(serving_db: Path, harne
             if q["panel"] and q["panel"]["type"] == "geomap" and q["behaviour"] == "v043"}
     columns = [c for c, _ in maps["defaults"]["columns"]]
     dept, prov = columns.index("department"), columns.index("province")
-    with duckdb.connect(str(serving_db), read_only=True) as con:
-        total = con.execute("SELECT count(*) FROM marts.mart_district_priorities WHERE latitude IS NOT NULL").fetchone()[0]
+    total = plugin_connection(serving_db).execute(
+        "SELECT count(*) FROM marts.mart_district_priorities WHERE latitude IS NOT NULL").fetchone()[0]
     assert len(maps["defaults"]["rows"]) == total
     both = next(q for s, q in maps.items() if " / " in s)
     chosen = (both["values"]["department"], both["values"]["province"])
@@ -429,24 +429,28 @@ def test_map_size_is_people_without_internet(serving_db: Path, harness: Harness)
         share = r["internet_pct"] if r["internet_pct"] is not None else r["predicted_internet_pct"]
         if r["population"] is not None and share is not None:
             assert abs(r["people_without_internet"] - r["population"] * (100 - share) / 100) <= 0.5
-    worst = max(rows, key=lambda r: r["need_percentile"] if r["need_percentile"] is not None else -1)
-    assert worst is rows[-1] and worst["need_percentile"] == 100  # drawn last, on top
+    worst = max(r["need_percentile"] for r in rows if r["need_percentile"] is not None)
+    assert rows[-1]["need_percentile"] == worst > 80  # the worst district is drawn last, on top
 
 
-def test_viewers_sql_cannot_read_server_files_but_marts_read(serving_db: Path, tmp_path: Path) -> None:
+def test_viewers_sql_cannot_read_server_files_but_marts_read(serving_db: Path) -> None:
     """The datasource's DSN options and initSql, as a non-root user on a 0444 file: marts read, files do not,
     the settings cannot be undone, and today's provisioning (no DSN options) cannot open the file at all."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="brecha-plugin-", dir="/tmp") as tmp:
+        _check_viewers_sql(serving_db, Path(tmp))
+
+
+def _check_viewers_sql(serving_db: Path, work: Path) -> None:
     import os
 
-    work = tmp_path / "plugin"
-    work.mkdir()
     db = work / "brecha.duckdb"
     shutil.copyfile(serving_db, db)
     os.chmod(db, 0o444)
     secret = work / "secret.csv"
     secret.write_text("password\nhunter2\n")
-    for d in (tmp_path, work):
-        os.chmod(d, 0o755)
+    os.chmod(work, 0o755)  # under /tmp (1777): the unprivileged user can reach the file
     os.chmod(secret, 0o644)
     ds = datasource()["jsonData"]
     code = f"""
@@ -458,8 +462,8 @@ def dsn(path):
     p = urlsplit(full)
     return p.path, dict(parse_qsl(p.query))
 out = {{}}
-for name, path, init in [("provisioned", {ds["path"]!r}, {ds["initSql"]!r}),
-                         ("old", "/var/lib/brecha/serving/brecha.duckdb", "")]:
+for name, path, init in [("old", "/var/lib/brecha/serving/brecha.duckdb", ""),
+                         ("provisioned", {ds["path"]!r}, {ds["initSql"]!r})]:
     file, options = dsn(path.replace("/var/lib/brecha/serving", {str(work)!r}))
     try:
         con = duckdb.connect(file, config=options)
@@ -490,9 +494,10 @@ print(json.dumps(out))
     res = out["provisioned"]
     assert res["open"] is None and res["SELECT count(*) FROM marts.dim_districts"][0] == "ok", res
     assert res["SELECT count(*) FROM marts.dim_districts"][1][0][0] > 0
-    for q, (status, detail) in res.items():
-        if q not in ("open", "SELECT count(*) FROM marts.dim_districts"):
-            assert status == "error", f"{q} should be refused: {detail}"
+    refused = {q: v for q, v in res.items() if q not in ("open", "SELECT count(*) FROM marts.dim_districts")}
+    assert len(refused) == 7
+    for q, (status, detail) in refused.items():
+        assert status == "error", f"{q} should be refused: {detail}"
     assert not (work / "leak.csv").exists()
 
 
@@ -530,13 +535,17 @@ print(len(job["queries"]))
 
 
 @pytest.fixture(scope="module")
-def real_serving_db(real_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def real_serving_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real extracts through the whole pipeline once, published (skips when ../shared is absent)."""
     import os
+
+    from conftest import REAL_DIR as real_dir
 
     from brecha import steps
     from brecha.pipeline import PREDICTION_MARTS
 
+    if not real_dir.is_dir():
+        pytest.skip(f"real extracts not found at {real_dir} (the ../shared folder is absent on this machine)")
     home = tmp_path_factory.mktemp("grafana_real_home")
     old = os.environ["BRECHA_HOME"]
     os.environ["BRECHA_HOME"] = str(home)
