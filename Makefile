@@ -10,7 +10,7 @@ export BRECHA_HOME ?= $(CURDIR)/warehouse
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export DO_NOT_TRACK := 1
 
-.PHONY: install run test lint bench airflow docs clean
+.PHONY: install run test lint node bench airflow docs clean
 
 install: $(STAMP)
 
@@ -22,8 +22,15 @@ $(STAMP): pyproject.toml constraints.txt
 run: install
 	$(BIN)/brecha run
 
-test: install lint
+test: install lint node
 	$(BIN)/pytest -q
+
+# node packages of the Grafana harness (tests/test_grafana.py expands dashboards with Grafana's own code)
+HARNESS := grafana/harness
+node: $(HARNESS)/node_modules/.package-lock.json
+
+$(HARNESS)/node_modules/.package-lock.json: $(HARNESS)/package.json $(HARNESS)/package-lock.json
+	cd $(HARNESS) && npm ci --no-audit --no-fund --loglevel=error
 
 lint: install
 	$(BIN)/ruff check brecha ml dags tests
@@ -39,4 +46,4 @@ airflow: install
 	$(BIN)/brecha airflow
 
 clean:
-	rm -rf $(VENV) dbt_project/target dbt_project/logs
+	rm -rf $(VENV) dbt_project/target dbt_project/logs $(HARNESS)/node_modules

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -134,9 +135,18 @@ def _tmp_beside_serving(p: Paths) -> Path:
 
 def _swap_in(tmp: Path, p: Paths) -> None:
     """Make the finished ``tmp`` read-only and rename it over the serving copy, then persist the rename."""
+    _mtime_after(tmp, p.serving_db)
     os.chmod(tmp, 0o444)
     os.replace(tmp, p.serving_db)
     _fsync_dir(p.serving)
+
+def _mtime_after(new: Path, old: Path) -> None:
+    """Give ``new`` a modification time later than ``old``'s: Grafana's DuckDB plugin reloads the file only when
+    its mtime is newer than the last it saw (a restored snapshot, or a clock set back, would otherwise be missed)."""
+    if old.exists():
+        now = time.time_ns()
+        os.utime(new, ns=(now, max(now, old.stat().st_mtime_ns + 1_000_000_000)))  # +1 s: coarse filesystems
+
 
 def rollback() -> PublishResult:
     """Swap the snapshot published before the one being served back in (atomically)."""

@@ -4,8 +4,15 @@ Run ``.venv/bin/python grafana/build_dashboards.py`` after changing a query or a
 committed (Grafana provisions them as they are) and tests/test_grafana.py checks that they match this script,
 that every query runs on a published serving copy, and that the layout is valid.
 
-Template variables: ``department`` and ``province`` use ``__all`` as their "All" value, so a filter reads
-``('${department}' = '__all' OR department = '${department}')``.
+How Grafana expands ``${var}`` for the DuckDB plugin (checked by tests/test_grafana.py with Grafana's own code,
+grafana/harness/): panel SQL with the ``sqlstring`` format, so every value arrives already quoted
+(``${department}`` -> ``'AMAZONAS'``; "All" -> ``'AMAZONAS','ANCASH',...``); variable queries with plugin-ui's
+``interpolateVariable`` (quoted too, for a variable with "All"). Plugin 0.4.1 then replaced every ``''`` with ``'``,
+0.4.3+ does not. Idioms that hold in both:
+
+- filters ``department IN (${department})``: "All" has no custom value, so it expands to the quoted list of options;
+- a custom variable used as a column is written ``${measure:raw}``; compared as a value it is ``${measure}``;
+- never ``'${var}'`` (it becomes ``''X''``), and no ``''`` anywhere in panel SQL (0.4.1 would corrupt it).
 """
 
 from __future__ import annotations
@@ -16,24 +23,19 @@ from typing import Any
 
 DATASOURCE = {"type": "motherduck-duckdb-datasource", "uid": "brecha-duckdb"}
 OUT = Path(__file__).resolve().parent / "dashboards"
-ALL = "__all"
-
 
 
 def dept_filter(column: str = "department") -> str:
-    return f"('${{department}}' = '{ALL}' OR {column} = '${{department}}')"
+    return f"{column} IN (${{department}})"
 
 
 def place_filter(prefix: str = "") -> str:
     """Department and province filter on columns ``<prefix>department`` and ``<prefix>province``."""
-    return f"{dept_filter(prefix + 'department')} AND ('${{province}}' = '{ALL}' OR {prefix}province = '${{province}}')"
+    return f"{dept_filter(prefix + 'department')} AND {prefix}province IN (${{province}})"
 
 
 # Sources that carry a department code but not INEI's department name (e.g. OSIPTEL's mobile lines).
-DEPT_CODE_FILTER = dept_filter("department_code").replace(
-    "department_code = '${department}'",
-    "department_code IN (SELECT department_code FROM marts.dim_districts WHERE department = '${department}')",
-)
+DEPT_CODE_FILTER = "department_code IN (SELECT department_code FROM marts.dim_districts WHERE department IN (${department}))"
 
 
 # --- building blocks ----------------------------------------------------------------------------------------
@@ -46,10 +48,10 @@ def target(sql: str, fmt: str = "table", ref: str = "A") -> dict[str, Any]:
 def panel(kind: str, title: str, sql: str, pos: tuple[int, int, int, int], *, description: str = "",
           fmt: str = "table", fields: tuple[str, ...] = (), options: dict | None = None,
           defaults: dict | None = None, overrides: list | None = None, may_be_empty: str = "",
-          empty_when_filtered: bool = False) -> dict[str, Any]:
+          empty_when_filtered: bool = False, numeric: tuple[str, ...] = ()) -> dict[str, Any]:
     """One panel; ``fields`` lists the columns the panel reads, ``may_be_empty`` says why no rows can be the
-    healthy answer, ``empty_when_filtered`` that one department/province may have none (checked by
-    tests/test_grafana.py)."""
+    healthy answer, ``empty_when_filtered`` that one department/province may have none, ``numeric`` the fields
+    that must be numbers (checked by tests/test_grafana.py)."""
     x, y, w, h = pos
     return {
         "type": kind, "title": title, "description": description, "datasource": DATASOURCE,
@@ -57,7 +59,8 @@ def panel(kind: str, title: str, sql: str, pos: tuple[int, int, int, int], *, de
         "targets": [target(sql, fmt)],
         "fieldConfig": {"defaults": defaults or {}, "overrides": overrides or []},
         "options": options or {},
-        "brecha": {"fields": list(fields), **({"may_be_empty": may_be_empty} if may_be_empty else {}),
+        "brecha": {"fields": list(fields), **({"numeric": list(numeric)} if numeric else {}),
+                   **({"may_be_empty": may_be_empty} if may_be_empty else {}),
                    **({"empty_when_filtered": True} if empty_when_filtered else {})},
     }
 
@@ -82,8 +85,7 @@ def query_var(name: str, label: str, sql: str, *, include_all: bool = True) -> d
         "query": " ".join(sql.split()), "definition": " ".join(sql.split()),
         "refresh": 1, "sort": 1, "multi": False, "includeAll": include_all, "options": [], "regex": "",
     }
-    if include_all:
-        var["allValue"] = ALL
+    if include_all:  # no custom allValue: "All" expands to the quoted list of every option
         var["current"] = {"selected": True, "text": "All", "value": "$__all"}
     return var
 
@@ -143,19 +145,44 @@ def district_map() -> dict[str, Any]:
              (18, 0, 6, 4), "districts_below_5",
              description="Districts where fewer than 5 % of households had internet (census 2017), national.",
              thresholds=[{"color": "green", "value": None}, {"color": "orange", "value": 1}]),
-        panel("geomap", "Districts: ${measure}", f"""
+        panel("geomap", "Districts coloured by ${measure:text}", f"""
+            WITH d AS (
+                SELECT ubigeo, district, province, department, latitude, longitude, population,
+                       internet_pct, predicted_internet_pct, divide_index, gap_pp, priority_rank, segment_label,
+                       ${{measure:raw}} AS measure,
+                       CASE ${{measure}} WHEN 'internet_pct' THEN -internet_pct WHEN 'divide_index' THEN divide_index
+                            WHEN 'gap_pp' THEN -gap_pp WHEN 'priority_rank' THEN -priority_rank END AS need,
+                       round(population * (100 - coalesce(internet_pct, predicted_internet_pct)) / 100)
+                           AS people_without_internet
+                FROM marts.mart_district_priorities
+                WHERE latitude IS NOT NULL AND longitude IS NOT NULL AND {place_filter()}
+            )
             SELECT ubigeo, district, province, department, latitude, longitude, population,
-                   internet_pct, divide_index, gap_pp, priority_rank, segment_label, ${{measure}} AS measure
-            FROM marts.mart_district_priorities
-            WHERE latitude IS NOT NULL AND longitude IS NOT NULL AND {place_filter()}
-            ORDER BY population""",
-              (0, 4, 14, 20), fields=("latitude", "longitude", "measure", "population"),
-              description="One marker per district at its centroid; colour = the measure chosen above, "
-                          "size = population. Hover for the district's figures.",
-              defaults={"color": {"mode": "continuous-RdYlGr"}, "unit": "none"},
+                   people_without_internet, internet_pct, predicted_internet_pct, divide_index, gap_pp,
+                   priority_rank, segment_label, measure,
+                   CASE WHEN need IS NOT NULL
+                        THEN round(100 * percent_rank() OVER (PARTITION BY need IS NULL ORDER BY need), 1)
+                   END AS need_percentile
+            FROM d
+            ORDER BY need_percentile ASC NULLS FIRST, people_without_internet DESC""",
+              (0, 4, 14, 20), fields=("latitude", "longitude", "measure", "need_percentile", "people_without_internet"),
+              numeric=("latitude", "longitude", "measure", "need_percentile", "people_without_internet"),
+              description="One marker per district at its centroid. Colour: where the district stands on the measure "
+                          "chosen above among the districts shown, oriented so that red is always worse (low internet "
+                          "share, wide divide, far below the model's expectation, first in priority); 100 = worst. "
+                          "Size: people living in households without internet (population × (100 − internet "
+                          "share) / 100, the model's prediction where the census share is missing). The worst "
+                          "districts are drawn last, on top of their neighbours. Hover for the district's figures.",
+              defaults={"color": {"mode": "continuous-GrYlRd"}, "min": 0, "max": 100, "unit": "none",
+                        "displayName": "need percentile (100 = worst shown)"},
+              overrides=[{"matcher": {"id": "byName", "options": "people_without_internet"},
+                          "properties": [{"id": "unit", "value": "short"},
+                                         {"id": "displayName", "value": "people without internet"},
+                                         {"id": "min", "value": 0}, {"id": "max"}]}],
               options={
                   "view": {"id": "coords", "lat": -9.2, "lon": -75.0, "zoom": 5},
                   "controls": {"showZoom": True, "mouseWheelZoom": True, "showAttribution": True},
+                  # the default basemap loads map tiles from the internet; see grafana/README.md to switch it off
                   "basemap": {"type": "default", "name": "Basemap"},
                   "layers": [{
                       "type": "markers", "name": "Districts", "tooltip": True,
@@ -163,9 +190,9 @@ def district_map() -> dict[str, Any]:
                       "config": {
                           "showLegend": True,
                           "style": {
-                              "color": {"field": "measure", "fixed": "dark-green"},
-                              "size": {"field": "population", "fixed": 5, "min": 2, "max": 14},
-                              "opacity": 0.75,
+                              "color": {"field": "need_percentile", "fixed": "dark-green"},
+                              "size": {"field": "people_without_internet", "fixed": 5, "min": 3, "max": 18},
+                              "opacity": 0.8,
                               "symbol": {"mode": "fixed", "fixed": "img/icons/marker/circle.svg"},
                           },
                       },
@@ -285,7 +312,7 @@ def department_trends() -> dict[str, Any]:
 def model_performance() -> dict[str, Any]:
     run_var = query_var("run_id", "Run", "SELECT run_id FROM ml.model_runs GROUP BY run_id ORDER BY max(run_at) DESC",
                         include_all=False)
-    run = "run_id = '${run_id}'"
+    run = "run_id = ${run_id}"
     coverage = "CASE WHEN interval_coverage <= 1 THEN 100 * interval_coverage ELSE interval_coverage END"
     panels = [
         panel("table", "Models of run ${run_id}", f"""

@@ -1,8 +1,10 @@
-"""Grafana provisioning and dashboards: structure, and every panel query run on a published serving copy.
+"""Grafana provisioning and dashboards: structure, and every query as Grafana would send it, run on a published copy.
 
-No Grafana server runs here: Grafana's macros and template variables are expanded the way the DuckDB plugin
-(sqlds default macros) and Grafana do, and each query runs on the serving copy of the synthetic warehouse,
-with the variables at their defaults and at one specific department/province.
+No Grafana server runs here (none installs on these machines). Template variables are expanded by Grafana's own
+code in node (grafana/harness/expand.js: @grafana/scenes' interpolation, @grafana/plugin-ui's SqlDatasource as the
+DuckDB plugin uses it), in many dashboard states and under both plugin behaviours (0.4.1 with the ''->' clean-up,
+0.4.3+ without); the backend's SQL macros are expanded as grafana-plugin-sdk-go's sqlutil and the plugin's Go code
+do; the serving copy is opened as the plugin opens it (path DSN options, initSql).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from itertools import product
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import duckdb
 import pytest
@@ -39,6 +42,14 @@ def datasource() -> dict:
 
 def compose() -> dict:
     return yaml.safe_load((GRAFANA / "docker-compose.yml").read_text())["services"]["grafana"]
+
+
+def dsn(path: str) -> tuple[str, dict[str, str]]:
+    """What the plugin hands DuckDB: the path plus '?custom_user_agent=grafana' (or '&...'), which duckdb-go splits
+    with url.Parse into the file and its config options (pkg/plugin/duckdb_driver.go, duckdb-go connector.go)."""
+    full = path.strip() + ("&" if "?" in path else "?") + "custom_user_agent=grafana"
+    parsed = urlsplit(full)
+    return parsed.path, dict(parse_qsl(parsed.query))
 
 
 def panels_of(dash: dict) -> list[dict]:
@@ -119,26 +130,35 @@ def test_map_dashboard_has_the_promised_controls() -> None:
     layer = geomap["options"]["layers"][0]
     assert layer["type"] == "markers"
     assert layer["location"] == {"mode": "coords", "latitude": "latitude", "longitude": "longitude"}
-    assert layer["config"]["style"]["color"]["field"] == "measure"
-    assert layer["config"]["style"]["size"]["field"] == "population"
+    assert layer["config"]["style"]["color"]["field"] == "need_percentile"
+    assert layer["config"]["style"]["size"]["field"] == "people_without_internet"
+    assert geomap["fieldConfig"]["defaults"]["color"]["mode"] == "continuous-GrYlRd"  # 100 = worst = red
+    assert {"min": 0, "max": 100} == {k: geomap["fieldConfig"]["defaults"][k] for k in ("min", "max")}
+    table = next(p for p in dash["panels"] if p["title"] == "Top-priority districts")
+    assert table["gridPos"]["y"] == geomap["gridPos"]["y"]  # beside the map
     assert sum(p["type"] == "stat" for p in dash["panels"]) == 4
 
 
 def test_provisioning_points_read_only_at_the_mounted_serving_copy() -> None:
     ds, svc = datasource(), compose()
-    assert ds["jsonData"]["readOnly"] is True and ds["editable"] is False
+    assert ds["editable"] is False and "readOnly" not in ds["jsonData"]  # the plugin has no such setting
     mounts = {}  # container path -> the whole mount (sources may hold ':' in ${VAR:?message})
     for m in svc["volumes"]:
         parts = m.rsplit(":", 2)
         mounts[parts[-2] if parts[-1] in ("ro", "rw") else parts[-1]] = m
     serving_mount = mounts["/var/lib/brecha/serving"]
     assert serving_mount.endswith(":ro") and "BRECHA_HOME" in serving_mount and "/serving:" in serving_mount
-    assert Path(ds["jsonData"]["path"]).parent == Path("/var/lib/brecha/serving")
-    assert Path(ds["jsonData"]["path"]).name == "brecha.duckdb"  # = paths().serving_db.name
+    file, options = dsn(ds["jsonData"]["path"])
+    assert Path(file).parent == Path("/var/lib/brecha/serving")
+    assert Path(file).name == "brecha.duckdb"  # = paths().serving_db.name
+    assert options["access_mode"] == "read_only" and options["enable_external_access"] == "false"
+    assert "enable_external_access=false" in ds["jsonData"]["initSql"].replace(" ", "")
+    assert "lock_configuration=true" in ds["jsonData"]["initSql"].replace(" ", "")
     provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "brecha.yaml").read_text())["providers"][0]
     assert provider["options"]["path"] in mounts and mounts[provider["options"]["path"]].startswith("./dashboards:")
     assert mounts["/etc/grafana/provisioning"].startswith("./provisioning:")
     env = svc["environment"]
+    assert "DUCKDB_PLUGIN_VERSION:-0.4.5}" in env["GF_PLUGINS_PREINSTALL_SYNC"]  # embeds DuckDB 1.5.4
     assert re.fullmatch(r"grafana/grafana:\$\{GRAFANA_VERSION:-\d+\.\d+\.\d+\}-ubuntu", svc["image"])
     assert env["GF_PLUGINS_ALLOW_LOADING_UNSIGNED_PLUGINS"] == "motherduck-duckdb-datasource"
     assert env["GF_PLUGINS_PREINSTALL_SYNC"].startswith("motherduck-duckdb-datasource@")
@@ -146,17 +166,226 @@ def test_provisioning_points_read_only_at_the_mounted_serving_copy() -> None:
     assert env["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")  # from the environment only
 
 
-# --- queries on a published serving copy ------------------------------------------------------------------------
+# --- Grafana's own expansion, the plugin's macros and connection -------------------------------------------------
+
+HARNESS = GRAFANA / "harness"
+PLUGIN_DUCKDB = "1.5.4"  # embedded by plugin 0.4.5 (go.mod: duckdb-go v2.10504.0)
+APOSTROPHE = {"department": "O'HIGGINS", "province": "D'ARCY", "run_id": "run'x"}
+BEHAVIOURS = ("v041", "v043")  # plugin 0.4.1: plugin-ui's applyTemplateVariables with clean(); 0.4.3+: without
+NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+           "FLOAT", "DOUBLE", "DECIMAL")
+
+
+class Harness:
+    """One node process for the whole session; one JSON line per dashboard state."""
+
+    def __init__(self) -> None:
+        if not (HARNESS / "node_modules" / "@grafana" / "scenes").is_dir():
+            pytest.fail(f"{HARNESS}/node_modules is missing: run `make test` (it runs `npm ci` there) or "
+                        f"`cd {HARNESS} && npm ci`")
+        self.proc = subprocess.Popen(["node", str(HARNESS / "expand.js")], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.requests = 0
+
+    def expand(self, dash: dict, values: dict, options: dict) -> dict:
+        req = {"dashboard": dash, "values": values, "options": options, "from": dash["time"]["from"], "to": "now"}
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        answer = json.loads(self.proc.stdout.readline())
+        self.requests += 1
+        assert "error" not in answer, answer.get("error")
+        return answer
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def harness():
+    h = Harness()
+    yield h
+    h.close()
+
+
+def time_range(time_from: str) -> tuple[datetime, datetime]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    amount, unit = re.fullmatch(r"now-(\d+)([dy])", time_from).groups()
+    return now - timedelta(days=int(amount) * (365 if unit == "y" else 1)), now
+
+
+def macros(sql: str, time_from: str) -> str:
+    """The backend's macros: grafana-plugin-sdk-go data/sqlutil (v0.274.0, the plugin's) macroTimeFilter
+    (`col >= 'RFC3339' AND col <= 'RFC3339'`), $__interval(_ms), and the plugin's own argument-less
+    $__timeFrom / $__timeTo (`'RFC3339'`, pkg/plugin/duckdb_driver.go)."""
+    start, end = (t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in time_range(time_from))
+    while (i := sql.find("$__timeFilter(")) >= 0:
+        depth, j = 0, i + len("$__timeFilter")
+        while True:  # the closing parenthesis of the macro (sqlutil's parseArgs counts nesting the same way)
+            depth += {"(": 1, ")": -1}.get(sql[j], 0)
+            if depth == 0:
+                break
+            j += 1
+        column = sql[i + len("$__timeFilter("):j]
+        sql = sql[:i] + f"{column} >= '{start}' AND {column} <= '{end}'" + sql[j + 1:]
+    sql = re.sub(r"\$__timeFrom\b(\(\))?", f"'{start}'", sql)
+    sql = re.sub(r"\$__timeTo\b(\(\))?", f"'{end}'", sql)
+    sql = re.sub(r"\$__interval_ms\b", "3600000", sql)
+    sql = re.sub(r"\$__interval\b", "1h", sql)
+    assert "$__" not in sql and "${" not in sql, f"unexpanded macro or variable in {sql}"
+    return sql
+
+
+_CONNECTIONS: dict[Path, duckdb.DuckDBPyConnection] = {}
+
+
+def plugin_connection(db: Path) -> duckdb.DuckDBPyConnection:
+    """Open ``db`` as the provisioned datasource makes the plugin open it: DSN options, then initSql (once per
+    file: within one process DuckDB reuses the open instance, whose configuration initSql has locked)."""
+    if db not in _CONNECTIONS:
+        ds = datasource()["jsonData"]
+        _, options = dsn(ds["path"])
+        con = duckdb.connect(str(db), config=options)
+        con.execute(ds["initSql"])
+        _CONNECTIONS[db] = con
+    return _CONNECTIONS[db]
+
+
+def states(dash: dict, harness: Harness, con: duckdb.DuckDBPyConnection) -> list[tuple[str, dict, dict]]:
+    """(name, values, options) for many dashboard states. Query variables' options come from running their
+    expanded queries, as Grafana does; the chosen values follow from them."""
+    variables = dash["templating"]["list"]
+
+    def options_for(values: dict) -> dict:
+        options: dict[str, list[str]] = {}
+        for var in variables:
+            if var["type"] == "query":
+                sql = harness.expand(dash, values, options)["variables"][var["name"]]
+                options[var["name"]] = [str(r[0]) for r in con.execute(macros(sql, "now-1d")).fetchall()]
+        return options
+
+    base: dict[str, str] = {}
+    for var in variables:
+        if var.get("includeAll"):
+            base[var["name"]] = "$__all"
+        elif var["type"] == "custom":
+            base[var["name"]] = var["current"]["value"]
+    opts = options_for(base)
+    for var in variables:  # a query variable without "All" starts at its first option
+        if var["type"] == "query" and not var.get("includeAll"):
+            assert opts[var["name"]], f"{var['name']}: its query returns no option"
+            base[var["name"]] = opts[var["name"]][0]
+    out = [("defaults", base, opts)]
+    names = {v["name"] for v in variables}
+    if "department" in names:
+        for pick in (0, -1):  # the first and the last department, alone and with one of its provinces
+            dept = {**base, "department": opts["department"][pick]}
+            dept_opts = options_for(dept)
+            out.append((f"department {dept['department']}", dept, dept_opts))
+            if "province" in names:
+                both = {**dept, "province": dept_opts["province"][pick]}
+                out.append((f"{both['department']} / {both['province']}", both, dept_opts))
+    if "run_id" in names:
+        for run in opts["run_id"][1:3]:
+            out.append((f"run {run}", {**base, "run_id": run}, opts))
+    for var in variables:
+        if var["type"] == "custom":
+            out += [(f"{var['name']}={o['value']}", {**base, var["name"]: o["value"]}, opts) for o in var["options"][1:]]
+    quoted = {k: v for k, v in APOSTROPHE.items() if k in names}
+    if quoted:
+        values = {**base, **quoted}
+        out.append(("apostrophe", values, options_for(values)))
+    return out
+
+
+def expanded_queries(db: Path, harness: Harness) -> list[dict]:
+    """Every variable and panel query of every dashboard, expanded in every state under both behaviours."""
+    out = []
+    con = plugin_connection(db)
+    for path in DASHBOARDS:
+        dash = load(path)
+        meta = {p["title"]: p for p in panels_of(dash)}
+        for name, values, options in states(dash, harness, con):
+            answer = harness.expand(dash, values, options)
+            for var, sql in answer["variables"].items():
+                for b in BEHAVIOURS:  # variable queries: interpolateVariable in every version, no clean()
+                    out.append({"dashboard": path.name, "state": name, "behaviour": b, "panel": None,
+                                "variable": var, "sql": macros(sql, "now-1d")})
+            for p in answer["panels"]:
+                for b in BEHAVIOURS:
+                    out.append({"dashboard": path.name, "state": name, "behaviour": b, "panel": meta[p["title"]],
+                                "values": values, "sql": macros(p[b], dash["time"]["from"])})
+    return out
+
+
+_RESULTS: dict[Path, list[dict]] = {}
+
+
+def run_all(db: Path, harness: Harness) -> list[dict]:
+    """Run every expanded query on ``db`` opened the plugin's way (cached per copy for the session)."""
+    if db not in _RESULTS:
+        results = []
+        con = plugin_connection(db)
+        for q in expanded_queries(db, harness):
+            try:
+                rel = con.execute(q["sql"])
+                q["columns"] = [(d[0], str(d[1])) for d in rel.description]
+                q["rows"] = rel.fetchall()
+                q["error"] = None
+            except duckdb.Error as err:
+                q["error"] = str(err).splitlines()[0]
+            results.append(q)
+        _RESULTS[db] = results
+    return _RESULTS[db]
+
+
+def check_results(results: list[dict], *, real: bool = False) -> None:
+    """The fields each panel reads exist, with numbers where the panel needs them; the two plugin behaviours
+    send the same SQL (no '' survives to be corrupted); a value with an apostrophe works from 0.4.3 on."""
+    by_key: dict[tuple, dict] = {}
+    for q in results:
+        where = f"{q['dashboard']} / {q['panel']['title'] if q['panel'] else 'variable ' + q['variable']} " \
+                f"[{q['state']}, {q['behaviour']}]"
+        by_key[(q["dashboard"], q["state"], q["panel"]["title"] if q["panel"] else q["variable"], q["behaviour"])] = q
+        if q["state"] == "apostrophe" and q["behaviour"] == "v041":
+            continue  # 0.4.1 turns 'O''HIGGINS' into 'O'HIGGINS': the reason 0.4.5 is pinned (asserted below)
+        assert q["error"] is None, f"{where}: {q['error']}\n{q['sql']}"
+        if q["panel"] is None:
+            continue
+        meta = q["panel"].get("brecha", {})
+        types = dict(q["columns"])
+        missing = set(meta.get("fields", [])) - set(types)
+        assert not missing, f"{where}: columns {missing} missing from {list(types)}"
+        for field in meta.get("numeric", []):
+            assert types[field].startswith(NUMERIC), f"{where}: {field} is {types[field]}, not a number"
+        if q["panel"]["type"] == "stat" and q["rows"]:
+            assert len(q["rows"]) == 1, where
+        if q["panel"]["type"] == "geomap" and q["rows"]:
+            rows = [dict(zip(types, r, strict=True)) for r in q["rows"]]
+            for field, (lo, hi) in PERU.items():
+                assert all(lo <= r[field] <= hi for r in rows), f"{where}: {field} outside Peru"
+            shown = [r["need_percentile"] for r in rows]
+            assert shown == sorted(shown, key=lambda v: (v is not None, v or 0)), f"{where}: worst not drawn last"
+        if q["state"] == "defaults" and not real and not meta.get("may_be_empty"):
+            assert q["rows"], f"{where}: no rows"
+    for (dash, state, name, behaviour), q in by_key.items():
+        if behaviour == "v041" and state != "apostrophe":
+            assert q["sql"] == by_key[(dash, state, name, "v043")]["sql"], f"{dash} / {name} [{state}]: 0.4.1 differs"
+    broken = [q for q in results if q["state"] == "apostrophe" and q["behaviour"] == "v041" and q["error"]]
+    assert broken, "plugin 0.4.1's clean() should break a quoted apostrophe"
+
 
 @pytest.fixture(scope="module")
 def serving_db(trained_home, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Publish a copy of the trained synthetic warehouse in a home of our own (the shared one stays as it is)."""
+    return _publish_copy(trained_home[0], tmp_path_factory.mktemp("grafana_home"))
+
+
+def _publish_copy(home: Path, own: Path) -> Path:
     import os
 
     from brecha import publish
 
-    home, _ = trained_home
-    own = tmp_path_factory.mktemp("grafana_home")
     shutil.copyfile(home / "brecha.duckdb", own / "brecha.duckdb")
     old = os.environ["BRECHA_HOME"]
     os.environ["BRECHA_HOME"] = str(own)
@@ -166,120 +395,172 @@ def serving_db(trained_home, tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.environ["BRECHA_HOME"] = old
 
 
-def expand(sql: str, variables: dict[str, str], time_from: str) -> str:
-    """Grafana's interpolation: sqlds default macros with the dashboard's range, then ${var} / $var."""
-    now = datetime.now(UTC).replace(microsecond=0)
-    amount, unit = re.fullmatch(r"now-(\d+)([dy])", time_from).groups()
-    start = now - timedelta(days=int(amount) * (365 if unit == "y" else 1))
-    rfc = {"from": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "to": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
-    while (i := sql.find("$__timeFilter(")) >= 0:
-        depth, j = 0, i + len("$__timeFilter")
-        while True:  # find the closing parenthesis of the macro
-            depth += {"(": 1, ")": -1}.get(sql[j], 0)
-            if depth == 0:
-                break
-            j += 1
-        column = sql[i + len("$__timeFilter("):j]
-        sql = sql[:i] + f"{column} >= '{rfc['from']}' AND {column} <= '{rfc['to']}'" + sql[j + 1:]
-    sql = sql.replace("$__timeFrom", f"'{rfc['from']}'").replace("$__timeTo", f"'{rfc['to']}'")
-    assert "$__" not in sql, f"unexpanded macro in {sql}"
-    return VAR_RE.sub(lambda m: variables[m.group(1) or m.group(2)], sql)
+def test_every_query_expanded_by_grafana_runs_in_every_state_and_behaviour(serving_db: Path, harness: Harness) -> None:
+    results = run_all(serving_db, harness)
+    check_results(results)
+    states_run = {(q["dashboard"], q["state"]) for q in results}
+    assert len(states_run) >= 15 and len(results) >= 250, (len(states_run), len(results))
+    # every custom option of the map gives a numeric measure with values
+    maps = [q for q in results if q["panel"] and q["panel"]["type"] == "geomap" and q["behaviour"] == "v043"]
+    for q in maps:
+        if q["state"] in ("defaults",) or q["state"].startswith("measure="):
+            assert any(r[[c for c, _ in q["columns"]].index("measure")] is not None for r in q["rows"]), q["state"]
 
 
-def variable_settings(dash: dict, con: duckdb.DuckDBPyConnection) -> list[dict[str, str]]:
-    """Defaults first, then one specific department and province (and every choice of custom variables)."""
-    defaults: dict[str, str] = {}
-    for var in dash["templating"]["list"]:
-        if var.get("includeAll"):
-            defaults[var["name"]] = var["allValue"]
-        elif var["type"] == "custom":
-            defaults[var["name"]] = var["current"]["value"]
-        else:  # a query variable without "All" defaults to its first value
-            rows = con.execute(expand(var["query"], defaults, "now-1d")).fetchall()
-            assert rows, f"variable {var['name']} has no values"
-            defaults[var["name"]] = str(rows[0][0])
-    settings = [defaults]
-    names = {v["name"] for v in dash["templating"]["list"]}
-    if "department" in names:
-        department, province = con.execute(
-            "SELECT department, min(province) FROM marts.dim_districts GROUP BY department ORDER BY department LIMIT 1"
-        ).fetchone()
-        settings.append({**defaults, "department": department, "province": province})
-    for var in dash["templating"]["list"]:
-        if var["type"] == "custom":
-            settings += [{**defaults, var["name"]: o["value"]} for o in var["options"][1:]]
-    return settings
+def test_filters_narrow_the_map_to_the_chosen_department(serving_db: Path, harness: Harness) -> None:
+    maps = {q["state"]: q for q in run_all(serving_db, harness)
+            if q["panel"] and q["panel"]["type"] == "geomap" and q["behaviour"] == "v043"}
+    columns = [c for c, _ in maps["defaults"]["columns"]]
+    dept, prov = columns.index("department"), columns.index("province")
+    total = plugin_connection(serving_db).execute(
+        "SELECT count(*) FROM marts.mart_district_priorities WHERE latitude IS NOT NULL").fetchone()[0]
+    assert len(maps["defaults"]["rows"]) == total
+    both = next(q for s, q in maps.items() if " / " in s)
+    chosen = (both["values"]["department"], both["values"]["province"])
+    assert 0 < len(both["rows"]) < total and {(r[dept], r[prov]) for r in both["rows"]} == {chosen}
+    assert maps["apostrophe"]["rows"] == []
 
 
-def run_dashboard_queries(db: Path) -> dict[tuple[str, str], list[tuple[dict, list[str], int]]]:
-    out: dict[tuple[str, str], list] = {}
-    with duckdb.connect(str(db), read_only=True) as con:
-        for path in DASHBOARDS:
-            dash = load(path)
-            for setting in variable_settings(dash, con):
-                for var in dash["templating"]["list"]:
-                    if var["type"] == "query":
-                        assert con.execute(expand(var["query"], setting, "now-1d")).fetchall(), (path.name, var["name"])
-                for p in panels_of(dash):
-                    for t in p.get("targets", []):
-                        rel = con.execute(expand(t["rawSql"], setting, dash["time"]["from"]))
-                        columns = [d[0] for d in rel.description]
-                        rows = rel.fetchall()
-                        out.setdefault((path.name, p["title"]), []).append((setting, columns, rows))
-    return out
+def test_map_size_is_people_without_internet(serving_db: Path, harness: Harness) -> None:
+    q = next(q for q in run_all(serving_db, harness)
+             if q["panel"] and q["panel"]["type"] == "geomap" and q["state"] == "defaults" and q["behaviour"] == "v043")
+    rows = [dict(zip([c for c, _ in q["columns"]], r, strict=True)) for r in q["rows"]]
+    for r in rows:
+        share = r["internet_pct"] if r["internet_pct"] is not None else r["predicted_internet_pct"]
+        if r["population"] is not None and share is not None:
+            assert abs(r["people_without_internet"] - r["population"] * (100 - share) / 100) <= 0.5
+    worst = max(r["need_percentile"] for r in rows if r["need_percentile"] is not None)
+    assert rows[-1]["need_percentile"] == worst > 80  # the worst district is drawn last, on top
 
 
-def test_every_panel_query_runs_and_returns_its_fields(serving_db: Path) -> None:
-    results = run_dashboard_queries(serving_db)
-    for path in DASHBOARDS:
-        for p in panels_of(load(path)):
-            meta = p.get("brecha", {})
-            for setting, columns, rows in results[(path.name, p["title"])]:
-                where = f"{path.name} / '{p['title']}' with {setting}"
-                missing = set(meta.get("fields", [])) - set(columns)
-                assert not missing, f"{where}: columns {missing} missing from {columns}"
-                filtered = setting.get("department", "__all") != "__all"
-                if not meta.get("may_be_empty") and not (filtered and meta.get("empty_when_filtered")):
-                    assert rows, f"{where}: no rows"
-                if p["type"] == "geomap":
-                    values = [dict(zip(columns, r, strict=True)) for r in rows]
-                    for field, (lo, hi) in PERU.items():
-                        assert all(lo <= v[field] <= hi for v in values), f"{where}: {field} outside Peru"
-                    assert any(v["measure"] is not None for v in values), f"{where}: measure all null"
-                if p["type"] == "stat":
-                    assert len(rows) == 1 and rows[0][columns.index(meta["fields"][0])] is not None, where
+def test_viewers_sql_cannot_read_server_files_but_marts_read(serving_db: Path) -> None:
+    """The datasource's DSN options and initSql, as a non-root user on a 0444 file: marts read, files do not,
+    the settings cannot be undone, and today's provisioning (no DSN options) cannot open the file at all."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="brecha-plugin-", dir="/tmp") as tmp:
+        _check_viewers_sql(serving_db, Path(tmp))
 
 
-def test_filters_narrow_the_map_to_the_chosen_department(serving_db: Path) -> None:
-    results = run_dashboard_queries(serving_db)
-    (all_setting, columns, all_rows), (dep_setting, _, dep_rows) = results[("district_map.json", "Districts: ${measure}")][:2]
-    dept_col, prov_col = columns.index("department"), columns.index("province")
-    with duckdb.connect(str(serving_db), read_only=True) as con:
-        total = con.execute("SELECT count(*) FROM marts.mart_district_priorities WHERE latitude IS NOT NULL").fetchone()[0]
-    assert len(all_rows) == total
-    assert 0 < len(dep_rows) < len(all_rows)
-    assert {(r[dept_col], r[prov_col]) for r in dep_rows} == {(dep_setting["department"], dep_setting["province"])}
+def _check_viewers_sql(serving_db: Path, work: Path) -> None:
+    import os
 
-
-def test_dashboard_queries_run_in_the_plugins_duckdb(serving_db: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """The plugin embeds DuckDB 1.4.4: the serving copy must open read-only there and every query must run."""
-    venv = tmp_path_factory.mktemp("duckdb144")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "duckdb==1.4.4"], capture_output=True, text=True)
-    if pip.returncode != 0:
-        pytest.skip(f"could not install duckdb==1.4.4 from the package registry: {pip.stderr.strip()[-300:]}")
-    import site
-
-    # the side venv's duckdb comes first; pytest and yaml (imported by this module) from the project's venv
+    db = work / "brecha.duckdb"
+    shutil.copyfile(serving_db, db)
+    os.chmod(db, 0o444)
+    secret = work / "secret.csv"
+    secret.write_text("password\nhunter2\n")
+    os.chmod(work, 0o755)  # under /tmp (1777): the unprivileged user can reach the file
+    os.chmod(secret, 0o644)
+    ds = datasource()["jsonData"]
     code = f"""
-import sys
+import json, sys, duckdb
 sys.path.insert(0, {str(Path(__file__).parent)!r})
-sys.path += {site.getsitepackages()!r}
-import duckdb, test_grafana
-assert duckdb.__version__ == "1.4.4", duckdb.__version__
-results = test_grafana.run_dashboard_queries(__import__("pathlib").Path({str(serving_db)!r}))
-print(len(results))
+from urllib.parse import parse_qsl, urlsplit
+def dsn(path):
+    full = path.strip() + ("&" if "?" in path else "?") + "custom_user_agent=grafana"
+    p = urlsplit(full)
+    return p.path, dict(parse_qsl(p.query))
+out = {{}}
+for name, path, init in [("old", "/var/lib/brecha/serving/brecha.duckdb", ""),
+                         ("provisioned", {ds["path"]!r}, {ds["initSql"]!r})]:
+    file, options = dsn(path.replace("/var/lib/brecha/serving", {str(work)!r}))
+    try:
+        con = duckdb.connect(file, config=options)
+        if init:
+            con.execute(init)
+    except duckdb.Error as err:
+        out[name] = {{"open": str(err).splitlines()[0]}}
+        continue
+    res = {{"open": None}}
+    for q in ["SELECT count(*) FROM marts.dim_districts", "SELECT * FROM read_csv({str(secret)!r})",
+              "SELECT * FROM read_text('/etc/passwd')", "ATTACH {str(work / 'x.duckdb')!r} AS x",
+              "COPY (SELECT 1) TO {str(work / 'leak.csv')!r}", "SET enable_external_access = true",
+              "SET lock_configuration = false", "INSTALL httpfs"]:
+        try:
+            res[q] = ["ok", con.execute(q).fetchall()]
+        except duckdb.Error as err:
+            res[q] = ["error", str(err).splitlines()[0]]
+    out[name] = res
+print(json.dumps(out))
 """
-    done = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, cwd=REPO)
+    cmd = [sys.executable, "-c", code]
+    if os.geteuid() == 0:  # CI runs as root, which ignores file modes: run as nobody, as Grafana is not root
+        cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *cmd]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd="/")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert int(done.stdout.strip()) == sum(len([p for p in panels_of(load(d)) if p.get("targets")]) for d in DASHBOARDS)
+    out = json.loads(done.stdout)
+    assert "Permission denied" in out["old"]["open"], out["old"]  # what today's provisioning would get
+    res = out["provisioned"]
+    assert res["open"] is None and res["SELECT count(*) FROM marts.dim_districts"][0] == "ok", res
+    assert res["SELECT count(*) FROM marts.dim_districts"][1][0][0] > 0
+    refused = {q: v for q, v in res.items() if q not in ("open", "SELECT count(*) FROM marts.dim_districts")}
+    assert len(refused) == 7
+    for q, (status, detail) in refused.items():
+        assert status == "error", f"{q} should be refused: {detail}"
+    assert not (work / "leak.csv").exists()
+
+
+def test_dashboard_queries_run_in_the_plugins_duckdb(serving_db: Path, harness: Harness,
+                                                     tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Plugin 0.4.5 embeds DuckDB 1.5.4: the serving copy opens there as the plugin opens it, and every expanded
+    query of the default and one-department states runs."""
+    venv = tmp_path_factory.mktemp(f"duckdb{PLUGIN_DUCKDB}")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--target",
+                          str(venv / "site"), f"duckdb=={PLUGIN_DUCKDB}"], capture_output=True, text=True)
+    if pip.returncode != 0:
+        pytest.skip(f"could not install duckdb=={PLUGIN_DUCKDB} from the package registry: {pip.stderr.strip()[-300:]}")
+    queries = [q["sql"] for q in run_all(serving_db, harness)
+               if q["behaviour"] == "v043" and q["state"] != "apostrophe"]
+    job = tmp_path_factory.mktemp("plugin_duckdb") / "job.json"
+    ds = datasource()["jsonData"]
+    job.write_text(json.dumps({"db": str(serving_db), "options": dsn(ds["path"])[1], "init": ds["initSql"],
+                               "queries": sorted(set(queries))}))
+    code = f"""
+import json, sys
+sys.path.insert(0, {str(venv / "site")!r})
+import duckdb
+assert duckdb.__version__ == {PLUGIN_DUCKDB!r}, duckdb.__version__
+job = json.load(open({str(job)!r}))
+con = duckdb.connect(job["db"], config=job["options"])
+con.execute(job["init"])
+for q in job["queries"]:
+    con.execute(q).fetchall()
+print(len(job["queries"]))
+"""
+    done = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout) == len(set(queries)) > 50
+
+
+@pytest.fixture(scope="module")
+def real_serving_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real extracts through the whole pipeline once, published (skips when ../shared is absent)."""
+    import os
+
+    from conftest import REAL_DIR as real_dir
+
+    from brecha import steps
+    from brecha.pipeline import PREDICTION_MARTS
+
+    if not real_dir.is_dir():
+        pytest.skip(f"real extracts not found at {real_dir} (the ../shared folder is absent on this machine)")
+    home = tmp_path_factory.mktemp("grafana_real_home")
+    old = os.environ["BRECHA_HOME"]
+    os.environ["BRECHA_HOME"] = str(home)
+    try:
+        steps.ingest(real_dir)
+        steps.dbt_build(exclude=PREDICTION_MARTS)
+        steps.train()
+        steps.dbt_build(select=PREDICTION_MARTS)
+        return steps.publish().serving_db
+    finally:
+        os.environ["BRECHA_HOME"] = old
+
+
+def test_every_query_runs_on_the_real_extracts(real_serving_db: Path, harness: Harness) -> None:
+    results = run_all(real_serving_db, harness)
+    check_results(results, real=True)
+    maps = [q for q in results if q["panel"] and q["panel"]["type"] == "geomap" and q["state"] == "defaults"]
+    assert all(len(q["rows"]) > 1000 for q in maps)

@@ -256,3 +256,18 @@ def test_cli_publish_and_rollback(home: Path) -> None:
     assert out.exit_code == 0, out.output
     assert "rolled back to snapshot" in out.output
     assert count(paths().serving_db, "marts.dim_districts") == 30
+
+
+def test_every_publish_and_rollback_gives_the_serving_file_a_newer_mtime(home: Path) -> None:
+    """Grafana's plugin reloads the file only when its mtime is newer than the last it saw."""
+    p = paths()
+    pub.publish()
+    future = p.serving_db.stat().st_mtime_ns + 3600 * 10**9  # e.g. a clock set back since, or a copied mtime
+    os.utime(p.serving_db, ns=(future, future))
+    make_warehouse(p.db, districts=40)
+    pub.publish()
+    after_publish = p.serving_db.stat().st_mtime_ns
+    assert after_publish > future
+    pub.rollback()
+    assert p.serving_db.stat().st_mtime_ns > after_publish
+    assert count(p.serving_db, "marts.dim_districts") == 30
