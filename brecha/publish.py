@@ -25,11 +25,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import duckdb
+import yaml
 
-from brecha.config import Paths, paths
+from brecha.config import GRAFANA_DIR, Paths, paths
 from brecha.db import connect
 from brecha.errors import BrechaError
 from brecha.gx.record import DDL as VALIDATION_DDL
@@ -43,6 +44,7 @@ PUBLISHED_RAW_TABLES = ("_batches", "_batch_files")
 # Marts without which a serving copy is useless: publishing refuses when one is missing.
 REQUIRED_MARTS = ("dim_districts", "fct_district_connectivity", "mart_digital_divide_index")
 TMP_SUFFIX = ".publishing"
+GRAFANA_DATASOURCE = GRAFANA_DIR / "provisioning" / "datasources" / "brecha.yaml"
 
 SNAPSHOTS_DDL = """CREATE TABLE IF NOT EXISTS ops.snapshots (
     snapshot_id VARCHAR NOT NULL,       -- file name stem under serving/snapshots/
@@ -138,6 +140,7 @@ def _swap_in(tmp: Path, p: Paths) -> None:
     _mtime_after(tmp, p.serving_db)
     os.chmod(tmp, 0o444)
     os.replace(tmp, p.serving_db)
+    _ensure_watch_link(p)
     _fsync_dir(p.serving)
 
 def _mtime_after(new: Path, old: Path) -> None:
@@ -146,6 +149,31 @@ def _mtime_after(new: Path, old: Path) -> None:
     if old.exists():
         now = time.time_ns()
         os.utime(new, ns=(now, max(now, old.stat().st_mtime_ns + 1_000_000_000)))  # +1 s: coarse filesystems
+
+
+def grafana_watch_name() -> str:
+    """The file name Grafana's DuckDB plugin watches in the serving folder: the basename of the provisioned ``path``.
+
+    The plugin opens ``path`` as a DuckDB DSN (``brecha.duckdb?access_mode=read_only&...``) but decides whether to
+    reload with ``os.Stat(path)`` on that same string, query included (pkg/plugin/datasource.go, FileWatcher).
+    """
+    source = yaml.safe_load(GRAFANA_DATASOURCE.read_text())["datasources"][0]["jsonData"]["path"]
+    return PurePosixPath(source).name
+
+
+def _ensure_watch_link(p: Paths) -> None:
+    """A symlink named as the plugin's watched path (DSN options included) pointing at the serving copy, so the
+    plugin's ``os.Stat`` sees every publish and rollback; without it the plugin never reloads the file."""
+    name = grafana_watch_name()
+    if name == p.serving_db.name:
+        return
+    link = p.serving / name
+    if link.is_symlink() and os.readlink(link) == p.serving_db.name:
+        return
+    tmp = p.serving / f".{name}.{os.getpid()}{TMP_SUFFIX}"
+    tmp.unlink(missing_ok=True)
+    os.symlink(p.serving_db.name, tmp)  # relative: it resolves inside the container's mount as well
+    os.replace(tmp, link)
 
 
 def rollback() -> PublishResult:

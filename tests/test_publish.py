@@ -271,3 +271,24 @@ def test_every_publish_and_rollback_gives_the_serving_file_a_newer_mtime(home: P
     pub.rollback()
     assert p.serving_db.stat().st_mtime_ns > after_publish
     assert count(p.serving_db, "marts.dim_districts") == 30
+
+
+def test_grafana_plugin_file_watch_sees_every_publish_and_rollback(home: Path) -> None:
+    """The plugin checks for a new file with Go's ``os.Stat(path)`` on the provisioned path string itself, DSN
+    options included (pkg/plugin/datasource.go); the same stat here must see each new file's mtime."""
+    p = paths()
+    watched = pub.grafana_watch_name()
+    assert watched.startswith(p.serving_db.name + "?") and "access_mode=read_only" in watched
+
+    def plugin_stat() -> int:
+        return os.stat(str(p.serving / watched)).st_mtime_ns  # follows symlinks, as Go's os.Stat does
+
+    pub.publish()
+    first = plugin_stat()
+    assert first == p.serving_db.stat().st_mtime_ns
+    make_warehouse(p.db, districts=40)
+    pub.publish()
+    second = plugin_stat()
+    assert second > first and count(p.serving / watched, "marts.dim_districts") == 40
+    pub.rollback()
+    assert plugin_stat() > second and count(p.serving / watched, "marts.dim_districts") == 30
