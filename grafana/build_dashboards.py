@@ -309,6 +309,28 @@ def department_trends() -> dict[str, Any]:
 
 # --- 3. model performance -------------------------------------------------------------------------------------
 
+def coverage_by_group(scope: str, title: str, label: str, pos: tuple[int, int, int, int],
+                      description: str) -> dict[str, Any]:
+    """A bar gauge of ml.interval_coverage_by_group for the selected model of the chosen run, one bar per group."""
+    return panel("bargauge", title, f"""
+        SELECT {label} AS group_label, round(100 * c.coverage, 1) AS coverage_pct, c.n_districts,
+               round(c.mean_width_pp, 1) AS mean_width_pp
+        FROM ml.interval_coverage_by_group AS c
+        JOIN ml.model_runs AS r ON r.run_id = c.run_id AND r.model_name = c.model_name AND r.selected
+        LEFT JOIN (SELECT DISTINCT department_code, department FROM marts.dim_districts) AS d
+            ON d.department_code = c.group_value
+        WHERE c.run_id = ${{run_id}} AND c.scope = '{scope}'
+        ORDER BY c.coverage, group_label""",
+                 pos, fields=("group_label", "coverage_pct", "n_districts"), numeric=("coverage_pct",),
+                 description=description,
+                 defaults={"unit": "percent", "min": 0, "max": 100, "color": {"mode": "thresholds"},
+                           "thresholds": {"mode": "absolute", "steps": [
+                               {"color": "red", "value": None}, {"color": "orange", "value": 85},
+                               {"color": "green", "value": 88}]}},
+                 options={"orientation": "horizontal", "displayMode": "gradient",
+                          "reduceOptions": {"values": True, "calcs": [], "fields": "/^coverage_pct$/"}})
+
+
 def model_performance() -> dict[str, Any]:
     run_var = query_var("run_id", "Run", "SELECT run_id FROM ml.model_runs GROUP BY run_id ORDER BY max(run_at) DESC",
                         include_all=False)
@@ -317,7 +339,9 @@ def model_performance() -> dict[str, Any]:
     panels = [
         panel("table", "Models of run ${run_id}", f"""
             SELECT model_name, model_family, selected, round(cv_r2, 3) AS cv_r2, round(cv_mae, 2) AS cv_mae,
-                   round(cv_rmse, 2) AS cv_rmse, round({coverage}, 1) AS interval_coverage_pct, run_at, seed
+                   round(cv_rmse, 2) AS cv_rmse, round({coverage}, 1) AS interval_coverage_pct,
+                   round(cv_r2_household_weighted, 3) AS cv_r2_households,
+                   round(cv_mae_household_weighted, 2) AS cv_mae_households, run_at, seed
             FROM ml.model_runs WHERE {run} ORDER BY cv_rmse""",
               (0, 0, 14, 8), fields=("model_name", "cv_r2", "cv_mae", "cv_rmse", "interval_coverage_pct"),
               description="Spatial cross-validation (departments held out): R², MAE and RMSE in percentage points; "
@@ -362,6 +386,15 @@ def model_performance() -> dict[str, Any]:
               (12, 16, 12, 10), fields=("feature", "psi_vs_previous", "drift"),
               description="Population stability index of each feature against the previous run "
                           "(< 0.1 stable, 0.1–0.25 moderate, ≥ 0.25 major)."),
+        coverage_by_group("department", "Interval coverage by department (selected model, out of fold), run ${run_id}",
+                          "coalesce(d.department, c.group_value)", (0, 26, 12, 12),
+                          "Share of each department's districts whose census value fell inside the 90 % interval "
+                          "of a model that never saw the department. Below 85 % (red): the intervals are too "
+                          "narrow there."),
+        coverage_by_group("predicted_level", "Interval coverage by predicted level, run ${run_id}",
+                          "c.group_value", (12, 26, 12, 12),
+                          "The same coverage by the predicted share of households online (intervals are "
+                          "calibrated per level and region, so every level should be near 90 %)."),
     ]
     return dashboard("brecha-model-performance", "Brecha · Model performance",
                      "How good are the predictions? Cross-validated metrics, interval coverage, drivers and drift.",
