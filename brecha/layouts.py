@@ -367,7 +367,7 @@ BOOKKEEPING_DDL: tuple[str, ...] = (
         started_at TIMESTAMP NOT NULL,
         finished_at TIMESTAMP,
         input_dir VARCHAR NOT NULL,
-        status VARCHAR NOT NULL             -- 'running' | 'ok' | 'failed'
+        status VARCHAR NOT NULL             -- 'running' | 'ok' | 'failed' | 'aborted' (killed; marked so by the next ingest)
     )""",
     """CREATE TABLE IF NOT EXISTS raw._batch_files (
         batch_id INTEGER NOT NULL,

@@ -29,6 +29,7 @@ from brecha.landing.result import FileResult, IngestResult
 from brecha.landing.scan import SourceFile, inspect, sha256, walk
 from brecha.landing.sql import value, values
 from brecha.layouts import BOOKKEEPING_DDL, INEI_DISTRICTS, LAYOUTS, raw_table_ddl
+from brecha.runlock import hold
 
 BOOKKEEPING_TABLES = ("raw._batches", "raw._batch_files", "raw._rejects")
 
@@ -136,13 +137,13 @@ def _reject_fix(v: checks.Verdict, con: duckdb.DuckDBPyConnection) -> str:
 
 def _refuse_mostly_rejected(con: duckdb.DuckDBPyConnection, plan: FilePlan) -> None:
     """A file that would lose most of its rows is the wrong layout or damaged as a whole: stop the batch."""
-    from brecha.landing.recognise import DECIMAL_COMMA, decimal_commas
+    from brecha.landing.recognise import decimal_comma_sql, decimal_commas
 
     v = checks.verdict(con)
     commas = con.execute(
         "SELECT count(*), any_value(__problem.column_name ORDER BY __row), any_value(__problem.value_text ORDER BY __row) "
         "FROM _checked WHERE __problem.reason = 'unparseable DOUBLE' "
-        f"AND regexp_full_match(trim(__problem.value_text), '{DECIMAL_COMMA}')").fetchone()
+        f"AND {decimal_comma_sql('__problem.value_text')}").fetchone()
     if commas[0] and commas[0] >= 0.05 * v.total:  # decimal commas are a property of the whole file
         con.execute("DROP TABLE IF EXISTS _checked")
         raise decimal_commas(plan.source, commas[1], commas[2])
@@ -220,6 +221,17 @@ def _finish(con: duckdb.DuckDBPyConnection, batch_id: int, status: str) -> datet
     return finished
 
 
+def _abort_stale(con: duckdb.DuckDBPyConnection, notes: list[str]) -> None:
+    """Batches still 'running' belong to an ingest that was killed: this one holds the run lock (and the
+    warehouse's write lock), so no other ingest can be under way. Mark them 'aborted' with the time found."""
+    stale = [r[0] for r in con.execute("SELECT batch_id FROM raw._batches WHERE status = 'running' ORDER BY 1").fetchall()]
+    if stale:
+        con.execute(f"UPDATE raw._batches SET status = 'aborted', finished_at = {value(_now())} "
+                    "WHERE status = 'running'")
+        notes.append(f"batch(es) {', '.join(map(str, stale))} of a run that was killed were still 'running': "
+                     "marked 'aborted'")
+
+
 def ingest(input_dir: Path) -> IngestResult:
     """Land every extract under ``input_dir`` as one batch; raise InputFileError before landing anything when a
     file is unusable."""
@@ -229,13 +241,15 @@ def ingest(input_dir: Path) -> IngestResult:
         raise BrechaError(f"{input_dir}: not a folder. Give `brecha ingest` the folder holding the extracts.")
     archive_dir = paths().ensure().archive
     started = _now()
-    with session(extensions=("excel",)) as con:
+    with hold(), session(extensions=("excel",)) as con:
         con.execute("SET enable_progress_bar = false")  # our own bar is on stderr; DuckDB's would go to stdout
         ensure_tables(con)
+        result_notes: list[str] = []
+        _abort_stale(con, result_notes)
         batch_id = con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM raw._batches").fetchone()[0]
         con.execute(f"INSERT INTO raw._batches VALUES ({values(batch_id, started, None, str(root), 'running')})")
         manifest: dict[str, Any] = {"batch_id": batch_id, "started_at": started.isoformat(), "input_dir": str(root)}
-        result = IngestResult(batch_id, str(root))
+        result = IngestResult(batch_id, str(root), notes=result_notes)
         try:
             plans, result.skipped = _plan_folder(con, root)
             con.begin()

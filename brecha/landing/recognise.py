@@ -35,8 +35,14 @@ LINES_MIN_MAX = 1000  # line counts run to thousands and millions; shares and li
 
 
 THOUSANDS = "[+-]?[0-9]{1,3}(,[0-9]{3})+"  # 1,234,567: a count with comma thousands separators
-# 12,5 or 1.234,56 or 0,125: a decimal comma (a number with a comma that is no thousands grouping)
-DECIMAL_COMMA = "[+-]?[0-9]{1,3}(\\.[0-9]{3})*,[0-9]+|[+-]?[0-9]+,([0-9]{1,2}|[0-9]{4,})"
+# 12,5 or 1.234,56 or 0,125: a decimal comma (a number with a comma that is no comma thousands grouping)
+DECIMAL_COMMA = "[+-]?[0-9]+(\\.[0-9]{3})*,[0-9]+"
+
+
+def decimal_comma_sql(expr: str) -> str:
+    """SQL: the text ``expr`` is a number written with a decimal comma."""
+    return (f"(regexp_full_match(trim({expr}), '{DECIMAL_COMMA}') "
+            f"AND NOT regexp_full_match(trim({expr}), '{THOUSANDS}'))")
 MAX_LINE_BYTES = 2_000_000  # DuckDB's read_csv default max_line_size
 
 
@@ -70,8 +76,10 @@ def _csv_problem(src: SourceFile) -> str | None:
             for record in reader:
                 size = sum(len(f) for f in record)
                 if size > MAX_LINE_BYTES:
+                    longest = max(range(len(record)), key=lambda i: len(record[i]))
                     return (f"line {start:,} holds {size:,} characters, more than the {MAX_LINE_BYTES:,} a line may "
-                            "have (a damaged or pasted-in value)")
+                            f"have: its value number {longest + 1} alone has {len(record[longest]):,} (a damaged or "
+                            "pasted-in value)")
                 if width is None:
                     width = len(record)
                 elif record and len(record) != width:
@@ -152,7 +160,7 @@ def _wide_kind(con: duckdb.DuckDBPyConnection, src: SourceFile, years: list[str]
         f"UNPIVOT (__value FOR __name IN ({spread})) WHERE trim(__value) NOT IN {null_list()}) "
         "SELECT count(*), count(v), bool_and(v = floor(v)), max(v), "
         "(SELECT max(s) FROM (SELECT sum(v) AS s FROM cells GROUP BY __name)), "
-        f"count(*) FILTER (WHERE regexp_full_match(trim(__value), '{DECIMAL_COMMA}')), "
+        f"count(*) FILTER (WHERE {decimal_comma_sql('__value')}), "
         "any_value(__value ORDER BY v IS NOT NULL, __name) FROM cells"
     ).fetchone()
     if not n and not cells:
