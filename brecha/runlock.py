@@ -78,11 +78,11 @@ def read_claim(home: Path | None = None) -> dict[str, Any] | None:
         return None
 
 
-def _check_claim(home: Path) -> None:
+def _check_claim(home: Path, owner: str | None) -> None:
     claim = read_claim(home)
     if claim is None:
         return
-    mine = os.environ.get(OWNER_ENV)
+    mine = owner or os.environ.get(OWNER_ENV)
     if mine and claim.get("owner") == mine:
         return
     raise RunLocked(
@@ -92,9 +92,10 @@ def _check_claim(home: Path) -> None:
 
 
 @contextmanager
-def hold(command: str | None = None) -> Iterator[Path]:
+def hold(command: str | None = None, owner: str | None = None) -> Iterator[Path]:
     """Hold the run lock of ``$BRECHA_HOME`` (re-entrant within this process); raise ``RunLocked`` naming the
-    holder when another process has it."""
+    holder when another process has it, or when the home is claimed by a DAG run other than ``owner`` (default:
+    ``$BRECHA_RUN_OWNER``)."""
     home = paths().ensure().home
     held: dict[Path, int] = getattr(_local, "held", None) or {}
     _local.held = held
@@ -119,7 +120,7 @@ def hold(command: str | None = None) -> Iterator[Path]:
                         "one home would mix their data: wait until it ends, or use another BRECHA_HOME "
                         f"(set {WAIT_ENV}=<seconds> to wait for it).") from None
                 time.sleep(0.5)
-        _check_claim(home)
+        _check_claim(home, owner)
         fh.seek(0)
         fh.truncate()
         fh.write(json.dumps({"pid": os.getpid(), "host": os.uname().nodename, "started_at": _now(),
@@ -137,8 +138,7 @@ def hold(command: str | None = None) -> Iterator[Path]:
 
 def claim(owner: str) -> dict[str, Any]:
     """Claim the home for a multi-process run (an Airflow DAG run); stop when someone else holds it."""
-    os.environ[OWNER_ENV] = owner
-    with hold(f"claim for {owner}") as home:
+    with hold(f"claim for {owner}", owner) as home:
         info = {"owner": owner, "pid": os.getpid(), "claimed_at": _now()}
         tmp = home / f"{CLAIM_FILE}.tmp"
         tmp.write_text(json.dumps(info), encoding="utf-8")
