@@ -85,6 +85,14 @@ def test_teledensity_still_recognised_by_its_decimals(brecha_home: Path, tmp_pat
     assert [f.entity for f in ingest(folder).files] == ["osiptel__mobile_teledensity"]
 
 
+def test_mobile_lines_with_thousands_points_are_not_taken_for_decimals(brecha_home: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    wide(folder, "lineas.csv", [["2.097", "5.458", "10.512"], ["52.967", "76.109", "112.382"],
+                                ["3.535", "7.725", "14.322"], ["154.912", "196.317", "1.305.259"]])
+    err = stops(folder)
+    assert err.file == "lineas.csv" and "thousands points" in err.problem and "'1.305.259'" in err.problem
+
+
 def test_wide_table_of_non_numbers_is_a_whole_file_problem(brecha_home: Path, tmp_path: Path) -> None:
     folder = tmp_path / "in"
     wide(folder, "odd.csv", [["a", "b", "c"], ["d", "e", "1"], ["x", "y", "z"], ["p", "q", "r"]])

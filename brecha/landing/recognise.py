@@ -43,6 +43,7 @@ def decimal_comma_sql(expr: str) -> str:
     """SQL: the text ``expr`` is a number written with a decimal comma."""
     return (f"(regexp_full_match(trim({expr}), '{DECIMAL_COMMA}') "
             f"AND NOT regexp_full_match(trim({expr}), '{THOUSANDS}'))")
+THOUSANDS_POINTS = "[+-]?[0-9]{1,3}(\\.[0-9]{3}){2,}(,[0-9]+)?"  # 1.234.567: only a thousands point has two groups
 MAX_LINE_BYTES = 2_000_000  # DuckDB's read_csv default max_line_size
 
 
@@ -155,18 +156,26 @@ def _wide_kind(con: duckdb.DuckDBPyConnection, src: SourceFile, years: list[str]
     # counts may carry comma thousands separators ("1,234,567", quoted): read them as the landing checks do
     number = (f"CASE WHEN regexp_full_match(trim(__value), '{THOUSANDS}') THEN TRY_CAST(replace(trim(__value), ',', '') "
               "AS DOUBLE) ELSE TRY_CAST(trim(__value) AS DOUBLE) END")
-    cells, n, integral, top, top_sum, comma, example = con.execute(
+    cells, n, integral, top, top_sum, comma, example, points, point_example = con.execute(
         f"WITH cells AS (SELECT __name, __value, {number} AS v FROM {readers.read_csv(src)} "
         f"UNPIVOT (__value FOR __name IN ({spread})) WHERE trim(__value) NOT IN {null_list()}) "
         "SELECT count(*), count(v), bool_and(v = floor(v)), max(v), "
         "(SELECT max(s) FROM (SELECT sum(v) AS s FROM cells GROUP BY __name)), "
         f"count(*) FILTER (WHERE {decimal_comma_sql('__value')}), "
-        "any_value(__value ORDER BY v IS NOT NULL, __name) FROM cells"
+        "any_value(__value ORDER BY v IS NOT NULL, __name), "
+        f"count(*) FILTER (WHERE regexp_full_match(trim(__value), '{THOUSANDS_POINTS}')), "
+        f"any_value(__value) FILTER (WHERE regexp_full_match(trim(__value), '{THOUSANDS_POINTS}')) FROM cells"
     ).fetchone()
     if not n and not cells:
         return None
     if comma:
         raise decimal_commas(src, years[0] if years else None, example)
+    if points:  # 1.234.567: thousands points, so 2.097 is 2,097 lines, not 2.097 per 100 inhabitants
+        raise InputFileError(
+            src.rel, f"its numbers are written with thousands points (e.g. '{point_example}'), as a spreadsheet with a "
+            "Spanish locale writes them, so a value such as 2.097 cannot be told from a decimal",
+            "Use the file as published, or export it again with no thousands separator and '.' as the decimal "
+            "separator", column=years[0] if years else None)
     if n < cells * 0.5:
         raise InputFileError(
             src.rel, f"it has the shape of an OSIPTEL table by department and year, but {cells - n:,} of its "
