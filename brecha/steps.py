@@ -2,7 +2,9 @@
 
 Each step takes plain arguments, reads its paths from ``brecha.config.paths()`` (``$BRECHA_HOME``),
 returns a small summary object, and raises ``brecha.errors.BrechaError`` with a message meant for the
-user when its input is wrong.
+user when its input is wrong. Every step holds the home's run lock while it runs (``brecha.runlock``: one run
+at a time per ``$BRECHA_HOME``), and the gates and builds record their outcome per batch (``brecha.gates``),
+which ``publish`` checks.
 """
 
 from __future__ import annotations
