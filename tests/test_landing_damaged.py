@@ -250,3 +250,16 @@ def test_a_batch_left_running_by_a_killed_run_is_marked_aborted(brecha_home: Pat
     result = ingest(folder)
     assert rows("SELECT batch_id, status FROM raw._batches ORDER BY 1") == [(1, "ok"), (2, "aborted"), (3, "ok")]
     assert any("marked 'aborted'" in n for n in result.notes)
+
+
+# --- the corpus runner (make corpus), on one cheap case ---------------------------------------------------
+
+def test_corpus_runner_reports_a_case_end_to_end(tmp_path: Path) -> None:
+    from brecha import corpus
+
+    source = tmp_path / "src"
+    write_ref(source, ref_rows([f"{d:02d}{p:02d}{i:02d}" for d in (1, 2) for p in (1, 2) for i in range(1, 16)]))
+    case = next(c for c in corpus.CASES if c.name.startswith("3 MB cell"))
+    result = corpus.run_case(case, source, tmp_path / "work", baseline=None)
+    assert result["ok"] is True, result
+    assert result["observed"].startswith("error: ubigeo_distrito.csv: could not be read as CSV: line 43 holds")
