@@ -10,7 +10,7 @@ export BRECHA_HOME ?= $(CURDIR)/warehouse
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export DO_NOT_TRACK := 1
 
-.PHONY: install run test lint node bench airflow docs clean
+.PHONY: install run test lint node bench corpus airflow docs clean
 
 install: $(STAMP)
 
@@ -38,6 +38,10 @@ lint: install
 
 bench: install
 	$(BIN)/python -m brecha.bench
+
+# damaged copies of the extracts (../shared/data/real, else synthetic), each through `brecha run --input`
+corpus: install
+	$(BIN)/python -m brecha.corpus
 
 docs: install
 	$(BIN)/brecha docs

@@ -39,7 +39,35 @@ def airflow_env(home: Path | None = None) -> dict[str, str]:
         "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DO_NOT_TRACK": "1",
+        # the API server and UI listen on this machine only; BRECHA_AIRFLOW_HOST=0.0.0.0 opens them to the network
+        "AIRFLOW__API__HOST": os.environ.get("BRECHA_AIRFLOW_HOST", "127.0.0.1"),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file(airflow_home)),
     }
+
+
+def password_file(airflow_home: Path) -> Path:
+    return airflow_home / "simple_auth_manager_passwords.json.generated"
+
+
+def ensure_password(airflow_home: Path, user: str = "admin") -> Path:
+    """The simple auth manager's password file, created with a random password (readable by its owner only)
+    before Airflow starts: Airflow prints a password to its log only when it generates one itself."""
+    import json
+    import secrets
+
+    path = password_file(airflow_home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        passwords = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except ValueError:
+        passwords = {}
+    if user not in passwords:
+        passwords[user] = secrets.token_urlsafe(16)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(passwords) + "\n")
+    os.chmod(path, 0o600)
+    return path
 
 
 def dbt_task_env(home: Path | None = None) -> dict[str, str]:
@@ -57,10 +85,27 @@ def run_step(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call one ``brecha.steps`` function for an Airflow task and return its result."""
     from airflow.sdk.exceptions import AirflowFailException
 
+    from brecha.runlock import OWNER_ENV
+
+    owner = dag_run_owner()
+    if owner:  # the DAG run's claim on the home (brecha.runlock) is this task's own
+        os.environ[OWNER_ENV] = owner
     try:
         return fn(*args, **kwargs)
     except BrechaError as err:  # the input or a gate is wrong: retrying cannot help
         raise AirflowFailException(str(err)) from err
+
+
+def dag_run_owner() -> str | None:
+    """``airflow:<dag id>/<run id>`` of the DAG run this task belongs to (None outside a task)."""
+    try:
+        from airflow.sdk import get_current_context
+
+        ctx = get_current_context()
+    except Exception:  # noqa: BLE001 (not inside a running task)
+        return None
+    run = ctx.get("dag_run")
+    return f"airflow:{run.dag_id}/{run.run_id}" if run is not None else None
 
 
 def _airflow(args: list[str], env: dict[str, str]) -> None:
@@ -80,10 +125,12 @@ def prepare(env: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def standalone() -> None:
-    """Run ``airflow standalone`` (web UI on http://localhost:8080) until interrupted."""
+    """Run ``airflow standalone`` (web UI on http://127.0.0.1:8080, this machine only) until interrupted."""
     env = prepare()
-    print(f"Airflow home: {env['AIRFLOW_HOME']} (admin password: see the log below or "
-          f"{env['AIRFLOW_HOME']}/simple_auth_manager_passwords.json.generated)", file=sys.stderr)
+    secret = ensure_password(Path(env["AIRFLOW_HOME"]))
+    print(f"Airflow home: {env['AIRFLOW_HOME']}; UI on http://{env['AIRFLOW__API__HOST']}:8080 "
+          f"(set BRECHA_AIRFLOW_HOST=0.0.0.0 to listen on every interface). User 'admin', password in {secret} "
+          "(readable by you only; it is not printed).", file=sys.stderr)
     # standalone starts its components as `airflow ...` subprocesses: the venv's bin must come first on PATH
     path = os.pathsep.join([str(BIN), os.environ.get("PATH", "")])
     os.execve(str(BIN / "airflow"), [str(BIN / "airflow"), "standalone"], {**os.environ, **env, "PATH": path})

@@ -38,6 +38,11 @@ class Column:
     ubigeo: int = 0  # >0: the column holds a ubigeo whose first 6 digits (after left-padding to this
     #                  many digits) must be a district of the reference; rows with unknown codes are rejected
     not_null: bool = False  # a row without a value here is rejected
+    pad: int = 0  # >0: a code of this many digits; a shorter all-digit value (a spreadsheet dropped its leading
+    #              zeros) is left-padded once, at landing, before any check (duplicates included) and stored so;
+    #              a value that is not all digits is rejected ("malformed code")
+    geometry: bool = False  # GeoJSON geometry: a non-null value that is not a well-formed (Multi)Polygon or
+    #                         Point (closed rings of numeric positions) is rejected ("invalid geometry")
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,7 @@ INEI_DISTRICTS = Layout(
     description="INEI district reference: names, capital, area, altitude, centroid, density 2020, poverty 2018, IDH 2019",
     example_names=("ubigeo_distrito.csv",),
     columns=(
-        _c("inei", "inei", key=True, not_null=True),  # 6-char ubigeo with leading zeros: the key
+        _c("inei", "inei", key=True, not_null=True, pad=6),  # 6-char ubigeo with leading zeros: the key
         _optional("reniec", "reniec"),  # RENIEC's own code: differs from inei, never a key
         _c("departamento", "departamento"),
         _c("provincia", "provincia"),
@@ -114,7 +119,7 @@ INEI_PROVINCES = Layout(
     description="INEI province reference",
     example_names=("ubigeo_provincia.csv",),
     columns=(
-        _c("inei", "inei", key=True, not_null=True),
+        _c("inei", "inei", key=True, not_null=True, pad=6),
         _optional("reniec", "reniec"),
         _c("departamento", "departamento"),
         _c("provincia", "provincia"),
@@ -133,7 +138,7 @@ INEI_DEPARTMENTS = Layout(
     description="INEI department reference (poverty values are band midpoints)",
     example_names=("ubigeo_departamento.csv",),
     columns=(
-        _c("inei", "inei", key=True, not_null=True),
+        _c("inei", "inei", key=True, not_null=True, pad=6),
         _optional("reniec", "reniec"),
         _c("departamento", "departamento"),
         *_REFERENCE_TAIL[:-4],
@@ -150,7 +155,7 @@ INEI_CENSUS = Layout(
     "population; poverty; IDH; altitude",
     example_names=("indicadores-distrito.json",),
     columns=(
-        _c("ubigeo", "ubigeo", key=True, not_null=True, ubigeo=6),
+        _c("ubigeo", "ubigeo", key=True, not_null=True, ubigeo=6, pad=6),
         _c("pob", "pob", "BIGINT", non_negative=True),
         _c("idh", "idh", "DOUBLE"),
         _c("pobreza", "pobreza", "DOUBLE", share=True),
@@ -285,7 +290,7 @@ INEI_ENAHO = Layout(
         _c("conglome", "CONGLOME", key=True, not_null=True),
         _c("vivienda", "VIVIENDA", key=True, not_null=True),
         _c("hogar", "HOGAR", key=True, not_null=True),
-        _c("ubigeo", "UBIGEO", not_null=True, ubigeo=6),
+        _c("ubigeo", "UBIGEO", not_null=True, ubigeo=6, pad=6),
         _c("dominio", "DOMINIO", "INTEGER"),
         _c("estrato", "ESTRATO", "INTEGER"),
         _c("p1141", "P1141", "INTEGER", flag=True),  # fixed phone
@@ -304,11 +309,11 @@ GEO_DISTRICTS = Layout(
     description="District boundaries (simplified), one feature per district; geometry kept as GeoJSON text",
     example_names=("peru_distrital_simple.geojson",),
     columns=(
-        _c("iddist", "IDDIST", key=True, not_null=True),
+        _c("iddist", "IDDIST", key=True, not_null=True, pad=6),
         _optional("nombdist", "NOMBDIST"),
         _optional("nombprov", "NOMBPROV"),
         _optional("nombdep", "NOMBDEP"),
-        _c("geometry", "", "JSON"),  # null for features without geometry
+        _c("geometry", "", "JSON", geometry=True),  # null for features without geometry
     ),
 )
 
@@ -318,9 +323,9 @@ GEO_DEPARTMENTS = Layout(
     description="Department boundaries (simplified); geometry kept as GeoJSON text",
     example_names=("peru_departamental_simple.geojson",),
     columns=(
-        _c("first_iddp", "FIRST_IDDP", key=True, not_null=True),
+        _c("first_iddp", "FIRST_IDDP", key=True, not_null=True, pad=2),
         _optional("nombdep", "NOMBDEP"),
-        _c("geometry", "", "JSON"),
+        _c("geometry", "", "JSON", geometry=True),
     ),
 )
 
@@ -362,7 +367,7 @@ BOOKKEEPING_DDL: tuple[str, ...] = (
         started_at TIMESTAMP NOT NULL,
         finished_at TIMESTAMP,
         input_dir VARCHAR NOT NULL,
-        status VARCHAR NOT NULL             -- 'running' | 'ok' | 'failed'
+        status VARCHAR NOT NULL             -- 'running' | 'ok' | 'failed' | 'aborted' (killed; marked so by the next ingest)
     )""",
     """CREATE TABLE IF NOT EXISTS raw._batch_files (
         batch_id INTEGER NOT NULL,

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from brecha import steps
 from brecha.config import paths
+from brecha.runlock import hold
 
 PREDICTION_MARTS = "tag:needs_predictions"
 
@@ -27,7 +28,13 @@ def _step(name: str, fn: Callable[[], Any]) -> Any:
 
 
 def run_all(input_dir: Path | None = None, seed: int = 42, scale: float = 1.0) -> dict[str, Any]:
-    """Run the whole pipeline; on synthetic extracts unless ``input_dir`` is given."""
+    """Run the whole pipeline; on synthetic extracts unless ``input_dir`` is given. The run holds the home's run
+    lock from start to end (``brecha.runlock``): a second run on the same home stops at once, naming this one."""
+    with hold():
+        return _run_all(input_dir, seed, scale)
+
+
+def _run_all(input_dir: Path | None, seed: int, scale: float) -> dict[str, Any]:
     p = paths().ensure()
     results: dict[str, Any] = {}
     if input_dir is None:

@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 import duckdb
 import yaml
 
+from brecha import gates
 from brecha.config import GRAFANA_DIR, Paths, paths
 from brecha.db import connect
 from brecha.errors import BrechaError
@@ -59,10 +60,14 @@ SNAPSHOTS_DDL = """CREATE TABLE IF NOT EXISTS ops.snapshots (
     row_counts JSON NOT NULL            -- {"marts.dim_districts": 1874, ...}
 )"""
 
+# The rejects of the files of the served batch only (a file landed in an earlier batch with the same bytes keeps
+# its rejects under its checksum, so the batch's files are matched by checksum and entity).
 REJECTS_SUMMARY_SQL = """
-    SELECT entity, _source_file AS source_file, column_name, reason,
-           count(*) AS rows_rejected, min(value) AS example_value, max(_loaded_at) AS last_loaded_at
-    FROM {src}.raw._rejects
+    SELECT {batch} AS batch_id, r.entity, r._source_file AS source_file, r.column_name, r.reason,
+           count(*) AS rows_rejected, min(r.value) AS example_value, max(r._loaded_at) AS last_loaded_at
+    FROM {src}.raw._rejects r
+    WHERE (r._source_sha256, r.entity) IN (SELECT (f.sha256, f.entity) FROM {src}.raw._batch_files f
+                                           WHERE f.batch_id = {batch})
     GROUP BY ALL
 """
 
@@ -98,7 +103,8 @@ def publish(run_id: str | None = None) -> PublishResult:
         _remove_stale_tmp(p.serving)
         src = con.sql("SELECT current_database()").fetchone()[0]
         _check_publishable(con, src)
-        for ddl in (*VALIDATION_DDL, SNAPSHOTS_DDL):  # readers' tables exist even before the first validation
+        checked = check_gates(con, src)
+        for ddl in (*VALIDATION_DDL, SNAPSHOTS_DDL, *gates.DDL):  # readers' tables exist before the first validation
             con.execute(ddl)
         run_id = run_id or _latest_run_id(con, src)
         batch_id = _latest_batch(con, src)[0]
@@ -109,6 +115,7 @@ def publish(run_id: str | None = None) -> PublishResult:
         try:
             # Inside the file its own checksum cannot be known: sha256 and size stay null there.
             row = [snapshot_id, "publish", now, run_id, batch_id, None, None, str(p.serving_db), str(snapshot), None]
+            _record_checks(con, snapshot_id, batch_id, checked)  # before the copy, so the serving copy has them
             counts = build_serving_file(con, src, tmp, snapshot_row=row)
             _fsync(tmp)
             digest = sha256_of(tmp)
@@ -118,6 +125,9 @@ def publish(run_id: str | None = None) -> PublishResult:
             os.chmod(snapshot, 0o444)
             _write_manifest(snapshot, snapshot_id, now, run_id, batch_id, digest, counts)
             _swap_in(tmp, p)
+        except BaseException:
+            con.execute("DELETE FROM ops.publish_checks WHERE snapshot_id = ?", [snapshot_id])
+            raise
         finally:
             tmp.unlink(missing_ok=True)
         size = p.serving_db.stat().st_size
@@ -254,7 +264,9 @@ def build_serving_file(con: duckdb.DuckDBPyConnection, src: str, target: Path,
             con.execute(f'CREATE TABLE serving."{schema}"."{name}" AS SELECT * FROM "{src}"."{schema}"."{name}"')
         if "_rejects" in raw:
             quoted = f'"{src}"'
-            con.execute(f"CREATE TABLE serving.ops.rejects_summary AS {REJECTS_SUMMARY_SQL.format(src=quoted)}")
+            batch = _latest_batch(con, src)[0]
+            summary = REJECTS_SUMMARY_SQL.format(src=quoted, batch="NULL::INTEGER" if batch is None else int(batch))
+            con.execute(f"CREATE TABLE serving.ops.rejects_summary AS {summary}")
             relations.append(("ops", "rejects_summary"))
         for schema, name in relations:
             counts[f"{schema}.{name}"] = con.execute(f'SELECT count(*) FROM serving."{schema}"."{name}"').fetchone()[0]
@@ -299,6 +311,31 @@ def _check_publishable(con: duckdb.DuckDBPyConnection, src: str) -> None:
             "refusing to publish marts built from a failed or unfinished landing (the serving copy is left as it "
             "is). Fix the extracts and rerun `brecha ingest` and `brecha build`."
         )
+
+
+def check_gates(con: duckdb.DuckDBPyConnection, src: str) -> dict[str, tuple[bool, datetime, str]]:
+    """Refuse unless the latest batch passed every gate and dbt build (``brecha.gates.REQUIRED``); return the
+    outcomes checked (publish records them in ``ops.publish_checks``)."""
+    batch_id, _ = _latest_batch(con, src)
+    found = gates.outcomes(con, batch_id, src)
+    missing = [g for g in gates.REQUIRED if g not in found]
+    failed = [g for g in gates.REQUIRED if g in found and not found[g][0]]
+    if missing or failed:
+        what = "; ".join([*(f"{g} failed ({found[g][2][:300]})" for g in failed),
+                          *(f"{g} has no recorded result" for g in missing)])
+        raise BrechaError(
+            f"{paths().db}: refusing to publish batch {batch_id}: it did not pass every gate and build "
+            f"({what}). The serving copy is left as it is. Run `brecha run` (or, step by step, `brecha validate "
+            "--suite landed`, `brecha build`, `brecha validate --suite marts`, `brecha train`) and fix what "
+            "fails; results per batch are in ops.batch_gates.")
+    return found
+
+
+def _record_checks(con: duckdb.DuckDBPyConnection, snapshot_id: str, batch_id: int | None,
+                   checked: dict[str, tuple[bool, datetime, str]]) -> None:
+    """What publish checked for the snapshot (``ops.publish_checks``), one row per gate."""
+    for gate, (passed, at, _) in sorted(checked.items()):
+        con.execute("INSERT INTO ops.publish_checks VALUES (?, ?, ?, ?, ?)", [snapshot_id, batch_id, gate, passed, at])
 
 
 def _latest_batch(con: duckdb.DuckDBPyConnection, src: str) -> tuple[int | None, str | None]:

@@ -2,7 +2,9 @@
 
 Each step takes plain arguments, reads its paths from ``brecha.config.paths()`` (``$BRECHA_HOME``),
 returns a small summary object, and raises ``brecha.errors.BrechaError`` with a message meant for the
-user when its input is wrong.
+user when its input is wrong. Every step holds the home's run lock while it runs (``brecha.runlock``: one run
+at a time per ``$BRECHA_HOME``), and the gates and builds record their outcome per batch (``brecha.gates``),
+which ``publish`` checks.
 """
 
 from __future__ import annotations
@@ -11,66 +13,98 @@ from pathlib import Path
 from typing import Any
 
 from brecha.config import DEFAULT_SEED, paths
+from brecha.runlock import hold
 
 
 def extract(out: Path | None = None, seed: int = DEFAULT_SEED, scale: float = 1.0) -> Any:
     """Write synthetic extracts in the real layouts to ``out`` (default ``$BRECHA_HOME/extracts``)."""
-    from brecha.synthetic import generate
+    with hold():
+        from brecha.synthetic import generate
 
-    return generate(out or paths().ensure().extracts, seed=seed, scale=scale)
+        return generate(out or paths().ensure().extracts, seed=seed, scale=scale)
 
 
 def ingest(input_dir: Path) -> Any:
     """Land every extract under ``input_dir`` into ``raw.*`` (one batch), archiving the originals."""
-    from brecha.landing.ingest import ingest as _ingest
+    with hold():
+        from brecha.landing.ingest import ingest as _ingest
 
-    return _ingest(Path(input_dir))
+        return _ingest(Path(input_dir))
 
 
 def rebuild_raw() -> Any:
     """Rebuild the raw layer from the archive alone."""
-    from brecha.landing.ingest import rebuild_from_archive
+    with hold():
+        from brecha.landing.ingest import rebuild_from_archive
 
-    return rebuild_from_archive()
+        return rebuild_from_archive()
 
 
 def dbt_build(select: str | None = None, exclude: str | None = None) -> Any:
     """``dbt build`` (run + test) over the project, optionally restricted with dbt selectors."""
-    from brecha.dbt import build
+    with hold():
+        from brecha import gates
+        from brecha.dbt import build
+        from brecha.errors import GateFailed
 
-    return build(select=select, exclude=exclude)
+        covers = gates.dbt_gates(select, exclude)
+        try:
+            result = build(select=select, exclude=exclude)
+        except GateFailed as err:
+            gates.record(covers, False, str(err))
+            raise
+        gates.record(covers, True, str(result))
+        return result
+
+
+def record_build(gate: str) -> Any:
+    """Record that the dbt build ``gate`` (``dbt_core`` or ``dbt_predictions``) passed for the latest batch. The
+    Airflow DAG calls it in the task after each Cosmos dbt group, which runs only when every dbt task in the
+    group succeeded (``brecha build`` records its own outcome)."""
+    with hold():
+        from brecha import gates
+
+        if gate not in gates.REQUIRED:
+            raise ValueError(f"unknown gate {gate!r}")
+        batch = gates.record(gate, True, "every dbt task of the Airflow task group succeeded")
+        return f"{gate} passed for batch {batch}"
 
 
 def validate(suite: str = "all") -> Any:
     """Run the Great Expectations suites (``landed``, ``marts`` or ``all``); raise when one fails."""
-    from brecha.validate import validate as _validate
+    with hold():
+        from brecha.validate import validate as _validate
 
-    return _validate(suite)
+        return _validate(suite)
 
 
 def train(seed: int = DEFAULT_SEED) -> Any:
     """Train, cross-validate and compare the models on the marts; write ``ml.*`` tables and artifacts."""
-    from ml.train import train as _train
+    with hold():
+        from ml.train import train as _train
 
-    return _train(seed=seed)
+        return _train(seed=seed)
 
 
 def predict(run_id: str) -> Any:
     """Reload the artifact of ``run_id`` and rescore the current marts."""
-    from ml.predict import predict as _predict
+    with hold():
+        from ml.predict import predict as _predict
 
-    return _predict(run_id)
+        return _predict(run_id)
 
 
 def publish(run_id: str | None = None) -> Any:
     """Copy the checked warehouse to ``$BRECHA_HOME/serving/brecha.duckdb`` atomically."""
-    from brecha.publish import publish as _publish
+    with hold():
+        from brecha.publish import publish as _publish
 
-    return _publish(run_id=run_id)
+        return _publish(run_id=run_id)
 
 
 def rollback() -> Any:
     """Restore the previous serving snapshot."""
-    from brecha.publish import rollback as _rollback
+    with hold():
+        from brecha.publish import rollback as _rollback
 
-    return _rollback()
+        return _rollback()

@@ -86,12 +86,33 @@ def validate(suite: str = "all") -> ValidationSummary:
         try:
             batches = [b for g in gates for b in getattr(batches_mod, g)(con, loaded[g])]
         except BrechaError as err:
-            raise GateFailed(str(err)) from err
+            failure = err
+        else:
+            failure = None
+    if failure is not None:
+        from brecha import gates as batch_gates
+
+        for gate in gates:
+            batch_gates.record(gate, False, str(failure))
+        raise GateFailed(str(failure)) from failure
     run_id = f"validate-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{suite}"
     summary = ValidationSummary(gates, skipped_suites=[f"{b.suite.name}: {b.note}" for b in batches if b.frame is None])
     summary.checks = runner.run(batches, run_id)
     summary.docs = runner.docs_index()
     record.record(summary.checks)
+    _record_gates(gates, summary)
     if summary.failed:
         raise GateFailed(_failure_message(summary))
     return summary
+
+
+def _record_gates(gates: tuple[str, ...], summary: ValidationSummary) -> None:
+    """Each gate's outcome for the latest batch, in ``ops.batch_gates`` (publish requires them passed)."""
+    from brecha import gates as batch_gates
+
+    for gate in gates:
+        failed = [c for c in summary.failed if c.gate == gate]
+        passed = sum(c.success is True for c in summary.checks if c.gate == gate)
+        detail = (f"{len(failed)} expectation(s) failed: " + "; ".join(f"{c.suite} {c.expectation}" for c in failed[:5])
+                  if failed else f"{passed} expectations passed")
+        batch_gates.record(gate, not failed, detail)

@@ -1,7 +1,9 @@
 """The brecha pipeline as one Airflow DAG; Cosmos renders the dbt graph as tasks.
 
-extract (no-op when ``input_dir`` is given) → ingest → validate landed → dbt core marts (Cosmos) →
-validate marts → train → dbt prediction marts (Cosmos, ``tag:needs_predictions``) → publish.
+claim → extract (no-op when ``input_dir`` is given) → ingest → validate landed → dbt core marts (Cosmos) →
+dbt_core_passed → validate marts → train → dbt prediction marts (Cosmos, ``tag:needs_predictions``) →
+dbt_predictions_passed → publish → release. ``claim``/``release`` (setup/teardown) hold the home for the DAG
+run (brecha/runlock.py); the ``*_passed`` tasks record the Cosmos groups' success per batch (brecha/gates.py).
 
 Every task calls one function of ``brecha.steps`` (the same ones ``brecha run`` calls). Every task that writes
 the warehouse runs in the one-slot pool ``brecha_warehouse`` (DuckDB has one writer) and ``max_active_runs=1``;
@@ -16,11 +18,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import yaml
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag, setup, task, teardown
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
 
-from brecha.airflow_local import POOL, dbt_task_env, run_step
+from brecha.airflow_local import POOL, dag_run_owner, dbt_task_env, run_step
 from brecha.config import DBT_PROJECT_DIR, DEFAULT_SEED, paths
 from brecha.pipeline import PREDICTION_MARTS
 
@@ -91,6 +93,29 @@ def _dbt_group(group_id: str, *, select: list[str] | None = None, exclude: list[
 def brecha_pipeline() -> None:
     from brecha import steps
 
+    @setup
+    def claim() -> str:
+        """Claim the home for this DAG run (brecha.runlock): a CLI run, or another DAG run, cannot interleave."""
+        from brecha import runlock
+
+        return str(run_step(runlock.claim, dag_run_owner()))
+
+    @teardown
+    def release() -> bool:
+        """Give the home back, whatever happened upstream (a teardown: it does not decide the run's state)."""
+        from brecha import runlock
+
+        return runlock.release(dag_run_owner())
+
+    @task
+    def dbt_core_passed() -> str:
+        """Runs only when every task of the dbt_core group succeeded: record it (publish requires it)."""
+        return str(run_step(steps.record_build, "dbt_core"))
+
+    @task
+    def dbt_predictions_passed() -> str:
+        return str(run_step(steps.record_build, "dbt_predictions"))
+
     @task
     def extract(params: dict | None = None) -> str:
         """The folder to ingest: ``input_dir`` as given, else freshly generated synthetic extracts."""
@@ -124,10 +149,16 @@ def brecha_pipeline() -> None:
     core = _dbt_group("dbt_core", exclude=[f"{PREDICTION_MARTS}+"])
     with_predictions = _dbt_group("dbt_predictions", select=[PREDICTION_MARTS])
     landed = validate_landed()
-    ingest(extract()) >> landed >> core
+    claimed, released = claim(), release()
+    extracted = extract()
+    claimed >> extracted
+    ingest(extracted) >> landed >> core
     trained = train()
-    core >> validate_marts() >> trained >> with_predictions
-    with_predictions >> publish(trained)
+    core >> dbt_core_passed() >> validate_marts() >> trained >> with_predictions
+    published = publish(trained)
+    with_predictions >> dbt_predictions_passed() >> published
+    published >> released
+    claimed >> released
 
 
 brecha_pipeline()

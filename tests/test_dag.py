@@ -100,6 +100,10 @@ def test_dbt_models_are_cosmos_tasks_in_order_in_the_warehouse_pool(parsed: dict
     assert "validate_marts" in upstream("train")
     assert all("train" in upstream(t) for t in predictions)
     assert predictions | core | {"train", "validate_marts"} <= upstream("publish")
+    # the Cosmos groups' success is recorded per batch before what depends on it; the run claims the home
+    assert core <= upstream("dbt_core_passed") and "dbt_core_passed" in upstream("validate_marts")
+    assert predictions <= upstream("dbt_predictions_passed") and "dbt_predictions_passed" in upstream("publish")
+    assert "claim" in upstream("extract") and {"claim", "publish"} <= upstream("release")
 
 
 def test_dag_runs_green_on_the_synthetic_default(tmp_path: Path) -> None:
@@ -138,7 +142,10 @@ def test_bad_extract_fails_the_landed_gate_and_nothing_downstream_runs(synthetic
     states = result["tasks"]
     assert result["dag_run_state"] == "failed"
     assert (states["extract"], states["ingest"], states["validate_landed"]) == ("success", "success", "failed")
-    downstream = {t: s for t, s in states.items() if t not in ("extract", "ingest", "validate_landed")}
+    # the claim on the home is taken first and given back at the end whatever happened (setup / teardown)
+    assert (states["claim"], states["release"]) == ("success", "success")
+    assert not (home / ".run.claim").exists()
+    downstream = {t: s for t, s in states.items() if t not in ("claim", "extract", "ingest", "validate_landed", "release")}
     assert downstream and set(downstream.values()) == {"upstream_failed"}, downstream
     with duckdb.connect(str(home / "brecha.duckdb"), read_only=True) as con:
         built = con.execute("select count(*) from information_schema.tables where table_schema = 'marts'").fetchone()[0]

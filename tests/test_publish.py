@@ -14,6 +14,7 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
+from brecha import gates
 from brecha import publish as pub
 from brecha.config import paths
 from brecha.errors import BrechaError
@@ -22,18 +23,25 @@ from brecha.layouts import BOOKKEEPING_DDL
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_warehouse(db: Path, *, districts: int = 30, batch_status: str = "ok", with_marts: bool = True) -> None:
-    """A small warehouse shaped like the contract: bookkeeping, a raw bulk table, marts, ml."""
+def make_warehouse(db: Path, *, districts: int = 30, batch_status: str = "ok", with_marts: bool = True,
+                   sha: str = "abc", gates_passed: bool | None = True) -> None:
+    """A small warehouse shaped like the contract: bookkeeping, a raw bulk table, marts, ml; one more landing batch
+    of one file (checksum ``sha``: its two rejects are stored once per checksum, as landing does), and the
+    outcome of every gate for it (``gates_passed``; None: no gate ran)."""
     with duckdb.connect(str(db)) as con:
         for ddl in BOOKKEEPING_DDL:
             con.execute(ddl)
         con.execute("CREATE TABLE IF NOT EXISTS raw.inei__districts AS SELECT range AS id FROM range(500)")
         batch = con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM raw._batches").fetchone()[0]
         con.execute("INSERT INTO raw._batches VALUES (?, now()::TIMESTAMP, now()::TIMESTAMP, '/in', ?)", [batch, batch_status])
-        con.execute("INSERT INTO raw._batch_files VALUES (?, 'inei__districts', 'd.csv', 'abc', 10, 500, 2, true, 'a/abc')", [batch])
-        con.execute("""INSERT INTO raw._rejects VALUES ('d.csv', 'abc', now()::TIMESTAMP, 7, 'inei__districts', 'ubigeo',
-                       '999999', 'unknown ubigeo', '{}'), ('d.csv', 'abc', now()::TIMESTAMP, 9, 'inei__districts',
-                       'ubigeo', '999998', 'unknown ubigeo', '{}')""")
+        con.execute("INSERT INTO raw._batch_files VALUES (?, 'inei__districts', 'd.csv', ?, 10, 500, 2, true, 'a/abc')",
+                    [batch, sha])
+        if not con.execute("SELECT count(*) FROM raw._rejects WHERE _source_sha256 = ?", [sha]).fetchone()[0]:
+            con.execute("""INSERT INTO raw._rejects VALUES ('d.csv', $1, now()::TIMESTAMP, 7, 'inei__districts', 'ubigeo',
+                           '999999', 'unknown ubigeo', '{}'), ('d.csv', $1, now()::TIMESTAMP, 9, 'inei__districts',
+                           'ubigeo', '999998', 'unknown ubigeo', '{}')""", [sha])
+        if gates_passed is not None:
+            gates.record(gates.REQUIRED, gates_passed, "test warehouse", con)
         if with_marts:
             con.execute("CREATE SCHEMA IF NOT EXISTS marts")
             con.execute("CREATE SCHEMA IF NOT EXISTS staging")
@@ -134,6 +142,45 @@ def test_refuses_when_latest_batch_failed(home: Path) -> None:
     with pytest.raises(BrechaError, match=r"batch 2 .* status 'failed'"):
         pub.publish()
     assert pub.sha256_of(p.serving_db) == before
+
+
+def test_refuses_unless_the_latest_batch_passed_every_gate_and_build(home: Path) -> None:
+    from brecha.cli import cli
+
+    pub.publish()
+    p = paths()
+    before = pub.sha256_of(p.serving_db)
+    make_warehouse(p.db, districts=20, gates_passed=None)  # a new batch landed; no gate ran on it
+    with pytest.raises(BrechaError, match=r"refusing to publish batch 2.*landed has no recorded result"):
+        pub.publish()
+    with duckdb.connect(str(p.db)) as con:  # the landed gate passed, then the dbt build failed
+        gates.record("landed", True, "ok", con)
+        gates.record(("dbt_core", "dbt_predictions"), False, "dbt build failed: not_null_dim_districts_ubigeo", con)
+        gates.record("marts", True, "ok", con)
+    out = CliRunner().invoke(cli, ["publish"])  # `brecha publish` on its own refuses too
+    assert out.exit_code != 0 and "dbt_core failed (dbt build failed: not_null_dim_districts_ubigeo)" in str(out.exception)
+    assert pub.sha256_of(p.serving_db) == before and count(p.serving_db, "marts.dim_districts") == 30
+    with duckdb.connect(str(p.db)) as con:  # a later pass of the build undoes the failure
+        gates.record(("dbt_core", "dbt_predictions"), True, "ok", con)
+    assert pub.publish().row_counts["marts.dim_districts"] == 20
+
+
+def test_publish_records_what_it_checked_and_the_served_batch_rejects(home: Path) -> None:
+    first = pub.publish()
+    p = paths()
+    make_warehouse(p.db, districts=31, sha="def")  # batch 2: another file, with its own two rejects
+    with duckdb.connect(str(p.db)) as con:
+        con.execute("DELETE FROM raw._rejects WHERE _source_sha256 = 'def' AND _row_number = 9")
+    second = pub.publish()
+    for db in (p.db, p.serving_db):
+        with duckdb.connect(str(db), read_only=True) as con:
+            checked = con.execute("SELECT snapshot_id, batch_id, gate, passed FROM ops.publish_checks "
+                                  "ORDER BY batch_id, gate").fetchall()
+        assert checked == [(first.snapshot_id, 1, g, True) for g in sorted(gates.REQUIRED)] + \
+            [(second.snapshot_id, 2, g, True) for g in sorted(gates.REQUIRED)]
+    with duckdb.connect(str(p.serving_db), read_only=True) as con:
+        summary = con.execute("SELECT batch_id, reason, rows_rejected FROM ops.rejects_summary").fetchall()
+    assert summary == [(2, "unknown ubigeo", 1)]  # not the two of batch 1's file
 
 
 def test_refuses_an_empty_home(brecha_home: Path) -> None:

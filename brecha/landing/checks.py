@@ -49,20 +49,74 @@ def _checks(col: Column, typed: str, text: str, raw: str, ref: str | None) -> li
         out.append((2, f"{typed} NOT BETWEEN 0 AND 100", _problem(col.name, raw, "share outside 0-100")))
     if col.positive:
         out.append((2, f"{typed} <= 0", _problem(col.name, raw, "non-positive value")))
+    if col.pad:
+        out.append((1, f"{text} IS NOT NULL AND NOT regexp_full_match({text}, '[0-9]{{{col.pad}}}')",
+                    _problem(col.name, raw, f"malformed code (expected {col.pad} digits)")))
+    if col.geometry:
+        out.append((2, f"{typed} IS NOT NULL AND NOT {geometry_ok(typed)}", _problem(col.name, raw, "invalid geometry")))
     if col.ubigeo and ref:
         out.append((3, f"{typed} IS NOT NULL AND {ref}.ubigeo IS NULL", _problem(col.name, raw, "unknown ubigeo")))
     return out
 
 
 def _text(col: Column, source: str) -> str:
-    """The source text, NULL when it means "no value". JSON columns come from JSON readers already parsed."""
+    """The source text, NULL when it means "no value". JSON columns come from JSON readers already parsed.
+    A code (``Column.pad``) is normalised here, once: trimmed and, when all digits, left-padded to its width."""
     if col.type == "JSON":
         return source
+    if col.pad:
+        trimmed = f"trim({source})"
+        return (f"CASE WHEN {trimmed} IN {null_list()} THEN NULL "
+                f"WHEN regexp_full_match({trimmed}, '[0-9]{{1,{col.pad}}}') THEN lpad({trimmed}, {col.pad}, '0') "
+                f"ELSE {source} END")
     return f"CASE WHEN trim({source}) IN {null_list()} THEN NULL ELSE {source} END"
 
 
 def _typed(col: Column, text: str) -> str:
-    return text if col.type in ("VARCHAR", "JSON") else f"TRY_CAST({text} AS {col.type})"
+    """The typed value, NULL when the text does not parse. Whole numbers must be written as such: DuckDB's own
+    cast rounds '1.5' to 2 and reads '1.234' (a thousands point) as 1, so an integer column takes digits only,
+    with comma thousands separators ('1,234,567', as OSIPTEL's tables print counts) or a '.0' a spreadsheet
+    added; anything else is unparseable."""
+    if col.type in ("VARCHAR", "JSON"):
+        return text
+    if col.type in INTEGER_TYPES:
+        t = f"trim({text})"
+        return (f"CASE WHEN regexp_full_match({t}, '[+-]?[0-9]+(\\.0)?') "
+                f"THEN TRY_CAST(regexp_replace({t}, '\\.0$', '') AS {col.type}) "
+                f"WHEN regexp_full_match({t}, '[+-]?[0-9]{{1,3}}(,[0-9]{{3}})+') "
+                f"THEN TRY_CAST(replace({t}, ',', '') AS {col.type}) END")
+    return f"TRY_CAST({text} AS {col.type})"
+
+
+NUMERIC = "('DOUBLE', 'BIGINT', 'UBIGINT')"
+
+
+def _position_ok(p: str) -> str:
+    return (f"(json_type({p}) = 'ARRAY' AND json_array_length({p}) BETWEEN 2 AND 4 "
+            f"AND json_type({p}, '$[0]') IN {NUMERIC} AND json_type({p}, '$[1]') IN {NUMERIC})")
+
+
+def _ring_ok(r: str) -> str:
+    return (f"(json_type({r}) = 'ARRAY' AND json_array_length({r}) >= 4 AND "
+            f"list_bool_and(list_transform(json_extract({r}, '$[*]'), p -> {_position_ok('p')})) AND "
+            f"json_extract({r}, '$[0]') = json_extract({r}, '$[#-1]'))")
+
+
+def _polygon_ok(x: str) -> str:
+    return (f"(json_type({x}) = 'ARRAY' AND json_array_length({x}) >= 1 AND "
+            f"list_bool_and(list_transform(json_extract({x}, '$[*]'), r -> {_ring_ok('r')})))")
+
+
+def geometry_ok(g: str) -> str:
+    """SQL: ``g`` (JSON) is a well-formed GeoJSON Polygon, MultiPolygon or Point: every ring closed, with at
+    least four positions of two to four numbers. (Whether rings self-intersect is not judged: that needs a
+    geometry library, and simplified boundaries often do.)"""
+    c = f"json_extract({g}, '$.coordinates')"
+    return (f"coalesce(CASE json_extract_string({g}, '$.type') "
+            f"WHEN 'Polygon' THEN {_polygon_ok(c)} "
+            f"WHEN 'MultiPolygon' THEN json_type({c}) = 'ARRAY' AND json_array_length({c}) >= 1 AND "
+            f"list_bool_and(list_transform(json_extract({c}, '$[*]'), q -> {_polygon_ok('q')})) "
+            f"WHEN 'Point' THEN {_position_ok(c)} ELSE false END, false)")
 
 
 def check_sql(layout: Layout, select_sql: str, with_reference: bool) -> str:
@@ -108,6 +162,35 @@ def mark_duplicates(con: duckdb.DuckDBPyConnection, layout: Layout) -> None:
         f"SELECT rowid, row_number() OVER (PARTITION BY {partition} ORDER BY __row, rowid) AS n FROM _checked "
         f"WHERE __problem IS NULL AND hash({partition}) IN (SELECT hash({partition}) FROM _checked "
         "WHERE __problem IS NULL GROUP BY 1 HAVING count(*) > 1)) WHERE n > 1)")
+
+
+MAX_REJECT_SHARE = 0.5  # a file that would lose more than this share of its rows (cells, for wide tables) ...
+MIN_ROWS_FOR_SHARE = 8  # ... out of at least this many is a whole-file problem, not a row problem
+
+
+@dataclass(frozen=True)
+class Verdict:
+    total: int
+    rejected: int
+    column: str | None
+    reason: str | None
+    example: str | None
+    row: int | None
+    count: int
+
+    @property
+    def whole_file(self) -> bool:
+        return self.total >= MIN_ROWS_FOR_SHARE and self.rejected > MAX_REJECT_SHARE * self.total
+
+
+def verdict(con: duckdb.DuckDBPyConnection) -> Verdict:
+    """How many rows of ``_checked`` would be rejected, and the commonest problem (column, reason, an example)."""
+    total, rejected = con.execute(
+        "SELECT count(*), count(__problem) FROM _checked").fetchone()
+    top = con.execute(
+        "SELECT __problem.column_name, __problem.reason, any_value(__problem.value_text ORDER BY __row), min(__row), "
+        "count(*) FROM _checked WHERE __problem IS NOT NULL GROUP BY 1, 2 ORDER BY 5 DESC, 1, 2 LIMIT 1").fetchone()
+    return Verdict(total, rejected, *(top or (None, None, None, None, 0)))
 
 
 def land_checked(con: duckdb.DuckDBPyConnection, layout: Layout, select_sql: str, source_file: str, sha256: str,

@@ -26,9 +26,10 @@ from brecha.landing import archive, checks, readers
 from brecha.landing.plan import FilePlan
 from brecha.landing.recognise import plan_file
 from brecha.landing.result import FileResult, IngestResult
-from brecha.landing.scan import inspect, sha256, walk
+from brecha.landing.scan import SourceFile, inspect, sha256, walk
 from brecha.landing.sql import value, values
 from brecha.layouts import BOOKKEEPING_DDL, INEI_DISTRICTS, LAYOUTS, raw_table_ddl
+from brecha.runlock import hold
 
 BOOKKEEPING_TABLES = ("raw._batches", "raw._batch_files", "raw._rejects")
 
@@ -110,11 +111,59 @@ def _land_file(con: duckdb.DuckDBPyConnection, plan: FilePlan, loaded_at: dateti
         con.execute(checks.check_sql(plan.layout, select_sql, with_reference))
         checks.mark_duplicates(con, plan.layout)
     except duckdb.Error as err:
-        detail = str(err).strip().splitlines()[0]
-        raise InputFileError(plan.source.rel, f"could not be read as {plan.entity} ({detail}); nothing was landed",
-                             "Check that the file is complete and well formed; download it again or remove it "
-                             "from the folder") from err
+        raise read_error(plan.source, err, f"as {plan.entity}") from err
+    _refuse_mostly_rejected(con, plan)
     return checks.land_checked(con, plan.layout, select_sql, plan.source.rel, plan.source.sha256, loaded_at)
+
+
+def _reject_fix(v: checks.Verdict, con: duckdb.DuckDBPyConnection) -> str:
+    reason = v.reason or ""
+    if reason.startswith("unparseable"):
+        return ("Check how its numbers are written: a spreadsheet saved with a Spanish locale writes decimal commas "
+                "(12,5) and thousands points (1.234); export it again as CSV with '.' decimals and no thousands "
+                "separator (or use the file as published). If the values are right, the file is not the layout "
+                "it was taken for: remove it from the folder")
+    if reason == "unknown ubigeo":
+        known = con.execute(f"SELECT count(*) FROM {checks.REF_TABLE}").fetchone()[0] \
+            if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND temporary",
+                           [checks.REF_TABLE]).fetchone()[0] else 0
+        return (f"Its codes do not match the district reference it was checked against ({known:,} districts): "
+                "check that the district reference (ubigeo_distrito.csv) in the folder is complete and unaltered, "
+                "and that this file's codes are 6-digit INEI ubigeos")
+    if reason.startswith("malformed code"):
+        return "Codes must be digits (INEI ubigeo): restore the column as published, or remove the file"
+    return "Download it again or use the file as published, or remove it from the folder"
+
+
+def _refuse_mostly_rejected(con: duckdb.DuckDBPyConnection, plan: FilePlan) -> None:
+    """A file that would lose most of its rows is the wrong layout or damaged as a whole: stop the batch."""
+    from brecha.landing.recognise import decimal_comma_sql, decimal_commas
+
+    v = checks.verdict(con)
+    commas = con.execute(
+        "SELECT count(*), any_value(__problem.column_name ORDER BY __row), any_value(__problem.value_text ORDER BY __row) "
+        "FROM _checked WHERE __problem.reason = 'unparseable DOUBLE' "
+        f"AND {decimal_comma_sql('__problem.value_text')}").fetchone()
+    if commas[0] and commas[0] >= 0.05 * v.total:  # decimal commas are a property of the whole file
+        con.execute("DROP TABLE IF EXISTS _checked")
+        raise decimal_commas(plan.source, commas[1], commas[2])
+    if not v.whole_file:
+        return
+    con.execute("DROP TABLE IF EXISTS _checked")
+    share = 100 * v.rejected / v.total
+    raise InputFileError(
+        plan.source.rel,
+        f"{v.rejected:,} of its {v.total:,} rows would be rejected ({share:.0f} %) as {plan.entity}; "
+        f"{v.count:,} of them for '{v.reason}' (e.g. value '{v.example}' at row {v.row}). A file that loses most "
+        "of its rows is damaged or not the layout it looks like, so nothing was landed",
+        _reject_fix(v, con), column=v.column)
+
+
+def read_error(src: SourceFile, err: Exception, what: str = "") -> InputFileError:
+    """A reader's error as a whole-file problem naming the file (and, for a CSV, the real line)."""
+    from brecha.landing.recognise import describe_read_error
+
+    return describe_read_error(src, err, what)
 
 
 def _prior(con: duckdb.DuckDBPyConnection, plan: FilePlan) -> tuple[int, int] | None:
@@ -172,6 +221,17 @@ def _finish(con: duckdb.DuckDBPyConnection, batch_id: int, status: str) -> datet
     return finished
 
 
+def _abort_stale(con: duckdb.DuckDBPyConnection, notes: list[str]) -> None:
+    """Batches still 'running' belong to an ingest that was killed: this one holds the run lock (and the
+    warehouse's write lock), so no other ingest can be under way. Mark them 'aborted' with the time found."""
+    stale = [r[0] for r in con.execute("SELECT batch_id FROM raw._batches WHERE status = 'running' ORDER BY 1").fetchall()]
+    if stale:
+        con.execute(f"UPDATE raw._batches SET status = 'aborted', finished_at = {value(_now())} "
+                    "WHERE status = 'running'")
+        notes.append(f"batch(es) {', '.join(map(str, stale))} of a run that was killed were still 'running': "
+                     "marked 'aborted'")
+
+
 def ingest(input_dir: Path) -> IngestResult:
     """Land every extract under ``input_dir`` as one batch; raise InputFileError before landing anything when a
     file is unusable."""
@@ -181,13 +241,15 @@ def ingest(input_dir: Path) -> IngestResult:
         raise BrechaError(f"{input_dir}: not a folder. Give `brecha ingest` the folder holding the extracts.")
     archive_dir = paths().ensure().archive
     started = _now()
-    with session(extensions=("excel",)) as con:
+    with hold(), session(extensions=("excel",)) as con:
         con.execute("SET enable_progress_bar = false")  # our own bar is on stderr; DuckDB's would go to stdout
         ensure_tables(con)
+        result_notes: list[str] = []
+        _abort_stale(con, result_notes)
         batch_id = con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM raw._batches").fetchone()[0]
         con.execute(f"INSERT INTO raw._batches VALUES ({values(batch_id, started, None, str(root), 'running')})")
         manifest: dict[str, Any] = {"batch_id": batch_id, "started_at": started.isoformat(), "input_dir": str(root)}
-        result = IngestResult(batch_id, str(root))
+        result = IngestResult(batch_id, str(root), notes=result_notes)
         try:
             plans, result.skipped = _plan_folder(con, root)
             con.begin()

@@ -6,6 +6,9 @@ Whole-file problems (unknown layout, missing required column, no data rows, unre
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+import zipfile
+
 import duckdb
 
 from brecha.errors import InputFileError
@@ -29,6 +32,77 @@ MIN_REQUIRED_SHARE = 0.5  # a header with at least half a layout's required colu
 DEPARTMENT_HEADERS = ("departamento", "departmento")  # OSIPTEL misspells it in Cuadro 2.3
 SHARE_SUM_TOLERANCE = 3.0  # percentage points a year's shares may exceed 100 by (rounding)
 LINES_MIN_MAX = 1000  # line counts run to thousands and millions; shares and lines per 100 never do
+
+
+THOUSANDS = "[+-]?[0-9]{1,3}(,[0-9]{3})+"  # 1,234,567: a count with comma thousands separators
+# 12,5 or 1.234,56 or 0,125: a decimal comma (a number with a comma that is no comma thousands grouping)
+DECIMAL_COMMA = "[+-]?[0-9]+(\\.[0-9]{3})*,[0-9]+"
+
+
+def decimal_comma_sql(expr: str) -> str:
+    """SQL: the text ``expr`` is a number written with a decimal comma."""
+    return (f"(regexp_full_match(trim({expr}), '{DECIMAL_COMMA}') "
+            f"AND NOT regexp_full_match(trim({expr}), '{THOUSANDS}'))")
+THOUSANDS_POINTS = "[+-]?[0-9]{1,3}(\\.[0-9]{3}){2,}(,[0-9]+)?"  # 1.234.567: only a thousands point has two groups
+MAX_LINE_BYTES = 2_000_000  # DuckDB's read_csv default max_line_size
+
+
+def decimal_commas(src: SourceFile, column: str | None, example: str | None) -> InputFileError:
+    return InputFileError(
+        src.rel, f"its numbers are written with decimal commas (e.g. '{example}'): the file was saved by a "
+                 "spreadsheet with a Spanish (or other comma-decimal) locale, which also writes ';' between "
+                 "columns, and its numbers cannot be read as published",
+        "Use the file as published, or export it again as CSV with '.' as the decimal separator and no "
+        "thousands separator (LibreOffice: Save As > Text CSV, field delimiter ',', untick 'Save cell content as "
+        "shown'; Excel: set the system decimal separator to '.' first)", column=column)
+
+
+def _csv_problem(src: SourceFile) -> str | None:
+    """Read a CSV that DuckDB could not with Python's csv module, to say what is wrong and on which line:
+    a line longer than DuckDB allows, a record with another number of fields than the header (a file cut
+    short ends so), a quote never closed. None when Python reads it cleanly."""
+    import csv
+    import sys
+
+    encoding = "utf-16" if src.encoding == "utf-16" else "utf-8-sig" if src.encoding == "utf-8" else "latin-1"
+    with open(src.path, encoding=encoding, errors="replace", newline="") as fh:
+        first = fh.readline()
+        delim = max(",;\t|", key=first.count)
+        fh.seek(0)
+        csv.field_size_limit(sys.maxsize)
+        reader = csv.reader(fh, delimiter=delim, strict=True)
+        width = None
+        start = 1
+        try:
+            for record in reader:
+                size = sum(len(f) for f in record)
+                if size > MAX_LINE_BYTES:
+                    longest = max(range(len(record)), key=lambda i: len(record[i]))
+                    return (f"line {start:,} holds {size:,} characters, more than the {MAX_LINE_BYTES:,} a line may "
+                            f"have: its value number {longest + 1} alone has {len(record[longest]):,} (a damaged or "
+                            "pasted-in value)")
+                if width is None:
+                    width = len(record)
+                elif record and len(record) != width:
+                    at_end = next(reader, None) is None
+                    what = "the last line is cut short: the file is truncated" if at_end and len(record) < width \
+                        else "the file is malformed"
+                    return f"line {start:,} has {len(record)} fields where the header has {width}: {what}"
+                start = reader.line_num + 1
+        except csv.Error as err:
+            return f"line {start:,} cannot be parsed ({err}): the file is truncated or malformed"
+    return None
+
+
+def describe_read_error(src: SourceFile, err: Exception, what: str = "") -> InputFileError:
+    """A reader's failure as a whole-file error naming the file, and for a CSV the line and what is wrong."""
+    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    fix = ("Check that the file is complete and really is the format it claims; download it again or remove it "
+           "from the folder")
+    if src.fmt == "csv" and (problem := _csv_problem(src)):
+        return InputFileError(src.rel, f"could not be read as CSV: {problem}; nothing was landed", fix)
+    what = f" {what}" if what else f" as {src.fmt.upper()}"
+    return InputFileError(src.rel, f"could not be read{what} ({detail}); nothing was landed", fix)
 
 
 def _fix_unknown() -> str:
@@ -79,14 +153,34 @@ def _wide_kind(con: duckdb.DuckDBPyConnection, src: SourceFile, years: list[str]
     sums over ~25 departments run far above 100 (126 to 2,326 in the real Cuadro 2.2).
     """
     spread = ", ".join(ident(y) for y in years)
-    n, integral, top, top_sum = con.execute(
-        f"WITH cells AS (SELECT __name, TRY_CAST(__value AS DOUBLE) AS v FROM {readers.read_csv(src)} "
+    # counts may carry comma thousands separators ("1,234,567", quoted): read them as the landing checks do
+    number = (f"CASE WHEN regexp_full_match(trim(__value), '{THOUSANDS}') THEN TRY_CAST(replace(trim(__value), ',', '') "
+              "AS DOUBLE) ELSE TRY_CAST(trim(__value) AS DOUBLE) END")
+    cells, n, integral, top, top_sum, comma, example, points, point_example = con.execute(
+        f"WITH cells AS (SELECT __name, __value, {number} AS v FROM {readers.read_csv(src)} "
         f"UNPIVOT (__value FOR __name IN ({spread})) WHERE trim(__value) NOT IN {null_list()}) "
-        "SELECT count(v), bool_and(v = floor(v)), max(v), "
-        "(SELECT max(s) FROM (SELECT sum(v) AS s FROM cells GROUP BY __name)) FROM cells"
+        "SELECT count(*), count(v), bool_and(v = floor(v)), max(v), "
+        "(SELECT max(s) FROM (SELECT sum(v) AS s FROM cells GROUP BY __name)), "
+        f"count(*) FILTER (WHERE {decimal_comma_sql('__value')}), "
+        "any_value(__value ORDER BY v IS NOT NULL, __name), "
+        f"count(*) FILTER (WHERE regexp_full_match(trim(__value), '{THOUSANDS_POINTS}')), "
+        f"any_value(__value) FILTER (WHERE regexp_full_match(trim(__value), '{THOUSANDS_POINTS}')) FROM cells"
     ).fetchone()
-    if not n:
+    if not n and not cells:
         return None
+    if comma:
+        raise decimal_commas(src, years[0] if years else None, example)
+    if points:  # 1.234.567: thousands points, so 2.097 is 2,097 lines, not 2.097 per 100 inhabitants
+        raise InputFileError(
+            src.rel, f"its numbers are written with thousands points (e.g. '{point_example}'), as a spreadsheet with a "
+            "Spanish locale writes them, so a value such as 2.097 cannot be told from a decimal",
+            "Use the file as published, or export it again with no thousands separator and '.' as the decimal "
+            "separator", column=years[0] if years else None)
+    if n < cells * 0.5:
+        raise InputFileError(
+            src.rel, f"it has the shape of an OSIPTEL table by department and year, but {cells - n:,} of its "
+            f"{cells:,} values are not numbers (e.g. '{example}')",
+            "Use the table as published (plain numbers, '.' for decimals), or remove it from the folder")
     if integral and top >= LINES_MIN_MAX:
         return OSIPTEL_MOBILE_LINES.entity, "whole numbers in the thousands or more: lines in service (Cuadro 2.1)"
     if top <= 100 and top_sum <= 100 + SHARE_SUM_TOLERANCE:
@@ -129,6 +223,9 @@ def _plan_csv(con: duckdb.DuckDBPyConnection, src: SourceFile) -> FilePlan:
         return _from_match(con, src, m, "csv", headers, has_rows=has_rows)
     if plan := _plan_wide(con, src, headers):
         return plan
+    if len(headers) == 1 and (problem := _csv_problem(src)):  # DuckDB's sniffer gave up on a damaged file
+        raise InputFileError(src.rel, f"could not be read as CSV: {problem}",
+                             "Download it again (it may be cut short) or remove it from the folder")
     raise _unknown(src, f"its header ({', '.join(headers[:12])})")
 
 
@@ -179,8 +276,6 @@ def plan_file(con: duckdb.DuckDBPyConnection, src: SourceFile) -> FilePlan:
         if src.fmt == "xlsx":
             return _plan_xlsx(con, src)
         return _plan_json(con, src)
-    except duckdb.Error as err:
-        detail = str(err).strip().splitlines()[0]
-        raise InputFileError(src.rel, f"could not be read as {src.fmt.upper()} ({detail})",
-                             "Check that the file is complete and really is the format it claims; download it "
-                             "again or remove it from the folder") from err
+    except (duckdb.Error, zipfile.BadZipFile, KeyError, ET.ParseError, OSError, EOFError) as err:
+        # a damaged .xlsx is a damaged zip (BadZipFile), or lacks its workbook part (KeyError), or has broken XML
+        raise describe_read_error(src, err) from err

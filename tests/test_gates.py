@@ -1,0 +1,46 @@
+"""Gate and build outcomes per batch (ops.batch_gates), written by the step functions the CLI and the DAG share."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from brecha import gates, steps
+from brecha.errors import BrechaError, GateFailed
+from brecha.pipeline import PREDICTION_MARTS
+
+
+def test_dbt_selections_map_to_gates() -> None:
+    assert gates.dbt_gates(None, None) == ("dbt_core", "dbt_predictions")
+    assert gates.dbt_gates(None, PREDICTION_MARTS) == ("dbt_core",)
+    assert gates.dbt_gates(PREDICTION_MARTS, None) == ("dbt_predictions",)
+    assert gates.dbt_gates("dim_districts", None) == ()  # a partial build stands for no gate
+
+
+def test_the_dbt_build_step_recorded_its_outcome_for_the_batch(built_home: Path) -> None:
+    with duckdb.connect(str(built_home / "brecha.duckdb"), read_only=True) as con:
+        batch = gates.latest_ok_batch(con)
+        found = gates.outcomes(con, batch)
+    assert found["dbt_core"][0] is True and "models" in found["dbt_core"][2]
+
+
+def test_a_failed_landed_gate_is_recorded_and_publish_refuses(built_home: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy2(built_home / "brecha.duckdb", home / "brecha.duckdb")
+    monkeypatch.setenv("BRECHA_HOME", str(home))
+    with duckdb.connect(str(home / "brecha.duckdb")) as con:  # census shares delivered as 0-1 fractions
+        con.execute("UPDATE raw.inei__census_indicators SET internet = internet / 100")
+        gates.record(("marts", "dbt_predictions"), True, "as if they had passed", con)
+    with pytest.raises(GateFailed):
+        steps.validate("landed")
+    with duckdb.connect(str(home / "brecha.duckdb"), read_only=True) as con:
+        found = gates.outcomes(con, gates.latest_ok_batch(con))
+    assert found["landed"][0] is False and "expect_column_mean_to_be_between" in found["landed"][2]
+    with pytest.raises(BrechaError, match=r"landed failed \(1 expectation"):
+        steps.publish()
+    assert not (home / "serving" / "brecha.duckdb").exists()
