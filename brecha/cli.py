@@ -119,6 +119,22 @@ def run(input_dir: Path | None, seed: int, scale: float) -> None:
 
 
 @cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=int, default=8000, show_default=True, help="TCP port.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+def serve(host: str, port: int, log_level: str) -> None:
+    """Start the read-only prediction API over $BRECHA_HOME/serving/brecha.duckdb (OpenAPI page at /docs).
+
+    District answers, a filtered list, the served model and what-if scenarios; a new `brecha publish` or a
+    rollback is picked up without a restart.
+    """
+    from brecha.api import serve as _serve
+
+    _serve(host=host, port=port, log_level=log_level)
+
+
+@cli.command()
 def docs() -> None:
     """Generate the dbt docs site ($BRECHA_HOME/dbt_target/index.html)."""
     from brecha.dbt import docs as _docs

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,6 +16,7 @@ from brecha.db import session
 from brecha.errors import BrechaError
 from ml import artifacts
 from ml.features import build_feature_table, load_marts
+from ml.intervals import predict_with_interval
 from ml.scoring import score_districts
 from ml.underserved import MODEL_NAME as CLASSIFIER_NAME
 
@@ -46,6 +50,29 @@ def _selected(run_id: str) -> tuple[str, Path]:
         raise BrechaError(f"run {run_id!r} is not in ml.model_runs: pick a run_id from "
                           "`select distinct run_id from ml.model_runs`")
     return row[0], Path(row[1])
+
+
+@lru_cache(maxsize=4)
+def selected_model(run_id: str) -> tuple[Any, dict]:
+    """The selected regressor of ``run_id`` and its config, found from the artifacts alone (the folder whose
+    ``model_config.json`` says ``"selected": true``), loaded once per run id per process."""
+    run = artifacts.run_dir(run_id)
+    chosen = [c.parent for c in sorted(run.glob("*/model_config.json")) if json.loads(c.read_text()).get("selected")]
+    if not chosen:
+        raise BrechaError(f"{run}: no selected model artifact for run {run_id!r} (was it trained in this "
+                          "BRECHA_HOME? `brecha train` writes one folder per model there)")
+    return artifacts.load_model(chosen[0])
+
+
+def predict_frame(run_id: str, features: pd.DataFrame) -> pd.DataFrame:
+    """Apply the selected model of ``run_id`` to ``features`` (one row per district, the feature table's
+    columns; extra columns are ignored): ``predicted_internet_pct``, ``lower_90``, ``upper_90`` with the
+    features' index."""
+    model, config = selected_model(run_id)
+    missing = [f for f in config["features"] if f not in features.columns]
+    if missing:
+        raise BrechaError(f"run {run_id} was trained on features {missing} that this version cannot build")
+    return predict_with_interval(model, features[config["features"]])
 
 
 def predict(run_id: str) -> PredictResult:
