@@ -10,7 +10,7 @@ export BRECHA_HOME ?= $(CURDIR)/warehouse
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export DO_NOT_TRACK := 1
 
-.PHONY: install run test lint bench airflow docs clean
+.PHONY: install run test lint bench bench-api serve airflow docs clean
 
 install: $(STAMP)
 
@@ -31,6 +31,12 @@ lint: install
 
 bench: install
 	$(BIN)/python -m brecha.bench
+
+bench-api: install
+	$(BIN)/python -m brecha.bench_api
+
+serve: install
+	$(BIN)/brecha serve $(SERVE_ARGS)
 
 docs: install
 	$(BIN)/brecha docs

@@ -55,6 +55,10 @@ DISTRICT_FIELDS = {
 }
 
 
+Ubigeo = Annotated[str, PathParam(pattern=UBIGEO_PATTERN, description="INEI 6-digit district code",
+                                  examples=["010101"])]
+
+
 class ApiError(Exception):
     """A 4xx/5xx answer in FastAPI's validation-error shape: ``{"detail": [{"loc", "msg", "type"}]}``."""
 
@@ -205,9 +209,6 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
     def _not_served(_: Request, err: NotServed) -> JSONResponse:
         return JSONResponse({"detail": [{"loc": ["serving_db"], "msg": str(err), "type": "not_served"}]},
                             status_code=503)
-
-    Ubigeo = Annotated[str, PathParam(pattern=UBIGEO_PATTERN, description="INEI 6-digit district code",
-                                      examples=["010101"])]
 
     @app.get("/health", response_model=Health, tags=["service"])
     def health() -> Health:
