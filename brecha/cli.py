@@ -129,6 +129,12 @@ def serve(host: str, port: int, log_level: str) -> None:
     District answers, a filtered list, the served model and what-if scenarios; a new `brecha publish` or a
     rollback is picked up without a restart.
     """
+    import os
+
+    # One OpenMP/BLAS thread per request, fixed before those libraries load (the limit is per thread, and the
+    # server's worker threads would otherwise each start a team of spinning threads on a 2-core machine).
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
     from brecha.api import serve as _serve
 
     _serve(host=host, port=port, log_level=log_level)

@@ -71,7 +71,7 @@ def assert_error(r: httpx.Response, status: int, loc_last: str) -> str:
 def test_district_answer_matches_the_served_mart(client: TestClient, served_home: Path) -> None:
     rows = mart(served_home)
     known = rows[rows["internet_pct"].notna()].iloc[0]
-    unknown = rows[rows["internet_pct"].isna()]
+    unknown = rows[rows["internet_pct"].isna()]  # none in the synthetic default; real files withhold some
     for row in [known, *([unknown.iloc[0]] if len(unknown) else [])]:
         r = client.get(f"/districts/{row['ubigeo']}")
         assert r.status_code == 200, r.text
@@ -91,7 +91,6 @@ def test_district_answer_matches_the_served_mart(client: TestClient, served_home
             assert body["gap_pp"] == pytest.approx(row["internet_pct"] - row["predicted_internet_pct"])
         expected_oof = bool(row["is_out_of_fold"]) if "is_out_of_fold" in rows.columns else None
         assert body["is_out_of_fold"] == expected_oof
-    assert len(unknown), "the synthetic warehouse withholds some census targets; the test expects one"
 
 
 def test_district_errors_name_the_ubigeo(client: TestClient) -> None:
@@ -202,18 +201,19 @@ def test_whatif_equals_the_artifacts_own_prediction(client: TestClient, served_h
         assert changed["pct_centres_4g"]["baseline_value"] == pytest.approx(feats.loc[ubigeo, "pct_centres_4g"])
         assert changed["pct_centres_4g"]["scenario_value"] == 80.0
     # the baseline is the artifact on the district's own features: the run's batch prediction where that is not
-    # out of fold
+    # out of fold (float32 networks round differently in a batch of 1,874 rows than in one of 2: 1e-4 pp)
     batch = rows if "is_out_of_fold" not in rows.columns else rows[~rows["is_out_of_fold"].fillna(False)]
     one = batch.iloc[0]
     base = client.post(f"/districts/{one['ubigeo']}/whatif", json={"overrides": {"pct_centres_4g": 50}}).json()
-    assert base["baseline"]["predicted_internet_pct"] == pytest.approx(one["predicted_internet_pct"], abs=1e-6)
+    assert base["baseline"]["predicted_internet_pct"] == pytest.approx(one["predicted_internet_pct"], abs=1e-4)
 
 
 def test_whatif_errors_name_the_field(client: TestClient, served_home: Path) -> None:
     ubigeo = mart(served_home)["ubigeo"].iloc[0]
     url = f"/districts/{ubigeo}/whatif"
     assert_error(client.post("/districts/999999/whatif", json={"overrides": {"pct_centres_4g": 50}}), 404, "ubigeo")
-    assert_error(client.post(url, json={"overrides": {"broadband_magic": 50}}), 422, "broadband_magic")
+    assert "unknown feature" in assert_error(client.post(url, json={"overrides": {"broadband_magic": 50}}), 422,
+                                             "broadband_magic")
     assert_error(client.post(url, json={"overrides": {"pct_centres_4g": 120}}), 422, "pct_centres_4g")
     assert_error(client.post(url, json={"overrides": {"pct_centres_4g": -1}}), 422, "pct_centres_4g")
     assert_error(client.post(url, json={"overrides": {"idh": 1.5}}), 422, "idh")
@@ -267,7 +267,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_brecha_serve_answers_over_http(served_home: Path) -> None:
+def test_brecha_serve_answers_over_http(served_home: Path, use_home) -> None:
+    """The real server: endpoints over HTTP, then a publish and a rollback while clients keep asking."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from brecha import publish
+
+    use_home(served_home)
     port = _free_port()
     brecha = str(Path(sys.executable).with_name("brecha"))
     env = {**os.environ, "BRECHA_HOME": str(served_home)}
@@ -296,6 +302,27 @@ def test_brecha_serve_answers_over_http(served_home: Path) -> None:
         assert httpx.get(f"{base}/districts", params={"page_size": 10_000}).status_code == 422
         assert httpx.get(f"{base}/model").json()["run_id"] == rows["run_id"].iloc[0]
         assert httpx.get(f"{base}/openapi.json").json()["info"]["title"] == "Brecha prediction API"
+
+        def ask(i: int) -> list[str]:
+            bad = []
+            with httpx.Client(base_url=base, timeout=30) as c:
+                for k in range(30):
+                    u = rows["ubigeo"].iloc[(i * 30 + k) % len(rows)]
+                    r = (c.get(f"/districts/{u}") if k % 2 else
+                         c.post(f"/districts/{u}/whatif", json={"overrides": {"pct_centres_4g": k}}))
+                    if r.status_code != 200:
+                        bad.append(f"{r.status_code} {r.text[:200]}")
+            return bad
+
+        first = httpx.get(f"{base}/health").json()["snapshot"]["snapshot_id"]
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(ask, i) for i in range(4)]
+            second = publish.publish().snapshot_id
+            assert httpx.get(f"{base}/health").json()["snapshot"]["snapshot_id"] == second
+            assert publish.rollback().snapshot_id == first
+            errors = [e for f in futures for e in f.result()]
+        assert errors == []
+        assert httpx.get(f"{base}/health").json()["snapshot"]["snapshot_id"] == first
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -15,12 +15,15 @@ Every request value reaches SQL as a bound parameter; identifiers (sort columns)
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pandas as pd
 from fastapi import Body, FastAPI, Query, Request
 from fastapi import Path as PathParam
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -30,7 +33,7 @@ from brecha.api.served import (
     NotServed,
     ServedCopy,
     Version,
-    _num,
+    json_number,
     natural_bounds,
 )
 from ml.features import FEATURE_NAMES
@@ -205,6 +208,18 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
     def _api_error(_: Request, err: ApiError) -> JSONResponse:
         return JSONResponse({"detail": [{"loc": err.loc, "msg": err.msg, "type": err.kind}]}, status_code=err.status)
 
+    @app.exception_handler(RequestValidationError)
+    def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:
+        errors = []
+        for e in err.errors():
+            e = dict(e)
+            if e.get("type") == "extra_forbidden" and tuple(e["loc"][:2]) == ("body", "overrides"):
+                e["msg"] = f"unknown feature {e['loc'][-1]!r}: GET /model lists the features a what-if may set"
+            if isinstance(e.get("input"), float) and not math.isfinite(e["input"]):
+                e["input"] = str(e["input"])  # NaN / Infinity: not valid JSON either
+            errors.append(e)
+        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
     @app.exception_handler(NotServed)
     def _not_served(_: Request, err: NotServed) -> JSONResponse:
         return JSONResponse({"detail": [{"loc": ["serving_db"], "msg": str(err), "type": "not_served"}]},
@@ -295,7 +310,7 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
         return ModelInfo(
             run_id=m.run_id, model_name=m.model_name, model_family=m.model_family, target=m.config.get("target"),
             metrics=m.metrics, conformal=m.config.get("conformal"), snapshot=v.snapshot,
-            candidates=[{k: (_num(x) if not isinstance(x, str) else x) for k, x in r.items()}
+            candidates=[{k: (json_number(x) if not isinstance(x, str) else x) for k, x in r.items()}
                         for r in cands.to_dict("records")],
             features=[FeatureInfo(name=r.name, description=r.description, minimum=r.minimum, maximum=r.maximum,
                                   bounds=r.source) for r in v.ranges().values()],
@@ -333,19 +348,17 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
         for name, val in overrides.items():
             frame.loc["scenario", name] = float(val)
         pred = predict_frame(m.run_id, frame)
-        with v.cursor() as con:
-            info = con.execute(f"SELECT district, department, internet_pct FROM {PRIORITIES} WHERE ubigeo = ?",
-                               [ubigeo]).fetchone() or (None, None, None)
+        info = v.names.loc[ubigeo].tolist()
         base, scen = (Interval(**{k: float(pred.loc[i, k]) for k in Interval.model_fields})
                       for i in ("baseline", "scenario"))
         return WhatIf(
-            ubigeo=ubigeo, district=info[0], department=info[1], run_id=m.run_id, model_name=m.model_name,
+            ubigeo=ubigeo, district=_text(info[0]), department=_text(info[1]), run_id=m.run_id, model_name=m.model_name,
             overrides=[Override(feature=n, description=ranges[n].description,
-                                baseline_value=_num(feats.loc[ubigeo, n]), scenario_value=float(val),
+                                baseline_value=json_number(feats.loc[ubigeo, n]), scenario_value=float(val),
                                 valid_range=(ranges[n].minimum, ranges[n].maximum)) for n, val in overrides.items()],
             baseline=base, scenario=scen,
             difference_pp=scen.predicted_internet_pct - base.predicted_internet_pct,
-            actual_internet_pct=_num(info[2]), note=ASSOCIATIONAL,
+            actual_internet_pct=json_number(info[2]), note=ASSOCIATIONAL,
         )
 
     return app
@@ -356,11 +369,15 @@ def _example(con, field: str) -> str:
     return repr(row[0]) if row else "none served"
 
 
+def _text(v: object) -> str | None:
+    return v if isinstance(v, str) else None
+
+
 def _district(row: pd.Series) -> District:
     data: dict[str, Any] = {field: None for field in DISTRICT_FIELDS.values()}
     more: dict[str, Any] = {}
     for col, val in row.items():
-        value = val if isinstance(val, str) else _num(val)
+        value = val if isinstance(val, str) else json_number(val)
         if col in DISTRICT_FIELDS:
             data[DISTRICT_FIELDS[col]] = value
         else:
@@ -376,13 +393,15 @@ def serve(host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") ->
     import uvicorn
     from threadpoolctl import threadpool_limits
 
-    # one thread per request for BLAS/OpenMP/torch: on 2 cores, parallelism comes from concurrent requests
+    from ml.predict import predict_frame
+
+    # One thread per request for BLAS/OpenMP/torch: on 2 cores, parallelism comes from concurrent requests.
+    # OpenMP's limit is per thread: `brecha serve` also sets OMP_NUM_THREADS=1 before the libraries load, which
+    # is what reaches the server's worker threads; this call covers the libraries loaded in this thread.
     torch.set_num_threads(1)
     threadpool_limits(limits=1)
     app = create_app()
     try:  # open the copy, build the feature table and load the model before the first request
-        from ml.predict import predict_frame
-
         v: Version = app.state.served.current()
         m = v.model()
         predict_frame(m.run_id, v.features().iloc[:1])

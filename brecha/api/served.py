@@ -82,6 +82,7 @@ class Version:
         self._db.execute("SET lock_configuration = true")
         self._lock = threading.Lock()
         self._features: pd.DataFrame | None = None
+        self.names: pd.DataFrame | None = None  # district, department, internet_pct (with the features)
         self._ranges: dict[str, FeatureRange] | None = None
         self._model: ServedModel | None = None
         with self.cursor() as con:
@@ -132,7 +133,7 @@ class Version:
                 raise NotServed(f"{self.path}: run {run_id} has no selected model in ml.model_runs")
             row = chosen.iloc[0]
             config = _read_config(Path(str(row["artifact_path"])), run_id, str(row["model_name"]))
-            metrics = {k: _num(row[k]) for k in ("cv_r2", "cv_mae", "cv_rmse", "interval_coverage", "n_train",
+            metrics = {k: json_number(row[k]) for k in ("cv_r2", "cv_mae", "cv_rmse", "interval_coverage", "n_train",
                                                  "n_features", "fit_seconds") if k in row}
             self._model = ServedModel(run_id, str(row["model_name"]), _str(row.get("model_family")),
                                       tuple(config["features"]), metrics, config)
@@ -144,7 +145,9 @@ class Version:
             with self._lock:
                 if self._features is None:
                     with self.cursor() as con:
-                        self._features = build_feature_table(load_marts(con))
+                        marts = load_marts(con)
+                    self.names = marts[["district", "department", "internet_pct"]]
+                    self._features = build_feature_table(marts)
         return self._features
 
     def ranges(self) -> dict[str, FeatureRange]:
@@ -176,7 +179,7 @@ def _read_config(artifact_path: Path, run_id: str, model_name: str) -> dict:
                     f"{artifacts.run_dir(run_id)}: serve from the BRECHA_HOME that trained it")
 
 
-def _num(v: object) -> float | int | None:
+def json_number(v: object) -> float | int | None:
     if v is None or v is pd.NA or v is pd.NaT:
         return None
     if isinstance(v, (bool, np.bool_)):
