@@ -87,9 +87,10 @@ def run(args: list[str], home: Path) -> str:
     return done.stdout.strip()
 
 
-def start_server(home: Path, port: int) -> subprocess.Popen:
+def start_server(home: Path, port: int, workers: int) -> subprocess.Popen:
     env = {**os.environ, "BRECHA_HOME": str(home)}
-    proc = subprocess.Popen([BRECHA, "serve", "--port", str(port), "--log-level", "warning"], env=env,
+    proc = subprocess.Popen([BRECHA, "serve", "--port", str(port), "--log-level", "warning", "--workers", str(workers)],
+                            env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -113,13 +114,25 @@ def load(base: str, phase: Phase, total: int, clients: int, make: Request, seed:
     """Send ``total`` requests from ``clients`` threads; ``during`` runs beside them (given a progress count)."""
     lock = threading.Lock()
     counter = {"sent": 0}
+    side_done = threading.Event()
+    if during is None:
+        side_done.set()
 
     def take() -> bool:
+        # the last tenth of the requests waits for the side task, so the swaps happen under load
+        while counter["sent"] >= total * 9 // 10 and not side_done.wait(0.01):
+            pass
         with lock:
             if counter["sent"] >= total:
                 return False
             counter["sent"] += 1
             return True
+
+    def side(progress: Callable[[], int]) -> None:
+        try:
+            during(progress)
+        finally:
+            side_done.set()
 
     def worker(i: int) -> None:
         rng = random.Random(seed * 100 + i)
@@ -141,12 +154,12 @@ def load(base: str, phase: Phase, total: int, clients: int, make: Request, seed:
     started = time.perf_counter()
     with ThreadPoolExecutor(clients + 1) as pool:
         futures = [pool.submit(worker, i) for i in range(clients)]
-        side = pool.submit(during, lambda: counter["sent"]) if during else None
+        side_task = pool.submit(side, lambda: counter["sent"]) if during else None
         for f in futures:
             f.result()
         phase.seconds = time.perf_counter() - started
-        if side:
-            side.result()
+        if side_task:
+            side_task.result()
     return phase
 
 
@@ -156,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--whatifs", type=int, default=600)
     ap.add_argument("--swap-requests", type=int, default=1200)
     ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=1, help="`brecha serve --workers`")
     ap.add_argument("--seed", type=int, default=42)
     args = ap.parse_args(argv)
 
@@ -166,9 +180,9 @@ def main(argv: list[str] | None = None) -> None:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         t0 = time.perf_counter()
-        server = start_server(home, port)
+        server = start_server(home, port, args.workers)
         print(f"brecha serve up on {base} in {time.perf_counter() - t0:.1f} s (warehouse from {source}); "
-              f"{args.clients} concurrent clients, {os.cpu_count()} CPUs")
+              f"{args.clients} concurrent clients, {args.workers} server process(es), {os.cpu_count()} CPUs")
         try:
             with httpx.Client(base_url=base) as c:
                 ubigeos = [d["ubigeo"] for page in range(1, 100)
@@ -206,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
                     seen = c.get("/health").json()["snapshot"]["snapshot_id"]
                     swap.notes.append(f"publish took {time.perf_counter() - t:.1f} s at request {progress()}; "
                                       f"served snapshot {before[:22]} -> {seen[:22]}")
-                    while progress() < args.swap_requests * 3 // 5:
+                    while progress() < args.swap_requests // 2:
                         time.sleep(0.05)
                     t = time.perf_counter()
                     run([BRECHA, "publish", "--rollback"], home)

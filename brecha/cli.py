@@ -123,7 +123,9 @@ def run(input_dir: Path | None, seed: int, scale: float) -> None:
 @click.option("--port", type=int, default=8000, show_default=True, help="TCP port.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-def serve(host: str, port: int, log_level: str) -> None:
+@click.option("--workers", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Server processes (a what-if is mostly Python under the GIL: 2 use both cores of a 2-core machine).")
+def serve(host: str, port: int, log_level: str, workers: int) -> None:
     """Start the read-only prediction API over $BRECHA_HOME/serving/brecha.duckdb (OpenAPI page at /docs).
 
     District answers, a filtered list, the served model and what-if scenarios; a new `brecha publish` or a
@@ -137,7 +139,7 @@ def serve(host: str, port: int, log_level: str) -> None:
         os.environ.setdefault(var, "1")
     from brecha.api import serve as _serve
 
-    _serve(host=host, port=port, log_level=log_level)
+    _serve(host=host, port=port, log_level=log_level, workers=workers)
 
 
 @cli.command()

@@ -238,11 +238,11 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
         v = served.current()
         v.require_predictions()
         with v.cursor() as con:
-            rows = con.execute(f"SELECT * FROM {PRIORITIES} WHERE ubigeo = ?", [ubigeo]).df()
-        if rows.empty:
+            rows = _records(con.execute(f"SELECT * FROM {PRIORITIES} WHERE ubigeo = ?", [ubigeo]))
+        if not rows:
             raise ApiError(404, ["path", "ubigeo"], f"no district with ubigeo {ubigeo} in the served copy",
                            "not_found")
-        return _district(rows.iloc[0])
+        return _district(rows[0])
 
     @app.get("/districts", response_model=DistrictPage, tags=["districts"])
     def districts(
@@ -293,10 +293,9 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
                 params.append(rank_max)
             clause = f"WHERE {' AND '.join(where)}" if where else ""
             total = con.execute(f"SELECT count(*) FROM {PRIORITIES} {clause}", params).fetchone()[0]
-            rows = con.execute(f"SELECT * FROM {PRIORITIES} {clause} ORDER BY {rank} NULLS LAST, ubigeo "
-                               "LIMIT ? OFFSET ?", [*params, page_size, (page - 1) * page_size]).df()
-        return DistrictPage(total=total, page=page, page_size=page_size,
-                            items=[_district(r) for _, r in rows.iterrows()])
+            rows = _records(con.execute(f"SELECT * FROM {PRIORITIES} {clause} ORDER BY {rank} NULLS LAST, ubigeo "
+                                        "LIMIT ? OFFSET ?", [*params, page_size, (page - 1) * page_size]))
+        return DistrictPage(total=total, page=page, page_size=page_size, items=[_district(r) for r in rows])
 
     @app.get("/model", response_model=ModelInfo, tags=["model"])
     def model() -> ModelInfo:
@@ -373,11 +372,23 @@ def _text(v: object) -> str | None:
     return v if isinstance(v, str) else None
 
 
-def _district(row: pd.Series) -> District:
+def _records(result) -> list[dict[str, Any]]:
+    cols = [d[0] for d in result.description]
+    return [dict(zip(cols, r, strict=True)) for r in result.fetchall()]
+
+
+def _jsonable(v: object) -> Any:
+    try:
+        return json_number(v)
+    except (TypeError, ValueError):  # e.g. a date in a column added to the mart later
+        return str(v)
+
+
+def _district(row: dict[str, Any]) -> District:
     data: dict[str, Any] = {field: None for field in DISTRICT_FIELDS.values()}
     more: dict[str, Any] = {}
     for col, val in row.items():
-        value = val if isinstance(val, str) else json_number(val)
+        value = val if isinstance(val, str) else _jsonable(val)
         if col in DISTRICT_FIELDS:
             data[DISTRICT_FIELDS[col]] = value
         else:
@@ -387,24 +398,44 @@ def _district(row: pd.Series) -> District:
     return District(**data, more=more)
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
-    """Run the API with uvicorn (one process; requests run in its thread pool)."""
+def warm(app: FastAPI) -> None:
+    """Limit BLAS/OpenMP/torch to one thread, open the copy, build the feature table and load the model, so the
+    first request is not slow (a missing copy is only reported: the API answers 503 until one is published)."""
     import torch
-    import uvicorn
     from threadpoolctl import threadpool_limits
 
     from ml.predict import predict_frame
 
-    # One thread per request for BLAS/OpenMP/torch: on 2 cores, parallelism comes from concurrent requests.
-    # OpenMP's limit is per thread: `brecha serve` also sets OMP_NUM_THREADS=1 before the libraries load, which
-    # is what reaches the server's worker threads; this call covers the libraries loaded in this thread.
+    # One thread per request: on 2 cores, parallelism comes from concurrent requests. OpenMP's limit is per
+    # thread: `brecha serve` also sets OMP_NUM_THREADS=1 before the libraries load, which is what reaches the
+    # server's worker threads; this call covers the libraries loaded in this thread.
     torch.set_num_threads(1)
     threadpool_limits(limits=1)
-    app = create_app()
-    try:  # open the copy, build the feature table and load the model before the first request
+    try:
         v: Version = app.state.served.current()
         m = v.model()
         predict_frame(m.run_id, v.features().iloc[:1])
     except NotServed as err:
         print(f"warning: {err}; the API answers 503 until a copy is published")
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def warm_app() -> FastAPI:
+    """The app for ``$BRECHA_HOME``, warmed up: the factory each uvicorn worker process calls."""
+    app = create_app()
+    warm(app)
+    return app
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, log_level: str = "info", workers: int = 1) -> None:
+    """Run the API with uvicorn: ``workers`` processes, each answering requests from its thread pool.
+
+    Most of a what-if is Python work under the GIL, so a second process is what uses a second core; each
+    worker holds its own copy of the model and feature table (about 0.5 GB with torch loaded).
+    """
+    import uvicorn
+
+    if workers > 1:
+        uvicorn.run("brecha.api.app:warm_app", factory=True, host=host, port=port, log_level=log_level,
+                    workers=workers)
+    else:
+        uvicorn.run(warm_app(), host=host, port=port, log_level=log_level)
