@@ -208,6 +208,26 @@ def test_whatif_equals_the_artifacts_own_prediction(client: TestClient, served_h
     assert base["baseline"]["predicted_internet_pct"] == pytest.approx(one["predicted_internet_pct"], abs=1e-4)
 
 
+def test_concurrent_whatifs_batched_together_get_their_own_answers(client: TestClient, served_home: Path) -> None:
+    """Concurrent what-ifs share model calls (brecha.api.batching); each must get exactly its own rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ubigeos = list(mart(served_home)["ubigeo"].iloc[:6])
+    asks = [(ubigeos[i % 6], float(i * 4)) for i in range(24)]
+
+    def ask(a: tuple[str, float]) -> dict:
+        return client.post(f"/districts/{a[0]}/whatif", json={"overrides": {"pct_centres_4g": a[1]}}).json()
+
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(ask, asks))
+    for a, got in zip(asks, together, strict=True):
+        alone = ask(a)
+        assert got["ubigeo"] == a[0] and got["overrides"][0]["scenario_value"] == a[1]
+        for part in ("baseline", "scenario"):
+            for k in ("predicted_internet_pct", "lower_90", "upper_90"):  # float32 networks: batch rounding
+                assert got[part][k] == pytest.approx(alone[part][k], abs=1e-4)
+
+
 def test_whatif_errors_name_the_field(client: TestClient, served_home: Path) -> None:
     ubigeo = mart(served_home)["ubigeo"].iloc[0]
     url = f"/districts/{ubigeo}/whatif"

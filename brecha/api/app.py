@@ -27,6 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from brecha.api.batching import Batcher
 from brecha.api.served import (
     FEATURE_DESCRIPTIONS,
     PRIORITIES,
@@ -203,6 +204,7 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
                     f"serves; a new `brecha publish` or a rollback is picked up without a restart.\n\n{ASSOCIATIONAL}",
     )
     app.state.served = served
+    batcher = Batcher(_predict_frame)
 
     @app.exception_handler(ApiError)
     def _api_error(_: Request, err: ApiError) -> JSONResponse:
@@ -320,8 +322,6 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
                          "feature the model does not use, or a value out of its range"}})
     def whatif(ubigeo: Ubigeo, body: Annotated[WhatIfRequest, Body()]) -> WhatIf:
         """Predict the district's internet share with some of its features set to other values."""
-        from ml.predict import predict_frame
-
         v = served.current()
         m = v.model()
         overrides = {k: val for k, val in body.overrides.model_dump().items() if val is not None}
@@ -346,7 +346,7 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
         frame.index = pd.Index(["baseline", "scenario"])
         for name, val in overrides.items():
             frame.loc["scenario", name] = float(val)
-        pred = predict_frame(m.run_id, frame)
+        pred = batcher.predict(m.run_id, frame)
         info = v.names.loc[ubigeo].tolist()
         base, scen = (Interval(**{k: float(pred.loc[i, k]) for k in Interval.model_fields})
                       for i in ("baseline", "scenario"))
@@ -366,6 +366,12 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
 def _example(con, field: str) -> str:
     row = con.execute(f"SELECT {field} FROM {PRIORITIES} WHERE {field} IS NOT NULL ORDER BY 1 LIMIT 1").fetchone()
     return repr(row[0]) if row else "none served"
+
+
+def _predict_frame(run_id: str, features: pd.DataFrame) -> pd.DataFrame:
+    from ml.predict import predict_frame
+
+    return predict_frame(run_id, features)
 
 
 def _text(v: object) -> str | None:

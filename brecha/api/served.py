@@ -114,6 +114,13 @@ class Version:
         return None if row is None else {"snapshot_id": row[0], "action": row[1],
                                          "published_at": row[2].isoformat(), "run_id": row[3]}
 
+    def prepare(self) -> None:
+        """Build what the endpoints need (a copy without predictions has nothing to prepare)."""
+        try:
+            self.ranges()
+        except NotServed:
+            pass
+
     def require_predictions(self) -> str:
         if not self.priority_columns or self.run_id is None:
             raise NotServed(f"{self.path} has no {PRIORITIES} rows: run `brecha train`, `brecha build` and "
@@ -211,15 +218,23 @@ class ServedCopy:
         return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
 
     def current(self) -> Version:
+        """The version to answer from. When the file changed, the first request to notice opens the new version
+        and prepares it (feature table, model config) while concurrent requests keep answering from the previous
+        one, so a publish under load costs one slower request, not a pause."""
         key = self._key()
         v = self._version
         if v is not None and v.key == key:
             return v
-        with self._lock:  # one thread opens the new version, the others wait for it
+        if not self._lock.acquire(blocking=v is None):
+            return v  # another request is opening the new version
+        try:
             v = self._version
             if v is None or v.key != key:
                 # a swap between stat and ATTACH opens the newer file under the older key: the next request
                 # sees the key differ and opens it again, never the other way round
-                v = Version(self.path, key)
-                self._version = v  # the replaced version closes when its last request drops it
-            return v
+                new = Version(self.path, key)
+                new.prepare()
+                self._version = new  # the replaced version closes when its last request drops it
+            return self._version
+        finally:
+            self._lock.release()
