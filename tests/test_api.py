@@ -165,6 +165,9 @@ def test_model_endpoint_reports_the_served_run(client: TestClient, served_home: 
     overrides = schema["components"]["schemas"]["Overrides"]
     assert overrides["additionalProperties"] is False
     assert overrides["properties"]["pct_centres_4g"]["anyOf"][0]["maximum"] == 100
+    observed = next(f for f in body["features"] if f["bounds"] == "observed")  # the data's range, in the schema
+    number = overrides["properties"][observed["name"]]["anyOf"][0]
+    assert (number["minimum"], number["maximum"]) == (observed["minimum"], observed["maximum"])
 
 
 def test_whatif_equals_the_artifacts_own_prediction(client: TestClient, served_home: Path) -> None:
@@ -334,14 +337,23 @@ def test_brecha_serve_answers_over_http(served_home: Path, use_home) -> None:
                         bad.append(f"{r.status_code} {r.text[:200]}")
             return bad
 
+        def served_soon(snapshot_id: str) -> bool:
+            """While one request prepares a new version, concurrent ones still answer from the previous one."""
+            deadline = time.monotonic() + 60
+            while httpx.get(f"{base}/health").json()["snapshot"]["snapshot_id"] != snapshot_id:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.1)
+            return True
+
         with ThreadPoolExecutor(4) as pool:
             futures = [pool.submit(ask, i) for i in range(4)]
             second = publish.publish().snapshot_id
-            assert httpx.get(f"{base}/health").json()["snapshot"]["snapshot_id"] == second
+            assert served_soon(second)
             back = publish.rollback().snapshot_id  # the snapshot published before `second`
             errors = [e for f in futures for e in f.result()]
         assert errors == []
-        assert back != second and httpx.get(f"{base}/health").json()["snapshot"]["snapshot_id"] == back
+        assert back != second and served_soon(back)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -24,6 +24,7 @@ from fastapi import Body, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -205,6 +206,35 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
     )
     app.state.served = served
     batcher = Batcher(_predict_frame)
+
+    def openapi() -> dict[str, Any]:
+        """The generated schema, with the valid range of every feature in the served copy written into the
+        what-if's ``Overrides`` (regenerated when a new copy is served)."""
+        try:
+            v = served.current()
+            ranges, model = v.ranges(), v.model()
+        except NotServed:
+            v, ranges, model = None, {}, None
+        key = None if v is None else v.key
+        if app.openapi_schema is not None and app.state.openapi_key == key:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
+                             description=app.description, routes=app.routes)
+        props = schema["components"]["schemas"]["Overrides"]["properties"]
+        for name, prop in props.items():
+            r = ranges.get(name)
+            if r is not None:
+                number = next(t for t in prop["anyOf"] if t.get("type") == "number")
+                number["minimum"], number["maximum"] = r.minimum, r.maximum
+                prop["description"] += (f". Served model {model.model_name} (run {model.run_id}): valid "
+                                        f"{r.minimum:g}..{r.maximum:g} ({r.source})")
+            elif model is not None:
+                prop["description"] += f". Not used by the served model {model.model_name}: rejected"
+        app.openapi_schema, app.state.openapi_key = schema, key
+        return schema
+
+    app.openapi = openapi
+    app.state.openapi_key = None
 
     @app.exception_handler(ApiError)
     def _api_error(_: Request, err: ApiError) -> JSONResponse:
