@@ -210,23 +210,32 @@ def main(argv: list[str] | None = None) -> None:
             ]
             swap = Phase("lookup + what-if while publish and rollback swap the copy")
 
+            def swap_and_wait(c: httpx.Client, args_: list[str], progress: Callable[[], int]) -> str:
+                """Run a publish or rollback; return what happened and how long until the API answered from it."""
+                at = progress()
+                old = c.get("/health").json()["snapshot"]["snapshot_id"]
+                t = time.perf_counter()
+                run(args_, home)
+                took = time.perf_counter() - t
+                t = time.perf_counter()
+                while (now := c.get("/health").json()["snapshot"]["snapshot_id"]) == old:
+                    if time.perf_counter() - t > 60:
+                        break
+                    time.sleep(0.05)
+                return (f"`{' '.join(['brecha', *args_[1:]])}` at request {at}: {took:.1f} s; served snapshot "
+                        f"{old[:22]} -> {now[:22]} {time.perf_counter() - t:.2f} s later")
+
             def publish_then_rollback(progress: Callable[[], int]) -> None:
                 with httpx.Client(base_url=base) as c:
                     before = c.get("/health").json()["snapshot"]["snapshot_id"]
                     while progress() < args.swap_requests // 5:
                         time.sleep(0.05)
-                    t = time.perf_counter()
-                    run([BRECHA, "publish"], home)
-                    seen = c.get("/health").json()["snapshot"]["snapshot_id"]
-                    swap.notes.append(f"publish took {time.perf_counter() - t:.1f} s at request {progress()}; "
-                                      f"served snapshot {before[:22]} -> {seen[:22]}")
+                    swap.notes.append(swap_and_wait(c, [BRECHA, "publish"], progress))
                     while progress() < args.swap_requests // 2:
                         time.sleep(0.05)
-                    t = time.perf_counter()
-                    run([BRECHA, "publish", "--rollback"], home)
+                    swap.notes.append(swap_and_wait(c, [BRECHA, "publish", "--rollback"], progress))
                     back = c.get("/health").json()["snapshot"]["snapshot_id"]
-                    swap.notes.append(f"rollback took {time.perf_counter() - t:.1f} s at request {progress()}; "
-                                      f"served snapshot -> {back[:22]} ({'the first again' if back == before else 'UNEXPECTED'})")
+                    swap.notes.append(f"after the rollback the first snapshot is served again: {back == before}")
 
             phases.append(load(base, swap, args.swap_requests, args.clients, mixed, args.seed + 2,
                                during=publish_then_rollback))

@@ -11,6 +11,8 @@ Endpoints (the generated OpenAPI page at ``/docs``, the schema at ``/openapi.jso
 - ``GET /health``: which serving file, snapshot and run are being answered from.
 
 Every request value reaches SQL as a bound parameter; identifiers (sort columns) come from fixed tables.
+The model is applied through ``ml.predict.predict_frame`` only; concurrent what-ifs share one call of it
+(``brecha.api.batching``).
 """
 
 from __future__ import annotations
