@@ -121,7 +121,7 @@ def run(input_dir: Path | None, seed: int, scale: float) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", type=int, default=8000, show_default=True, help="TCP port.")
-@click.option("--log-level", default="info", show_default=True,
+@click.option("--log-level", default="info", show_default=True, help="uvicorn's log level (access log at info).",
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @click.option("--workers", type=click.IntRange(1, 16), default=1, show_default=True,
               help="Server processes (a what-if is mostly Python under the GIL: 2 use both cores of a 2-core machine).")
