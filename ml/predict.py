@@ -64,10 +64,11 @@ def selected_model(run_id: str) -> tuple[Any, dict]:
     return artifacts.load_model(chosen[0])
 
 
-def predict_frame(run_id: str, features: pd.DataFrame) -> pd.DataFrame:
+def predict_frame(run_id: str, features: pd.DataFrame, *, departments: pd.Series | None = None) -> pd.DataFrame:
     """Apply the selected model of ``run_id`` to ``features`` (one row per district, the feature table's
     columns; extra columns are ignored): ``predicted_internet_pct``, ``lower_90``, ``upper_90`` with the
-    features' index."""
+    features' index. ``departments`` (per row, the department code) is accepted for intervals calibrated by
+    region; today's cross-conformal intervals do not depend on it."""
     model, config = selected_model(run_id)
     missing = [f for f in config["features"] if f not in features.columns]
     if missing:

@@ -374,12 +374,13 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
             if not r.minimum <= val <= r.maximum:
                 raise ApiError(422, ["body", "overrides", name], f"{name} = {val:g} is outside its valid range "
                                f"{r.minimum:g}..{r.maximum:g} ({r.source})", "out_of_range")
+        info = v.names.loc[ubigeo].tolist()  # district, department, internet_pct, department_code
         frame = pd.concat([feats.loc[[ubigeo]]] * 2)
         frame.index = pd.Index(["baseline", "scenario"])
         for name, val in overrides.items():
             frame.loc["scenario", name] = float(val)
-        pred = batcher.predict(m.run_id, frame)
-        info = v.names.loc[ubigeo].tolist()
+        departments = pd.Series([info[3]] * 2, index=frame.index)  # intervals calibrated by region, where they are
+        pred = batcher.predict(m.run_id, frame, departments)
         base, scen = (Interval(**{k: float(pred.loc[i, k]) for k in Interval.model_fields})
                       for i in ("baseline", "scenario"))
         return WhatIf(
@@ -400,10 +401,10 @@ def _example(con, field: str) -> str:
     return repr(row[0]) if row else "none served"
 
 
-def _predict_frame(run_id: str, features: pd.DataFrame) -> pd.DataFrame:
+def _predict_frame(run_id: str, features: pd.DataFrame, departments: pd.Series) -> pd.DataFrame:
     from ml.predict import predict_frame
 
-    return predict_frame(run_id, features)
+    return predict_frame(run_id, features, departments=departments)
 
 
 def _text(v: object) -> str | None:

@@ -22,25 +22,26 @@ import pandas as pd
 class _Pending:
     run_id: str
     frame: pd.DataFrame
+    departments: pd.Series
     future: Future = field(default_factory=Future)
 
 
 class Batcher:
     """One background thread applies the model; requests queue their rows and wait for their own answer."""
 
-    def __init__(self, predict: Callable[[str, pd.DataFrame], pd.DataFrame]) -> None:
-        self._predict = predict  # (run_id, features) -> predictions with the features' index
+    def __init__(self, predict: Callable[..., pd.DataFrame]) -> None:
+        self._predict = predict  # (run_id, features, departments=) -> predictions with the features' index
         self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._serial = 0
 
-    def predict(self, run_id: str, frame: pd.DataFrame) -> pd.DataFrame:
+    def predict(self, run_id: str, frame: pd.DataFrame, departments: pd.Series) -> pd.DataFrame:
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="whatif-batcher", daemon=True)
                 self._thread.start()
-        item = _Pending(run_id, frame)
+        item = _Pending(run_id, frame, departments)
         self._queue.put(item)
         return item.future.result()
 
@@ -60,7 +61,8 @@ class Batcher:
         self._serial += len(items)
         try:
             joined = pd.concat([p.frame for p in items], keys=keys)
-            out = self._predict(items[0].run_id, joined)
+            departments = pd.concat([p.departments for p in items], keys=keys)
+            out = self._predict(items[0].run_id, joined, departments=departments)
             for key, p in zip(keys, items, strict=True):
                 p.future.set_result(out.loc[key])
         except BaseException as err:  # every waiting request gets the error, none hangs

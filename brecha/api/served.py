@@ -82,7 +82,7 @@ class Version:
         self._db.execute("SET lock_configuration = true")
         self._lock = threading.Lock()
         self._features: pd.DataFrame | None = None
-        self.names: pd.DataFrame | None = None  # district, department, internet_pct (with the features)
+        self.names: pd.DataFrame | None = None  # district, department, internet_pct, department_code
         self._ranges: dict[str, FeatureRange] | None = None
         self._model: ServedModel | None = None
         with self.cursor() as con:
@@ -153,7 +153,7 @@ class Version:
                 if self._features is None:
                     with self.cursor() as con:
                         marts = load_marts(con)
-                    self.names = marts[["district", "department", "internet_pct"]]
+                    self.names = marts[["district", "department", "internet_pct", "department_code"]]
                     self._features = build_feature_table(marts)
         return self._features
 
