@@ -10,7 +10,7 @@ export BRECHA_HOME ?= $(CURDIR)/warehouse
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export DO_NOT_TRACK := 1
 
-.PHONY: install run test lint node bench corpus airflow docs clean
+.PHONY: install run test lint node bench bench-api corpus serve airflow docs clean
 
 install: $(STAMP)
 
@@ -42,6 +42,12 @@ bench: install
 # damaged copies of the extracts (../shared/data/real, else synthetic), each through `brecha run --input`
 corpus: install
 	$(BIN)/python -m brecha.corpus
+
+bench-api: install
+	$(BIN)/python -m brecha.bench_api
+
+serve: install
+	$(BIN)/brecha serve $(SERVE_ARGS)
 
 docs: install
 	$(BIN)/brecha docs

@@ -120,6 +120,30 @@ def run(input_dir: Path | None, seed: int, scale: float) -> None:
 
 
 @cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=int, default=8000, show_default=True, help="TCP port.")
+@click.option("--log-level", default="info", show_default=True, help="uvicorn's log level (access log at info).",
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--workers", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Server processes (a what-if is mostly Python under the GIL: 2 use both cores of a 2-core machine).")
+def serve(host: str, port: int, log_level: str, workers: int) -> None:
+    """Start the read-only prediction API over $BRECHA_HOME/serving/brecha.duckdb (OpenAPI page at /docs).
+
+    District answers, a filtered list, the served model and what-if scenarios; a new `brecha publish` or a
+    rollback is picked up without a restart.
+    """
+    import os
+
+    # One OpenMP/BLAS thread per request, fixed before those libraries load (the limit is per thread, and the
+    # server's worker threads would otherwise each start a team of spinning threads on a 2-core machine).
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    from brecha.api import serve as _serve
+
+    _serve(host=host, port=port, log_level=log_level, workers=workers)
+
+
+@cli.command()
 def docs() -> None:
     """Generate the dbt docs site ($BRECHA_HOME/dbt_target/index.html)."""
     from brecha.dbt import docs as _docs

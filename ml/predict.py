@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -41,29 +42,18 @@ class PredictResult:
                 f"{p.mean():.2f} %; {same}; written to {self.output}")
 
 
-def _selected(run_id: str) -> tuple[str, Path]:
-    with session(read_only=True) as con:
-        try:
-            row = con.execute("select model_name, artifact_path from ml.model_runs where run_id = ? and selected",
-                              [run_id]).fetchone()
-        except Exception as err:  # no ml schema yet
-            raise BrechaError(f"no ml.model_runs table in this warehouse: run `brecha train` first ({err})") from err
-    if row is None:
-        raise BrechaError(f"run {run_id!r} is not in ml.model_runs: pick a run_id from "
-                          "`select distinct run_id from ml.model_runs`")
-    return row[0], Path(row[1])
-
-
 @lru_cache(maxsize=4)
-def _load_selected(run_id: str, path: Path) -> tuple[str, Any, dict]:
-    regressor, config = artifacts.load_model(path)
-    return config.get("model_name", path.name), regressor, config
-
-
 def load_selected(run_id: str) -> tuple[str, Any, dict]:
-    """(model name, regressor, model_config) of a run's selected model; loaded once per process and path."""
-    _, path = _selected(run_id)
-    return _load_selected(run_id, path)
+    """(model name, regressor, model_config) of a run's selected model, found from the run's artifacts alone (the
+    folder whose ``model_config.json`` says ``"selected": true``; no database is opened, so the HTTP API reads only
+    the serving copy and these files), loaded once per run id and process."""
+    run = artifacts.run_dir(run_id)
+    chosen = [c.parent for c in sorted(run.glob("*/model_config.json")) if json.loads(c.read_text()).get("selected")]
+    if not chosen:
+        raise BrechaError(f"run {run_id!r} has no selected model under {run}: pick a run trained in this BRECHA_HOME "
+                          "(`select distinct run_id from ml.model_runs`)")
+    regressor, config = artifacts.load_model(chosen[0])
+    return config.get("model_name", chosen[0].name), regressor, config
 
 
 def apply_regressor(regressor: Any, X: pd.DataFrame,  # noqa: N803

@@ -1,0 +1,480 @@
+"""`brecha serve`: a read-only HTTP API over the published serving copy and the artifact of the run it serves.
+
+Endpoints (the generated OpenAPI page at ``/docs``, the schema at ``/openapi.json``):
+
+- ``GET /districts/{ubigeo}``: one district: names, actual and predicted internet share, 90 % interval (and
+  whether the prediction is out of fold, once the mart says so), gap, divide index, both ranks, segment;
+- ``GET /districts``: a filtered (department, province, segment, rank range), paginated list;
+- ``GET /model``: the model run served, its metrics and the valid range of every feature a what-if may set;
+- ``POST /districts/{ubigeo}/whatif``: the district's features with some overridden, answered with the
+  baseline and scenario predictions, both intervals and the difference;
+- ``GET /health``: which serving file, snapshot and run are being answered from.
+
+Every request value reaches SQL as a bound parameter; identifiers (sort columns) come from fixed tables.
+The model is applied through ``ml.predict.predict_frame`` only; concurrent what-ifs share one call of it
+(``brecha.api.batching``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pandas as pd
+from fastapi import Body, FastAPI, Query, Request
+from fastapi import Path as PathParam
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from brecha.api.batching import Batcher
+from brecha.api.served import (
+    FEATURE_DESCRIPTIONS,
+    PRIORITIES,
+    NotServed,
+    ServedCopy,
+    Version,
+    json_number,
+    natural_bounds,
+)
+from ml.features import FEATURE_NAMES
+
+MAX_PAGE_SIZE = 200
+UBIGEO_PATTERN = r"^\d{6}$"
+ASSOCIATIONAL = (
+    "Associational, not causal: the scenario is what the model predicts for a district whose features look like "
+    "this, learned from how districts differ from each other. It is not an estimate of what an intervention "
+    "would cause; the other features are held at the district's values, although in reality they move together."
+)
+RANK_COLUMNS = {"priority": "priority_rank", "divide": "national_rank"}
+# mart column -> answer field (the mart's columns keep their names except internet_pct)
+DISTRICT_FIELDS = {
+    "ubigeo": "ubigeo", "district": "district", "province": "province", "department": "department",
+    "department_code": "department_code", "latitude": "latitude", "longitude": "longitude",
+    "population": "population", "internet_pct": "actual_internet_pct",
+    "predicted_internet_pct": "predicted_internet_pct", "lower_90": "lower_90", "upper_90": "upper_90",
+    "is_out_of_fold": "is_out_of_fold", "gap_pp": "gap_pp", "divide_index": "divide_index",
+    "national_rank": "national_rank", "priority_rank": "priority_rank", "segment_id": "segment_id",
+    "segment_label": "segment_label", "run_id": "run_id", "model_name": "model_name",
+}
+
+
+Ubigeo = Annotated[str, PathParam(pattern=UBIGEO_PATTERN, description="INEI 6-digit district code",
+                                  examples=["010101"])]
+
+
+class ApiError(Exception):
+    """A 4xx/5xx answer in FastAPI's validation-error shape: ``{"detail": [{"loc", "msg", "type"}]}``."""
+
+    def __init__(self, status: int, loc: list[str | int], msg: str, kind: str) -> None:
+        super().__init__(msg)
+        self.status, self.loc, self.msg, self.kind = status, loc, msg, kind
+
+
+# --- response and request models ------------------------------------------------------------------------------
+
+class District(BaseModel):
+    ubigeo: str = Field(description="INEI 6-digit district code")
+    district: str | None
+    province: str | None
+    department: str | None
+    department_code: str | None
+    latitude: float | None
+    longitude: float | None
+    population: float | None = Field(description="Census 2017 population")
+    actual_internet_pct: float | None = Field(description="Census share of households with internet (null: unknown)")
+    predicted_internet_pct: float | None = Field(description="Model's predicted share of households online, %")
+    lower_90: float | None = Field(description="Lower end of the 90 % prediction interval, %")
+    upper_90: float | None = Field(description="Upper end of the 90 % prediction interval, %")
+    is_out_of_fold: bool | None = Field(description="True when the prediction comes from a model that did not see "
+                                        "this district; null when the served copy does not record it")
+    gap_pp: float | None = Field(description="actual − predicted, percentage points (null when actual unknown)")
+    divide_index: float | None = Field(description="Digital divide index, 0-100 (higher = wider divide)")
+    national_rank: int | None = Field(description="Rank by divide index (1 = widest divide)")
+    priority_rank: int | None = Field(description="Rank by priority score (1 = act first)")
+    segment_id: int | None = Field(description="Cluster (segment) of similar districts, when present")
+    segment_label: str | None
+    run_id: str
+    model_name: str | None
+    more: dict[str, Any] = Field(default_factory=dict,
+                                 description="Other columns of marts.mart_district_priorities, by name")
+
+
+class DistrictPage(BaseModel):
+    total: int = Field(description="Districts matching the filters")
+    page: int
+    page_size: int
+    items: list[District]
+
+
+class Interval(BaseModel):
+    predicted_internet_pct: float
+    lower_90: float
+    upper_90: float
+
+
+class Override(BaseModel):
+    feature: str
+    description: str
+    baseline_value: float | None = Field(description="The district's own value (null: missing, imputed by the model)")
+    scenario_value: float
+    valid_range: tuple[float, float]
+
+
+class WhatIf(BaseModel):
+    ubigeo: str
+    district: str | None
+    department: str | None
+    run_id: str
+    model_name: str
+    overrides: list[Override]
+    baseline: Interval = Field(description="The served model on the district's own features")
+    scenario: Interval = Field(description="The served model on the features with the overrides applied")
+    difference_pp: float = Field(description="scenario − baseline predicted share, percentage points")
+    actual_internet_pct: float | None
+    note: str = Field(description="How to read the answer")
+
+
+class FeatureInfo(BaseModel):
+    name: str
+    description: str
+    minimum: float
+    maximum: float
+    bounds: Literal["natural", "observed"] = Field(description="natural: the quantity's own bounds (shares 0-100, "
+                                                   "fractions and flags 0-1); observed: min-max in the served copy")
+
+
+class ModelInfo(BaseModel):
+    run_id: str
+    model_name: str
+    model_family: str | None
+    target: str | None
+    metrics: dict[str, float | int | None] = Field(description="Spatial-CV metrics of the selected model "
+                                                   "(folds by department; MAE/RMSE in percentage points)")
+    candidates: list[dict[str, Any]] = Field(description="Every model compared in the run, with its CV metrics")
+    conformal: dict[str, Any] | None
+    features: list[FeatureInfo] = Field(description="Features the model uses: the ones a what-if may override")
+    snapshot: dict[str, Any] | None = Field(description="The serving snapshot answered from (ops.snapshots)")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    serving_db: str
+    snapshot: dict[str, Any] | None
+    run_id: str | None
+
+
+def _override_field(name: str) -> tuple[type, Any]:
+    bounds = natural_bounds(name)
+    desc = FEATURE_DESCRIPTIONS[name]
+    if bounds is None:
+        return float | None, Field(None, description=f"{desc}. Valid range: the min-max observed in the served "
+                                   "copy (GET /model lists it)")
+    return float | None, Field(None, ge=bounds[0], le=bounds[1],
+                               description=f"{desc}. Valid range: {bounds[0]:g}-{bounds[1]:g}")
+
+
+Overrides = create_model(
+    "Overrides",
+    __config__=ConfigDict(extra="forbid", allow_inf_nan=False),
+    __doc__="Feature values to set (any subset; only features the served model uses, see GET /model). "
+            "Unknown names are rejected.",
+    **{name: _override_field(name) for name in FEATURE_NAMES},
+)
+
+
+class WhatIfRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"overrides": {"pct_centres_4g": 80}}]})
+    overrides: Overrides = Field(description="Feature -> value for the scenario")  # type: ignore[valid-type]
+
+
+# --- the app --------------------------------------------------------------------------------------------------
+
+def create_app(serving_db: Path | None = None) -> FastAPI:
+    """The API over ``serving_db`` (default ``$BRECHA_HOME/serving/brecha.duckdb``)."""
+    from brecha.config import paths
+
+    served = ServedCopy(serving_db or paths().serving_db)
+    app = FastAPI(
+        title="Brecha prediction API",
+        version="1",
+        summary="District answers and what-if scenarios over the published serving copy (read-only).",
+        description=f"Reads only the published serving copy ({served.path}) and the model artifact of the run it "
+                    f"serves; a new `brecha publish` or a rollback is picked up without a restart.\n\n{ASSOCIATIONAL}",
+    )
+    app.state.served = served
+    batcher = Batcher(_predict_frame)
+
+    def openapi() -> dict[str, Any]:
+        """The generated schema, with the valid range of every feature in the served copy written into the
+        what-if's ``Overrides`` (regenerated when a new copy is served)."""
+        try:
+            v = served.current()
+            ranges, model = v.ranges(), v.model()
+        except NotServed:
+            v, ranges, model = None, {}, None
+        key = None if v is None else v.key
+        if app.openapi_schema is not None and app.state.openapi_key == key:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
+                             description=app.description, routes=app.routes)
+        props = schema["components"]["schemas"]["Overrides"]["properties"]
+        for name, prop in props.items():
+            r = ranges.get(name)
+            if r is not None:
+                number = next(t for t in prop["anyOf"] if t.get("type") == "number")
+                number["minimum"], number["maximum"] = r.minimum, r.maximum
+                prop["description"] += (f". Served model {model.model_name} (run {model.run_id}): valid "
+                                        f"{r.minimum:g}..{r.maximum:g} ({r.source})")
+            elif model is not None:
+                prop["description"] += f". Not used by the served model {model.model_name}: rejected"
+        app.openapi_schema, app.state.openapi_key = schema, key
+        return schema
+
+    app.openapi = openapi
+    app.state.openapi_key = None
+
+    @app.exception_handler(ApiError)
+    def _api_error(_: Request, err: ApiError) -> JSONResponse:
+        return JSONResponse({"detail": [{"loc": err.loc, "msg": err.msg, "type": err.kind}]}, status_code=err.status)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:
+        errors = []
+        for e in err.errors():
+            e = dict(e)
+            if e.get("type") == "extra_forbidden" and tuple(e["loc"][:2]) == ("body", "overrides"):
+                e["msg"] = f"unknown feature {e['loc'][-1]!r}: GET /model lists the features a what-if may set"
+            if isinstance(e.get("input"), float) and not math.isfinite(e["input"]):
+                e["input"] = str(e["input"])  # NaN / Infinity: not valid JSON either
+            errors.append(e)
+        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+    @app.exception_handler(NotServed)
+    def _not_served(_: Request, err: NotServed) -> JSONResponse:
+        return JSONResponse({"detail": [{"loc": ["serving_db"], "msg": str(err), "type": "not_served"}]},
+                            status_code=503)
+
+    @app.get("/health", response_model=Health, tags=["service"])
+    def health() -> Health:
+        """Which serving file, snapshot and model run the answers come from."""
+        v = served.current()
+        return Health(status="ok", serving_db=str(v.path), snapshot=v.snapshot, run_id=v.run_id)
+
+    @app.get("/districts/{ubigeo}", response_model=District, tags=["districts"],
+             responses={404: {"description": "Unknown ubigeo"}})
+    def district(ubigeo: Ubigeo) -> District:
+        """One district, as the map shows it."""
+        v = served.current()
+        v.require_predictions()
+        with v.cursor() as con:
+            rows = _records(con.execute(f"SELECT * FROM {PRIORITIES} WHERE ubigeo = ?", [ubigeo]))
+        if not rows:
+            raise ApiError(404, ["path", "ubigeo"], f"no district with ubigeo {ubigeo} in the served copy",
+                           "not_found")
+        return _district(rows[0])
+
+    @app.get("/districts", response_model=DistrictPage, tags=["districts"])
+    def districts(
+        department: Annotated[str | None, Query(description="Department name (case-insensitive)",
+                                                examples=["AMAZONAS"])] = None,
+        province: Annotated[str | None, Query(description="Province name (case-insensitive)")] = None,
+        segment_id: Annotated[int | None, Query(description="Segment (cluster) id")] = None,
+        rank_by: Annotated[Literal["priority", "divide"], Query(
+            description="Which rank the range and the order use: priority_rank or national_rank (divide index)")
+        ] = "priority",
+        rank_min: Annotated[int | None, Query(ge=1, description="Smallest rank to include")] = None,
+        rank_max: Annotated[int | None, Query(ge=1, description="Largest rank to include")] = None,
+        page: Annotated[int, Query(ge=1)] = 1,
+        page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"At most {MAX_PAGE_SIZE}")] = 50,
+    ) -> DistrictPage:
+        """Districts ordered by the chosen rank, filtered, one page at a time."""
+        if rank_min is not None and rank_max is not None and rank_min > rank_max:
+            raise ApiError(422, ["query", "rank_min"], f"rank_min ({rank_min}) is greater than rank_max ({rank_max})",
+                           "value_error")
+        v = served.current()
+        v.require_predictions()
+        rank = RANK_COLUMNS[rank_by]
+        where, params = [], []
+        with v.cursor() as con:
+            for field, value in (("department", department), ("province", province)):
+                if value is None:
+                    continue
+                known = con.execute(f"SELECT count(*) FROM {PRIORITIES} WHERE upper({field}) = upper(?)",
+                                    [value]).fetchone()[0]
+                if not known:
+                    raise ApiError(422, ["query", field], f"{field} {value!r} is not in the served copy "
+                                   f"(e.g. {_example(con, field)})", "value_error")
+                where.append(f"upper({field}) = upper(?)")
+                params.append(value)
+            if segment_id is not None:
+                ids = [s for (s,) in con.execute(f"SELECT DISTINCT segment_id FROM {PRIORITIES} "
+                                                 "WHERE segment_id IS NOT NULL ORDER BY 1").fetchall()]
+                if segment_id not in ids:
+                    raise ApiError(422, ["query", "segment_id"], f"segment_id {segment_id} is not in the served "
+                                   f"copy (known: {ids})", "value_error")
+                where.append("segment_id = ?")
+                params.append(segment_id)
+            if rank_min is not None:
+                where.append(f"{rank} >= ?")
+                params.append(rank_min)
+            if rank_max is not None:
+                where.append(f"{rank} <= ?")
+                params.append(rank_max)
+            clause = f"WHERE {' AND '.join(where)}" if where else ""
+            total = con.execute(f"SELECT count(*) FROM {PRIORITIES} {clause}", params).fetchone()[0]
+            rows = _records(con.execute(f"SELECT * FROM {PRIORITIES} {clause} ORDER BY {rank} NULLS LAST, ubigeo "
+                                        "LIMIT ? OFFSET ?", [*params, page_size, (page - 1) * page_size]))
+        return DistrictPage(total=total, page=page, page_size=page_size, items=[_district(r) for r in rows])
+
+    @app.get("/model", response_model=ModelInfo, tags=["model"])
+    def model() -> ModelInfo:
+        """The model run served, its metrics, and the features a what-if may override with their ranges."""
+        v = served.current()
+        m = v.model()
+        with v.cursor() as con:
+            cands = con.execute("SELECT model_name, model_family, selected, cv_r2, cv_mae, cv_rmse, "
+                                "interval_coverage, n_train, n_features FROM ml.model_runs WHERE run_id = ? "
+                                "ORDER BY cv_mae", [m.run_id]).df()
+        return ModelInfo(
+            run_id=m.run_id, model_name=m.model_name, model_family=m.model_family, target=m.config.get("target"),
+            metrics=m.metrics, conformal=m.config.get("conformal"), snapshot=v.snapshot,
+            candidates=[{k: (json_number(x) if not isinstance(x, str) else x) for k, x in r.items()}
+                        for r in cands.to_dict("records")],
+            features=[FeatureInfo(name=r.name, description=r.description, minimum=r.minimum, maximum=r.maximum,
+                                  bounds=r.source) for r in v.ranges().values()],
+        )
+
+    @app.post("/districts/{ubigeo}/whatif", response_model=WhatIf, tags=["districts"],
+              responses={404: {"description": "Unknown ubigeo"}, 422: {"description": "Unknown feature, "
+                         "feature the model does not use, or a value out of its range"}})
+    def whatif(ubigeo: Ubigeo, body: Annotated[WhatIfRequest, Body()]) -> WhatIf:
+        """Predict the district's internet share with some of its features set to other values."""
+        v = served.current()
+        m = v.model()
+        overrides = {k: val for k, val in body.overrides.model_dump().items() if val is not None}
+        if not overrides:
+            raise ApiError(422, ["body", "overrides"], "give at least one feature to change, e.g. "
+                           '{"overrides": {"pct_centres_4g": 80}}', "missing")
+        feats = v.features()
+        if ubigeo not in feats.index:
+            raise ApiError(404, ["path", "ubigeo"], f"no district with ubigeo {ubigeo} in the served copy",
+                           "not_found")
+        ranges = v.ranges()
+        for name, val in overrides.items():
+            if name not in ranges:
+                raise ApiError(422, ["body", "overrides", name], f"feature {name} is not used by the served model "
+                               f"({m.model_name}, run {m.run_id}); it uses: {', '.join(m.features)}",
+                               "feature_not_used")
+            r = ranges[name]
+            if not r.minimum <= val <= r.maximum:
+                raise ApiError(422, ["body", "overrides", name], f"{name} = {val:g} is outside its valid range "
+                               f"{r.minimum:g}..{r.maximum:g} ({r.source})", "out_of_range")
+        info = v.names.loc[ubigeo].tolist()  # district, department, internet_pct, department_code
+        frame = pd.concat([feats.loc[[ubigeo]]] * 2)
+        frame.index = pd.Index(["baseline", "scenario"])
+        for name, val in overrides.items():
+            frame.loc["scenario", name] = float(val)
+        departments = pd.Series([info[3]] * 2, index=frame.index)  # intervals calibrated by region, where they are
+        pred = batcher.predict(m.run_id, frame, departments)
+        base, scen = (Interval(**{k: float(pred.loc[i, k]) for k in Interval.model_fields})
+                      for i in ("baseline", "scenario"))
+        return WhatIf(
+            ubigeo=ubigeo, district=_text(info[0]), department=_text(info[1]), run_id=m.run_id, model_name=m.model_name,
+            overrides=[Override(feature=n, description=ranges[n].description,
+                                baseline_value=json_number(feats.loc[ubigeo, n]), scenario_value=float(val),
+                                valid_range=(ranges[n].minimum, ranges[n].maximum)) for n, val in overrides.items()],
+            baseline=base, scenario=scen,
+            difference_pp=scen.predicted_internet_pct - base.predicted_internet_pct,
+            actual_internet_pct=json_number(info[2]), note=ASSOCIATIONAL,
+        )
+
+    return app
+
+
+def _example(con, field: str) -> str:
+    row = con.execute(f"SELECT {field} FROM {PRIORITIES} WHERE {field} IS NOT NULL ORDER BY 1 LIMIT 1").fetchone()
+    return repr(row[0]) if row else "none served"
+
+
+def _predict_frame(run_id: str, features: pd.DataFrame, departments: pd.Series) -> pd.DataFrame:
+    from ml.predict import predict_frame
+
+    return predict_frame(run_id, features, departments=departments)
+
+
+def _text(v: object) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def _records(result) -> list[dict[str, Any]]:
+    cols = [d[0] for d in result.description]
+    return [dict(zip(cols, r, strict=True)) for r in result.fetchall()]
+
+
+def _jsonable(v: object) -> Any:
+    try:
+        return json_number(v)
+    except (TypeError, ValueError):  # e.g. a date in a column added to the mart later
+        return str(v)
+
+
+def _district(row: dict[str, Any]) -> District:
+    data: dict[str, Any] = {field: None for field in DISTRICT_FIELDS.values()}
+    more: dict[str, Any] = {}
+    for col, val in row.items():
+        value = val if isinstance(val, str) else _jsonable(val)
+        if col in DISTRICT_FIELDS:
+            data[DISTRICT_FIELDS[col]] = value
+        else:
+            more[col] = value
+    if data["is_out_of_fold"] is not None:
+        data["is_out_of_fold"] = bool(data["is_out_of_fold"])
+    return District(**data, more=more)
+
+
+def warm(app: FastAPI) -> None:
+    """Limit BLAS/OpenMP/torch to one thread, open the copy, build the feature table and load the model, so the
+    first request is not slow (a missing copy is only reported: the API answers 503 until one is published)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from ml.predict import predict_frame
+
+    # One thread per request: on 2 cores, parallelism comes from concurrent requests. OpenMP's limit is per
+    # thread: `brecha serve` also sets OMP_NUM_THREADS=1 before the libraries load, which is what reaches the
+    # server's worker threads; this call covers the libraries loaded in this thread.
+    torch.set_num_threads(1)
+    threadpool_limits(limits=1)
+    try:
+        v: Version = app.state.served.current()
+        m = v.model()
+        predict_frame(m.run_id, v.features().iloc[:1])
+    except NotServed as err:
+        print(f"warning: {err}; the API answers 503 until a copy is published")
+
+
+def warm_app() -> FastAPI:
+    """The app for ``$BRECHA_HOME``, warmed up: the factory each uvicorn worker process calls."""
+    app = create_app()
+    warm(app)
+    return app
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, log_level: str = "info", workers: int = 1) -> None:
+    """Run the API with uvicorn: ``workers`` processes, each answering requests from its thread pool.
+
+    Most of a what-if is Python work under the GIL, so a second process is what uses a second core; each
+    worker holds its own copy of the model and feature table (about 0.5 GB with torch loaded).
+    """
+    import uvicorn
+
+    if workers > 1:
+        uvicorn.run("brecha.api.app:warm_app", factory=True, host=host, port=port, log_level=log_level,
+                    workers=workers)
+    else:
+        uvicorn.run(warm_app(), host=host, port=port, log_level=log_level)

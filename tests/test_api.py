@@ -1,0 +1,361 @@
+"""`brecha serve`: every endpoint and error through FastAPI's TestClient, the what-if against the artifact's own
+prediction, pick-up of a new publish and a rollback, and the real server over HTTP.
+
+The API reads a serving copy published from a copy of the session's trained warehouse (the shared one stays as
+it is); the artifacts are the session's own (linked, read only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import httpx2 as httpx
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from brecha.api import create_app
+from brecha.api.app import ASSOCIATIONAL, MAX_PAGE_SIZE
+
+PRIORITIES = "marts.mart_district_priorities"
+
+
+@pytest.fixture(scope="module")
+def served_home(trained_home, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home of our own: a copy of the trained warehouse, the session's artifacts, one publish."""
+    from brecha import publish
+
+    home, _ = trained_home
+    own = tmp_path_factory.mktemp("api_home")
+    shutil.copyfile(home / "brecha.duckdb", own / "brecha.duckdb")
+    (own / "artifacts").symlink_to(home / "artifacts", target_is_directory=True)
+    old = os.environ["BRECHA_HOME"]
+    os.environ["BRECHA_HOME"] = str(own)
+    try:
+        publish.publish()
+    finally:
+        os.environ["BRECHA_HOME"] = old
+    return own
+
+
+@pytest.fixture
+def client(served_home: Path, use_home) -> TestClient:
+    use_home(served_home)
+    return TestClient(create_app())
+
+
+def mart(home: Path, sql: str = f"SELECT * FROM {PRIORITIES}", params: list | None = None) -> pd.DataFrame:
+    """Read the serving copy directly (closed again at once, so DuckDB keeps no stale instance of the path)."""
+    with duckdb.connect(str(home / "serving" / "brecha.duckdb"), read_only=True) as con:
+        return con.execute(sql, params or []).df()
+
+
+def assert_error(r: httpx.Response, status: int, loc_last: str) -> str:
+    assert r.status_code == status, r.text
+    detail = r.json()["detail"]
+    assert any(d["loc"][-1] == loc_last for d in detail), detail
+    return " ".join(str(d["msg"]) for d in detail)
+
+
+# --- districts -----------------------------------------------------------------------------------------------
+
+def test_district_answer_matches_the_served_mart(client: TestClient, served_home: Path) -> None:
+    rows = mart(served_home)
+    known = rows[rows["internet_pct"].notna()].iloc[0]
+    unknown = rows[rows["internet_pct"].isna()]  # none in the synthetic default; real files withhold some
+    for row in [known, *([unknown.iloc[0]] if len(unknown) else [])]:
+        r = client.get(f"/districts/{row['ubigeo']}")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["district"] == row["district"] and body["department"] == row["department"]
+        assert body["run_id"] == row["run_id"] and body["model_name"] == row["model_name"]
+        for field, col in [("predicted_internet_pct", "predicted_internet_pct"), ("lower_90", "lower_90"),
+                           ("upper_90", "upper_90"), ("divide_index", "divide_index"), ("population", "population")]:
+            assert body[field] == pytest.approx(row[col])
+        assert body["national_rank"] == row["national_rank"] and body["priority_rank"] == row["priority_rank"]
+        assert body["segment_id"] == row["segment_id"] and body["segment_label"] == row["segment_label"]
+        assert body["lower_90"] <= body["predicted_internet_pct"] <= body["upper_90"]
+        if pd.isna(row["internet_pct"]):
+            assert body["actual_internet_pct"] is None and body["gap_pp"] is None
+        else:
+            assert body["actual_internet_pct"] == pytest.approx(row["internet_pct"])
+            assert body["gap_pp"] == pytest.approx(row["internet_pct"] - row["predicted_internet_pct"])
+        expected_oof = bool(row["is_out_of_fold"]) if "is_out_of_fold" in rows.columns else None
+        assert body["is_out_of_fold"] == expected_oof
+
+
+def test_district_errors_name_the_ubigeo(client: TestClient) -> None:
+    msg = assert_error(client.get("/districts/999999"), 404, "ubigeo")
+    assert "999999" in msg
+    assert_error(client.get("/districts/01O101"), 422, "ubigeo")  # not six digits
+    assert_error(client.get("/districts/0101011"), 422, "ubigeo")
+
+
+def test_list_filters_paginate_and_match_sql(client: TestClient, served_home: Path) -> None:
+    rows = mart(served_home)
+    dept = rows["department"].value_counts().index[0]
+    want = rows[rows["department"] == dept].sort_values(["priority_rank", "ubigeo"])
+    r = client.get("/districts", params={"department": dept.lower(), "page_size": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["total"] == len(want) and [d["ubigeo"] for d in body["items"]] == list(want["ubigeo"][:5])
+    page2 = client.get("/districts", params={"department": dept, "page_size": 5, "page": 2}).json()
+    assert [d["ubigeo"] for d in page2["items"]] == list(want["ubigeo"][5:10])
+
+    province = want["province"].iloc[0]
+    seg = int(want["segment_id"].dropna().iloc[0])
+    r = client.get("/districts", params={"department": dept, "province": province, "segment_id": seg,
+                                         "rank_by": "divide", "rank_min": 1, "rank_max": 1500, "page_size": 200})
+    got = r.json()
+    sel = want[(want["province"] == province) & (want["segment_id"] == seg) & want["national_rank"].between(1, 1500)]
+    assert got["total"] == len(sel)
+    assert [d["ubigeo"] for d in got["items"]] == list(sel.sort_values(["national_rank", "ubigeo"])["ubigeo"])
+
+    top = client.get("/districts", params={"rank_min": 1, "rank_max": 10}).json()
+    assert [d["priority_rank"] for d in top["items"]] == list(range(1, 11)) and top["total"] == 10
+
+
+def test_list_errors(client: TestClient) -> None:
+    assert_error(client.get("/districts", params={"page_size": MAX_PAGE_SIZE + 1}), 422, "page_size")
+    assert_error(client.get("/districts", params={"page": 0}), 422, "page")
+    assert "is not in the served copy" in assert_error(
+        client.get("/districts", params={"department": "ATLANTIS"}), 422, "department")
+    assert_error(client.get("/districts", params={"province": "NOWHERE"}), 422, "province")
+    assert_error(client.get("/districts", params={"segment_id": 99}), 422, "segment_id")
+    assert_error(client.get("/districts", params={"segment_id": "two"}), 422, "segment_id")
+    assert_error(client.get("/districts", params={"rank_min": 10, "rank_max": 2}), 422, "rank_min")
+    assert_error(client.get("/districts", params={"rank_min": -1}), 422, "rank_min")
+    assert_error(client.get("/districts", params={"rank_by": "ubigeo; drop table x"}), 422, "rank_by")
+
+
+def test_request_values_never_reach_sql_as_text(client: TestClient, served_home: Path) -> None:
+    dept = mart(served_home)["department"].iloc[0]
+    for attack in [f"{dept}' OR '1'='1", f"{dept}'; DROP TABLE {PRIORITIES}; --", "' OR 1=1 --"]:
+        assert_error(client.get("/districts", params={"department": attack}), 422, "department")
+    assert client.get("/districts", params={"page_size": 1}).json()["total"] == len(mart(served_home))
+
+
+# --- model and what-if ---------------------------------------------------------------------------------------
+
+def test_model_endpoint_reports_the_served_run(client: TestClient, served_home: Path) -> None:
+    body = client.get("/model").json()
+    run_id = mart(served_home)["run_id"].iloc[0]
+    runs = mart(served_home, "SELECT * FROM ml.model_runs WHERE run_id = ?", [run_id])
+    sel = runs[runs["selected"]].iloc[0]
+    assert body["run_id"] == run_id and body["model_name"] == sel["model_name"]
+    assert body["metrics"]["cv_mae"] == pytest.approx(sel["cv_mae"])
+    assert body["metrics"]["interval_coverage"] == pytest.approx(sel["interval_coverage"])
+    assert {c["model_name"] for c in body["candidates"]} == set(runs["model_name"])
+    config = json.loads((Path(sel["artifact_path"]) / "model_config.json").read_text())
+    assert [f["name"] for f in body["features"]] == config["features"]
+    share = {f["name"]: f for f in body["features"]}["pct_centres_4g"]
+    assert (share["minimum"], share["maximum"], share["bounds"]) == (0, 100, "natural")
+    assert body["snapshot"]["run_id"] == run_id
+    schema = client.get("/openapi.json").json()
+    assert {"/districts/{ubigeo}", "/districts", "/model", "/districts/{ubigeo}/whatif"} <= set(schema["paths"])
+    overrides = schema["components"]["schemas"]["Overrides"]
+    assert overrides["additionalProperties"] is False
+    assert overrides["properties"]["pct_centres_4g"]["anyOf"][0]["maximum"] == 100
+    observed = next(f for f in body["features"] if f["bounds"] == "observed")  # the data's range, in the schema
+    number = overrides["properties"][observed["name"]]["anyOf"][0]
+    assert (number["minimum"], number["maximum"]) == (observed["minimum"], observed["maximum"])
+
+
+def test_whatif_equals_the_artifacts_own_prediction(client: TestClient, served_home: Path) -> None:
+    """The answer is the run's selected artifact applied (outside the API) to the same modified features."""
+    from ml import artifacts
+    from ml.features import build_feature_table, load_marts
+    from ml.predict import apply_regressor
+
+    rows = mart(served_home)
+    run_id = rows["run_id"].iloc[0]
+    sel = mart(served_home, "SELECT artifact_path FROM ml.model_runs WHERE run_id = ? AND selected", [run_id])
+    model, config = artifacts.load_model(Path(sel["artifact_path"].iloc[0]))
+    with duckdb.connect(str(served_home / "serving" / "brecha.duckdb"), read_only=True) as con:
+        feats = build_feature_table(load_marts(con))
+    low4g = feats[feats["pct_centres_4g"] < 30].index[:2]
+    assert len(low4g), "expected districts with little 4G in the synthetic data"
+    for ubigeo in low4g:
+        overrides = {"pct_centres_4g": 80.0, "pct_centres_3g_plus": 90.0}
+        r = client.post(f"/districts/{ubigeo}/whatif", json={"overrides": overrides})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        X = feats.loc[[ubigeo, ubigeo], config["features"]].copy()  # noqa: N806
+        X.index = ["baseline", "scenario"]
+        for k, val in overrides.items():
+            X.loc["scenario", k] = val
+        department = mart(served_home, "SELECT department_code FROM marts.dim_districts WHERE ubigeo = ?",
+                          [ubigeo])["department_code"].iloc[0]
+        want = apply_regressor(model, X.astype(float), departments=pd.Series([department] * 2))
+        for part in ("baseline", "scenario"):
+            for k in ("predicted_internet_pct", "lower_90", "upper_90"):
+                assert body[part][k] == pytest.approx(want.loc[part, k], abs=1e-9), (part, k)
+        assert body["difference_pp"] == pytest.approx(want.loc["scenario", "predicted_internet_pct"]
+                                                      - want.loc["baseline", "predicted_internet_pct"], abs=1e-9)
+        assert body["note"] == ASSOCIATIONAL and "not causal" in body["note"]
+        changed = {o["feature"]: o for o in body["overrides"]}
+        assert changed["pct_centres_4g"]["baseline_value"] == pytest.approx(feats.loc[ubigeo, "pct_centres_4g"])
+        assert changed["pct_centres_4g"]["scenario_value"] == 80.0
+    # the baseline is the artifact on the district's own features: the run's batch prediction where that is not
+    # out of fold (float32 networks round differently in a batch of 1,874 rows than in one of 2: 1e-4 pp)
+    batch = rows if "is_out_of_fold" not in rows.columns else rows[~rows["is_out_of_fold"].fillna(False)]
+    one = batch.iloc[0]
+    base = client.post(f"/districts/{one['ubigeo']}/whatif", json={"overrides": {"pct_centres_4g": 50}}).json()
+    assert base["baseline"]["predicted_internet_pct"] == pytest.approx(one["predicted_internet_pct"], abs=1e-4)
+
+
+def test_concurrent_whatifs_batched_together_get_their_own_answers(client: TestClient, served_home: Path) -> None:
+    """Concurrent what-ifs share model calls (brecha.api.batching); each must get exactly its own rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ubigeos = list(mart(served_home)["ubigeo"].iloc[:6])
+    asks = [(ubigeos[i % 6], float(i * 4)) for i in range(24)]
+
+    def ask(a: tuple[str, float]) -> dict:
+        return client.post(f"/districts/{a[0]}/whatif", json={"overrides": {"pct_centres_4g": a[1]}}).json()
+
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(ask, asks))
+    for a, got in zip(asks, together, strict=True):
+        alone = ask(a)
+        assert got["ubigeo"] == a[0] and got["overrides"][0]["scenario_value"] == a[1]
+        for part in ("baseline", "scenario"):
+            for k in ("predicted_internet_pct", "lower_90", "upper_90"):  # float32 networks: batch rounding
+                assert got[part][k] == pytest.approx(alone[part][k], abs=1e-4)
+
+
+def test_whatif_errors_name_the_field(client: TestClient, served_home: Path) -> None:
+    ubigeo = mart(served_home)["ubigeo"].iloc[0]
+    url = f"/districts/{ubigeo}/whatif"
+    assert_error(client.post("/districts/999999/whatif", json={"overrides": {"pct_centres_4g": 50}}), 404, "ubigeo")
+    assert "unknown feature" in assert_error(client.post(url, json={"overrides": {"broadband_magic": 50}}), 422,
+                                             "broadband_magic")
+    assert_error(client.post(url, json={"overrides": {"pct_centres_4g": 120}}), 422, "pct_centres_4g")
+    assert_error(client.post(url, json={"overrides": {"pct_centres_4g": -1}}), 422, "pct_centres_4g")
+    assert_error(client.post(url, json={"overrides": {"idh": 1.5}}), 422, "idh")
+    assert_error(client.post(url, json={"overrides": {"pct_centres_4g": "lots"}}), 422, "pct_centres_4g")
+    assert_error(client.post(url, json={"overrides": {}}), 422, "overrides")
+    assert_error(client.post(url, json={}), 422, "overrides")
+    r = client.post(url, content=b'{"overrides": {"pct_centres_4g": NaN}}', headers={"content-type": "application/json"})
+    assert_error(r, 422, "pct_centres_4g")
+    # a feature bounded by the data: just outside the observed range is refused, its maximum is accepted
+    feats = {f["name"]: f for f in client.get("/model").json()["features"]}
+    observed = next(f for f in feats.values() if f["bounds"] == "observed")
+    name, top = observed["name"], observed["maximum"]
+    msg = assert_error(client.post(url, json={"overrides": {name: top + abs(top) * 0.01 + 1}}), 422, name)
+    assert "outside its valid range" in msg
+    assert client.post(url, json={"overrides": {name: top}}).status_code == 200
+
+
+# --- publish and rollback without restart ---------------------------------------------------------------------
+
+def test_new_publish_and_rollback_are_picked_up_without_restart(client: TestClient, served_home: Path) -> None:
+    from brecha import publish
+
+    ubigeo = mart(served_home)["ubigeo"].iloc[0]
+    before = client.get(f"/districts/{ubigeo}").json()
+    first = client.get("/health").json()["snapshot"]["snapshot_id"]
+    with duckdb.connect(str(served_home / "brecha.duckdb")) as con:  # a changed warehouse, then publish
+        con.execute(f"UPDATE {PRIORITIES} SET district = 'RENAMED FOR THE TEST' WHERE ubigeo = ?", [ubigeo])
+    try:
+        second = publish.publish()
+        assert client.get("/health").json()["snapshot"]["snapshot_id"] == second.snapshot_id != first
+        assert client.get(f"/districts/{ubigeo}").json()["district"] == "RENAMED FOR THE TEST"
+        rolled = publish.rollback()
+        assert rolled.snapshot_id == first
+        assert client.get("/health").json()["snapshot"]["snapshot_id"] == first
+        assert client.get(f"/districts/{ubigeo}").json() == before
+    finally:
+        with duckdb.connect(str(served_home / "brecha.duckdb")) as con:
+            con.execute(f"UPDATE {PRIORITIES} SET district = ? WHERE ubigeo = ?", [before["district"], ubigeo])
+
+
+def test_without_a_serving_copy_the_api_says_what_to_run(brecha_home: Path) -> None:
+    r = TestClient(create_app()).get("/districts/010101")
+    assert r.status_code == 503 and "brecha publish" in r.json()["detail"][0]["msg"]
+
+
+# --- the real server ------------------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_brecha_serve_answers_over_http(served_home: Path, use_home) -> None:
+    """The real server: endpoints over HTTP, then a publish and a rollback while clients keep asking."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from brecha import publish
+
+    use_home(served_home)
+    port = _free_port()
+    brecha = str(Path(sys.executable).with_name("brecha"))
+    env = {**os.environ, "BRECHA_HOME": str(served_home)}
+    proc = subprocess.Popen([brecha, "serve", "--port", str(port), "--log-level", "warning"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                out = proc.stdout.read().decode(errors="replace") if proc.poll() is not None else ""
+                pytest.fail(f"`brecha serve` did not come up on port {port}: {out[-2000:]}")
+            time.sleep(0.3)
+        rows = mart(served_home)
+        ubigeo = rows["ubigeo"].iloc[0]
+        r = httpx.get(f"{base}/districts/{ubigeo}")
+        assert r.status_code == 200 and r.json()["district"] == rows["district"].iloc[0]
+        w = httpx.post(f"{base}/districts/{ubigeo}/whatif", json={"overrides": {"pct_centres_4g": 90}})
+        assert w.status_code == 200 and np.isfinite(w.json()["difference_pp"])
+        assert httpx.get(f"{base}/districts/000000").status_code == 404
+        assert httpx.get(f"{base}/districts", params={"page_size": 10_000}).status_code == 422
+        assert httpx.get(f"{base}/model").json()["run_id"] == rows["run_id"].iloc[0]
+        assert httpx.get(f"{base}/openapi.json").json()["info"]["title"] == "Brecha prediction API"
+
+        def ask(i: int) -> list[str]:
+            bad = []
+            with httpx.Client(base_url=base, timeout=30) as c:
+                for k in range(30):
+                    u = rows["ubigeo"].iloc[(i * 30 + k) % len(rows)]
+                    r = (c.get(f"/districts/{u}") if k % 2 else
+                         c.post(f"/districts/{u}/whatif", json={"overrides": {"pct_centres_4g": k}}))
+                    if r.status_code != 200:
+                        bad.append(f"{r.status_code} {r.text[:200]}")
+            return bad
+
+        def served_soon(snapshot_id: str) -> bool:
+            """While one request prepares a new version, concurrent ones still answer from the previous one."""
+            deadline = time.monotonic() + 60
+            while httpx.get(f"{base}/health").json()["snapshot"]["snapshot_id"] != snapshot_id:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.1)
+            return True
+
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(ask, i) for i in range(4)]
+            second = publish.publish().snapshot_id
+            assert served_soon(second)
+            back = publish.rollback().snapshot_id  # the snapshot published before `second`
+            errors = [e for f in futures for e in f.result()]
+        assert errors == []
+        assert back != second and served_soon(back)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
