@@ -59,22 +59,24 @@ def synthetic_dir(tmp_path_factory: pytest.TempPathFactory, _session_env: Path) 
 
 @pytest.fixture(scope="session")
 def landed_home(_session_env: Path, synthetic_dir: Path) -> Path:
-    """BRECHA_HOME whose warehouse has the synthetic extracts landed in raw.*."""
+    """BRECHA_HOME whose warehouse has the synthetic extracts landed in raw.* and the landed gate passed."""
     from brecha import steps
 
     os.environ["BRECHA_HOME"] = str(_session_env)
     steps.ingest(synthetic_dir)
+    steps.validate("landed")  # the landed gate, recorded for the batch as `brecha run` does (publish checks it)
     return _session_env
 
 
 @pytest.fixture(scope="session")
 def built_home(landed_home: Path) -> Path:
-    """BRECHA_HOME whose warehouse has the core marts built by dbt (models and tests green)."""
+    """BRECHA_HOME whose warehouse has the core marts built by dbt (models and tests green) and the marts gate passed."""
     from brecha import steps
     from brecha.pipeline import PREDICTION_MARTS
 
     os.environ["BRECHA_HOME"] = str(landed_home)
     steps.dbt_build(exclude=PREDICTION_MARTS)
+    steps.validate("marts")
     return landed_home
 
 

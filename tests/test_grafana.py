@@ -390,12 +390,7 @@ def _publish_copy(home: Path, own: Path) -> Path:
     old = os.environ["BRECHA_HOME"]
     os.environ["BRECHA_HOME"] = str(own)
     try:
-        # publish requires every gate passed for the batch: the fixtures' `steps.dbt_build` recorded the dbt
-        # builds; the Great Expectations gates pass on this warehouse (test_validate runs them), not re-run here
-        from brecha import gates
-
-        gates.record(("landed", "marts"), True, "validated by tests/test_validate.py on the same warehouse")
-        return publish.publish().serving_db
+        return publish.publish().serving_db  # the session fixtures ran (and recorded) every gate
     finally:
         os.environ["BRECHA_HOME"] = old
 
@@ -556,7 +551,9 @@ def real_serving_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     os.environ["BRECHA_HOME"] = str(home)
     try:
         steps.ingest(real_dir)
+        steps.validate("landed")
         steps.dbt_build(exclude=PREDICTION_MARTS)
+        steps.validate("marts")
         steps.train()
         steps.dbt_build(select=PREDICTION_MARTS)
         return steps.publish().serving_db
