@@ -97,6 +97,18 @@ def predict(run_id: str) -> None:
 
 
 @cli.command()
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of the permutations.")
+def clusters(seed: int) -> None:
+    """Global and local Moran's I (LISA) of internet share, divide index and gap; write ml.district_clusters.
+
+    Run after the prediction marts; then `brecha build -s tag:needs_clusters` rebuilds the cluster marts.
+    """
+    from brecha import steps
+
+    click.echo(str(steps.clusters(seed=seed)))
+
+
+@cli.command()
 @click.option("--rollback", is_flag=True, help="Restore the previous serving snapshot instead.")
 def publish(rollback: bool) -> None:
     """Copy the checked warehouse to $BRECHA_HOME/serving/brecha.duckdb atomically (readers use it)."""
@@ -117,6 +129,16 @@ def run(input_dir: Path | None, seed: int, scale: float) -> None:
     from brecha.pipeline import run_all
 
     run_all(input_dir=input_dir, seed=seed, scale=scale)
+
+
+@cli.command()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="HTML file to write [default: $BRECHA_HOME/atlas/index.html].")
+def atlas(out: Path | None) -> None:
+    """Write a self-contained, printable HTML atlas of the districts from the serving copy (read-only)."""
+    from brecha import steps
+
+    click.echo(str(steps.atlas(out)))
 
 
 @cli.command()
