@@ -10,7 +10,8 @@ value, with PySAL (``libpysal`` for the neighbour graph, ``esda`` for the statis
   it as a neighbour too. ``neighbour_source`` says which rule gave a district its neighbours. Weights are
   row-standardised.
 * **Global Moran's I** with a permutation p-value (``PERMUTATIONS`` random relabellings, fixed seed).
-* **Local Moran's I** (Anselin 1995) with conditional permutation p-values (same seed): a district whose
+* **Local Moran's I** (Anselin 1995) with conditional permutation pseudo p-values (same seed; esda's
+  "directed" one-sided p-values, as GeoDa reports them): a district whose
   pseudo p-value is at most ``SIGNIFICANCE`` is labelled by its quadrant of the Moran scatterplot —
   ``high-high`` (high value among high neighbours), ``low-low``, ``high-low`` (high among low: an outlier),
   ``low-high`` — else ``not significant``. "High" means above the measure's mean, whatever the measure's
@@ -107,7 +108,8 @@ def build_graph(ubigeos: list[str], lon: np.ndarray, lat: np.ndarray, geometries
     fallback = [u for u in ids if source[u] != "queen"]
     if fallback:
         kk = min(k, len(ids) - 1)
-        knn = KNN.from_array(_projected(np.asarray(lon, float), np.asarray(lat, float)), k=kk, ids=ids)
+        knn = KNN.from_array(_projected(np.asarray(lon, float), np.asarray(lat, float)), k=kk, ids=ids,
+                             silence_warnings=True)
         for u in fallback:
             for v in knn.neighbors[u]:
                 neighbours[u].add(v)
