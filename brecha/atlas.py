@@ -288,7 +288,8 @@ def reason(row: pd.Series) -> str:
     known = {k: v for k, v in scores.items() if pd.notna(v)}
     if known:
         worst = max(known, key=lambda k: (known[k], k))
-        words.append(f"weakest on {worst} (worse than {known[worst]:.0f} % of districts)")
+        if known[worst] >= 50:  # only a weakness when worse than the median district
+            words.append(f"weakest on {worst} (worse than {known[worst]:.0f} % of districts)")
     if pd.notna(row.gap_pp) and pd.notna(row.internet_pct):
         if row.gap_pp < 0:
             words.append(f"{-row.gap_pp:.1f} pp below the share its profile predicts")
