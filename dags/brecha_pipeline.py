@@ -157,7 +157,8 @@ def brecha_pipeline() -> None:
 
     # the "+" also leaves out the tests on the prediction marts (e.g. relationships to dim_districts)
     core = _dbt_group("dbt_core", exclude=[f"{PREDICTION_MARTS}+"])
-    with_predictions = _dbt_group("dbt_predictions", select=[PREDICTION_MARTS])
+    # the cluster marts (also tagged needs_predictions) are built once, by dbt_clusters after the cluster step
+    with_predictions = _dbt_group("dbt_predictions", select=[PREDICTION_MARTS], exclude=[CLUSTER_MARTS])
     landed = validate_landed()
     claimed, released = claim(), release()
     extracted = extract()
