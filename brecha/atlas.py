@@ -278,9 +278,38 @@ def _fmt(v: float | None, digits: int = 1, unit: str = "") -> str:
     return f"{v:,.{digits}f}{unit}"
 
 
-def reason(row: pd.Series) -> str:
-    """Why a district is a priority, in words, from the priority formula's parts (ml/scoring.py)."""
+def persons_per_household() -> float:
+    """The dbt var the marts use to turn population into households (Census 2017 national mean)."""
+    import yaml
+
+    from brecha.config import DBT_PROJECT_DIR
+
+    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8"))
+    return float(project.get("vars", {}).get("persons_per_household", 3.5))
+
+
+def reason(row: pd.Series, persons: float = 3.5) -> str:
+    """Why a district ranks high, in words: how many households are offline, how far its census share falls
+    below what the model expects from its profile (against the 90 % interval), whether its neighbours lag
+    too, and the divide index with its weakest part."""
     words = []
+    share = row.internet_pct if pd.notna(row.internet_pct) else row.predicted_internet_pct
+    if pd.notna(row.population) and pd.notna(share):
+        offline = row.population / persons * (1 - share / 100)
+        words.append(f"about {offline:,.0f} households offline")
+    if pd.notna(row.gap_pp) and pd.notna(row.internet_pct):
+        if row.gap_pp < 0:
+            edge = (" — below its 90 % interval" if pd.notna(row.lower_90) and row.internet_pct < row.lower_90
+                    else " (within its 90 % interval)")
+            words.append(f"{-row.gap_pp:.1f} pp below the {row.predicted_internet_pct:.1f} % its profile predicts{edge}")
+        else:
+            words.append("online share at or above what its profile predicts")
+    elif pd.isna(row.internet_pct):
+        words.append("no census share: the prediction stands in")
+    if row.internet_pct_cluster == "low-low":
+        words.append("its neighbours lag too (low-low internet cluster)")
+    elif row.internet_pct_cluster == "low-high":
+        words.append("lags while its neighbours are connected (low-high)")
     if pd.notna(row.divide_index):
         words.append(f"divide index {row.divide_index:.0f}/100 (rank {int(row.national_rank):,} of Peru)")
     scores = {"infrastructure": row.infrastructure_score, "adoption": row.adoption_score,
@@ -290,20 +319,8 @@ def reason(row: pd.Series) -> str:
         worst = max(known, key=lambda k: (known[k], k))
         if known[worst] >= 50:  # only a weakness when worse than the median district
             words.append(f"weakest on {worst} (worse than {known[worst]:.0f} % of districts)")
-    if pd.notna(row.gap_pp) and pd.notna(row.internet_pct):
-        if row.gap_pp < 0:
-            words.append(f"{-row.gap_pp:.1f} pp below the share its profile predicts")
-        else:
-            words.append("online share at or above its prediction")
-    elif pd.isna(row.internet_pct):
-        words.append("no census share: the prediction stands in")
-    if pd.notna(row.population):
-        words.append(f"{row.population:,.0f} people")
-    if row.internet_pct_cluster == "low-low":
-        words.append("its neighbours lag too (low-low internet cluster)")
-    elif row.internet_pct_cluster == "low-high":
-        words.append("lags while its neighbours are connected")
-    return "; ".join(words) + "."
+    text = "; ".join(words)
+    return text[:1].upper() + text[1:] + "."
 
 
 # --- rendering --------------------------------------------------------------------------------------------------
@@ -443,6 +460,7 @@ def render(data: AtlasData) -> str:
     breaks = quantile_breaks(by_u["divide_index"])
     divide_fills = {u: colour_for(v, breaks, True) for u, v in by_u["divide_index"].items()}
     divide_legend = legend([*_class_labels(breaks, "", True), (NO_VALUE, "no value")])
+    persons = persons_per_household()
     pages = []
     for dep in data.departments.itertuples(index=False):
         members = d[d.department_code == dep.department_code]
@@ -458,7 +476,7 @@ def render(data: AtlasData) -> str:
                          "gap": _fmt(r.gap_pp, 1, " pp") if pd.isna(r.gap_pp) else f"{r.gap_pp + 0.0:+.1f} pp".replace("-0.0", "0.0").replace("+0.0", "0.0"),
                          "divide": _fmt(r.divide_index, 0),
                          "oof": "" if pd.isna(r.is_out_of_fold) else ("out of fold" if r.is_out_of_fold else "in fold"),
-                         "reason": reason(rr)})
+                         "reason": reason(rr, persons)})
         titles = {r.ubigeo: f"{r.district} ({r.province}): divide index {_fmt(r.divide_index, 0)}, internet "
                             f"{_fmt(r.internet_pct, 1, ' %')}" for r in members.itertuples(index=False)}
         ubigeos = members.ubigeo.tolist()

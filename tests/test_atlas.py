@@ -178,3 +178,22 @@ def duckdb_names(atlas: dict) -> list[str]:
     with duckdb.connect(str(atlas["home"] / "serving" / "brecha.duckdb"), read_only=True) as con:
         return [r[0] for r in con.execute("SELECT department FROM marts.dim_districts GROUP BY department_code, "
                                           "department ORDER BY department_code").fetchall()]
+
+
+def test_reason_in_words_follows_the_numbers() -> None:
+    import pandas as pd
+
+    from brecha.atlas import reason
+
+    base = {"population": 7000.0, "internet_pct": 1.0, "predicted_internet_pct": 6.0, "lower_90": 2.0,
+            "upper_90": 11.0, "gap_pp": -5.0, "internet_pct_cluster": "low-low", "divide_index": 81.4,
+            "national_rank": 12, "infrastructure_score": 90.0, "adoption_score": 70.0, "socioeconomic_score": 40.0}
+    text = reason(pd.Series(base), persons=3.5)
+    assert text.startswith("About 1,980 households offline; 5.0 pp below the 6.0 % its profile predicts — below its 90 %")
+    assert "low-low" in text and "rank 12 of Peru" in text and "weakest on infrastructure (worse than 90 %" in text
+    within = reason(pd.Series({**base, "lower_90": 0.5, "internet_pct_cluster": "not significant"}), persons=3.5)
+    assert "(within its 90 % interval)" in within and "cluster" not in within
+    unknown = reason(pd.Series({**base, "internet_pct": float("nan"), "gap_pp": float("nan")}), persons=3.5)
+    assert "no census share" in unknown and "About 1,880 households offline" in unknown  # from the prediction
+    above = reason(pd.Series({**base, "gap_pp": 2.0, "infrastructure_score": 30.0, "adoption_score": 20.0}), persons=3.5)
+    assert "at or above" in above and "weakest" not in above
