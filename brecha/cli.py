@@ -97,6 +97,18 @@ def predict(run_id: str) -> None:
 
 
 @cli.command()
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of the permutations.")
+def clusters(seed: int) -> None:
+    """Global and local Moran's I (LISA) of internet share, divide index and gap; write ml.district_clusters.
+
+    Run after the prediction marts; then `brecha build -s tag:needs_clusters` rebuilds the cluster marts.
+    """
+    from brecha import steps
+
+    click.echo(str(steps.clusters(seed=seed)))
+
+
+@cli.command()
 @click.option("--rollback", is_flag=True, help="Restore the previous serving snapshot instead.")
 def publish(rollback: bool) -> None:
     """Copy the checked warehouse to $BRECHA_HOME/serving/brecha.duckdb atomically (readers use it)."""
@@ -141,6 +153,16 @@ def serve(host: str, port: int, log_level: str, workers: int) -> None:
     from brecha.api import serve as _serve
 
     _serve(host=host, port=port, log_level=log_level, workers=workers)
+
+
+@cli.command()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="HTML file to write [default: $BRECHA_HOME/atlas/index.html].")
+def atlas(out: Path | None) -> None:
+    """Write a self-contained, printable HTML atlas of the districts from the serving copy (read-only)."""
+    from brecha import steps
+
+    click.echo(str(steps.atlas(out)))
 
 
 @cli.command()

@@ -15,6 +15,9 @@ from brecha.config import paths
 from brecha.runlock import hold
 
 PREDICTION_MARTS = "tag:needs_predictions"
+# Marts over ml.district_clusters: also tagged needs_predictions (so every selector of the prediction marts keeps
+# working; they are empty until the cluster step has run), rebuilt after the cluster step.
+CLUSTER_MARTS = "tag:needs_clusters"
 
 console = Console(stderr=True)
 
@@ -46,7 +49,10 @@ def _run_all(input_dir: Path | None, seed: int, scale: float) -> dict[str, Any]:
     results["validate_marts"] = _step("validate marts", lambda: steps.validate("marts"))
     results["train"] = _step("train", lambda: steps.train(seed=seed))
     results["dbt_ml"] = _step("dbt build (prediction marts)", lambda: steps.dbt_build(select=PREDICTION_MARTS))
+    results["clusters"] = _step("spatial clusters", lambda: steps.clusters(seed=seed))
+    results["dbt_clusters"] = _step("dbt build (cluster marts)", lambda: steps.dbt_build(select=CLUSTER_MARTS))
     results["publish"] = _step("publish", lambda: steps.publish(run_id=getattr(results["train"], "run_id", None)))
+    results["atlas"] = _step("atlas", lambda: steps.atlas())
     print_summary(results)
     return results
 

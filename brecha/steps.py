@@ -94,6 +94,14 @@ def predict(run_id: str) -> Any:
         return _predict(run_id)
 
 
+def clusters(seed: int = DEFAULT_SEED) -> Any:
+    """Global and local Moran's I (LISA) of the prediction mart's measures; write ``ml.district_clusters``."""
+    with hold():
+        from ml.clusters import run as _run
+
+        return _run(seed=seed)
+
+
 def publish(run_id: str | None = None) -> Any:
     """Copy the checked warehouse to ``$BRECHA_HOME/serving/brecha.duckdb`` atomically."""
     with hold():
@@ -108,3 +116,11 @@ def rollback() -> Any:
         from brecha.publish import rollback as _rollback
 
         return _rollback()
+
+
+def atlas(out: Path | None = None) -> Any:
+    """Write the offline HTML atlas (``$BRECHA_HOME/atlas/index.html``) from the serving copy, read-only."""
+    with hold():
+        from brecha.atlas import write_atlas
+
+        return write_atlas(out)

@@ -2,7 +2,8 @@
 
 claim → extract (no-op when ``input_dir`` is given) → ingest → validate landed → dbt core marts (Cosmos) →
 dbt_core_passed → validate marts → train → dbt prediction marts (Cosmos, ``tag:needs_predictions``) →
-dbt_predictions_passed → publish → release. ``claim``/``release`` (setup/teardown) hold the home for the DAG
+dbt_predictions_passed → spatial clusters → dbt cluster marts (Cosmos, ``tag:needs_clusters``) → publish → atlas
+(from the serving copy) → release. ``claim``/``release`` (setup/teardown) hold the home for the DAG
 run (brecha/runlock.py); the ``*_passed`` tasks record the Cosmos groups' success per batch (brecha/gates.py).
 
 Every task calls one function of ``brecha.steps`` (the same ones ``brecha run`` calls). Every task that writes
@@ -24,7 +25,7 @@ from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavi
 
 from brecha.airflow_local import POOL, dag_run_owner, dbt_task_env, run_step
 from brecha.config import DBT_PROJECT_DIR, DEFAULT_SEED, paths
-from brecha.pipeline import PREDICTION_MARTS
+from brecha.pipeline import CLUSTER_MARTS, PREDICTION_MARTS
 
 DBT_EXECUTABLE = Path(sys.executable).parent / "dbt"
 MANIFEST = paths().home / "dbt_target" / "manifest.json"
@@ -142,12 +143,22 @@ def brecha_pipeline() -> None:
         return getattr(run_step(steps.train, seed=int(params["seed"])), "run_id", None)
 
     @task
+    def clusters(params: dict | None = None) -> str:
+        return str(run_step(steps.clusters, seed=int(params["seed"])))
+
+    @task
+    def atlas() -> str:
+        """The offline HTML atlas, from the serving copy just published (read-only)."""
+        return str(run_step(steps.atlas))
+
+    @task
     def publish(model_run_id: str | None) -> str:  # ("run_id" is a reserved name in an Airflow task's context)
         return str(run_step(steps.publish, run_id=model_run_id))
 
     # the "+" also leaves out the tests on the prediction marts (e.g. relationships to dim_districts)
     core = _dbt_group("dbt_core", exclude=[f"{PREDICTION_MARTS}+"])
-    with_predictions = _dbt_group("dbt_predictions", select=[PREDICTION_MARTS])
+    # the cluster marts (also tagged needs_predictions) are built once, by dbt_clusters after the cluster step
+    with_predictions = _dbt_group("dbt_predictions", select=[PREDICTION_MARTS], exclude=[CLUSTER_MARTS])
     landed = validate_landed()
     claimed, released = claim(), release()
     extracted = extract()
@@ -155,9 +166,11 @@ def brecha_pipeline() -> None:
     ingest(extracted) >> landed >> core
     trained = train()
     core >> dbt_core_passed() >> validate_marts() >> trained >> with_predictions
+    with_clusters = _dbt_group("dbt_clusters", select=[CLUSTER_MARTS])
     published = publish(trained)
-    with_predictions >> dbt_predictions_passed() >> published
-    published >> released
+    with_predictions >> dbt_predictions_passed() >> clusters() >> with_clusters >> published
+    drawn = atlas()
+    published >> drawn >> released
     claimed >> released
 
 

@@ -92,6 +92,19 @@ def trained_home(built_home: Path):
     return built_home, result
 
 
+@pytest.fixture(scope="session")
+def clustered_home(trained_home) -> Path:
+    """BRECHA_HOME after the spatial cluster step and the cluster marts (what `brecha run` does after training)."""
+    from brecha import steps
+    from brecha.pipeline import CLUSTER_MARTS
+
+    home, _ = trained_home
+    os.environ["BRECHA_HOME"] = str(home)
+    steps.clusters(seed=TEST_SEED)
+    steps.dbt_build(select=CLUSTER_MARTS)
+    return home
+
+
 @pytest.fixture
 def use_home(monkeypatch: pytest.MonkeyPatch):
     """Point BRECHA_HOME at a session home for the duration of one test: ``use_home(built_home)``."""

@@ -47,6 +47,7 @@ def test_run_end_to_end_on_the_synthetic_default(tmp_path: Path) -> None:
         n = con.sql("select count(*) from marts.mart_district_priorities").fetchone()[0]
         top = con.sql("select ubigeo from marts.mart_digital_divide_index where national_rank <= 10").fetchall()
     assert n == 1874
+    assert (home / "atlas" / "index.html").is_file(), "brecha run ends with the atlas"
     # the summary names the same ten districts as the mart
     assert all(u in out for (u,) in top)
 
