@@ -123,11 +123,14 @@ PROVINCE_VAR = query_var("province", "Province",
 # --- 1. district map ------------------------------------------------------------------------------------------
 
 def district_map() -> dict[str, Any]:
+    # the cluster option: LISA of the internet share oriented as need, a low district among low neighbours (a region
+    # lagging together) first, a low district among high ones next (no SQL comments: panel SQL is one line)
     measure = custom_var("measure", "Colour by", [
         ("internet_pct", "Households with internet (%, census)"),
         ("divide_index", "Digital divide index (0-100, higher = wider)"),
         ("gap_pp", "Gap vs. prediction (pp, negative = below expected)"),
         ("priority_rank", "Priority rank (1 = first)"),
+        ("internet_cluster_need", "Where low internet clusters (LISA: 100 = low-low, lagging together)"),
     ])
     national = "FROM marts.fct_district_connectivity"
     panels = [
@@ -149,17 +152,26 @@ def district_map() -> dict[str, Any]:
             WITH d AS (
                 SELECT ubigeo, district, province, department, latitude, longitude, population,
                        internet_pct, predicted_internet_pct, divide_index, gap_pp, priority_rank, segment_label,
+                       internet_cluster, internet_cluster_need,
                        ${{measure:raw}} AS measure,
                        CASE ${{measure}} WHEN 'internet_pct' THEN -internet_pct WHEN 'divide_index' THEN divide_index
-                            WHEN 'gap_pp' THEN -gap_pp WHEN 'priority_rank' THEN -priority_rank END AS need,
+                            WHEN 'gap_pp' THEN -gap_pp WHEN 'priority_rank' THEN -priority_rank
+                            WHEN 'internet_cluster_need' THEN internet_cluster_need END AS need,
                        round(population * (100 - coalesce(internet_pct, predicted_internet_pct)) / 100)
                            AS people_without_internet
-                FROM marts.mart_district_priorities
+                FROM (
+                    SELECT p.*, c.internet_pct_cluster AS internet_cluster,
+                           CASE c.internet_pct_cluster WHEN 'low-low' THEN 100 WHEN 'low-high' THEN 75
+                                WHEN 'not significant' THEN 50 WHEN 'high-low' THEN 25 WHEN 'high-high' THEN 0
+                           END::DOUBLE AS internet_cluster_need
+                    FROM marts.mart_district_priorities AS p
+                    LEFT JOIN marts.mart_district_clusters AS c ON c.ubigeo = p.ubigeo
+                ) AS p
                 WHERE latitude IS NOT NULL AND longitude IS NOT NULL AND {place_filter()}
             )
             SELECT ubigeo, district, province, department, latitude, longitude, population,
                    people_without_internet, internet_pct, predicted_internet_pct, divide_index, gap_pp,
-                   priority_rank, segment_label, measure,
+                   priority_rank, segment_label, internet_cluster, measure,
                    CASE WHEN need IS NOT NULL
                         THEN round(100 * percent_rank() OVER (PARTITION BY need IS NULL ORDER BY need), 1)
                    END AS need_percentile
@@ -169,7 +181,8 @@ def district_map() -> dict[str, Any]:
               numeric=("latitude", "longitude", "measure", "need_percentile", "people_without_internet"),
               description="One marker per district at its centroid. Colour: where the district stands on the measure "
                           "chosen above among the districts shown, oriented so that red is always worse (low internet "
-                          "share, wide divide, far below the model's expectation, first in priority); 100 = worst. "
+                          "share, wide divide, far below the model's expectation, first in priority, or, for the cluster "
+                          "option, part of a region where internet is low together: LISA low-low); 100 = worst. "
                           "Size: people living in households without internet (population × (100 − internet "
                           "share) / 100, the model's prediction where the census share is missing). The worst "
                           "districts are drawn last, on top of their neighbours. Hover for the district's figures.",

@@ -124,7 +124,8 @@ def test_every_variable_used_is_defined() -> None:
 def test_map_dashboard_has_the_promised_controls() -> None:
     dash = load(GRAFANA / "dashboards" / "district_map.json")
     variables = {v["name"]: v for v in dash["templating"]["list"]}
-    assert {o["value"] for o in variables["measure"]["options"]} == {"internet_pct", "divide_index", "gap_pp", "priority_rank"}
+    assert {o["value"] for o in variables["measure"]["options"]} == {"internet_pct", "divide_index", "gap_pp", "priority_rank",
+                                                                   "internet_cluster_need"}
     assert variables["department"]["includeAll"] and variables["province"]["includeAll"]
     geomap = next(p for p in dash["panels"] if p["type"] == "geomap")
     layer = geomap["options"]["layers"][0]
