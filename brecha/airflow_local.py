@@ -78,6 +78,7 @@ def dbt_task_env(home: Path | None = None) -> dict[str, str]:
         "DBT_TARGET_PATH": str(home / "dbt_target"),
         "DBT_LOG_PATH": str(home / "dbt_logs"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        "DBT_USE_COLORS": "False",  # task logs are files: no ANSI colour codes
     }
 
 

@@ -108,3 +108,11 @@ def rollback() -> Any:
         from brecha.publish import rollback as _rollback
 
         return _rollback()
+
+
+def serve_snapshot(snapshot_id: str) -> Any:
+    """Serve the kept snapshot ``snapshot_id`` (older or newer than the one served now)."""
+    with hold():
+        from brecha.publish import serve_snapshot as _serve
+
+        return _serve(snapshot_id)

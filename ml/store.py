@@ -38,6 +38,11 @@ DDL: dict[str, str] = {
         mean_width_pp DOUBLE, PRIMARY KEY (run_id, model_name, scope, group_value)""",
 }
 
+# `brecha predict --run RUN_ID`: every rescoring of the current marts by a run's artifact, kept (never overwritten)
+DDL["rescored_predictions"] = ("rescored_at TIMESTAMP NOT NULL, "
+                               + DDL["district_predictions"].replace("PRIMARY KEY (run_id, ubigeo)",
+                                                                     "PRIMARY KEY (run_id, rescored_at, ubigeo)"))
+
 # columns added after a table was first released: warehouses created before get them with ALTER TABLE
 ADDED_COLUMNS: dict[str, dict[str, str]] = {
     "district_predictions": {"is_out_of_fold": "BOOLEAN", "households_offline": "DOUBLE",
