@@ -17,14 +17,15 @@ from brecha.layouts import BY_ENTITY
 
 @dataclass
 class Gap:
-    relation: str  # marts.<name>, or marts.<name>(col, col) for columns left all null
+    relation: str  # marts.<name>, or "marts.<name> columns a, b" for columns left all null
     missing: list[str]  # layouts with no file in the latest batch: "description (e.g. file.csv)"
     panels: list[str] = field(default_factory=list)  # "Dashboard · Panel"
 
     def __str__(self) -> str:
         fill = "; ".join(self.missing) if self.missing else "no missing extract found (check the rejects)"
         shown = f" Empty panels: {', '.join(self.panels)}." if self.panels else ""
-        return f"{self.relation} is empty. Filled by: {fill}.{shown}"
+        state = "have no value" if " columns " in self.relation else "is empty"
+        return f"{self.relation} {state}. Filled by: {fill}.{shown}"
 
 
 def _panels() -> list[tuple[str, str]]:
