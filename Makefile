@@ -10,7 +10,7 @@ export BRECHA_HOME ?= $(CURDIR)/warehouse
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export DO_NOT_TRACK := 1
 
-.PHONY: install run test lint node bench corpus airflow docs clean
+.PHONY: install run test lint node bench corpus airflow docs clean chromium
 
 install: $(STAMP)
 
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 run: install
 	$(BIN)/brecha run
 
-test: install lint node
+test: install lint node chromium
 	$(BIN)/pytest -q
 
 # node packages of the Grafana harness (tests/test_grafana.py expands dashboards with Grafana's own code)
@@ -31,6 +31,10 @@ node: $(HARNESS)/node_modules/.package-lock.json
 
 $(HARNESS)/node_modules/.package-lock.json: $(HARNESS)/package.json $(HARNESS)/package-lock.json
 	cd $(HARNESS) && npm ci --no-audit --no-fund --loglevel=error
+
+# Debian's chromium: tests open pages as a reader does (dbt docs, GX Data Docs, the atlas); installed once (CI runs as root), skipped when present.
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 lint: install
 	$(BIN)/ruff check brecha ml dags tests

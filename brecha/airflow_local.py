@@ -41,6 +41,10 @@ def airflow_env(home: Path | None = None) -> dict[str, str]:
         "DO_NOT_TRACK": "1",
         # the API server and UI listen on this machine only; BRECHA_AIRFLOW_HOST=0.0.0.0 opens them to the network
         "AIRFLOW__API__HOST": os.environ.get("BRECHA_AIRFLOW_HOST", "127.0.0.1"),
+        # tasks report to the API server's execution API: on the port it listens on (AIRFLOW__API__PORT, else 8080)
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": os.environ.get(
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+            f"http://127.0.0.1:{os.environ.get('AIRFLOW__API__PORT', '8080')}/execution/"),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file(airflow_home)),
     }
 

@@ -181,6 +181,27 @@ def runs(limit: int) -> None:
     click.echo(list_runs(limit))
 
 
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("duckdb_args", nargs=-1, type=click.UNPROCESSED)
+def sql(duckdb_args: tuple[str, ...]) -> None:
+    """A read-only SQL prompt (the DuckDB CLI) on the serving copy $BRECHA_HOME/serving/brecha.duckdb.
+
+    Without arguments, an interactive prompt (`.tables`, `.quit`); SQL piped on stdin runs and exits. Further
+    arguments go to the `duckdb` command, e.g. `brecha sql -c "select count(*) from marts.dim_districts"` or
+    `brecha sql -csv -c "..."`. The file is opened read-only: it never blocks the pipeline or a publish.
+    """
+    import os
+
+    from brecha.config import paths
+    from brecha.errors import BrechaError
+
+    db = paths().serving_db
+    if not db.exists():
+        raise BrechaError(f"no serving copy at {db}: run `brecha run` (or `brecha publish`) first")
+    exe = Path(sys.executable).with_name("duckdb")
+    os.execv(exe, [str(exe), "-readonly", *duckdb_args, str(db)])
+
+
 def main() -> None:
     from brecha.errors import BrechaError
 
