@@ -133,9 +133,10 @@ def standalone() -> None:
     """Run ``airflow standalone`` (web UI on http://127.0.0.1:8080, this machine only) until interrupted."""
     env = prepare()
     secret = ensure_password(Path(env["AIRFLOW_HOME"]))
-    print(f"Airflow home: {env['AIRFLOW_HOME']}; UI on http://{env['AIRFLOW__API__HOST']}:8080 "
+    port = os.environ.get("AIRFLOW__API__PORT", "8080")
+    print(f"Airflow home: {env['AIRFLOW_HOME']}; UI on http://{env['AIRFLOW__API__HOST']}:{port} "
           f"(set BRECHA_AIRFLOW_HOST=0.0.0.0 to listen on every interface). User 'admin', password in {secret} "
-          "(readable by you only; it is not printed).", file=sys.stderr)
+          "(readable by you only; it is not printed). Ctrl-C stops every component.", file=sys.stderr)
     # standalone starts its components as `airflow ...` subprocesses: the venv's bin must come first on PATH
     path = os.pathsep.join([str(BIN), os.environ.get("PATH", "")])
     os.execve(str(BIN / "airflow"), [str(BIN / "airflow"), "standalone"], {**os.environ, **env, "PATH": path})

@@ -145,3 +145,24 @@ def test_run_summary_names_empty_marts_and_the_file_that_fills_them(built_home: 
     columns = found.pop("marts.fct_district_connectivity columns survey_internet_pct_department, survey_year")
     assert "ENAHO" in str(columns) and "have no value" in str(columns)
     assert found == {}
+
+
+@pytest.mark.parametrize("readme", ["README.md", "grafana/README.md"])
+def test_readme_python_snippets_print_when_run_as_scripts(published: dict, tmp_path: Path, readme: str) -> None:
+    """Each ```python block of the README, saved as a file and run from a project folder as a new user does."""
+    import re
+
+    blocks = re.findall(r"```python\n(.*?)```", (Path(__file__).parents[1] / readme).read_text(), re.S)
+    assert blocks
+    (tmp_path / "warehouse" / "serving").mkdir(parents=True)
+    (tmp_path / "warehouse" / "serving" / "brecha.duckdb").symlink_to(published["serving"])
+    with duckdb.connect(str(published["serving"]), read_only=True) as con:
+        first = con.execute("SELECT district FROM marts.mart_digital_divide_index WHERE national_rank = 1").fetchone()[0]
+    for i, code in enumerate(blocks):
+        script = tmp_path / f"snippet{i}.py"
+        script.write_text(code)
+        proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert len(proc.stdout.strip().splitlines()) >= 10, f"{readme} snippet {i} prints too little:\n{proc.stdout}"
+        if "mart_digital_divide_index" in code:
+            assert first in proc.stdout
