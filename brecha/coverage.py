@@ -23,7 +23,7 @@ class Gap:
 
     def __str__(self) -> str:
         fill = "; ".join(self.missing) if self.missing else "no missing extract found (check the rejects)"
-        shown = f" Empty panels: {', '.join(self.panels)}." if self.panels else ""
+        shown = f" Empty panels: {'; '.join(self.panels)}." if self.panels else ""
         state = "have no value" if " columns " in self.relation else "is empty"
         return f"{self.relation} {state}. Filled by: {fill}.{shown}"
 
@@ -39,7 +39,7 @@ def _panels() -> list[tuple[str, str]]:
             for panel in panels:
                 sql = " ".join(t.get("rawSql", "") for t in panel.get("targets", []) or [])
                 if sql:
-                    out.append((f"{title} · {panel.get('title', '?')}", sql))
+                    out.append((f"{title}: \"{panel.get('title', '?')}\"", sql))
                 walk(panel.get("panels", []) or [])
 
         walk(board.get("panels", []))
