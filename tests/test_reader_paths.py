@@ -47,13 +47,13 @@ def _brecha(args: list[str], home: Path, stdin: str | None = None) -> subprocess
 def test_rescored_predictions_are_a_table_with_run_and_time(published: dict) -> None:
     run_id, rescored = published["train"].run_id, published["rescored"]
     with duckdb.connect(str(published["serving"]), read_only=True) as con:
-        rows = con.execute("""SELECT count(*), count(DISTINCT rescored_at), min(rescored_at),
+        rows = con.execute("""SELECT count(*), count(DISTINCT ubigeo),
                                      max(abs(r.predicted_internet_pct - p.predicted_internet_pct))
                               FROM ml.rescored_predictions r JOIN ml.district_predictions p USING (run_id, ubigeo)
-                              WHERE run_id = ?""", [run_id]).fetchone()
+                              WHERE run_id = ? AND rescored_at = ?""", [run_id, rescored.rescored_at]).fetchone()
         districts = con.execute("SELECT count(*) FROM marts.dim_districts").fetchone()[0]
-    assert rows[0] == districts and rows[1] == 1 and rows[2] == rescored.rescored_at
-    assert rows[3] < 1e-9  # the same artifact on the same marts gives the stored predictions
+    assert rows[0] == rows[1] == districts  # one row per district for this rescoring (earlier ones are kept too)
+    assert rows[2] < 1e-9  # the same artifact on the same marts gives the stored predictions
     assert "ml.rescored_predictions" in str(rescored)
 
 
@@ -62,11 +62,13 @@ def test_brecha_runs_lists_runs_with_metrics(published: dict) -> None:
     with duckdb.connect(str(home / "brecha.duckdb"), read_only=True) as con:
         name, mae = con.execute("SELECT model_name, cv_mae FROM ml.model_runs WHERE run_id = ? AND selected",
                                 [run_id]).fetchone()
+        times = con.execute("SELECT count(DISTINCT rescored_at) FROM ml.rescored_predictions WHERE run_id = ?",
+                            [run_id]).fetchone()[0]
     proc = _brecha(["runs"], home)
     assert proc.returncode == 0, proc.stderr
     line = next(x for x in proc.stdout.splitlines() if x.startswith(run_id))
     assert name in line and f"{mae:.3f}" in line
-    assert line.split()[-3] == "1", line  # rescored once, by the fixture
+    assert times >= 1 and line.split()[-3] == str(times), line  # the fixture rescored it (other tests may have too)
 
 
 def test_sql_prompt_reads_the_serving_copy_and_cannot_write(published: dict) -> None:
