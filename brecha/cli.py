@@ -166,7 +166,8 @@ def docs(serve: bool, port: int, no_generate: bool) -> None:
 def airflow() -> None:
     """Start a local Airflow 3 (`airflow standalone`, http://127.0.0.1:8080) with the brecha_pipeline DAG.
 
-    Stop it with Ctrl-C in its terminal (or `kill <pid>` of this command: it becomes `airflow standalone`)."""
+    Stop it with Ctrl-C in its terminal; started in the background, kill its whole process group (killing the
+    `airflow standalone` process alone leaves its scheduler and API server running)."""
     from brecha.airflow_local import standalone
 
     standalone()
