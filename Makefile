@@ -32,7 +32,7 @@ node: $(HARNESS)/node_modules/.package-lock.json
 $(HARNESS)/node_modules/.package-lock.json: $(HARNESS)/package.json $(HARNESS)/package-lock.json
 	cd $(HARNESS) && npm ci --no-audit --no-fund --loglevel=error
 
-# Debian's chromium renders the atlas in tests/test_atlas.py; installed once (CI runs as root), skipped when present.
+# Debian's chromium: tests open pages as a reader does (dbt docs, GX Data Docs, the atlas); installed once (CI runs as root), skipped when present.
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 

@@ -41,6 +41,10 @@ def airflow_env(home: Path | None = None) -> dict[str, str]:
         "DO_NOT_TRACK": "1",
         # the API server and UI listen on this machine only; BRECHA_AIRFLOW_HOST=0.0.0.0 opens them to the network
         "AIRFLOW__API__HOST": os.environ.get("BRECHA_AIRFLOW_HOST", "127.0.0.1"),
+        # tasks report to the API server's execution API: on the port it listens on (AIRFLOW__API__PORT, else 8080)
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": os.environ.get(
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+            f"http://127.0.0.1:{os.environ.get('AIRFLOW__API__PORT', '8080')}/execution/"),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file(airflow_home)),
     }
 
@@ -78,6 +82,7 @@ def dbt_task_env(home: Path | None = None) -> dict[str, str]:
         "DBT_TARGET_PATH": str(home / "dbt_target"),
         "DBT_LOG_PATH": str(home / "dbt_logs"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        "DBT_USE_COLORS": "False",  # task logs are files: no ANSI colour codes
     }
 
 
@@ -128,9 +133,10 @@ def standalone() -> None:
     """Run ``airflow standalone`` (web UI on http://127.0.0.1:8080, this machine only) until interrupted."""
     env = prepare()
     secret = ensure_password(Path(env["AIRFLOW_HOME"]))
-    print(f"Airflow home: {env['AIRFLOW_HOME']}; UI on http://{env['AIRFLOW__API__HOST']}:8080 "
+    port = os.environ.get("AIRFLOW__API__PORT", "8080")
+    print(f"Airflow home: {env['AIRFLOW_HOME']}; UI on http://{env['AIRFLOW__API__HOST']}:{port} "
           f"(set BRECHA_AIRFLOW_HOST=0.0.0.0 to listen on every interface). User 'admin', password in {secret} "
-          "(readable by you only; it is not printed).", file=sys.stderr)
+          "(readable by you only; it is not printed). Ctrl-C stops every component.", file=sys.stderr)
     # standalone starts its components as `airflow ...` subprocesses: the venv's bin must come first on PATH
     path = os.pathsep.join([str(BIN), os.environ.get("PATH", "")])
     os.execve(str(BIN / "airflow"), [str(BIN / "airflow"), "standalone"], {**os.environ, **env, "PATH": path})

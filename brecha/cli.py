@@ -10,13 +10,27 @@ import click
 from brecha.config import DEFAULT_SEED
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+class _Group(click.Group):
+    """Lists each command with its whole first sentence, wrapped, never cut with "..."."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, cmd.get_short_help_str(limit=1000)) for name in self.list_commands(ctx)
+                if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+# Not a terminal (a pipe, a log): help is laid out 110 columns wide, so no description is cut with "...".
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110,
+                               "terminal_width": None if sys.stdout.isatty() else 110})
 @click.version_option(package_name="brecha")
 def cli() -> None:
     """Brecha: Peru's digital divide, district by district.
 
-    Runtime state lives under $BRECHA_HOME (default: ./warehouse); the warehouse is
-    $BRECHA_HOME/brecha.duckdb. `brecha run` runs the whole pipeline.
+    Runtime state lives under $BRECHA_HOME (default: the warehouse/ folder of this project, whatever the
+    current folder); the warehouse is $BRECHA_HOME/brecha.duckdb and readers use the serving copy
+    $BRECHA_HOME/serving/brecha.duckdb. `brecha run` runs the whole pipeline.
     """
 
 
@@ -109,12 +123,24 @@ def clusters(seed: int) -> None:
 
 
 @cli.command()
-@click.option("--rollback", is_flag=True, help="Restore the previous serving snapshot instead.")
-def publish(rollback: bool) -> None:
+@click.option("--rollback", is_flag=True, help="Restore the snapshot published before the one served now instead.")
+@click.option("--list", "list_", is_flag=True, help="List the kept snapshots (the one served now is marked) and exit.")
+@click.option("--serve", "snapshot_id", default=None, metavar="SNAPSHOT_ID",
+              help="Serve this kept snapshot (older or newer; a unique prefix of its id is enough) instead.")
+def publish(rollback: bool, list_: bool, snapshot_id: str | None) -> None:
     """Copy the checked warehouse to $BRECHA_HOME/serving/brecha.duckdb atomically (readers use it)."""
     from brecha import steps
 
-    click.echo(str(steps.rollback() if rollback else steps.publish()))
+    if sum((rollback, list_, snapshot_id is not None)) > 1:
+        raise click.UsageError("use one of --rollback, --list and --serve")
+    if list_:
+        from brecha.publish import snapshot_listing
+
+        click.echo(snapshot_listing())
+    elif snapshot_id is not None:
+        click.echo(str(steps.serve_snapshot(snapshot_id)))
+    else:
+        click.echo(str(steps.rollback() if rollback else steps.publish()))
 
 
 @cli.command()
@@ -166,19 +192,61 @@ def atlas(out: Path | None) -> None:
 
 
 @cli.command()
-def docs() -> None:
-    """Generate the dbt docs site ($BRECHA_HOME/dbt_target/index.html)."""
-    from brecha.dbt import docs as _docs
+@click.option("--serve", is_flag=True, help="Then serve the site on http://127.0.0.1:PORT until Ctrl-C.")
+@click.option("--port", type=int, default=8081, show_default=True, help="Port for --serve.")
+@click.option("--no-generate", is_flag=True, help="With --serve: serve the site generated last, without regenerating.")
+def docs(serve: bool, port: int, no_generate: bool) -> None:
+    """Generate the dbt docs site: $BRECHA_HOME/dbt_target/static_index.html opens from a file in any browser.
 
-    click.echo(str(_docs()))
+    The same folder's index.html needs a web server (browsers block its manifest.json from file://): `--serve`.
+    """
+    from brecha import dbt
+
+    if not (serve and no_generate):
+        click.echo(f"docs site (one file, opens from disk): {dbt.docs()}")
+    if serve:
+        dbt.serve_docs(port)
 
 
 @cli.command()
 def airflow() -> None:
-    """Start a local Airflow 3 (`airflow standalone`, http://localhost:8080) with the brecha_pipeline DAG."""
+    """Start a local Airflow 3 (`airflow standalone`, http://127.0.0.1:8080) with the brecha_pipeline DAG.
+
+    Stop it with Ctrl-C in its terminal; started in the background, kill its whole process group (killing the
+    `airflow standalone` process alone leaves its scheduler and API server running)."""
     from brecha.airflow_local import standalone
 
     standalone()
+
+
+@cli.command()
+@click.option("--limit", type=int, default=20, show_default=True, help="How many runs, newest first.")
+def runs(limit: int) -> None:
+    """List the model runs (ml.model_runs) with the selected model's cross-validated metrics and rescorings."""
+    from brecha.runs import list_runs
+
+    click.echo(list_runs(limit))
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("duckdb_args", nargs=-1, type=click.UNPROCESSED)
+def sql(duckdb_args: tuple[str, ...]) -> None:
+    """A read-only SQL prompt (the DuckDB CLI) on the serving copy $BRECHA_HOME/serving/brecha.duckdb.
+
+    Without arguments, an interactive prompt (`.tables`, `.quit`); SQL piped on stdin runs and exits. Further
+    arguments go to the `duckdb` command, e.g. `brecha sql -c "select count(*) from marts.dim_districts"` or
+    `brecha sql -csv -c "..."`. The file is opened read-only: it never blocks the pipeline or a publish.
+    """
+    import os
+
+    from brecha.config import paths
+    from brecha.errors import BrechaError
+
+    db = paths().serving_db
+    if not db.exists():
+        raise BrechaError(f"no serving copy at {db}: run `brecha run` (or `brecha publish`) first")
+    exe = Path(sys.executable).with_name("duckdb")
+    os.execv(exe, [str(exe), "-readonly", *duckdb_args, str(db)])
 
 
 def main() -> None:

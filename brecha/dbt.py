@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 
 from brecha.config import DBT_PROJECT_DIR, paths
-from brecha.errors import GateFailed
+from brecha.errors import BrechaError, GateFailed
 
 
 @dataclass
@@ -36,6 +37,8 @@ def dbt_env() -> dict[str, str]:
         "DBT_LOG_PATH": str(home / "dbt_logs"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
     }
+    if not sys.stdout.isatty():  # logs, pipes, Airflow: no ANSI colour codes (unless the user set DBT_USE_COLORS)
+        env["DBT_USE_COLORS"] = os.environ.get("DBT_USE_COLORS", "False")
     os.environ.update(env)
     return env
 
@@ -97,5 +100,31 @@ def build(select: str | None = None, exclude: str | None = None) -> DbtSummary:
 
 
 def docs() -> str:
-    invoke(["docs", "generate"])
-    return str(paths().home / "dbt_target" / "index.html")
+    """Generate the dbt docs site; ``--static`` also writes ``static_index.html``, one file with the manifest and
+    catalog inlined, which a browser opens from a file (``index.html`` needs a web server: ``brecha docs --serve``)."""
+    from brecha.runlock import hold
+
+    with hold():
+        invoke(["docs", "generate", "--static"])
+    return str(docs_dir() / "static_index.html")
+
+
+def docs_dir():
+    return paths().home / "dbt_target"
+
+
+def serve_docs(port: int = 8081, host: str = "127.0.0.1") -> None:
+    """Serve the generated docs site (index.html, manifest.json, catalog.json) over HTTP until interrupted."""
+    import functools
+    import http.server
+
+    folder = docs_dir()
+    if not (folder / "index.html").exists():
+        raise BrechaError(f"no docs site in {folder}: run `brecha docs` first")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    with http.server.ThreadingHTTPServer((host, port), handler) as server:
+        print(f"dbt docs on http://{host}:{port}/ (from {folder}); Ctrl-C stops it", file=sys.stderr, flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,9 @@ PREDICTION_MARTS = "tag:needs_predictions"
 # working; they are empty until the cluster step has run), rebuilt after the cluster step.
 CLUSTER_MARTS = "tag:needs_clusters"
 
-console = Console(stderr=True)
+# Not a terminal (a log file, a pipe, Airflow): no line is wrapped at 80 columns and no colour code is written.
+console = (Console(stderr=True) if sys.stderr.isatty()
+           else Console(stderr=True, width=240, soft_wrap=True, no_color=True, highlight=False))
 
 
 def _step(name: str, fn: Callable[[], Any]) -> Any:
@@ -76,14 +79,22 @@ def print_summary(results: dict[str, Any]) -> None:
     if train is not None and hasattr(train, "n_without_target"):
         console.print(f"{train.n_without_target} districts predicted without a census target "
                       f"(of {train.n_districts}; the other {train.n_known} are shown out of fold)")
+    from brecha.coverage import gaps
+
     with session(read_only=False) as con:
         rows = con.sql(
             "select national_rank, ubigeo, district, department, round(divide_index, 1) "
             "from marts.mart_digital_divide_index order by national_rank limit 10"
         ).fetchall()
+        empty = gaps(con)
     t = Table(title="The ten districts with the widest digital divide")
     for col in ("rank", "ubigeo", "district", "department", "divide index"):
         t.add_column(col)
     for r in rows:
         t.add_row(*(str(v) for v in r))
     console.print(t)
+    if empty:
+        console.print(f"Left empty by this input ({len(empty)}): the input had no file of the layout that fills them "
+                      "(add one to the folder and run again)", markup=False)
+        for gap in empty:
+            console.print(f"  - {gap}", markup=False)

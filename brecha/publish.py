@@ -49,7 +49,7 @@ GRAFANA_DATASOURCE = GRAFANA_DIR / "provisioning" / "datasources" / "brecha.yaml
 
 SNAPSHOTS_DDL = """CREATE TABLE IF NOT EXISTS ops.snapshots (
     snapshot_id VARCHAR NOT NULL,       -- file name stem under serving/snapshots/
-    action VARCHAR NOT NULL,            -- 'publish' | 'rollback'
+    action VARCHAR NOT NULL,            -- 'publish' | 'rollback' | 'serve' (brecha publish --serve ID)
     published_at TIMESTAMP NOT NULL,    -- UTC
     run_id VARCHAR,                     -- ML run the serving copy carries (null without ml.*)
     batch_id INTEGER,                   -- latest landing batch
@@ -84,7 +84,7 @@ class PublishResult:
     notes: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        verb = "published" if self.action == "publish" else "rolled back to"
+        verb = {"publish": "published", "rollback": "rolled back to"}.get(self.action, "now serving")
         counts = ", ".join(f"{k} {v:,}" for k, v in sorted(self.row_counts.items()) if k.startswith("marts."))
         tail = f"; {'; '.join(self.notes)}" if self.notes else ""
         return (f"{verb} snapshot {self.snapshot_id} (run {self.run_id or '-'}, {len(self.row_counts)} tables, "
@@ -204,26 +204,66 @@ def rollback() -> PublishResult:
         if served[-1] == 0:
             raise BrechaError(
                 f"{p.serving_db} already serves the oldest kept snapshot ({manifests[0]['snapshot_id']}); "
-                f"nothing older is kept (the newest {KEEP_SNAPSHOTS} are)."
+                f"nothing older is kept (the newest {KEEP_SNAPSHOTS} are). `brecha publish --list` lists them; "
+                "`brecha publish --serve ID` serves any of them."
             )
-        target = manifests[served[-1] - 1]
-        source = snapshots_dir / target["file"]
-        if sha256_of(source) != target["sha256"]:
-            raise BrechaError(f"{source}: checksum differs from its manifest; the snapshot is damaged. Publish again.")
-        tmp = _tmp_beside_serving(p)
-        try:
-            shutil.copyfile(source, tmp)
-            _fsync(tmp)
-            _swap_in(tmp, p)
-        finally:
-            tmp.unlink(missing_ok=True)
-    result = PublishResult(target["snapshot_id"], target.get("run_id"), p.serving_db, source, target["sha256"],
-                           target.get("row_counts", {}), action="rollback")
+        return _restore(p, manifests[served[-1] - 1], "rollback")
+
+
+def serve_snapshot(snapshot_id: str) -> PublishResult:
+    """Serve the kept snapshot ``snapshot_id`` (or the one snapshot whose id starts with it), older or newer than
+    the one being served, with the same atomic swap as publish and rollback (new mtime, Grafana watch link)."""
+    p = paths()
+    with _publish_lock(p.serving):
+        manifests = list_snapshots()
+        matches = [m for m in manifests if m["snapshot_id"] == snapshot_id] or \
+            [m for m in manifests if m["snapshot_id"].startswith(snapshot_id)]
+        if len(matches) != 1:
+            kept = ", ".join(m["snapshot_id"] for m in manifests) or "none"
+            why = "matches several" if matches else "is not one"
+            raise BrechaError(f"{snapshot_id!r} {why} of the kept snapshots in {p.serving / 'snapshots'} "
+                              f"(kept: {kept}). `brecha publish --list` lists them.")
+        return _restore(p, matches[0], "serve")
+
+
+def _restore(p: Paths, target: dict, action: str) -> PublishResult:
+    """Swap the kept snapshot ``target`` (its manifest) in as the serving copy; the caller holds the publish lock."""
+    source = p.serving / "snapshots" / target["file"]
+    if sha256_of(source) != target["sha256"]:
+        raise BrechaError(f"{source}: checksum differs from its manifest; the snapshot is damaged. Publish again.")
+    tmp = _tmp_beside_serving(p)
     try:
-        _record_rollback(target, source)
+        shutil.copyfile(source, tmp)
+        _fsync(tmp)
+        _swap_in(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)
+    result = PublishResult(target["snapshot_id"], target.get("run_id"), p.serving_db, source, target["sha256"],
+                           target.get("row_counts", {}), action=action)
+    try:
+        _record_rollback(target, source, action)
     except duckdb.Error as err:  # the serving copy is restored; the warehouse log is secondary
         result.notes.append(f"not recorded in {p.db} ops.snapshots: {err}")
     return result
+
+
+def snapshot_listing() -> str:
+    """The kept snapshots, oldest first, as a text table; the one being served is marked."""
+    p = paths()
+    manifests = list_snapshots()
+    if not manifests:
+        return f"no snapshots kept in {p.serving / 'snapshots'}: publish with `brecha publish` (or `brecha run`)"
+    current = sha256_of(p.serving_db) if p.serving_db.exists() else None
+    rows = [("", "snapshot id", "published at (UTC)", "run id", "batch", "sha256", "marts rows")]
+    for m in manifests:
+        marts = sum(n for k, n in m.get("row_counts", {}).items() if k.startswith("marts."))
+        rows.append(("*" if m["sha256"] == current else "", m["snapshot_id"], m["published_at"][:19],
+                     m.get("run_id") or "-", str(m.get("batch_id") or "-"), m["sha256"][:12], f"{marts:,}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    served = "* = served now" if current in {m["sha256"] for m in manifests} else \
+        f"{p.serving_db} matches none of them"
+    return "\n".join([*lines, f"{served}; serve any with `brecha publish --serve SNAPSHOT_ID`"])
 
 
 def list_snapshots() -> list[dict]:
@@ -371,14 +411,14 @@ def _verify(path: Path, counts: dict[str, int]) -> None:
 
 # --- bookkeeping ------------------------------------------------------------------------------------------
 
-def _record_rollback(target: dict, source: Path) -> None:
+def _record_rollback(target: dict, source: Path, action: str = "rollback") -> None:
     p = paths()
     with connect(p.db) as con:
         con.execute("CREATE SCHEMA IF NOT EXISTS ops")
         con.execute(SNAPSHOTS_DDL)
         con.execute(
-            "INSERT INTO ops.snapshots VALUES (?, 'rollback', ?, ?, ?, ?, ?, ?, ?, ?)",
-            [target["snapshot_id"], datetime.now(UTC).replace(tzinfo=None), target.get("run_id"),
+            "INSERT INTO ops.snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [target["snapshot_id"], action, datetime.now(UTC).replace(tzinfo=None), target.get("run_id"),
              target.get("batch_id"), target["sha256"], source.stat().st_size, str(p.serving_db), str(source),
              json.dumps(target.get("row_counts", {}))],
         )

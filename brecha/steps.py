@@ -124,3 +124,11 @@ def atlas(out: Path | None = None) -> Any:
         from brecha.atlas import write_atlas
 
         return write_atlas(out)
+
+
+def serve_snapshot(snapshot_id: str) -> Any:
+    """Serve the kept snapshot ``snapshot_id`` (older or newer than the one served now)."""
+    with hold():
+        from brecha.publish import serve_snapshot as _serve
+
+        return _serve(snapshot_id)

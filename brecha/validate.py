@@ -22,6 +22,13 @@ from brecha.gx import batches as batches_mod
 from brecha.gx import suites as suites_mod
 from brecha.gx.runner import Check
 
+# Why an expectation is left out, per suite parameter without a value (see brecha.gx.batches).
+LEFT_OUT_BECAUSE = {
+    "previous_rows": "no earlier ok batch from the same input folder to compare row counts with (a first load)",
+    "reference_districts": "no district reference file in the latest batch",
+    "dim_districts_rows": "marts.dim_districts is missing or empty",
+}
+
 
 @dataclass
 class ValidationSummary:
@@ -38,12 +45,25 @@ class ValidationSummary:
     def passed(self) -> int:
         return sum(c.success is True for c in self.checks)
 
+    def left_out_reasons(self) -> dict[str, int]:
+        """Why expectations were left out on this run (in words), with how many."""
+        reasons: dict[str, int] = {}
+        for c in self.checks:
+            if c.success is None:
+                names = c.observed.removeprefix("left out: no ").split(", ")
+                why = "; ".join(LEFT_OUT_BECAUSE.get(n, f"no value for {n}") for n in names)
+                reasons[why] = reasons.get(why, 0) + 1
+        return reasons
+
     def __str__(self) -> str:
         suites = len({c.suite for c in self.checks})
         left_out = sum(c.success is None for c in self.checks)
+        why = self.left_out_reasons()
+        left = f"{left_out} left out" + (f" ({'; '.join(f'{n}: {r}' for r, n in why.items())})" if why else "")
+        without = (f"{len(self.skipped_suites)} suites without data"
+                   + (f" ({'; '.join(self.skipped_suites)})" if self.skipped_suites else ""))
         return (f"validate {'+'.join(self.gates)}: {suites} suites, {self.passed} expectations passed, "
-                f"{len(self.failed)} failed, {left_out} left out, {len(self.skipped_suites)} suites without data; "
-                f"Data Docs: {self.docs}")
+                f"{len(self.failed)} failed, {left}, {without}; Data Docs: {self.docs}")
 
 
 def _failure_message(summary: ValidationSummary) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from brecha.db import session
 from brecha.errors import BrechaError
-from ml import artifacts
+from ml import artifacts, store
 from ml.features import GROUP, build_feature_table, load_marts
 from ml.intervals import legacy_mapie_interval
 from ml.scoring import oof_departments, score_districts
@@ -33,13 +34,15 @@ class PredictResult:
     predictions: pd.DataFrame
     max_abs_diff_vs_run: float | None  # vs ml.district_predictions of that run (same districts)
     output: Path
+    rescored_at: datetime | None = None  # the rows' key in ml.rescored_predictions (with run_id)
 
     def __str__(self) -> str:
         p = self.predictions["predicted_internet_pct"]
         same = ("no stored predictions to compare" if self.max_abs_diff_vs_run is None
                 else f"max |difference| vs the run's stored predictions: {self.max_abs_diff_vs_run:.2e} pp")
         return (f"run {self.run_id} ({self.model_name}): {len(p)} districts rescored, mean predicted internet "
-                f"{p.mean():.2f} %; {same}; written to {self.output}")
+                f"{p.mean():.2f} %; {same}; written to ml.rescored_predictions (run_id = '{self.run_id}', "
+                f"rescored_at = '{self.rescored_at}') and {self.output}")
 
 
 @lru_cache(maxsize=4)
@@ -119,4 +122,8 @@ def _predict(run_id: str) -> PredictResult:
         diff = float(np.nanmax(np.abs(j["predicted_internet_pct"] - j["predicted_internet_pct_stored"]))) if len(j) else None
     target = artifacts.run_dir(run_id) / RESCORED_FILE
     artifacts.write_parquet(out, target)
-    return PredictResult(run_id, model_name, out, diff, target)
+    rescored_at = datetime.now(UTC).replace(tzinfo=None)
+    with session() as con:
+        store.ensure_tables(con)
+        store.append(con, "rescored_predictions", out.assign(rescored_at=rescored_at))
+    return PredictResult(run_id, model_name, out, diff, target, rescored_at)

@@ -38,6 +38,13 @@ DDL: dict[str, str] = {
         mean_width_pp DOUBLE, PRIMARY KEY (run_id, model_name, scope, group_value)""",
 }
 
+# Tables written after training, not by it. `brecha predict --run RUN_ID`: every rescoring of the current marts by a
+# run's artifact, kept (never overwritten), keyed by run and time.
+LATER_DDL: dict[str, str] = {
+    "rescored_predictions": "rescored_at TIMESTAMP NOT NULL, " + DDL["district_predictions"].replace(
+        "PRIMARY KEY (run_id, ubigeo)", "PRIMARY KEY (run_id, rescored_at, ubigeo)"),
+}
+
 # columns added after a table was first released: warehouses created before get them with ALTER TABLE
 ADDED_COLUMNS: dict[str, dict[str, str]] = {
     "district_predictions": {"is_out_of_fold": "BOOLEAN", "households_offline": "DOUBLE",
@@ -48,7 +55,7 @@ ADDED_COLUMNS: dict[str, dict[str, str]] = {
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS ml")
-    for name, cols in DDL.items():
+    for name, cols in {**DDL, **LATER_DDL}.items():
         con.execute(f"CREATE TABLE IF NOT EXISTS ml.{name} ({cols})")
     for name, added in ADDED_COLUMNS.items():
         for col, typ in added.items():
@@ -57,7 +64,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 def append(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame) -> None:
     """Insert ``df`` into ``ml.<table>`` matching columns by name."""
-    if table not in DDL:
+    if table not in DDL and table not in LATER_DDL:
         raise KeyError(f"unknown ml table {table!r}")
     con.register("_ml_frame", df)
     try:

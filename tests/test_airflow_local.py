@@ -39,3 +39,18 @@ def test_api_server_binds_to_localhost_and_the_password_stays_in_its_file(tmp_pa
     assert password not in printed and "Password for user" not in printed  # ... and never prints it
     monkeypatch.setenv("BRECHA_AIRFLOW_HOST", "0.0.0.0")
     assert airflow_env(tmp_path / "home")["AIRFLOW__API__HOST"] == "0.0.0.0"
+
+
+def test_tasks_report_to_the_port_the_api_server_listens_on(tmp_path: Path, monkeypatch) -> None:
+    """Airflow's task supervisor sends task state to the execution API (default http://localhost:8080/execution/):
+    with the API server on another port, every task failed with "Connection refused" until this followed it."""
+    code = ("from airflow.configuration import conf; "
+            "print(conf.get('api', 'port'), conf.get('core', 'execution_api_server_url'))")
+    for port in (None, "8093"):
+        if port:
+            monkeypatch.setenv("AIRFLOW__API__PORT", port)
+        env = airflow_env(tmp_path / "home")
+        proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
+                              timeout=120, check=True)
+        listens, reports = proc.stdout.split()[-2:]
+        assert listens == (port or "8080") and reports == f"http://127.0.0.1:{listens}/execution/"

@@ -31,6 +31,25 @@ def test_help_documents_every_command() -> None:
                 assert param.help, f"`brecha {name}` option {param.opts} has no help"
 
 
+def test_help_is_not_cut_without_a_terminal() -> None:
+    """`brecha --help` piped (as in a log): every command's first sentence whole, and the default home as the code has it."""
+    from brecha.config import PROJECT_ROOT
+
+    proc = subprocess.run([BRECHA, "--help"], capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if k != "COLUMNS"})
+    assert proc.returncode == 0 and "..." not in proc.stdout.replace("[ARGS]...", "")
+    flat = " ".join(proc.stdout.split())
+    for command in cli.commands.values():
+        first = " ".join(command.get_short_help_str(limit=1000).split())
+        assert first in flat, f"`brecha --help` cuts {first!r}"
+    assert "the warehouse/ folder of this project, whatever the current folder" in flat
+    # ... which is what the code does: run from another folder without BRECHA_HOME
+    env = {k: v for k, v in os.environ.items() if k != "BRECHA_HOME"}
+    home = subprocess.run([sys.executable, "-c", "from brecha.config import paths; print(paths().home)"], cwd="/",
+                          env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(home) == (PROJECT_ROOT / "warehouse").resolve()
+
+
 def _run(args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BRECHA_HOME": str(home), "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
     return subprocess.run([BRECHA, *args], env=env, capture_output=True, text=True, timeout=1800)
@@ -43,6 +62,10 @@ def test_run_end_to_end_on_the_synthetic_default(tmp_path: Path) -> None:
     out = proc.stdout + proc.stderr
     for expected in ("Rows landed and rejected per source", "dbt tests passed", "widest digital divide"):
         assert expected in out, f"summary lacks {expected!r}"
+    # captured without a terminal: no ANSI colour codes (dbt's included), file names not wrapped at 80 columns
+    assert "\x1b[" not in out
+    assert "  ubigeo-aumentado/ubigeo_distrito.csv " in out and "osiptel-punku/conexiones_internet_fijo_distrito.csv" in out
+    assert "left out (13: no earlier ok batch from the same input folder" in out
     with duckdb.connect(str(home / "serving" / "brecha.duckdb"), read_only=True) as con:
         n = con.sql("select count(*) from marts.mart_district_priorities").fetchone()[0]
         top = con.sql("select ubigeo from marts.mart_digital_divide_index where national_rank <= 10").fetchall()

@@ -339,3 +339,46 @@ def test_grafana_plugin_file_watch_sees_every_publish_and_rollback(home: Path) -
     assert second > first and count(p.serving / watched, "marts.dim_districts") == 40
     pub.rollback()
     assert plugin_stat() > second and count(p.serving / watched, "marts.dim_districts") == 30
+
+
+def test_serve_any_kept_snapshot_by_id_back_and_forward(home: Path) -> None:
+    """Two rollbacks go back twice; `serve` goes forward again by id (a prefix is enough), with the same swap:
+    a newer mtime the Grafana plugin's watched path sees, and a row in ops.snapshots."""
+    p = paths()
+    ids = []
+    for districts in (30, 40, 50):
+        make_warehouse(p.db, districts=districts)
+        ids.append(pub.publish().snapshot_id)
+    watched = p.serving / pub.grafana_watch_name()
+    assert pub.rollback().snapshot_id == ids[1] and pub.rollback().snapshot_id == ids[0]
+    assert count(p.serving_db, "marts.dim_districts") == 30
+    before = os.stat(watched).st_mtime_ns
+    newest = pub.serve_snapshot(ids[2][:22])  # a unique prefix of the id
+    assert newest.action == "serve" and newest.snapshot_id == ids[2]
+    assert count_elsewhere(watched, "marts.dim_districts") == 50 and os.stat(watched).st_mtime_ns > before
+    assert pub.serve_snapshot(ids[1]).snapshot_id == ids[1] and count(p.serving_db, "marts.dim_districts") == 40
+    assert stat.S_IMODE(p.serving_db.stat().st_mode) == 0o444
+    with duckdb.connect(str(p.db), read_only=True) as con:
+        actions = con.execute("SELECT action, snapshot_id FROM ops.snapshots ORDER BY published_at").fetchall()
+    assert actions[-2:] == [("serve", ids[2]), ("serve", ids[1])]
+    listing = pub.snapshot_listing().splitlines()
+    assert [line.split()[1] if line.startswith("*") else line.split()[0] for line in listing[1:4]] == ids
+    assert [line.startswith("*") for line in listing[1:4]] == [False, True, False]
+    with pytest.raises(BrechaError, match="is not one of the kept snapshots"):
+        pub.serve_snapshot("19990101")
+    assert count(p.serving_db, "marts.dim_districts") == 40  # a refused serve changes nothing
+
+
+def test_cli_publish_list_and_serve(home: Path) -> None:
+    from brecha.cli import cli
+
+    runner = CliRunner()
+    first = pub.publish().snapshot_id
+    make_warehouse(paths().db, districts=31)
+    second = pub.publish().snapshot_id
+    out = runner.invoke(cli, ["publish", "--list"])
+    assert out.exit_code == 0 and first in out.output and f"*  {second}" in out.output, out.output
+    out = runner.invoke(cli, ["publish", "--serve", first])
+    assert out.exit_code == 0 and f"now serving snapshot {first}" in out.output, out.output
+    assert count(paths().serving_db, "marts.dim_districts") == 30
+    assert runner.invoke(cli, ["publish", "--list", "--rollback"]).exit_code == 2  # one action at a time

@@ -4,6 +4,7 @@ the suite, the expectation and the offending values, on doctored copies of it.""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -69,10 +70,33 @@ def test_suites_pass_on_the_synthetic_warehouse(built_home: Path, tmp_path: Path
     # a single landing batch: nothing to compare the row counts with, so those expectations are left out
     left_out = [c for c in summary.checks if c.success is None]
     assert left_out and all("previous_rows" in c.observed for c in left_out)
+    assert f"{len(left_out)} left out ({len(left_out)}: no earlier ok batch" in str(summary)  # says why
     assert summary.docs is not None and summary.docs.is_file()
+    _data_docs_read_offline(summary.docs, tmp_path)
     rows = _results(home)
     assert len(rows) == len(summary.checks)
     assert {r[0] for r in rows} == {"landed", "marts"} and not any(r[4] is False for r in rows)
+
+
+def _data_docs_read_offline(index: Path, tmp_path: Path) -> None:
+    """The page errors point to, opened from disk by Chromium with no network: styled by the site's own Bootstrap,
+    and its table of validation results filled by the site's own bootstrap-table (both come from CDNs in GX)."""
+    from browser import dump_dom, visible_text
+
+    from brecha.gx.offline import remote_links
+
+    site = index.parent
+    assert remote_links(site) == {}
+    dom = dump_dom(index.as_uri(), tmp_path)
+    assert 'class="bootstrap-table' in dom  # built by bootstrap-table's script at load time
+    rows = re.findall(r'<tr[^>]*data-index="\d+"', dom)
+    assert len(rows) >= 15, f"{len(rows)} rows in the Data Docs index"  # one per suite validated (15 suites)
+    assert "marts.dim_districts" in visible_text(dom)
+    for ref in re.findall(r'<(?:link|script)[^>]*?(?:href|src)="([^"#?]+\.(?:css|js))"', index.read_text()):
+        assert (site / ref).is_file(), f"{ref} linked by the index is not in the site"
+    page = next(site.glob("validations/**/*.html"))
+    text = visible_text(dump_dom(page.as_uri(), tmp_path))
+    assert "Overview" in text and "Expectation" in text
 
 
 def test_census_shares_as_fractions_fail_the_landed_gate(doctored) -> None:

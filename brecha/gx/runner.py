@@ -140,4 +140,7 @@ def run(batches: list[Batch], run_id: str) -> list[Check]:
                 _where(batch, res) if not r.success else [], (cfg.meta or {}).get("why", ""),
             ))
     ctx.build_data_docs()
+    from brecha.gx.offline import make_offline
+
+    make_offline(docs_index().parent)  # readable without internet: CSS/JS from the site itself, not CDNs
     return checks

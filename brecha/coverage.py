@@ -1,0 +1,109 @@
+"""Which marts (and mart columns) a batch leaves empty, which extract would fill them, and which Grafana panels
+will show nothing. Read from the dbt manifest (a mart's source ancestors), the latest batch's files
+(``raw._batch_files``), the layouts (``brecha.layouts``) and the dashboards' SQL (``grafana/dashboards``)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from brecha.config import GRAFANA_DIR, paths
+from brecha.layouts import BY_ENTITY
+
+
+@dataclass
+class Gap:
+    relation: str  # marts.<name>, or "marts.<name> columns a, b" for columns left all null
+    missing: list[str]  # layouts with no file in the latest batch: "description (e.g. file.csv)"
+    panels: list[str] = field(default_factory=list)  # "Dashboard · Panel"
+
+    def __str__(self) -> str:
+        fill = "; ".join(self.missing) if self.missing else "no missing extract found (check the rejects)"
+        shown = f" Empty panels: {'; '.join(self.panels)}." if self.panels else ""
+        state = "have no value" if " columns " in self.relation else "is empty"
+        return f"{self.relation} {state}. Filled by: {fill}.{shown}"
+
+
+def _panels() -> list[tuple[str, str]]:
+    """(``Dashboard · Panel``, SQL of every query of the panel) for every dashboard panel."""
+    out = []
+    for path in sorted((GRAFANA_DIR / "dashboards").glob("*.json")):
+        board = json.loads(path.read_text())
+        title = board.get("title", path.stem).removeprefix("Brecha · ")
+
+        def walk(panels: list[dict], title: str = title) -> None:
+            for panel in panels:
+                sql = " ".join(t.get("rawSql", "") for t in panel.get("targets", []) or [])
+                if sql:
+                    out.append((f"{title}: \"{panel.get('title', '?')}\"", sql))
+                walk(panel.get("panels", []) or [])
+
+        walk(board.get("panels", []))
+    return out
+
+
+def _ancestor_entities(manifest: dict, node_id: str) -> set[str]:
+    """The raw entities (``source('raw', entity)``) a model reads, directly or through other models."""
+    seen, todo, entities = set(), [node_id], set()
+    while todo:
+        nid = todo.pop()
+        if nid in seen:
+            continue
+        seen.add(nid)
+        if nid.startswith("source."):
+            src = manifest["sources"][nid]
+            if src["source_name"] == "raw" and src["name"] in BY_ENTITY:
+                entities.add(src["name"])
+            continue
+        node = manifest["nodes"].get(nid)
+        if node is not None:
+            todo.extend(node.get("depends_on", {}).get("nodes", []))
+    return entities
+
+
+def _describe(entity: str) -> str:
+    layout = BY_ENTITY[entity]
+    example = f" (e.g. {', '.join(layout.example_names)})" if layout.example_names else ""
+    return f"{layout.description}{example}"
+
+
+def gaps(con: duckdb.DuckDBPyConnection, manifest_path: Path | None = None) -> list[Gap]:
+    """Marts with no rows, and mart columns with no value, after the latest build; each with the extracts of the
+    layouts it reads that had no file in the latest batch, and the dashboard panels that read it."""
+    manifest_path = manifest_path or paths().home / "dbt_target" / "manifest.json"
+    if not manifest_path.exists():
+        return []
+    manifest = json.loads(manifest_path.read_text())
+    batch = con.execute("SELECT max(batch_id) FROM raw._batches WHERE status = 'ok'").fetchone()[0]
+    present = {e for (e,) in con.execute("SELECT DISTINCT entity FROM raw._batch_files WHERE batch_id = ?",
+                                         [batch]).fetchall()}
+    tables = {t for (t,) in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'marts'").fetchall()}
+    panels = _panels()
+    out: list[Gap] = []
+    for nid, node in sorted(manifest["nodes"].items()):
+        if node.get("resource_type") != "model" or node.get("schema") != "marts" or node["name"] not in tables:
+            continue
+        name = node["name"]
+        missing = [_describe(e) for e in sorted(_ancestor_entities(manifest, nid) - present)]
+        n = con.execute(f'SELECT count(*) FROM marts."{name}"').fetchone()[0]
+        reading = [title for title, sql in panels if re.search(rf"\bmarts\.{name}\b", sql)]
+        if n == 0:
+            out.append(Gap(f"marts.{name}", missing, reading))
+            continue
+        if not missing:
+            continue
+        cols = [c for (c,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'marts' AND table_name = ?", [name]).fetchall()]
+        exprs = ", ".join(f'count("{c}")' for c in cols)
+        counts = con.execute(f'SELECT {exprs} FROM marts."{name}"').fetchone()
+        null_cols = [c for c, k in zip(cols, counts, strict=True) if k == 0]
+        if null_cols:
+            using = [title for title, sql in panels
+                     if re.search(rf"\bmarts\.{name}\b", sql) and any(re.search(rf"\b{c}\b", sql) for c in null_cols)]
+            out.append(Gap(f"marts.{name} columns {', '.join(null_cols)}", missing, using))
+    return out
