@@ -1,7 +1,7 @@
 """Headless Chromium (Debian's `chromium`, which `make test` installs) for tests that look at what a reader sees.
 
 Every request other than the file itself goes to a closed local port (``--proxy-server``): pages are checked as
-they render on a machine without internet. (tests/test_atlas.py on the atlas branch uses the same flags.)
+they render on a machine without internet.
 """
 
 from __future__ import annotations
@@ -26,13 +26,16 @@ def chromium() -> str:
     return path
 
 
+def run_chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run headless Chromium once with ``args`` in a fresh profile under ``tmp``, offline."""
+    profile = tmp / f"chromium-profile-{len(list(tmp.glob('chromium-profile-*')))}"
+    return subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+                          capture_output=True, text=True, timeout=180, check=True)
+
+
 def dump_dom(url: str, tmp: Path, budget_ms: int = 8000) -> str:
     """The DOM of ``url`` after its scripts ran (``--dump-dom``), in a fresh profile."""
-    profile = tmp / f"chromium-profile-{len(list(tmp.glob('chromium-profile-*')))}"
-    proc = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                           f"--virtual-time-budget={budget_ms}", "--dump-dom", url],
-                          capture_output=True, text=True, timeout=180, check=True)
-    return proc.stdout
+    return run_chromium(tmp, f"--virtual-time-budget={budget_ms}", "--dump-dom", url).stdout
 
 
 def visible_text(dom: str) -> str:

@@ -8,19 +8,14 @@ import io
 import os
 import re
 import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import browser
 import duckdb
 import pytest
 
 from brecha.atlas import GAP_SCALE, NO_VALUE, WORSE_SCALE
-
-CHROMIUM_FLAGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-                  "--proxy-server=http://127.0.0.1:9",  # any request that is not the file itself would fail
-                  "--disable-dev-shm-usage"]
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +28,7 @@ def atlas(clustered_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     old = os.environ["BRECHA_HOME"]
     os.environ["BRECHA_HOME"] = str(own)
     try:
-        # publish requires every gate passed for the batch: the fixtures' `steps.dbt_build` recorded the dbt builds;
-        # the Great Expectations gates pass on this warehouse (test_validate runs them), not re-run here
-        from brecha import gates
-
-        gates.record(("landed", "marts"), True, "validated by tests/test_validate.py on the same warehouse")
-        serving = publish.publish().serving_db
+        serving = publish.publish().serving_db  # the session fixtures ran (and recorded) every gate
         result = steps.atlas()
         again = steps.atlas(own / "again.html")
     finally:
@@ -54,16 +44,7 @@ def atlas(clustered_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.fail("Debian's chromium is not installed: `make test` installs it (apt-get install -y chromium)")
-    return path
-
-
-def run_chromium(chromium: str, tmp: Path, *args: str) -> subprocess.CompletedProcess:
-    profile = tmp / f"profile-{len(list(tmp.glob('profile-*')))}"  # a fresh profile per run
-    return subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=180, check=True)
+    return browser.chromium()
 
 
 class Maps(HTMLParser):
@@ -114,7 +95,7 @@ def test_atlas_refuses_without_a_serving_copy(brecha_home: Path) -> None:
 
 def test_chromium_draws_every_district_with_a_value(atlas: dict, chromium: str, tmp_path: Path) -> None:
     url = atlas["result"].path.as_uri()
-    dom = run_chromium(chromium, tmp_path, "--virtual-time-budget=5000", "--dump-dom", url).stdout
+    dom = browser.run_chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", url).stdout
     maps = Maps()
     maps.feed(dom)
     values = atlas["values"].set_index("ubigeo")
@@ -156,7 +137,7 @@ def test_chromium_screenshots_of_the_national_map_and_a_department_page_are_not_
     department = sorted(atlas["values"].department_code.unique())[0]
     for page, palette in (("map-divide_index-page", WORSE_SCALE), (f"dep-{department}-page", WORSE_SCALE)):
         shot = tmp_path / f"{page}.png"
-        run_chromium(chromium, tmp_path, "--window-size=800,1150", f"--screenshot={shot}", f"{url}#{page}")
+        browser.run_chromium(tmp_path, "--window-size=800,1150", f"--screenshot={shot}", f"{url}#{page}")
         n_colours, inked, in_palette = non_blank(shot.read_bytes(), palette)
         assert n_colours > 20 and inked > 0.05, (page, n_colours, inked)
         assert in_palette >= 3, f"{page}: the map's class colours are not on screen"
@@ -166,7 +147,7 @@ def test_print_to_pdf_gives_one_page_per_department(atlas: dict, chromium: str, 
     from pypdf import PdfReader
 
     pdf = tmp_path / "atlas.pdf"
-    run_chromium(chromium, tmp_path, "--no-pdf-header-footer", f"--print-to-pdf={pdf}", atlas["result"].path.as_uri())
+    browser.run_chromium(tmp_path, "--no-pdf-header-footer", f"--print-to-pdf={pdf}", atlas["result"].path.as_uri())
     maps = Maps()
     maps.feed(atlas["result"].path.read_text(encoding="utf-8"))
     front = [p for p in maps.pages if not p.startswith("dep-")]

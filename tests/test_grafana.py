@@ -377,9 +377,9 @@ def check_results(results: list[dict], *, real: bool = False) -> None:
 
 
 @pytest.fixture(scope="module")
-def serving_db(trained_home, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Publish a copy of the trained synthetic warehouse in a home of our own (the shared one stays as it is)."""
-    return _publish_copy(trained_home[0], tmp_path_factory.mktemp("grafana_home"))
+def serving_db(clustered_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Publish a copy of the trained, clustered synthetic warehouse in a home of our own (the shared one stays)."""
+    return _publish_copy(clustered_home, tmp_path_factory.mktemp("grafana_home"))
 
 
 def _publish_copy(home: Path, own: Path) -> Path:
@@ -542,8 +542,8 @@ def real_serving_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     from conftest import REAL_DIR as real_dir
 
-    from brecha import steps
-    from brecha.pipeline import PREDICTION_MARTS
+    from brecha.config import paths
+    from brecha.pipeline import run_all
 
     if not real_dir.is_dir():
         pytest.skip(f"real extracts not found at {real_dir} (the ../shared folder is absent on this machine)")
@@ -551,13 +551,8 @@ def real_serving_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     old = os.environ["BRECHA_HOME"]
     os.environ["BRECHA_HOME"] = str(home)
     try:
-        steps.ingest(real_dir)
-        steps.validate("landed")
-        steps.dbt_build(exclude=PREDICTION_MARTS)
-        steps.validate("marts")
-        steps.train()
-        steps.dbt_build(select=PREDICTION_MARTS)
-        return steps.publish().serving_db
+        run_all(input_dir=real_dir)  # every step and gate, as `brecha run --input` does
+        return paths().serving_db
     finally:
         os.environ["BRECHA_HOME"] = old
 
