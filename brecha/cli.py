@@ -246,6 +246,8 @@ def sql(duckdb_args: tuple[str, ...]) -> None:
     if not db.exists():
         raise BrechaError(f"no serving copy at {db}: run `brecha run` (or `brecha publish`) first")
     exe = Path(sys.executable).with_name("duckdb")
+    if not exe.is_file():
+        raise BrechaError(f"the DuckDB CLI is not installed at {exe}: run `make install` (it installs duckdb-cli)")
     os.execv(exe, [str(exe), "-readonly", *duckdb_args, str(db)])
 
 
