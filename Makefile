@@ -10,19 +10,26 @@ export BRECHA_HOME ?= $(CURDIR)/warehouse
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export DO_NOT_TRACK := 1
 
-.PHONY: install run test lint node chromium bench bench-api corpus serve airflow docs clean
+.PHONY: install manifest run test lint node chromium plugin-duckdb bench bench-api corpus serve airflow docs clean
 
-install: $(STAMP)
+install: $(STAMP) manifest
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# the parsed dbt project (dbt_project/target/manifest.json) the Airflow DAG loads; re-parsed when the project changed
+manifest: $(STAMP)
+	$(BIN)/python -c 'from brecha.dbt import parse_project; parse_project()'
+
 run: install
 	$(BIN)/brecha run
 
-test: install lint node chromium
+# pip (install, then lint), npm (node), the plugin's DuckDB and apt (chromium) at the same time: they wait on
+# the network and the disk, not on each other
+test:
+	$(MAKE) --no-print-directory -j4 --output-sync=target lint node plugin-duckdb chromium
 	$(BIN)/pytest -q
 
 # node packages of the Grafana harness (tests/test_grafana.py expands dashboards with Grafana's own code)
@@ -35,6 +42,13 @@ $(HARNESS)/node_modules/.package-lock.json: $(HARNESS)/package.json $(HARNESS)/p
 # Debian's chromium: tests open pages as a reader does (dbt docs, GX Data Docs, the atlas); installed once (CI runs as root), skipped when present.
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+# the DuckDB that the Grafana plugin embeds, apart from the project's (tests/test_grafana.py PLUGIN_DUCKDB)
+PLUGIN_DUCKDB := 1.5.4
+plugin-duckdb: $(VENV)/plugin-duckdb-$(PLUGIN_DUCKDB)/duckdb
+
+$(VENV)/plugin-duckdb-$(PLUGIN_DUCKDB)/duckdb: $(STAMP)
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --target $(VENV)/plugin-duckdb-$(PLUGIN_DUCKDB) duckdb==$(PLUGIN_DUCKDB)
 
 lint: install
 	$(BIN)/ruff check brecha ml dags tests

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from brecha.config import DBT_PROJECT_DIR, paths
 from brecha.errors import BrechaError, GateFailed
@@ -128,3 +129,63 @@ def serve_docs(port: int = 8081, host: str = "127.0.0.1") -> None:
             server.serve_forever()
         except KeyboardInterrupt:
             pass
+
+
+# --- the parsed project (manifest.json), shared by every BRECHA_HOME ----------------------------------------------
+# A manifest describes the dbt project, not the warehouse: it does not depend on the DuckDB path, so one manifest
+# in the project's own target folder serves every $BRECHA_HOME. It is tagged with a digest of the files dbt reads,
+# so a changed model, macro, test or setting is noticed (``manifest_is_current``) and the project re-parsed.
+MANIFEST_DIR = DBT_PROJECT_DIR / "target"
+MANIFEST = MANIFEST_DIR / "manifest.json"
+_DIGEST = MANIFEST_DIR / "manifest.sha256"
+_PROJECT_FILES = ("dbt_project.yml", "profiles.yml", "packages.yml", "selectors.yml")
+_PROJECT_FOLDERS = ("models", "macros", "tests", "seeds", "snapshots", "analyses")
+
+
+def project_digest() -> str:
+    """sha256 of every file dbt parses in dbt_project/ (names and contents): a few milliseconds."""
+    import hashlib
+
+    h = hashlib.sha256()
+    files = [DBT_PROJECT_DIR / f for f in _PROJECT_FILES]
+    for folder in _PROJECT_FOLDERS:
+        files += sorted(p for p in (DBT_PROJECT_DIR / folder).rglob("*") if p.is_file())
+    for path in files:
+        if path.is_file():
+            h.update(str(path.relative_to(DBT_PROJECT_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def manifest_is_current() -> bool:
+    try:
+        return MANIFEST.is_file() and _DIGEST.read_text().strip() == project_digest()
+    except OSError:
+        return False
+
+
+def parse_project(force: bool = False) -> Path:
+    """``dbt parse`` into dbt_project/target/ (manifest.json) unless the manifest there is current; return its path.
+
+    Run by ``make install``, ``brecha airflow`` and, when the manifest is missing or stale, by the DAG file itself.
+    It runs in its own process (the DAG processor must not keep dbt's adapter state), with a scratch home."""
+    import subprocess
+    import sys
+    import tempfile
+
+    if not force and manifest_is_current():
+        return MANIFEST
+    digest = project_digest()
+    MANIFEST_DIR.mkdir(parents=True, exist_ok=True)
+    dbt = os.path.join(os.path.dirname(sys.executable), "dbt")
+    with tempfile.TemporaryDirectory(prefix="brecha-dbt-parse-") as scratch:
+        env = {**os.environ, "BRECHA_HOME": scratch, "DBT_TARGET_PATH": scratch + "/target",
+               "DBT_LOG_PATH": scratch + "/logs", "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
+        proc = subprocess.run([dbt, "parse", "--no-partial-parse", "--project-dir", str(DBT_PROJECT_DIR),
+                               "--profiles-dir", str(DBT_PROJECT_DIR)], env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise GateFailed(f"`dbt parse` of {DBT_PROJECT_DIR} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+        tmp = MANIFEST_DIR / f".manifest.{os.getpid()}.json"
+        tmp.write_bytes((Path(scratch) / "target" / "manifest.json").read_bytes())
+        os.replace(tmp, MANIFEST)  # atomic: a DAG parse at the same moment reads the old or the new one
+    _DIGEST.write_text(digest + "\n")
+    return MANIFEST

@@ -21,15 +21,25 @@ from pathlib import Path
 import yaml
 from airflow.sdk import Param, dag, setup, task, teardown
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
+from cosmos.constants import (
+    PRODUCER_WATCHER_DONE_TASK_ID,
+    PRODUCER_WATCHER_TASK_ID,
+    ExecutionMode,
+    InvocationMode,
+    LoadMode,
+    TestBehavior,
+)
 
 from brecha.airflow_local import POOL, dag_run_owner, dbt_task_env, run_step
 from brecha.config import DBT_PROJECT_DIR, DEFAULT_SEED, paths
+from brecha.dbt import parse_project
 from brecha.pipeline import CLUSTER_MARTS, PREDICTION_MARTS
 
 DBT_EXECUTABLE = Path(sys.executable).parent / "dbt"
-MANIFEST = paths().home / "dbt_target" / "manifest.json"
-USE_MANIFEST = MANIFEST.exists()  # decided once per parse, so both task groups load the project the same way
+# The parsed project (dbt_project/target/manifest.json, written by `make install` / `brecha airflow`): the DAG always
+# loads from it, so parsing this file never runs dbt. When the project changed since (or no manifest exists yet),
+# dbt parses it here once, in a subprocess, and every later parse is fast again (brecha.dbt.parse_project).
+MANIFEST = parse_project()
 
 RETRIES = {
     "retries": 3,
@@ -48,33 +58,70 @@ def _profile() -> ProfileConfig:
 
 
 def _dbt_group(group_id: str, *, select: list[str] | None = None, exclude: list[str] | None = None) -> DbtTaskGroup:
-    return DbtTaskGroup(
+    """The dbt models of one selection as a Cosmos group in WATCHER mode: ONE ``dbt build`` (the producer task,
+    in the warehouse pool, a dbt process of its own that releases the DuckDB file when it ends), then one sensor
+    per model and per model's tests that reports that node's result from the producer's events."""
+    group = DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(
             dbt_project_path=DBT_PROJECT_DIR,
-            manifest_path=MANIFEST if USE_MANIFEST else None,
+            manifest_path=MANIFEST,
             install_dbt_deps=False,  # dbt's package hub is unreachable here; the project has no packages
-            env_vars=dbt_task_env(),  # dbt ls and every dbt task: BRECHA_HOME, DBT_TARGET_PATH, ...
+            env_vars=dbt_task_env(),  # every dbt process: BRECHA_HOME, DBT_TARGET_PATH, ...
         ),
         profile_config=_profile(),
         execution_config=ExecutionConfig(
-            execution_mode=ExecutionMode.LOCAL,
-            # one dbt process per task: it releases the DuckDB file when it ends (in-process dbtRunner keeps a
-            # read-write handle open, and `dag.test()` runs every task in one process)
+            execution_mode=ExecutionMode.WATCHER,
+            # the producer's `dbt build` runs in its own process: it releases the DuckDB file when it ends (an
+            # in-process dbtRunner keeps a read-write handle open, and `dag.test()` runs every task in one process)
             invocation_mode=InvocationMode.SUBPROCESS,
             dbt_executable_path=DBT_EXECUTABLE,
-            # a model's test task runs only the tests whose parents are all built by then ...
-            test_indirect_selection=TestIndirectSelection.CAUTIOUS,
         ),
         render_config=RenderConfig(
-            load_method=LoadMode.DBT_MANIFEST if USE_MANIFEST else LoadMode.DBT_LS,
+            load_method=LoadMode.DBT_MANIFEST,
             select=select or [],
             exclude=exclude or [],
-            test_behavior=TestBehavior.AFTER_EACH,  # a failed test stops the models that depend on it
-            should_detach_multiple_parents_tests=True,  # ... a test on several models runs after all of them
+            # dbt build itself stops the models downstream of a failed test
+            test_behavior=TestBehavior.AFTER_EACH,
         ),
         operator_args={"pool": POOL, "append_env": True, "install_deps": False, **RETRIES},
     )
+    producer = group.children[f"{group_id}.{PRODUCER_WATCHER_TASK_ID}"]
+    producer.tests_per_model = _tests_dbt_runs(group, select=select, exclude=exclude)
+    # Cosmos skips a retried producer rather than build twice: a failed build fails the run, it is not retried
+    producer.retries = 0
+    for sensor in group.iter_tasks():
+        if sensor is producer or sensor.task_id.endswith(PRODUCER_WATCHER_DONE_TASK_ID):
+            continue
+        # The sensors only read the producer's results (XCom): they wait for it to end, and take no warehouse
+        # slot. They never retry: a retried Cosmos sensor runs dbt itself, outside the warehouse pool.
+        producer >> sensor
+        sensor.pool = "default_pool"
+        sensor.retries = 0
+    return group
+
+
+def _tests_dbt_runs(group: DbtTaskGroup, *, select: list[str] | None, exclude: list[str] | None) -> dict[str, list[str]]:
+    """Each model's tests that the producer's ``dbt build`` runs, for its test sensor to wait on.
+
+    Cosmos lists under a model every test that touches it, including a test whose other parent this group's
+    ``exclude`` leaves out with its children (``tag:needs_predictions+`` takes the relationship test of the priorities
+    mart with it): dbt never runs that test, so the model's test sensor never got a status and passed having
+    checked nothing. dbt's own rule is kept: a test runs when one of its parents is selected (eager indirect
+    selection) and none is excluded."""
+    from cosmos.dbt.selector import select_nodes
+
+    graph = group.dbt_graph
+    is_model = {uid for uid, n in graph.nodes.items() if n.resource_type.value != "test"}
+    models = is_model & set(graph.filtered_nodes)
+    # what the exclusion takes away from what the selection (or the whole project) holds
+    excluded = (is_model & set(select_nodes(DBT_PROJECT_DIR, graph.nodes, select=select)) if select else is_model) - models
+    runs = {model: [t for t in tests if not excluded.intersection(graph.nodes[t].depends_on)]
+            for model, tests in graph.tests_per_model.items()}
+    empty = sorted(m for m, tests in runs.items() if m in models and not tests)
+    if empty:  # a test sensor would check nothing: fail the parse rather than show a green task that did nothing
+        raise ValueError(f"dbt group {group.group_id}: models whose every test dbt leaves out: {empty}")
+    return {m: tests for m, tests in runs.items() if tests}
 
 
 @dag(

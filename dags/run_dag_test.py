@@ -1,18 +1,58 @@
-"""Run the brecha_pipeline DAG once in-process with Airflow's ``dag.test()`` and print the task states as JSON.
+"""Run the brecha_pipeline DAG in-process with Airflow's ``dag.test()`` and print each run's task states as JSON.
 
-Used by tests/test_dag.py (in a subprocess with its own AIRFLOW_HOME and BRECHA_HOME). It lives in the DAGs
-folder because Airflow 3.3 serialises that folder before ``dag.test()``. Importing it does nothing.
+Used by tests/test_dag.py (in a subprocess with its own AIRFLOW_HOME and BRECHA_HOME). Several configurations
+run one after the other in the same process (one Airflow start-up, one DAG parse); after each run the line also
+says what the warehouse holds (the mart tables built, the failed expectations), since the next run changes it.
+It lives in the DAGs folder because Airflow 3.3 serialises that folder before ``dag.test()``. Importing it does
+nothing.
 
-usage: python dags/run_dag_test.py '{"input_dir": "", "seed": 42, "scale": 0.25}'
+usage: python dags/run_dag_test.py '{"input_dir": "", "seed": 42, "scale": 0.25}' ['{...}' ...]
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 
 
-def main(conf: dict) -> dict[str, str]:
+def warehouse() -> dict:
+    """The mart tables in the warehouse and the failed expectations of the latest validation, if any."""
+    import duckdb
+
+    from brecha.config import paths
+
+    db = paths().db
+    if not db.exists():
+        return {"marts": [], "failed_expectations": []}
+    with duckdb.connect(str(db), read_only=True) as con:
+        marts = [t for (t,) in con.execute("select table_name from information_schema.tables "
+                                           "where table_schema = 'marts' order by 1").fetchall()]
+        try:
+            failed = con.execute("select suite, expectation, column_name from ops.validation_results "
+                                 "where not success order by 1, 2, 3").fetchall()
+        except duckdb.CatalogException:
+            failed = []
+    return {"marts": marts, "failed_expectations": [list(r) for r in failed]}
+
+
+def test_statuses(run) -> dict[str, list[str]]:
+    """Per Cosmos producer task, the models whose aggregated test status it pushed (the XCom its test sensors read):
+    a test sensor whose model is not listed checked nothing."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel.task_id, XComModel.key).filter(
+            XComModel.dag_id == run.dag_id, XComModel.run_id == run.run_id,
+            XComModel.key.like("%\\_tests\\_status", escape="\\")).all()
+    out: dict[str, list[str]] = {}
+    for task_id, key in rows:
+        out.setdefault(task_id, []).append(key.removesuffix("_tests_status").split("__", 2)[-1])
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def main(conf: dict) -> dict:
     from airflow.dag_processing.dagbag import DagBag
 
     from brecha.config import DAGS_DIR
@@ -20,10 +60,13 @@ def main(conf: dict) -> dict[str, str]:
     bag = DagBag(dag_folder=str(DAGS_DIR))
     if bag.import_errors:
         raise SystemExit(f"DAG import errors: {bag.import_errors}")
+    started = time.perf_counter()
     run = bag.get_dag("brecha_pipeline").test(run_conf=conf)
     states = {ti.task_id: getattr(ti.state, "value", ti.state) for ti in run.get_task_instances()}
-    return {"dag_run_state": getattr(run.state, "value", run.state), "tasks": states}
+    return {"dag_run_state": getattr(run.state, "value", run.state), "tasks": states,
+            "seconds": time.perf_counter() - started, "warehouse": warehouse(), "tests_reported": test_statuses(run)}
 
 
 if __name__ == "__main__":
-    print("BRECHA_DAG_TEST " + json.dumps(main(json.loads(sys.argv[1] if len(sys.argv) > 1 else "{}"))))
+    for arg in sys.argv[1:] or ["{}"]:
+        print("BRECHA_DAG_TEST " + json.dumps(main(json.loads(arg))), flush=True)

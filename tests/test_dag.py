@@ -1,7 +1,9 @@
-"""The Airflow DAG: it parses without errors, renders the dbt models as Cosmos tasks in the right order and pool,
-runs green end to end with ``dag.test()`` on the synthetic default, and stops at the landed gate on a bad extract.
+"""The Airflow DAG: it parses without errors from the committed project's manifest, renders the dbt models as
+Cosmos tasks in the right order and pool, stops at the landed gate on a bad extract, and runs green end to end with
+``dag.test()`` on the synthetic default.
 
-Each Airflow run happens in a subprocess with its own AIRFLOW_HOME and BRECHA_HOME (brecha.airflow_local)."""
+The two DAG runs happen one after the other in ONE subprocess (one Airflow start-up, one DAG parse) with its own
+AIRFLOW_HOME and BRECHA_HOME (brecha.airflow_local)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,8 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from brecha.airflow_local import POOL, airflow_env, prepare
@@ -27,8 +27,9 @@ started = time.perf_counter()
 from airflow.dag_processing.dagbag import DagBag
 bag = DagBag(dag_folder=%r)
 seconds = time.perf_counter() - started
-dag = bag.get_dag("brecha_pipeline")
+dag = bag.dags["brecha_pipeline"]
 tasks = {t.task_id: {"pool": t.pool, "retries": t.retries, "backoff": t.retry_exponential_backoff,
+                     "type": type(t).__name__,
                      "upstream": sorted(x.task_id for x in t.get_flat_relatives(upstream=True))} for t in dag.tasks}
 print("BRECHA_DAGBAG " + json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dag_ids": bag.dag_ids,
       "seconds": seconds, "max_active_runs": dag.max_active_runs, "params": sorted(dag.params), "tasks": tasks}))
@@ -47,26 +48,29 @@ def _tagged(line_tag: str, stdout: str) -> dict:
     return json.loads(lines[-1][len(line_tag) + 1:])
 
 
-def _dag_test(home: Path, conf: dict) -> tuple[dict, float]:
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(DAGS_DIR / "run_dag_test.py"), json.dumps(conf)], env=_env(home),
-                          capture_output=True, text=True, timeout=DAG_TEST_TIMEOUT)
-    seconds = time.perf_counter() - started
+def _dag_tests(home: Path, *confs: dict) -> list[dict]:
+    """``dag.test()`` of each configuration, one after the other in one process; each run's result."""
+    proc = subprocess.run([sys.executable, str(DAGS_DIR / "run_dag_test.py"), *map(json.dumps, confs)],
+                          env=_env(home), capture_output=True, text=True, timeout=DAG_TEST_TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return _tagged("BRECHA_DAG_TEST", proc.stdout), seconds
+    results = [json.loads(ln[len("BRECHA_DAG_TEST "):]) for ln in proc.stdout.splitlines()
+               if ln.startswith("BRECHA_DAG_TEST ")]
+    assert len(results) == len(confs), proc.stdout[-3000:] + proc.stderr[-3000:]
+    return results
 
 
 @pytest.fixture(scope="module")
 def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     home = tmp_path_factory.mktemp("dag_parse")
-    proc = subprocess.run([sys.executable, "-c", INSPECT % str(DAGS_DIR)], env=_env(home),
+    # a fresh home, no metadata database: parsing the DAG folder needs neither (nor dbt: the manifest is current)
+    proc = subprocess.run([sys.executable, "-c", INSPECT % str(DAGS_DIR)], env={**os.environ, **airflow_env(home)},
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return _tagged("BRECHA_DAGBAG", proc.stdout)
 
 
 def test_dag_folder_imports_without_errors(parsed: dict) -> None:
-    print(f"DAG folder parsed in {parsed['seconds']:.1f} s (Cosmos LoadMode.DBT_LS: no manifest yet)")
+    print(f"DAG folder parsed in {parsed['seconds']:.1f} s from a fresh home (Cosmos LoadMode.DBT_MANIFEST)")
     assert parsed["errors"] == {}
     assert parsed["dag_ids"] == ["brecha_pipeline"]
     assert parsed["max_active_runs"] == 1
@@ -86,8 +90,18 @@ def test_dbt_models_are_cosmos_tasks_in_order_in_the_warehouse_pool(parsed: dict
     assert not any(t.startswith("dbt_core.") and "mart_district_priorities" in t for t in tasks)
     assert any(t.startswith("dbt_core.") and t.endswith("test") for t in tasks), "no dbt test tasks (AFTER_EACH)"
 
-    assert {t: v["pool"] for t, v in tasks.items() if v["pool"] != POOL} == {}
-    assert all(v["retries"] >= 1 and v["backoff"] for v in tasks.values())
+    # one `dbt build` per group (Cosmos WATCHER): the producer writes, in the warehouse pool; the sensors only
+    # report its per-node results, after it, outside the pool (they would hold the one slot while it waits)
+    producers = {t for t, v in tasks.items() if v["type"] == "DbtProducerWatcherOperator"}
+    assert producers == {"dbt_core.dbt_producer_watcher", "dbt_predictions.dbt_producer_watcher"}
+    sensors = {t for t, v in tasks.items() if v["type"] in ("DbtRunWatcherOperator", "DbtTestWatcherOperator")}
+    assert sensors and all(t.split(".")[0] + ".dbt_producer_watcher" in tasks[t]["upstream"] for t in sensors)
+    assert {t: v["pool"] for t, v in tasks.items() if v["pool"] != POOL and t not in sensors} == {}
+    assert all(tasks[t]["pool"] != POOL and tasks[t]["retries"] == 0 for t in sensors)
+    # a retried producer is skipped by Cosmos (it never builds twice): a failed build fails the run at once
+    assert all(tasks[t]["retries"] == 0 for t in producers)
+    others = {t: v for t, v in tasks.items() if t not in sensors | producers}
+    assert all(v["retries"] >= 1 and v["backoff"] for v in others.values())
 
     def upstream(task: str) -> set[str]:
         return set(tasks[task]["upstream"])
@@ -106,14 +120,6 @@ def test_dbt_models_are_cosmos_tasks_in_order_in_the_warehouse_pool(parsed: dict
     assert "claim" in upstream("extract") and {"claim", "publish"} <= upstream("release")
 
 
-def test_dag_runs_green_on_the_synthetic_default(tmp_path: Path) -> None:
-    result, seconds = _dag_test(tmp_path / "home", {"input_dir": "", "seed": 42, "scale": 0.25})
-    print(f"dag.test() of brecha_pipeline on synthetic scale 0.25: {seconds:.0f} s")
-    not_green = {t: s for t, s in result["tasks"].items() if s != "success"}
-    assert not_green == {} and result["dag_run_state"] == "success"
-    assert (tmp_path / "home" / "serving" / "brecha.duckdb").is_file()
-
-
 def _census_file(folder: Path) -> Path:
     for path in folder.rglob("*.json"):
         try:
@@ -125,8 +131,9 @@ def _census_file(folder: Path) -> Path:
     raise AssertionError(f"no census indicators JSON under {folder}")
 
 
-def test_bad_extract_fails_the_landed_gate_and_nothing_downstream_runs(synthetic_dir: Path, tmp_path: Path) -> None:
-    """Census shares delivered as 0-1 fractions: every row passes landing (0 <= x <= 100), the gate stops the run."""
+def test_bad_extract_stops_at_the_landed_gate_then_the_default_runs_green(synthetic_dir: Path, tmp_path: Path) -> None:
+    """Census shares delivered as 0-1 fractions: every row passes landing (0 <= x <= 100), the gate stops the run.
+    Then, in the same home and process, the synthetic default runs green end to end."""
     bad = tmp_path / "bad_extracts"
     shutil.copytree(synthetic_dir, bad)
     census = _census_file(bad)
@@ -137,19 +144,30 @@ def test_bad_extract_fails_the_landed_gate_and_nothing_downstream_runs(synthetic
     census.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
 
     home = tmp_path / "home"
-    result, _ = _dag_test(home, {"input_dir": str(bad), "seed": 42, "scale": 0.25})
+    stopped, green = _dag_tests(home, {"input_dir": str(bad), "seed": 42, "scale": 0.25},
+                                {"input_dir": "", "seed": 42, "scale": 0.25})
 
-    states = result["tasks"]
-    assert result["dag_run_state"] == "failed"
+    states = stopped["tasks"]
+    assert stopped["dag_run_state"] == "failed"
     assert (states["extract"], states["ingest"], states["validate_landed"]) == ("success", "success", "failed")
     # the claim on the home is taken first and given back at the end whatever happened (setup / teardown)
     assert (states["claim"], states["release"]) == ("success", "success")
-    assert not (home / ".run.claim").exists()
     downstream = {t: s for t, s in states.items() if t not in ("claim", "extract", "ingest", "validate_landed", "release")}
     assert downstream and set(downstream.values()) == {"upstream_failed"}, downstream
-    with duckdb.connect(str(home / "brecha.duckdb"), read_only=True) as con:
-        built = con.execute("select count(*) from information_schema.tables where table_schema = 'marts'").fetchone()[0]
-        failed = con.execute("select suite, expectation, column_name from ops.validation_results "
-                             "where not success").fetchall()
-    assert built == 0
-    assert failed == [("landed.inei__census_indicators", "expect_column_mean_to_be_between", "internet")]
+    assert stopped["warehouse"]["marts"] == []
+    assert stopped["warehouse"]["failed_expectations"] == [
+        ["landed.inei__census_indicators", "expect_column_mean_to_be_between", "internet"]]
+
+    print(f"dag.test() of brecha_pipeline on synthetic scale 0.25: {green['seconds']:.0f} s "
+          f"(the stopped run: {stopped['seconds']:.0f} s)")
+    not_green = {t: s for t, s in green["tasks"].items() if s != "success"}
+    assert not_green == {} and green["dag_run_state"] == "success"
+    assert "mart_district_priorities" in green["warehouse"]["marts"]
+    # every dbt test sensor saw its model's tests reported by its group's `dbt build` (none passes having checked
+    # nothing, as one did when Cosmos counted a test that the group's exclusion leaves out)
+    sensors = [t.split(".") for t in green["tasks"] if t.endswith(".test")]
+    unreported = [".".join(t) for t in sensors
+                  if t[1] not in green["tests_reported"].get(f"{t[0]}.dbt_producer_watcher", [])]
+    assert sensors and unreported == [], unreported
+    assert (home / "serving" / "brecha.duckdb").is_file()
+    assert not (home / ".run.claim").exists()
