@@ -121,7 +121,11 @@ def _airflow(args: list[str], env: dict[str, str]) -> None:
 
 
 def prepare(env: dict[str, str] | None = None) -> dict[str, str]:
-    """Migrate the metadata database and create the one-slot warehouse pool; return the environment."""
+    """Parse the dbt project (the manifest the DAG loads, when it changed), migrate the metadata database and create
+    the one-slot warehouse pool; return the environment."""
+    from brecha.dbt import parse_project
+
+    parse_project()
     env = env or airflow_env()
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     _airflow(["db", "migrate"], env)

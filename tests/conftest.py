@@ -5,7 +5,10 @@ Every test runs with its own ``BRECHA_HOME`` so nothing touches ./warehouse or a
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -57,52 +60,54 @@ def synthetic_dir(tmp_path_factory: pytest.TempPathFactory, _session_env: Path) 
     return out
 
 
+@dataclass
+class PipelineRun:
+    """The session's `brecha run` (extract, ingest, validate, dbt, train, dbt, clusters, dbt, publish, atlas): its
+    home, its step results and everything it printed (progress, dbt's output, the closing summary)."""
+
+    home: Path
+    results: dict
+    output: str
+
+
 @pytest.fixture(scope="session")
-def landed_home(_session_env: Path, synthetic_dir: Path) -> Path:
-    """BRECHA_HOME whose warehouse has the synthetic extracts landed in raw.* and the landed gate passed."""
-    from brecha import steps
+def pipeline_run(_session_env: Path) -> PipelineRun:
+    """The whole pipeline once per session, as `brecha run --seed 42 --scale 0.25` runs it (``run_all``, which the
+    command calls; its output captured as a pipe would, without a terminal), in the session home. Every test that
+    reads a landed, built, trained or clustered warehouse reads this one (tests/test_cli.py checks its summary,
+    serving copy and atlas); tests that change a warehouse copy it first."""
+    from brecha import pipeline
 
     os.environ["BRECHA_HOME"] = str(_session_env)
-    steps.ingest(synthetic_dir)
-    steps.validate("landed")  # the landed gate, recorded for the batch as `brecha run` does (publish checks it)
-    return _session_env
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        results = pipeline.run_all(None, seed=TEST_SEED, scale=TEST_SCALE)
+    return PipelineRun(_session_env, results, out.getvalue())
 
 
 @pytest.fixture(scope="session")
-def built_home(landed_home: Path) -> Path:
+def landed_home(pipeline_run: PipelineRun) -> Path:
+    """BRECHA_HOME whose warehouse has the synthetic extracts landed in raw.* and the landed gate passed (and,
+    since the session's run went on, everything after it too)."""
+    return pipeline_run.home
+
+
+@pytest.fixture(scope="session")
+def built_home(pipeline_run: PipelineRun) -> Path:
     """BRECHA_HOME whose warehouse has the core marts built by dbt (models and tests green) and the marts gate passed."""
-    from brecha import steps
-    from brecha.pipeline import PREDICTION_MARTS
-
-    os.environ["BRECHA_HOME"] = str(landed_home)
-    steps.dbt_build(exclude=PREDICTION_MARTS)
-    steps.validate("marts")
-    return landed_home
+    return pipeline_run.home
 
 
 @pytest.fixture(scope="session")
-def trained_home(built_home: Path):
+def trained_home(pipeline_run: PipelineRun):
     """BRECHA_HOME after `brecha train` and the prediction marts: (home, train result)."""
-    from brecha import steps
-    from brecha.pipeline import PREDICTION_MARTS
-
-    os.environ["BRECHA_HOME"] = str(built_home)
-    result = steps.train(seed=TEST_SEED)
-    steps.dbt_build(select=PREDICTION_MARTS)
-    return built_home, result
+    return pipeline_run.home, pipeline_run.results["train"]
 
 
 @pytest.fixture(scope="session")
-def clustered_home(trained_home) -> Path:
+def clustered_home(pipeline_run: PipelineRun) -> Path:
     """BRECHA_HOME after the spatial cluster step and the cluster marts (what `brecha run` does after training)."""
-    from brecha import steps
-    from brecha.pipeline import CLUSTER_MARTS
-
-    home, _ = trained_home
-    os.environ["BRECHA_HOME"] = str(home)
-    steps.clusters(seed=TEST_SEED)
-    steps.dbt_build(select=CLUSTER_MARTS)
-    return home
+    return pipeline_run.home
 
 
 @pytest.fixture

@@ -55,11 +55,10 @@ def _run(args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([BRECHA, *args], env=env, capture_output=True, text=True, timeout=1800)
 
 
-def test_run_end_to_end_on_the_synthetic_default(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    proc = _run(["run", "--scale", "0.25"], home)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    out = proc.stdout + proc.stderr
+def test_run_end_to_end_on_the_synthetic_default(pipeline_run) -> None:
+    """The session's whole run (tests/conftest.py: what `brecha run --scale 0.25` calls, output captured without a
+    terminal): its summary, the serving copy it published and the atlas it drew."""
+    out, home = pipeline_run.output, pipeline_run.home
     for expected in ("Rows landed and rejected per source", "dbt tests passed", "widest digital divide"):
         assert expected in out, f"summary lacks {expected!r}"
     # captured without a terminal: no ANSI colour codes (dbt's included), file names not wrapped at 80 columns
