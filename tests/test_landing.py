@@ -96,11 +96,6 @@ def src(synthetic_dir: Path) -> Path:
     return REAL_DIR if REAL_DIR.is_dir() and not os.environ.get("BRECHA_TEST_SYNTHETIC_EXTRACTS") else synthetic_dir
 
 
-def empty_keys(header: list[str], rows: list[list[str]], key: str = "inei") -> int:
-    """Records with an empty key (the real district reference has one; landing rejects it)."""
-    return sum(1 for r in rows if not r[header.index(key)].strip())
-
-
 # --- the real folder ------------------------------------------------------------------------------------------
 @pytest.fixture
 def real_landed(real_dir: Path, brecha_home: Path):
@@ -224,7 +219,11 @@ def test_reordered_rows_and_columns_land_the_same_rows(src: Path, brecha_home: P
     second = ingest(tmp_path / "b")
     both = table_rows("raw.inei__districts", cols)
     assert both == sorted(a + a)
-    assert first.rows_rejected == second.rows_rejected == empty_keys(header, rows)
+    # the same records rejected for the same reasons (the real file: its one empty inei)
+    rejects = query("SELECT _source_sha256, column_name, value, reason FROM raw._rejects")
+    by_file = [sorted(r[1:] for r in rejects if r[0] == sha) for sha in sorted({r[0] for r in rejects})]
+    assert first.rows_rejected == second.rows_rejected
+    assert [len(r) for r in by_file] == [first.rows_rejected] * 2 and by_file[0] == by_file[1]
 
 
 @pytest.mark.parametrize("change, column", [("drop", "capital"), ("rename", "inei")])
@@ -257,8 +256,9 @@ def test_duplicate_rows_keep_the_first(src: Path, brecha_home: Path, tmp_path: P
     result = ingest(tmp_path)
     rejects = table_rows("raw._rejects", "_row_number, column_name, value, reason")
     assert (len(rows) + 1, "inei", dup[0], "duplicate key") in rejects
-    # the empty inei (the real file has one), and the second copy, are out
-    assert result.files[0].rows_landed == len(rows) + 1 - empty_keys(header, rows) - 1
+    # every record is landed or rejected, and the second copy is the one duplicate rejected
+    assert result.files[0].rows_landed + result.files[0].rows_rejected == len(rows) + 1
+    assert [r for r in rejects if r[3] == "duplicate key"] == [(len(rows) + 1, "inei", dup[0], "duplicate key")]
     landed = query("SELECT _row_number FROM raw.inei__districts WHERE inei = "
                         f"'{dup[0]}'")
     assert landed == [(11,)]
@@ -281,8 +281,8 @@ def test_bad_values_are_rejected_with_reason(src: Path, brecha_home: Path, tmp_p
 
 def test_coverage_flags_and_counts(src: Path, brecha_home: Path, tmp_path: Path) -> None:
     """A short copy of the coverage sheet, with a bad flag, a negative count and a blank row."""
-    src = openpyxl.load_workbook(src / COVERAGE, read_only=True)
-    rows = [list(r) for _, r in zip(range(40), src.worksheets[0].iter_rows(values_only=True), strict=False)]
+    book = openpyxl.load_workbook(src / COVERAGE, read_only=True)
+    rows = [list(r) for _, r in zip(range(40), book.worksheets[0].iter_rows(values_only=True), strict=False)]
     rows[5][6] = 2  # 2G flag
     rows[6][12] = -1  # CANT_EB_2G
     rows[7][4] = "10101x"  # UBIGEO_CCPP
