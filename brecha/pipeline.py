@@ -42,12 +42,12 @@ def run_all(input_dir: Path | None = None, seed: int = 42, scale: float = 1.0) -
 
 
 def _warm_imports() -> None:
-    """Import the later steps' libraries (Great Expectations, dbt, scikit-learn, PyTorch: ~7 s of a run) in the
+    """Import the later steps' libraries (Great Expectations, dbt, scikit-learn, PyTorch, PySAL: ~8 s of a run) in the
     background while the extracts are landed; the steps then find them imported (about 4 s less per run on two
     cores). A failure here is ignored: the step that needs the library imports it again and reports the error."""
     import importlib
 
-    for name in ("great_expectations", "dbt.cli.main", "ml.train"):
+    for name in ("great_expectations", "dbt.cli.main", "ml.train", "ml.clusters"):
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001

@@ -93,7 +93,7 @@ def test_dbt_models_are_cosmos_tasks_in_order_in_the_warehouse_pool(parsed: dict
     # one `dbt build` per group (Cosmos WATCHER): the producer writes, in the warehouse pool; the sensors only
     # report its per-node results, after it, outside the pool (they would hold the one slot while it waits)
     producers = {t for t, v in tasks.items() if v["type"] == "DbtProducerWatcherOperator"}
-    assert producers == {"dbt_core.dbt_producer_watcher", "dbt_predictions.dbt_producer_watcher"}
+    assert producers == {f"{g}.dbt_producer_watcher" for g in ("dbt_core", "dbt_predictions", "dbt_clusters")}
     sensors = {t for t, v in tasks.items() if v["type"] in ("DbtRunWatcherOperator", "DbtTestWatcherOperator")}
     assert sensors and all(t.split(".")[0] + ".dbt_producer_watcher" in tasks[t]["upstream"] for t in sensors)
     assert {t: v["pool"] for t, v in tasks.items() if v["pool"] != POOL and t not in sensors} == {}
