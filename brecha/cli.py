@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 from pathlib import Path
 
 import click
@@ -18,7 +19,14 @@ class _Group(click.Group):
                 if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden]
         if rows:
             with formatter.section("Commands"):
-                formatter.write_dl(rows)
+                first = max(len(name) for name, _ in rows) + 2
+                indent = " " * formatter.current_indent
+                width = max((formatter.width or 80) - formatter.current_indent - first, 30)
+                for name, text in rows:  # click's write_dl breaks words at hyphens ("read-" / "only")
+                    lines = textwrap.wrap(text, width, break_on_hyphens=False) or [""]
+                    formatter.write(f"{indent}{name:<{first}}{lines[0]}\n")
+                    for line in lines[1:]:
+                        formatter.write(f"{indent}{'':<{first}}{line}\n")
 
 
 # Not a terminal (a pipe, a log): help is laid out 110 columns wide, so no description is cut with "...".
@@ -151,7 +159,7 @@ def publish(rollback: bool, list_: bool, snapshot_id: str | None) -> None:
 @click.option("--scale", type=float, default=1.0, show_default=True,
               help="Size of the synthetic large tables (ignored with --input).")
 def run(input_dir: Path | None, seed: int, scale: float) -> None:
-    """The whole pipeline: extract -> ingest -> dbt build -> validate -> train -> dbt build -> publish."""
+    """The whole pipeline: extract, ingest, gates, dbt build, train, prediction marts, clusters, publish, atlas."""
     from brecha.pipeline import run_all
 
     run_all(input_dir=input_dir, seed=seed, scale=scale)
