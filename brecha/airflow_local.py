@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from brecha.config import DAGS_DIR, paths
+from brecha.config import DAGS_DIR, Paths, paths
 from brecha.errors import BrechaError
 
 POOL = "brecha_warehouse"  # every task that writes the warehouse runs in this one-slot pool
@@ -79,7 +79,7 @@ def dbt_task_env(home: Path | None = None) -> dict[str, str]:
     home = home or paths().ensure().home
     return {
         "BRECHA_HOME": str(home),
-        "DBT_TARGET_PATH": str(home / "dbt_target"),
+        "DBT_TARGET_PATH": str(Paths(home).dbt_target),
         "DBT_LOG_PATH": str(home / "dbt_logs"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DBT_USE_COLORS": "False",  # task logs are files: no ANSI colour codes

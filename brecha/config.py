@@ -25,6 +25,11 @@ class Paths:
         return self.home / "brecha.duckdb"
 
     @property
+    def dbt_target(self) -> Path:
+        """dbt's target folder for this home (run results, the docs site, the manifest of the last build)."""
+        return self.home / "dbt_target"
+
+    @property
     def archive(self) -> Path:
         """Original extracts, stored by checksum, so the raw layer can be rebuilt from here alone."""
         return self.home / "archive"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 
+from brecha import gates
 from brecha.config import GRAFANA_DIR, paths
 from brecha.layouts import BY_ENTITY
 
@@ -74,11 +75,11 @@ def _describe(entity: str) -> str:
 def gaps(con: duckdb.DuckDBPyConnection, manifest_path: Path | None = None) -> list[Gap]:
     """Marts with no rows, and mart columns with no value, after the latest build; each with the extracts of the
     layouts it reads that had no file in the latest batch, and the dashboard panels that read it."""
-    manifest_path = manifest_path or paths().home / "dbt_target" / "manifest.json"
+    manifest_path = manifest_path or paths().dbt_target / "manifest.json"
     if not manifest_path.exists():
         return []
     manifest = json.loads(manifest_path.read_text())
-    batch = con.execute("SELECT max(batch_id) FROM raw._batches WHERE status = 'ok'").fetchone()[0]
+    batch = gates.latest_ok_batch(con)
     present = {e for (e,) in con.execute("SELECT DISTINCT entity FROM raw._batch_files WHERE batch_id = ?",
                                          [batch]).fetchall()}
     tables = {t for (t,) in con.execute(

@@ -29,12 +29,13 @@ class DbtSummary:
 
 def dbt_env() -> dict[str, str]:
     """Environment dbt needs: BRECHA_HOME (read by profiles.yml) and no telemetry."""
-    home = paths().ensure().home
+    p = paths().ensure()
+    home = p.home
     env = {
         "BRECHA_HOME": str(home),
         "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
         "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
-        "DBT_TARGET_PATH": str(home / "dbt_target"),  # runtime state stays under $BRECHA_HOME
+        "DBT_TARGET_PATH": str(p.dbt_target),  # runtime state stays under $BRECHA_HOME
         "DBT_LOG_PATH": str(home / "dbt_logs"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
     }
@@ -111,7 +112,7 @@ def docs() -> str:
 
 
 def docs_dir():
-    return paths().home / "dbt_target"
+    return paths().dbt_target
 
 
 def serve_docs(port: int = 8081, host: str = "127.0.0.1") -> None:
