@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,3 +121,24 @@ def use_home(monkeypatch: pytest.MonkeyPatch):
         return home
 
     return _use
+
+
+@contextlib.contextmanager
+def own_home(src: Path, own: Path, artifacts: str | None = None) -> Iterator[Path]:
+    """A home of a test's own made from the session home ``src``: a copy of its warehouse (its gates recorded, so it
+    can be published) and, with ``artifacts`` "link" or "copy", its model artifacts; BRECHA_HOME points at it
+    inside the block and is restored afterwards."""
+    shutil.copyfile(src / "brecha.duckdb", own / "brecha.duckdb")
+    if artifacts == "link":
+        (own / "artifacts").symlink_to(src / "artifacts", target_is_directory=True)
+    elif artifacts == "copy":
+        shutil.copytree(src / "artifacts", own / "artifacts")
+    old = os.environ.get("BRECHA_HOME")
+    os.environ["BRECHA_HOME"] = str(own)
+    try:
+        yield own
+    finally:
+        if old is None:
+            os.environ.pop("BRECHA_HOME", None)
+        else:
+            os.environ["BRECHA_HOME"] = old

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import httpx2 as httpx
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import own_home
 from fastapi.testclient import TestClient
 
 from brecha.api import create_app
@@ -35,15 +35,8 @@ def served_home(trained_home, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from brecha import publish
 
     home, _ = trained_home
-    own = tmp_path_factory.mktemp("api_home")
-    shutil.copyfile(home / "brecha.duckdb", own / "brecha.duckdb")
-    (own / "artifacts").symlink_to(home / "artifacts", target_is_directory=True)
-    old = os.environ["BRECHA_HOME"]
-    os.environ["BRECHA_HOME"] = str(own)
-    try:
+    with own_home(home, tmp_path_factory.mktemp("api_home"), artifacts="link") as own:
         publish.publish()
-    finally:
-        os.environ["BRECHA_HOME"] = old
     return own
 
 

@@ -5,15 +5,14 @@ department page are drawn, every district with a value has a filled polygon, one
 from __future__ import annotations
 
 import io
-import os
 import re
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
 import browser
 import duckdb
 import pytest
+from conftest import own_home
 
 from brecha.atlas import GAP_SCALE, NO_VALUE, WORSE_SCALE
 
@@ -23,16 +22,10 @@ def atlas(clustered_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     """Publish a copy of the clustered session warehouse in a home of our own, then write the atlas from it."""
     from brecha import publish, steps
 
-    own = tmp_path_factory.mktemp("atlas_home")
-    shutil.copyfile(clustered_home / "brecha.duckdb", own / "brecha.duckdb")
-    old = os.environ["BRECHA_HOME"]
-    os.environ["BRECHA_HOME"] = str(own)
-    try:
+    with own_home(clustered_home, tmp_path_factory.mktemp("atlas_home")) as own:
         serving = publish.publish().serving_db  # the session fixtures ran (and recorded) every gate
         result = steps.atlas()
         again = steps.atlas(own / "again.html")
-    finally:
-        os.environ["BRECHA_HOME"] = old
     with duckdb.connect(str(serving), read_only=True) as con:
         values = con.execute("""SELECT d.ubigeo, d.department_code, p.internet_pct, p.divide_index, p.gap_pp,
                                        b.ubigeo IS NOT NULL AS has_polygon

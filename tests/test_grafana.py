@@ -383,17 +383,12 @@ def serving_db(clustered_home: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def _publish_copy(home: Path, own: Path) -> Path:
-    import os
+    from conftest import own_home
 
     from brecha import publish
 
-    shutil.copyfile(home / "brecha.duckdb", own / "brecha.duckdb")
-    old = os.environ["BRECHA_HOME"]
-    os.environ["BRECHA_HOME"] = str(own)
-    try:
+    with own_home(home, own):
         return publish.publish().serving_db  # the session fixtures ran (and recorded) every gate
-    finally:
-        os.environ["BRECHA_HOME"] = old
 
 
 def test_every_query_expanded_by_grafana_runs_in_every_state_and_behaviour(serving_db: Path, harness: Harness) -> None:

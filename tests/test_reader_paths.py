@@ -13,6 +13,7 @@ import duckdb
 import pytest
 from browser import dump_dom, visible_text
 from click.testing import CliRunner
+from conftest import own_home
 
 from brecha.cli import cli
 
@@ -21,21 +22,14 @@ BRECHA = str(Path(sys.executable).with_name("brecha"))
 
 @pytest.fixture(scope="module")
 def published(trained_home, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A copy of the trained session warehouse in a home of our own, rescored once, validated and published."""
+    """A copy of the trained session warehouse in a home of our own, rescored once and published."""
     from brecha import publish, steps
 
     home_src, train = trained_home
-    own = tmp_path_factory.mktemp("reader_home")
-    shutil.copyfile(home_src / "brecha.duckdb", own / "brecha.duckdb")
-    shutil.copytree(home_src / "artifacts", own / "artifacts")  # `brecha predict` reloads the run's artifacts
-    old = os.environ["BRECHA_HOME"]
-    os.environ["BRECHA_HOME"] = str(own)
-    try:
+    # `brecha predict` reloads the run's artifacts; the session run recorded every gate publish requires
+    with own_home(home_src, tmp_path_factory.mktemp("reader_home"), artifacts="copy") as own:
         rescored = steps.predict(train.run_id)
-        steps.validate("all")  # the Great Expectations gates publish requires (the dbt ones came with the copy)
         result = publish.publish()
-    finally:
-        os.environ["BRECHA_HOME"] = old
     return {"home": own, "train": train, "rescored": rescored, "serving": result.serving_db}
 
 
