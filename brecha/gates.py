@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 
 import duckdb
 
+from brecha.layouts import LATEST_OK_BATCH
+
 REQUIRED = ("landed", "dbt_core", "marts", "dbt_predictions")
 
 DDL = (
@@ -54,12 +56,13 @@ def dbt_gates(select: str | None, exclude: str | None) -> tuple[str, ...]:
 
 
 def latest_ok_batch(con: duckdb.DuckDBPyConnection) -> int | None:
-    has = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-                      "AND schema_name = 'raw' AND table_name = '_batches'").fetchone()[0]
+    """The latest successful landing batch (view ``raw._latest_ok_batch``); None when nothing landed yet."""
+    has = con.execute("SELECT count(*) FROM duckdb_views() WHERE database_name = current_database() "
+                      "AND schema_name = 'raw' AND view_name = '_latest_ok_batch'").fetchone()[0]
     if not has:
         return None
-    row = con.execute("SELECT max(batch_id) FROM raw._batches WHERE status = 'ok'").fetchone()
-    return None if row[0] is None else int(row[0])
+    row = con.execute(f"SELECT batch_id FROM {LATEST_OK_BATCH}").fetchone()
+    return None if row is None else int(row[0])
 
 
 def record(gates: tuple[str, ...] | str, passed: bool, detail: str = "",

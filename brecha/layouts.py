@@ -43,6 +43,14 @@ class Column:
     #              a value that is not all digits is rejected ("malformed code")
     geometry: bool = False  # GeoJSON geometry: a non-null value that is not a well-formed (Multi)Polygon or
     #                         Point (closed rings of numeric positions) is rejected ("invalid geometry")
+    between: tuple[float, float] | None = None  # (lo, hi): a value outside lo..hi is rejected ("outside lo..hi")
+
+
+# Peru's bounding box, in decimal degrees (WGS84), with a small margin: the country spans about -18.35..-0.04
+# latitude and -81.33..-68.65 longitude. Landing rejects a reference row whose centroid lies outside it; no other
+# layer checks coordinates.
+PERU_LATITUDE = (-18.5, 0.1)
+PERU_LONGITUDE = (-81.5, -68.5)
 
 
 @dataclass(frozen=True)
@@ -86,8 +94,8 @@ _REFERENCE_TAIL = (
     _c("superficie", "superficie", "DOUBLE", non_negative=True),
     _c("pob_densidad_2020", "pob_densidad_2020", "DOUBLE", non_negative=True),
     _c("altitude", "altitude", "DOUBLE"),
-    _c("latitude", "latitude", "DOUBLE"),
-    _c("longitude", "longitude", "DOUBLE"),
+    _c("latitude", "latitude", "DOUBLE", between=PERU_LATITUDE),  # centroid
+    _c("longitude", "longitude", "DOUBLE", between=PERU_LONGITUDE),
     _optional("indice_vulnerabilidad_alimentaria", "indice_vulnerabilidad_alimentaria", "DOUBLE"),
     _c("idh_2019", "idh_2019", "DOUBLE"),
     _c("pct_pobreza_total", "pct_pobreza_total", "DOUBLE", share=True),
@@ -285,8 +293,8 @@ INEI_ENAHO = Layout(
     description="ENAHO module 100 (dwelling and household): ICT goods per household with expansion weight",
     example_names=("enaho01-2015-100.csv",),
     columns=(
-        _c("anio", "AÑO", "INTEGER", key=True, not_null=True),
-        _c("mes", "MES", "INTEGER"),
+        _c("anio", "AÑO", "INTEGER", key=True, not_null=True, between=(2000, 2035)),  # survey year
+        _c("mes", "MES", "INTEGER", between=(1, 12)),  # interview month
         _c("conglome", "CONGLOME", key=True, not_null=True),
         _c("vivienda", "VIVIENDA", key=True, not_null=True),
         _c("hogar", "HOGAR", key=True, not_null=True),
@@ -359,7 +367,10 @@ def raw_table_ddl(layout: Layout) -> str:
 # One ingest of a folder is one *batch*: the folder is taken to be the complete set of extracts. The dbt
 # staging models read, for every raw table, only the rows of the files of the latest successful batch
 # (``raw._batch_files``), so re-landing an unchanged file changes nothing and a folder of real files
-# never mixes with an earlier synthetic one.
+# never mixes with an earlier synthetic one. "The latest successful batch" is defined once, by the view
+# ``raw._latest_ok_batch`` (LATEST_OK_BATCH): dbt staging (macro latest_batch_rows), the gates
+# (brecha.gates.latest_ok_batch), the GX batches and the tests all read it.
+LATEST_OK_BATCH = "raw._latest_ok_batch"
 BOOKKEEPING_DDL: tuple[str, ...] = (
     "CREATE SCHEMA IF NOT EXISTS raw",
     """CREATE TABLE IF NOT EXISTS raw._batches (
@@ -391,4 +402,7 @@ BOOKKEEPING_DDL: tuple[str, ...] = (
         reason VARCHAR NOT NULL,            -- e.g. 'unparseable DOUBLE', 'unknown ubigeo', 'duplicate key', 'negative count'
         record JSON                         -- the whole row as text, so nothing is lost
     )""",
+    f"""CREATE OR REPLACE VIEW {LATEST_OK_BATCH} AS  -- one row (none before the first successful batch)
+        SELECT batch_id, input_dir, started_at, finished_at FROM raw._batches
+        WHERE status = 'ok' ORDER BY batch_id DESC LIMIT 1""",
 )

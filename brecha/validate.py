@@ -22,11 +22,12 @@ from brecha.gx import batches as batches_mod
 from brecha.gx import suites as suites_mod
 from brecha.gx.runner import Check
 
-# Why an expectation is left out, per suite parameter without a value (see brecha.gx.batches).
+# Why an expectation is left out, per suite parameter without a value (see brecha.gx.batches; previous_mean__<column>
+# by its prefix).
 LEFT_OUT_BECAUSE = {
-    "previous_rows": "no earlier ok batch from the same input folder to compare row counts with (a first load)",
+    "previous_rows": "no earlier ok batch from the same input folder to compare with (a first load)",
+    "previous_mean": "no earlier ok batch from the same input folder to compare with (a first load)",
     "reference_districts": "no district reference file in the latest batch",
-    "dim_districts_rows": "marts.dim_districts is missing or empty",
 }
 
 
@@ -51,7 +52,7 @@ class ValidationSummary:
         for c in self.checks:
             if c.success is None:
                 names = c.observed.removeprefix("left out: no ").split(", ")
-                why = "; ".join(LEFT_OUT_BECAUSE.get(n, f"no value for {n}") for n in names)
+                why = "; ".join(LEFT_OUT_BECAUSE.get(n.split("__")[0], f"no value for {n}") for n in names)
                 reasons[why] = reasons.get(why, 0) + 1
         return reasons
 

@@ -29,8 +29,7 @@ MARTS = (
 )
 
 LATEST_BATCH = """_source_sha256 in (
-    select sha256 from raw._batch_files
-    where batch_id = (select max(batch_id) from raw._batches where status = 'ok'))"""
+    select sha256 from raw._batch_files where batch_id = (select batch_id from raw._latest_ok_batch))"""
 
 
 def connect(home: Path) -> duckdb.DuckDBPyConnection:

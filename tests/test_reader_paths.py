@@ -131,7 +131,7 @@ def test_run_summary_names_empty_marts_and_the_file_that_fills_them(built_home: 
     with duckdb.connect(str(db)) as con:
         assert gaps(con, built_home / "dbt_target" / "manifest.json") == []  # every layout present: nothing empty
         con.execute("""DELETE FROM raw._batch_files WHERE entity = 'inei__enaho_households'
-                       AND batch_id = (SELECT max(batch_id) FROM raw._batches WHERE status = 'ok')""")
+                       AND batch_id = (SELECT batch_id FROM raw._latest_ok_batch)""")
         con.execute("DELETE FROM marts.fct_department_adoption_yearly")
         con.execute("UPDATE marts.fct_district_connectivity SET survey_internet_pct_department = NULL, survey_year = NULL")
         found = {g.relation: g for g in gaps(con, built_home / "dbt_target" / "manifest.json")}

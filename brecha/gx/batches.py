@@ -1,12 +1,12 @@
 """What each suite checks: a DataFrame read from the warehouse (read-only) and the run-time suite parameters.
 
 * ``landed`` suites check the rows of ``raw.<entity>`` that the latest successful batch landed (the rows the
-  dbt staging models read). Parameters: ``previous_rows`` (rows of the same entity in the previous
-  successful batch from the same input folder; none on a first load) and ``reference_districts`` (rows of
-  the district reference in the latest batch). Every column with a ubigeo (``Column.ubigeo`` in
-  brecha/layouts.py) gets a derived ``<column>__ubigeo``: the value left-padded to its published width,
-  first 6 characters (the district ubigeo).
-* ``marts`` suites check the whole mart table. Parameter: ``dim_districts_rows``.
+  dbt staging models read) as a whole: volumes and distributions, compared with the previous batch. Each row
+  was judged at landing already (brecha/landing/checks.py). Parameters: ``previous_rows`` and
+  ``previous_mean__<column>`` (rows, and a column's mean, of the same entity in the previous successful batch
+  from the same input folder; none on a first load) and ``reference_districts`` (rows of the district
+  reference in the latest batch).
+* ``marts`` suites check the whole mart table (distributions the dbt tests cannot state). No parameters.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import pandas as pd
 
 from brecha.errors import BrechaError
 from brecha.gx.suites import Suite
-from brecha.layouts import BY_ENTITY, LINEAGE_COLUMNS
+from brecha.layouts import LATEST_OK_BATCH, LINEAGE_COLUMNS
 
+PREVIOUS_MEAN = "previous_mean__"  # suite parameter prefix: the column's mean in the previous batch
 _HIDDEN_LINEAGE = [c for c in LINEAGE_COLUMNS if c not in ("_source_file", "_row_number")]
 
 
@@ -39,11 +40,10 @@ def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
 
 
 def latest_batch(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
-    """(batch_id, input_dir) of the latest successful landing batch."""
-    if "raw._batches" not in _tables(con):
+    """(batch_id, input_dir) of the latest successful landing batch (view ``raw._latest_ok_batch``)."""
+    if LATEST_OK_BATCH not in _tables(con):
         raise BrechaError("nothing has been landed in this warehouse (no raw._batches table): run `brecha ingest DIR` first")
-    row = con.execute("select batch_id, input_dir from raw._batches where status = 'ok' "
-                      "order by batch_id desc limit 1").fetchone()
+    row = con.execute(f"select batch_id, input_dir from {LATEST_OK_BATCH}").fetchone()
     if row is None:
         raise BrechaError("no successful landing batch in raw._batches: run `brecha ingest DIR` and fix its errors first")
     return int(row[0]), str(row[1])
@@ -54,15 +54,23 @@ def _batch_rows(con: duckdb.DuckDBPyConnection, entity: str, batch_id: int, sele
             f"(select sha256 from raw._batch_files where batch_id = {batch_id} and entity = '{entity}')")
 
 
-def _previous_rows(con: duckdb.DuckDBPyConnection, entity: str, batch_id: int, input_dir: str) -> int | None:
+def _previous(con: duckdb.DuckDBPyConnection, suite: Suite, batch_id: int, input_dir: str) -> dict[str, Any]:
+    """``previous_rows`` and each ``previous_mean__<column>`` the suite refers to, from the entity's rows in the
+    previous successful batch from the same input folder (all None on a first load)."""
+    entity = suite.table
+    means = sorted({n for e in suite.expectations for n in suite.parameters(e) if n.startswith(PREVIOUS_MEAN)})
+    out: dict[str, Any] = dict.fromkeys(["previous_rows", *means])
     prev = con.execute(
         "select max(b.batch_id) from raw._batches b join raw._batch_files f using (batch_id) "
         "where b.status = 'ok' and b.batch_id < ? and b.input_dir = ? and f.entity = ?",
         [batch_id, input_dir, entity]).fetchone()[0]
     if prev is None:
-        return None
-    n = con.execute(_batch_rows(con, entity, int(prev))).fetchone()[0]
-    return int(n) or None
+        return out
+    aggregates = ["count(*)", *(f'avg("{n.removeprefix(PREVIOUS_MEAN)}")' for n in means)]
+    row = con.execute(_batch_rows(con, entity, int(prev), ", ".join(aggregates))).fetchone()
+    if row[0]:
+        out.update(zip(out, row, strict=True))
+    return out
 
 
 def landed(con: duckdb.DuckDBPyConnection, suites: list[Suite]) -> list[Batch]:
@@ -77,19 +85,12 @@ def landed(con: duckdb.DuckDBPyConnection, suites: list[Suite]) -> list[Batch]:
         if suite.asset not in have:
             out.append(Batch(suite, None, note=f"{suite.asset} does not exist"))
             continue
-        layout = BY_ENTITY.get(entity)
-        derived = [
-            f"case when length(trim({c.name}::varchar)) <= {c.ubigeo} "
-            f"then left(lpad(trim({c.name}::varchar), {c.ubigeo}, '0'), 6) else trim({c.name}::varchar) end "
-            f'as "{c.name}__ubigeo"'
-            for c in (layout.columns if layout else ()) if c.ubigeo
-        ]
-        select = ", ".join(["* exclude (" + ", ".join(_HIDDEN_LINEAGE) + ")", *derived])
+        select = "* exclude (" + ", ".join(_HIDDEN_LINEAGE) + ")"
         frame = con.execute(_batch_rows(con, entity, batch_id, select) + " order by _source_file, _row_number").df()
         if frame.empty:
             out.append(Batch(suite, None, note=f"no file of the latest batch ({batch_id}) landed rows in {suite.asset}"))
             continue
-        params = {"previous_rows": _previous_rows(con, entity, batch_id, input_dir), "reference_districts": reference}
+        params = {**_previous(con, suite, batch_id, input_dir), "reference_districts": reference}
         files = tuple(sorted(frame["_source_file"].dropna().unique()))
         out.append(Batch(suite, frame, params, files))
     return out
@@ -100,5 +101,4 @@ def marts(con: duckdb.DuckDBPyConnection, suites: list[Suite]) -> list[Batch]:
     missing = [s.asset for s in suites if s.asset not in have]
     if missing:
         raise BrechaError(f"marts gate: table(s) {', '.join(missing)} missing from the warehouse: run `brecha build` first")
-    dim_rows = con.execute("select count(*) from marts.dim_districts").fetchone()[0]
-    return [Batch(s, con.execute(f"select * from {s.asset}").df(), {"dim_districts_rows": dim_rows}) for s in suites]
+    return [Batch(s, con.execute(f"select * from {s.asset}").df()) for s in suites]

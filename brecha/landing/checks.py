@@ -2,7 +2,8 @@
 
 A row is rejected for the first problem found, in this order: a missing key or required value, a value that
 does not cast to its type (``TRY_CAST`` failed on a non-null value; ``NA``, empty and ``-`` are nulls), a
-value out of its range (negative count, flag not 0/1, share outside 0-100, non-positive weight), a ubigeo
+value out of its range (negative count, flag not 0/1, share outside 0-100, non-positive weight, a year, month
+or centroid outside ``Column.between``), a ubigeo
 that is not a district of the reference, and finally a duplicate key within the file (the first occurrence
 is kept). The reject keeps the column, the value and the whole source record as JSON; the record is not
 carried through the checks but read again from the file for the rejected rows alone (most files have none).
@@ -49,6 +50,12 @@ def _checks(col: Column, typed: str, text: str, raw: str, ref: str | None) -> li
         out.append((2, f"{typed} NOT BETWEEN 0 AND 100", _problem(col.name, raw, "share outside 0-100")))
     if col.positive:
         out.append((2, f"{typed} <= 0", _problem(col.name, raw, "non-positive value")))
+    if col.between:
+        lo, hi = col.between
+        out.append((2, f"{typed} NOT BETWEEN {lo} AND {hi}", _problem(col.name, raw, f"outside {lo:g}..{hi:g}")))
+    if col.ubigeo and not col.pad:  # a number whose first digits are the district: at most `ubigeo` digits
+        out.append((1, f"{typed} IS NOT NULL AND NOT regexp_full_match(CAST({typed} AS VARCHAR), '[0-9]{{1,{col.ubigeo}}}')",
+                    _problem(col.name, raw, f"malformed code (expected up to {col.ubigeo} digits)")))
     if col.pad:
         out.append((1, f"{text} IS NOT NULL AND NOT regexp_full_match({text}, '[0-9]{{{col.pad}}}')",
                     _problem(col.name, raw, f"malformed code (expected {col.pad} digits)")))
