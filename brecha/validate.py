@@ -73,8 +73,9 @@ def _failure_message(summary: ValidationSummary) -> str:
         where = f" offending values: {'; '.join(c.sample)}" if c.sample else ""
         lines.append(f"  - suite {c.suite} ({c.asset}): {c.description} observed {c.observed}.{where}"
                      + (f" Expected because: {c.why}." if c.why else ""))
-    lines.append("Fix the extract (landed gate: the files named above) or the model (marts gate), or adjust the "
-                 f"expectation in expectations/<gate>/<table>.json if it is wrong. Details: {summary.docs}")
+    lines.append("Fix the extract (landed gate: the files of that table in the latest batch, listed in "
+                 "raw._batch_files) or the model (marts gate), or adjust the expectation in "
+                 f"expectations/<gate>/<table>.json if it is wrong. Details: {summary.docs}")
     return "\n".join(lines)
 
 

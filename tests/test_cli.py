@@ -64,7 +64,7 @@ def test_run_end_to_end_on_the_synthetic_default(pipeline_run) -> None:
     # captured without a terminal: no ANSI colour codes (dbt's included), file names not wrapped at 80 columns
     assert "\x1b[" not in out
     assert "  ubigeo-aumentado/ubigeo_distrito.csv " in out and "osiptel-punku/conexiones_internet_fijo_distrito.csv" in out
-    assert "left out (13: no earlier ok batch from the same input folder" in out
+    assert "left out (15: no earlier ok batch from the same input folder" in out
     with duckdb.connect(str(home / "serving" / "brecha.duckdb"), read_only=True) as con:
         n = con.sql("select count(*) from marts.mart_district_priorities").fetchone()[0]
         top = con.sql("select ubigeo from marts.mart_digital_divide_index where national_rank <= 10").fetchall()

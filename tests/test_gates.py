@@ -44,3 +44,31 @@ def test_a_failed_landed_gate_is_recorded_and_publish_refuses(built_home: Path, 
     with pytest.raises(BrechaError, match=r"landed failed \(1 expectation"):
         steps.publish()
     assert not (home / "serving" / "brecha.duckdb").exists()
+
+
+def test_the_latest_ok_batch_skips_a_newer_failed_batch(synthetic_dir: Path, brecha_home: Path, tmp_path: Path) -> None:
+    """raw._latest_ok_batch, the one definition every reader uses (dbt staging, the gates, the GX batches): a
+    newer batch that failed (an unusable file stopped it) is not the latest ok batch; an empty ledger has none."""
+    from brecha.db import session
+    from brecha.gx.batches import latest_batch
+    from brecha.landing.ingest import ensure_tables, ingest
+
+    with session() as con:
+        ensure_tables(con)
+        assert gates.latest_ok_batch(con) is None
+    good = tmp_path / "good"
+    (good / "ref").mkdir(parents=True)
+    shutil.copyfile(synthetic_dir / "ubigeo-aumentado" / "ubigeo_distrito.csv", good / "ref" / "ubigeo_distrito.csv")
+    first = ingest(good).batch_id
+    bad = tmp_path / "bad"
+    shutil.copytree(good, bad)
+    (bad / "extra.csv").write_bytes(b"foo,bar\n1,2\n")
+    with pytest.raises(BrechaError, match="unknown layout"):
+        ingest(bad)
+
+    with session(read_only=True) as con:
+        statuses = con.execute("SELECT batch_id, status FROM raw._batches ORDER BY 1").fetchall()
+        assert statuses == [(first, "ok"), (first + 1, "failed")]
+        assert con.execute("SELECT batch_id, input_dir FROM raw._latest_ok_batch").fetchall() == [(first, str(good.resolve()))]
+        assert gates.latest_ok_batch(con) == first
+        assert latest_batch(con) == (first, str(good.resolve()))

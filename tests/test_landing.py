@@ -279,6 +279,42 @@ def test_bad_values_are_rejected_with_reason(src: Path, brecha_home: Path, tmp_p
     assert rejects[3] == ("agua", "140.0", "share outside 0-100")
 
 
+def test_out_of_range_rows_are_rejected_with_file_row_column_and_reason(src: Path, synthetic_dir: Path,
+                                                                        brecha_home: Path, tmp_path: Path) -> None:
+    """The ranges landing alone checks (brecha/layouts.py): a district centroid outside Peru's bounding box, an
+    ENAHO survey year and month out of range. Each bad row is rejected, named by file, row, column and reason;
+    the other rows land. (ENAHO has no real sample: its file comes from the synthetic extracts, with their
+    district reference.)"""
+    from brecha.layouts import PERU_LATITUDE, PERU_LONGITUDE
+
+    enaho = next(synthetic_dir.glob("**/enaho01-*-100.csv"))
+    e_header, e_rows = csv_records(enaho)
+    e_rows = e_rows[:30]
+    e_rows[4][e_header.index("AÑO")] = "1915"
+    e_rows[6][e_header.index("MES")] = "13"
+    write_csv(tmp_path / "enaho" / enaho.name, e_header, e_rows, encoding="latin-1")
+    surveyed = {r[e_header.index("UBIGEO")].zfill(6) for r in e_rows}
+    header, rows = csv_records(synthetic_dir / DISTRICTS)
+    i, j = [n for n, r in enumerate(rows) if r[header.index("inei")].zfill(6) not in surveyed][:2]
+    rows[i][header.index("latitude")] = "4.61"  # Bogotá
+    rows[j][header.index("longitude")] = "-60.0"
+    write_csv(tmp_path / DISTRICTS, header, rows)
+
+    result = ingest(tmp_path)
+
+    rejects = query("SELECT _source_file, _row_number, column_name, value, reason FROM raw._rejects "
+                    "WHERE reason LIKE 'outside %'")  # (the extracts' own quirks are rejected too)
+    assert rejects == sorted([
+        (DISTRICTS, i + 1, "latitude", "4.61", f"outside {PERU_LATITUDE[0]:g}..{PERU_LATITUDE[1]:g}"),
+        (DISTRICTS, j + 1, "longitude", "-60.0", f"outside {PERU_LONGITUDE[0]:g}..{PERU_LONGITUDE[1]:g}"),
+        (f"enaho/{enaho.name}", 5, "anio", "1915", "outside 2000..2035"),
+        (f"enaho/{enaho.name}", 7, "mes", "13", "outside 1..12"),
+    ], key=repr)
+    landed = {f.entity: (f.rows_landed, f.rows_rejected) for f in result.files}
+    assert landed["inei__enaho_households"] == (28, 2)
+    assert landed["inei__districts"][0] == len(rows) - landed["inei__districts"][1] < len(rows) - 2
+
+
 def test_coverage_flags_and_counts(src: Path, brecha_home: Path, tmp_path: Path) -> None:
     """A short copy of the coverage sheet, with a bad flag, a negative count and a blank row."""
     book = openpyxl.load_workbook(src / COVERAGE, read_only=True)

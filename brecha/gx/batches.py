@@ -22,7 +22,6 @@ from brecha.gx.suites import Suite
 from brecha.layouts import LATEST_OK_BATCH, LINEAGE_COLUMNS
 
 PREVIOUS_MEAN = "previous_mean__"  # suite parameter prefix: the column's mean in the previous batch
-_HIDDEN_LINEAGE = [c for c in LINEAGE_COLUMNS if c not in ("_source_file", "_row_number")]
 
 
 @dataclass
@@ -30,7 +29,6 @@ class Batch:
     suite: Suite
     frame: pd.DataFrame | None  # None: nothing to check (entity not in the latest batch)
     parameters: dict[str, Any] = field(default_factory=dict)
-    files: tuple[str, ...] = ()  # source files of the rows (landed gate)
     note: str = ""
 
 
@@ -85,14 +83,11 @@ def landed(con: duckdb.DuckDBPyConnection, suites: list[Suite]) -> list[Batch]:
         if suite.asset not in have:
             out.append(Batch(suite, None, note=f"{suite.asset} does not exist"))
             continue
-        select = "* exclude (" + ", ".join(_HIDDEN_LINEAGE) + ")"
-        frame = con.execute(_batch_rows(con, entity, batch_id, select) + " order by _source_file, _row_number").df()
+        frame = con.execute(_batch_rows(con, entity, batch_id, "* exclude (" + ", ".join(LINEAGE_COLUMNS) + ")")).df()
         if frame.empty:
             out.append(Batch(suite, None, note=f"no file of the latest batch ({batch_id}) landed rows in {suite.asset}"))
             continue
-        params = {**_previous(con, suite, batch_id, input_dir), "reference_districts": reference}
-        files = tuple(sorted(frame["_source_file"].dropna().unique()))
-        out.append(Batch(suite, frame, params, files))
+        out.append(Batch(suite, frame, {**_previous(con, suite, batch_id, input_dir), "reference_districts": reference}))
     return out
 
 

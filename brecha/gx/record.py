@@ -22,7 +22,7 @@ DDL = (
         observed_value VARCHAR,            -- GX observed value, or 'n of m rows unexpected, e.g. [...]'
         unexpected_count BIGINT,
         element_count BIGINT,
-        unexpected_sample JSON,            -- offending values (landed: with file and row number)
+        unexpected_sample JSON,            -- offending values (up to 10), for expectations on values
         why VARCHAR                        -- the expectation's meta.why from the suite file
     )""",
 )

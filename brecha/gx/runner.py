@@ -16,8 +16,7 @@ from brecha.config import paths
 from brecha.gx.batches import Batch
 
 DATASOURCE = "warehouse"
-MAX_WHERE = 5  # offending landed rows named with their file and row number, per expectation
-MAX_VALUES = 10  # offending values kept otherwise
+MAX_VALUES = 10  # offending values kept per expectation
 
 
 @dataclass
@@ -36,7 +35,7 @@ class Check:
     observed: str
     unexpected_count: int | None
     element_count: int | None
-    sample: list[str]  # offending values (up to 10), or landed rows with their file and row number (up to 5)
+    sample: list[str]  # offending values (up to 10)
     why: str
 
     @property
@@ -85,19 +84,6 @@ def _observed(result: dict[str, Any], exception: dict[str, Any] | None) -> str:
     return "column not found" if not result else str(result)
 
 
-def _where(batch: Batch, result: dict[str, Any]) -> list[str]:
-    """Offending values, with their file and row number for landed rows."""
-    frame, values = batch.frame, result.get("partial_unexpected_list") or []
-    index = result.get("partial_unexpected_index_list") or []
-    if frame is None or "_source_file" not in frame.columns or not index:
-        return [str(v) for v in values[:MAX_VALUES]]
-    out = []
-    for i, value in zip(index[:MAX_WHERE], values[:MAX_WHERE], strict=False):
-        row = frame.loc[i] if not isinstance(i, dict) else None
-        out.append(f"{value!r} ({row['_source_file']} row {row['_row_number']})" if row is not None else str(value))
-    return out
-
-
 def run(batches: list[Batch], run_id: str) -> list[Check]:
     """Validate every batch; store results in the GX context and rebuild Data Docs; return one Check per expectation."""
     import great_expectations as gx
@@ -137,7 +123,8 @@ def run(batches: list[Batch], run_id: str) -> list[Check]:
             checks.append(Check(
                 now, run_id, suite.gate, suite.name, suite.asset, cfg.type, kwargs.get("column"), kwargs,
                 bool(r.success), _observed(res, r.exception_info), res.get("unexpected_count"), res.get("element_count"),
-                _where(batch, res) if not r.success else [], (cfg.meta or {}).get("why", ""),
+                [str(v) for v in (res.get("partial_unexpected_list") or [])[:MAX_VALUES]] if not r.success else [],
+                (cfg.meta or {}).get("why", ""),
             ))
     ctx.build_data_docs()
     from brecha.gx.offline import make_offline
