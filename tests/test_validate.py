@@ -169,16 +169,19 @@ def test_a_drift_from_the_previous_batch_fails_the_landed_gate(synthetic_dir: Pa
     with pytest.raises(GateFailed) as err:
         validate("landed")
     msg = str(err.value)
-    assert "suite landed.inei__census_indicators" in msg and "expect_table_row_count_to_be_between" in msg
-    assert f"observed {len(third)}" in msg
     with duckdb.connect(str(brecha_home / "brecha.duckdb"), read_only=True) as con:
+        (previous, now), = con.execute(  # rows landed (the extracts' quirks are rejected) by batches 2 and 3
+            "select list(rows_landed order by batch_id) from raw._batch_files "
+            "where entity = 'inei__census_indicators' and batch_id >= 2").fetchone()
         bounds = con.execute("select (kwargs->>'min_value')::double, (kwargs->>'max_value')::double "
                              "from ops.validation_results where not success "
                              "and expectation = 'expect_table_row_count_to_be_between'").fetchall()
         gate = gates.outcomes(con, gates.latest_ok_batch(con))["landed"]
+    assert "suite landed.inei__census_indicators" in msg and "expect_table_row_count_to_be_between" in msg
+    assert now < 0.5 * previous and f"observed {now}" in msg
     # against the previous batch (GX rounds row-count bounds to whole rows); the census must also cover the
     # district reference, which fails too, with other bounds
-    assert any(abs(lo - len(shifted) * 0.5) < 1 and abs(hi - len(shifted) * 1.5) < 1 for lo, hi in bounds)
+    assert any(abs(lo - previous * 0.5) < 1 and abs(hi - previous * 1.5) < 1 for lo, hi in bounds)
     assert gate[0] is False and "expect_table_row_count_to_be_between" in gate[2]  # publish will refuse it
 
 

@@ -40,7 +40,8 @@ def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
 def latest_batch(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
     """(batch_id, input_dir) of the latest successful landing batch (view ``raw._latest_ok_batch``)."""
     if LATEST_OK_BATCH not in _tables(con):
-        raise BrechaError("nothing has been landed in this warehouse (no raw._batches table): run `brecha ingest DIR` first")
+        raise BrechaError(f"nothing has been landed in this warehouse (no {LATEST_OK_BATCH} view): run `brecha ingest DIR` "
+                          "first (a warehouse landed by an older brecha gets the view from its next ingest)")
     row = con.execute(f"select batch_id, input_dir from {LATEST_OK_BATCH}").fetchone()
     if row is None:
         raise BrechaError("no successful landing batch in raw._batches: run `brecha ingest DIR` and fix its errors first")
