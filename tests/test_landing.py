@@ -322,6 +322,7 @@ def test_coverage_flags_and_counts(src: Path, brecha_home: Path, tmp_path: Path)
     rows[5][6] = 2  # 2G flag
     rows[6][12] = -1  # CANT_EB_2G
     rows[7][4] = "10101x"  # UBIGEO_CCPP
+    rows[8][4] = 12345678901  # UBIGEO_CCPP of 11 digits: its first 6 are no district code
     wb = openpyxl.Workbook()
     for r in rows[:20] + [[]] + rows[20:]:
         wb.active.append(r)
@@ -329,11 +330,12 @@ def test_coverage_flags_and_counts(src: Path, brecha_home: Path, tmp_path: Path)
     copy_real(src, tmp_path, DISTRICTS)
     result = ingest(tmp_path)
     cov = next(f for f in result.files if f.entity == "osiptel__mobile_coverage")
-    assert (cov.rows_landed, cov.rows_rejected) == (36, 3)  # 39 records; the blank row is no record
+    assert (cov.rows_landed, cov.rows_rejected) == (35, 4)  # 39 records; the blank row is no record
     reasons = query("SELECT _row_number, column_name, reason FROM raw._rejects "
                          "WHERE entity = 'osiptel__mobile_coverage'")
     assert reasons == [(5, "has_2g", "flag not 0/1"), (6, "cant_eb_2g", "negative count"),
-                       (7, "ubigeo_ccpp", "unparseable BIGINT")]
+                       (7, "ubigeo_ccpp", "unparseable BIGINT"),
+                       (8, "ubigeo_ccpp", "malformed code (expected up to 10 digits)")]
 
 
 @pytest.mark.parametrize("encoding", ["latin-1", "utf-16"])
