@@ -224,7 +224,7 @@ def _train(seed: int, config: TrainConfig) -> TrainResult:
     fold_rows = pd.concat([cvs[c.name].folds.assign(model_name=c.name) for c in cands], ignore_index=True)
     with session() as con:
         store.ensure_tables(con)
-        prev = store.previous_run_id(con)
+        prev = store.latest_run_id(con)
         drift_df = drift.summarise(features_all, artifacts.load_features(prev) if prev else None)
         con.execute("BEGIN TRANSACTION")
         store.append(con, "model_runs", pd.DataFrame(runs))
