@@ -51,7 +51,7 @@ $(VENV)/plugin-duckdb-$(PLUGIN_DUCKDB)/duckdb: $(STAMP)
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --target $(VENV)/plugin-duckdb-$(PLUGIN_DUCKDB) duckdb==$(PLUGIN_DUCKDB)
 
 lint: install
-	$(BIN)/ruff check brecha ml dags tests
+	$(BIN)/ruff check brecha ml dags tests grafana
 	cd dbt_project && ../$(BIN)/sqlfluff lint models --processes 2
 
 bench: install

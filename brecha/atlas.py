@@ -25,7 +25,9 @@ import duckdb
 import pandas as pd
 
 from brecha.config import paths
+from brecha.db import table_exists
 from brecha.errors import BrechaError
+from brecha.files import write_atomic
 
 GRID = 1000.0  # grid units per degree of latitude
 SIMPLIFY = 1.5  # grid units
@@ -146,11 +148,6 @@ def svg_path(geojson: dict, proj: Projection) -> tuple[str, tuple[float, float, 
 
 # --- data -------------------------------------------------------------------------------------------------------
 
-def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-                            [schema, table]).fetchone()[0])
-
-
 def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
     return {r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE schema_name = ? "
                                       "AND table_name = ?", [schema, table]).fetchall()}
@@ -173,11 +170,11 @@ class AtlasData:
 def load(con: duckdb.DuckDBPyConnection) -> AtlasData:
     """Everything the atlas shows, from the marts of ``con`` (the serving copy)."""
     for table in ("dim_districts", "mart_digital_divide_index", "dim_district_boundaries"):
-        if not _table_exists(con, "marts", table):
+        if not table_exists(con, "marts", table):
             raise BrechaError(f"the serving copy has no marts.{table}: run `brecha run` (or `brecha build` then "
                               "`brecha publish`) first")
-    has_priorities = _table_exists(con, "marts", "mart_district_priorities")
-    has_clusters = _table_exists(con, "marts", "mart_district_clusters")
+    has_priorities = table_exists(con, "marts", "mart_district_priorities")
+    has_clusters = table_exists(con, "marts", "mart_district_clusters")
     pcols = _columns(con, "marts", "mart_district_priorities") if has_priorities else set()
     oof = "p.is_out_of_fold" if "is_out_of_fold" in pcols else "NULL::BOOLEAN"
     pri = ("p.predicted_internet_pct, p.lower_90, p.upper_90, p.gap_pp, p.priority_rank, " + oof + " AS is_out_of_fold"
@@ -201,18 +198,18 @@ def load(con: duckdb.DuckDBPyConnection) -> AtlasData:
                                   "ORDER BY ubigeo").fetchall())
     outlines = (dict(con.execute("SELECT department_code, geometry_geojson FROM marts.dim_department_boundaries "
                                  "ORDER BY department_code").fetchall())
-                if _table_exists(con, "marts", "dim_department_boundaries") else {})
+                if table_exists(con, "marts", "dim_department_boundaries") else {})
     departments = (districts.groupby(["department_code", "department"], as_index=False)
                    .agg(n_districts=("ubigeo", "size"), population=("population", "sum"))
                    .sort_values("department_code").reset_index(drop=True))
     trend = (con.execute("SELECT department_code, year, internet_pct, internet_se, households_sampled "
                          "FROM marts.fct_department_adoption_yearly WHERE internet_pct IS NOT NULL "
                          "ORDER BY department_code, year").df()
-             if _table_exists(con, "marts", "fct_department_adoption_yearly") else pd.DataFrame())
+             if table_exists(con, "marts", "fct_department_adoption_yearly") else pd.DataFrame())
     moran = (con.execute("SELECT * FROM marts.mart_spatial_autocorrelation ORDER BY measure").df()
-             if _table_exists(con, "marts", "mart_spatial_autocorrelation") else pd.DataFrame())
+             if table_exists(con, "marts", "mart_spatial_autocorrelation") else pd.DataFrame())
     snapshot = ""
-    if _table_exists(con, "ops", "snapshots"):
+    if table_exists(con, "ops", "snapshots"):
         row = con.execute("SELECT snapshot_id, run_id FROM ops.snapshots ORDER BY published_at DESC LIMIT 1").fetchone()
         if row:
             snapshot = f"snapshot {row[0]}" + (f", model run {row[1]}" if row[1] else "")
@@ -519,11 +516,9 @@ def write_atlas(out: Path | None = None, serving_db: Path | None = None) -> Atla
     finally:
         con.close()
     text = render(data)
-    target = Path(out or p.home / "atlas" / "index.html")
+    target = Path(out or p.atlas)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(target)
+    write_atomic(target, text)
     return AtlasResult(path=target, size_bytes=target.stat().st_size, departments=len(data.departments),
                        drawn=len(data.paths), without_polygon=int((~data.districts.ubigeo.isin(list(data.paths))).sum()),
                        seconds=time.perf_counter() - started)

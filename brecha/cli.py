@@ -1,4 +1,12 @@
-"""The ``brecha`` command line. Every command calls one step function in ``brecha.steps``."""
+"""The ``brecha`` command line.
+
+The pipeline steps (``extract``, ``ingest``, ``rebuild-raw``, ``build``, ``validate``, ``train``, ``predict``,
+``clusters``, ``publish`` with ``--rollback`` / ``--serve``, ``atlas``) each call one function of ``brecha.steps``,
+the functions the Airflow DAG's tasks call; ``run`` calls them in order (``brecha.pipeline.run_all``). The other
+commands run no step: ``serve`` (the HTTP API) and ``sql`` (a DuckDB prompt) read the serving copy, ``runs`` and
+``publish --list`` list what was recorded, ``docs`` generates the dbt docs site and ``airflow`` starts a local
+Airflow whose DAG runs the steps.
+"""
 
 from __future__ import annotations
 

@@ -53,6 +53,35 @@ class Paths:
         return self.serving / "brecha.duckdb"
 
     @property
+    def snapshots(self) -> Path:
+        """The kept copies of published serving files (``brecha publish --list``), one ``<snapshot id>.duckdb`` each."""
+        return self.serving / "snapshots"
+
+    @property
+    def publish_lock(self) -> Path:
+        """Held by one publish, rollback or serve at a time."""
+        return self.serving / ".publish.lock"
+
+    @property
+    def atlas(self) -> Path:
+        """The static HTML atlas (``brecha atlas``)."""
+        return self.home / "atlas" / "index.html"
+
+    @property
+    def dbt_logs(self) -> Path:
+        return self.home / "dbt_logs"
+
+    @property
+    def run_lock(self) -> Path:
+        """Held by the process running a pipeline step on this home (``brecha.runlock``)."""
+        return self.home / ".run.lock"
+
+    @property
+    def run_claim(self) -> Path:
+        """Written by a DAG run that claims the home for all its tasks (``brecha.runlock.claim``)."""
+        return self.home / ".run.claim"
+
+    @property
     def gx(self) -> Path:
         """Great Expectations data docs and validation results."""
         return self.home / "gx"

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import duckdb
 
-from brecha.config import PROJECT_ROOT
+from brecha.config import PROJECT_ROOT, Paths
 
 REAL = (PROJECT_ROOT / ".." / "shared" / "data" / "real").resolve()
 BRECHA = str(Path(sys.executable).with_name("brecha"))
@@ -220,7 +220,7 @@ def run_case(case: Case, source: Path, work: Path, baseline: dict | None) -> dic
     rel = target.relative_to(folder).as_posix()
     n_in = rows_in(target)
     landed = rejected = None
-    db = home / "brecha.duckdb"
+    db = Paths(home).db
     if db.exists():
         with duckdb.connect(str(db), read_only=True) as con:
             try:
@@ -229,14 +229,14 @@ def run_case(case: Case, source: Path, work: Path, baseline: dict | None) -> dic
             except duckdb.Error:
                 row = None
         landed, rejected = row if row else (None, None)
-    served = (home / "serving" / "brecha.duckdb").exists()
+    served = Paths(home).serving_db.exists()
     error = next((ln for ln in proc.stderr.splitlines() if ln.startswith("error:")), "")
     if proc.returncode != 0:
         observed = f"error: {error[7:160] or proc.stderr.strip()[-160:]}"
         named = case.target if case.names is None else case.names
         ok = (case.expected == "error" and named in error and case.says in proc.stderr and not served)
     else:
-        same = baseline is not None and fingerprint(home / "serving" / "brecha.duckdb") == baseline
+        same = baseline is not None and fingerprint(Paths(home).serving_db) == baseline
         observed = f"run ok, {rejected or 0} rejected, marts {'same' if same else 'differ'}"
         if case.expected == "same":
             ok = same

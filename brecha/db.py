@@ -54,3 +54,10 @@ def session(db: Path | None = None, *, read_only: bool = False, extensions: tupl
         yield con
     finally:
         con.close()
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str, catalog: str | None = None) -> bool:
+    """Whether table ``schema.name`` exists in ``catalog`` (default: the connection's current database)."""
+    return con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = coalesce(?, current_database()) "
+        "AND schema_name = ? AND table_name = ?", [catalog, schema, name]).fetchone()[0] > 0

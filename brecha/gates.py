@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import duckdb
 
+from brecha.db import table_exists
 from brecha.layouts import LATEST_OK_BATCH
 
 REQUIRED = ("landed", "dbt_core", "marts", "dbt_predictions")
@@ -90,9 +91,7 @@ def record(gates: tuple[str, ...] | str, passed: bool, detail: str = "",
 def outcomes(con: duckdb.DuckDBPyConnection, batch_id: int, catalog: str | None = None) -> dict[str, tuple[bool, datetime, str]]:
     """``{gate: (passed, checked_at, detail)}``: the latest outcome of each gate recorded for ``batch_id``."""
     db = f'"{catalog}".' if catalog else ""
-    has = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = coalesce(?, current_database()) "
-                      "AND schema_name = 'ops' AND table_name = 'batch_gates'", [catalog]).fetchone()[0]
-    if not has:
+    if not table_exists(con, "ops", "batch_gates", catalog):
         return {}
     rows = con.execute(
         f"SELECT gate, passed, checked_at, detail FROM {db}ops.batch_gates WHERE batch_id = ? "

@@ -9,7 +9,7 @@ Every raw table also carries the lineage columns in ``LINEAGE_COLUMNS``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 LINEAGE_COLUMNS: dict[str, str] = {
     "_source_file": "VARCHAR",  # path of the file as it was found (relative to the ingested folder)
@@ -63,7 +63,6 @@ class Layout:
     columns: tuple[Column, ...]
     example_names: tuple[str, ...] = ()  # published file names (a hint only; recognition uses headers)
     encoding: str = "utf-8"  # the published encoding; utf-8 files are also accepted for latin-1 layouts
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def table(self) -> str:
@@ -118,7 +117,7 @@ INEI_DISTRICTS = Layout(
         _optional("macroregion_minsa", "macroregion_minsa"),
         *_REFERENCE_TAIL,
     ),
-    notes=("one row has an empty inei (rejected: missing key)", "19 newer districts carry NA in numeric columns"),
+    # the published file: one row has an empty inei (rejected: missing key); 19 newer districts carry NA in numeric columns
 )
 
 INEI_PROVINCES = Layout(

@@ -7,16 +7,18 @@ read-only. Publishing builds a new file beside it with DuckDB itself (``ATTACH .
 ``os.replace``. A reader that holds the old file open keeps reading the old file; the next connection sees
 the new one. A publish that dies midway leaves only a temporary file, never a half-written serving copy.
 
-Every publish keeps a copy under ``serving/snapshots/`` (the newest ``KEEP_SNAPSHOTS``) with a JSON
-manifest (checksum, run id, row counts), and is recorded in ``ops.snapshots`` both in the warehouse and in
-the serving copy itself (so dashboards can show the snapshot's age). ``rollback()`` swaps the snapshot
-published before the one being served back in, the same atomic way.
+The publish ledger is one table, the warehouse's ``ops.snapshots``: one row per publish, rollback and serve.
+Publish writes its row before copying the ``ops`` schema, so the serving copy, and the snapshot of it kept under
+``serving/snapshots/`` (the newest ``KEEP_SNAPSHOTS``), carry the ledger up to and including themselves
+(dashboards show the snapshot's age from it). A file cannot hold its own checksum: the row in the file has none,
+the warehouse's row gets it once the file is done. ``brecha publish --list``, ``--rollback`` and ``--serve`` read
+each kept snapshot's own row from the snapshot itself (they work while a run holds the warehouse).
+``rollback()`` swaps the snapshot published before the one being served back in, the same atomic way.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -32,8 +34,9 @@ import yaml
 
 from brecha import gates
 from brecha.config import GRAFANA_DIR, Paths, paths
-from brecha.db import connect
+from brecha.db import connect, table_exists
 from brecha.errors import BrechaError
+from brecha.files import fsync_dir, fsync_file, replacing, sha256_of
 from brecha.gx.record import DDL as VALIDATION_DDL
 
 KEEP_SNAPSHOTS = 3
@@ -93,65 +96,57 @@ class PublishResult:
 
 def publish(run_id: str | None = None) -> PublishResult:
     """Publish the warehouse to the serving copy; refuse when the warehouse is not in a publishable state."""
+    from ml.store import latest_run_id
+
     p = paths()
     if not p.db.exists():
         raise BrechaError(f"{p.db}: no warehouse to publish. Run `brecha run` (or ingest, build and train) first.")
-    p.serving.mkdir(parents=True, exist_ok=True)
-    snapshots_dir = p.serving / "snapshots"
-    snapshots_dir.mkdir(exist_ok=True)
-    with _publish_lock(p.serving), connect(p.db) as con:
-        _remove_stale_tmp(p.serving)
+    p.snapshots.mkdir(parents=True, exist_ok=True)
+    with _publish_lock(p), connect(p.db) as con:
         src = con.sql("SELECT current_database()").fetchone()[0]
+        _remove_stale(p, con)
         _check_publishable(con, src)
         checked = check_gates(con, src)
         for ddl in (*VALIDATION_DDL, SNAPSHOTS_DDL, *gates.DDL):  # readers' tables exist before the first validation
             con.execute(ddl)
-        run_id = run_id or _latest_run_id(con, src)
+        run_id = run_id or latest_run_id(con, src)
         batch_id = _latest_batch(con, src)[0]
         now = datetime.now(UTC).replace(tzinfo=None)
         snapshot_id = now.strftime("%Y%m%dT%H%M%S%fZ") + (f"_{_safe(run_id)}" if run_id else "")
-        snapshot = snapshots_dir / f"{snapshot_id}.duckdb"
-        tmp = _tmp_beside_serving(p)
+        snapshot = p.snapshots / f"{snapshot_id}.duckdb"
         try:
-            # Inside the file its own checksum cannot be known: sha256 and size stay null there.
-            row = [snapshot_id, "publish", now, run_id, batch_id, None, None, str(p.serving_db), str(snapshot), None]
             _record_checks(con, snapshot_id, batch_id, checked)  # before the copy, so the serving copy has them
-            counts = build_serving_file(con, src, tmp, snapshot_row=row)
-            _fsync(tmp)
-            digest = sha256_of(tmp)
-            _verify(tmp, counts)
-            shutil.copyfile(tmp, snapshot)
-            _fsync(snapshot)
-            os.chmod(snapshot, 0o444)
-            _write_manifest(snapshot, snapshot_id, now, run_id, batch_id, digest, counts)
-            _swap_in(tmp, p)
+            with _swapping_in(p) as tmp:
+                row = [snapshot_id, "publish", now, run_id, batch_id, None, None, str(p.serving_db), str(snapshot)]
+                counts = build_serving_file(con, src, tmp, snapshot_row=row)
+                digest = sha256_of(tmp)
+                _verify(tmp, counts)
+                with replacing(snapshot, TMP_SUFFIX) as copy:
+                    shutil.copyfile(tmp, copy)
+                    fsync_file(copy)
+                    os.chmod(copy, 0o444)
         except BaseException:
-            con.execute("DELETE FROM ops.publish_checks WHERE snapshot_id = ?", [snapshot_id])
+            _forget(con, snapshot_id)
             raise
-        finally:
-            tmp.unlink(missing_ok=True)
-        size = p.serving_db.stat().st_size
-        con.execute(
-            "INSERT INTO ops.snapshots VALUES (?, 'publish', ?, ?, ?, ?, ?, ?, ?, ?)",
-            [snapshot_id, now, run_id, batch_id, digest, size, str(p.serving_db), str(snapshot), json.dumps(counts)],
-        )
-        _prune(snapshots_dir, KEEP_SNAPSHOTS)
+        con.execute("UPDATE ops.snapshots SET sha256 = ?, size_bytes = ? WHERE snapshot_id = ? AND action = 'publish'",
+                    [digest, p.serving_db.stat().st_size, snapshot_id])
+        _prune(p.snapshots, KEEP_SNAPSHOTS)
     return PublishResult(snapshot_id, run_id, p.serving_db, snapshot, digest, counts)
 
 
-
-def _tmp_beside_serving(p: Paths) -> Path:
-    """A temporary file in the serving folder (same filesystem, so the final rename is atomic)."""
-    return p.serving / f".{p.serving_db.name}.{os.getpid()}{TMP_SUFFIX}"
-
-
-def _swap_in(tmp: Path, p: Paths) -> None:
-    """Make the finished ``tmp`` read-only and rename it over the serving copy, then persist the rename."""
-    _mtime_after(tmp, p.serving_db)
-    os.chmod(tmp, 0o444)
-    os.replace(tmp, p.serving_db)
+@contextmanager
+def _swapping_in(p: Paths) -> Iterator[Path]:
+    """A temporary file beside the serving copy to fill; when the block ends it becomes the serving copy: flushed,
+    read-only, with an mtime newer than the old copy's, renamed over it, the Grafana watch link in place and the
+    rename persisted. When the block raises, the serving copy is left as it was and the temporary file removed."""
+    with replacing(p.serving_db, TMP_SUFFIX) as tmp:
+        yield tmp
+        fsync_file(tmp)
+        _mtime_after(tmp, p.serving_db)
+        os.chmod(tmp, 0o444)
     _ensure_watch_link(p)
-    _fsync_dir(p.serving)
+    fsync_dir(p.serving)
+
 
 def _mtime_after(new: Path, old: Path) -> None:
     """Give ``new`` a modification time later than ``old``'s: Grafana's DuckDB plugin reloads the file only when
@@ -180,64 +175,57 @@ def _ensure_watch_link(p: Paths) -> None:
     link = p.serving / name
     if link.is_symlink() and os.readlink(link) == p.serving_db.name:
         return
-    tmp = p.serving / f".{name}.{os.getpid()}{TMP_SUFFIX}"
-    tmp.unlink(missing_ok=True)
-    os.symlink(p.serving_db.name, tmp)  # relative: it resolves inside the container's mount as well
-    os.replace(tmp, link)
+    with replacing(link, TMP_SUFFIX) as tmp:
+        os.symlink(p.serving_db.name, tmp)  # relative: it resolves inside the container's mount as well
 
 
 def rollback() -> PublishResult:
     """Swap the snapshot published before the one being served back in (atomically)."""
     p = paths()
-    snapshots_dir = p.serving / "snapshots"
-    with _publish_lock(p.serving):
-        manifests = list_snapshots()
-        if not manifests:
-            raise BrechaError(f"{snapshots_dir}: no snapshots to roll back to. Publish first with `brecha publish`.")
+    with _publish_lock(p):
+        kept = list_snapshots()
+        if not kept:
+            raise BrechaError(f"{p.snapshots}: no snapshots to roll back to. Publish first with `brecha publish`.")
         current = sha256_of(p.serving_db) if p.serving_db.exists() else None
-        served = [i for i, m in enumerate(manifests) if m["sha256"] == current]
+        served = [i for i, m in enumerate(kept) if m["sha256"] == current]
         if not served:
             raise BrechaError(
-                f"{p.serving_db} matches none of the snapshots in {snapshots_dir} (checksum {str(current)[:12]}); "
+                f"{p.serving_db} matches none of the snapshots in {p.snapshots} (checksum {str(current)[:12]}); "
                 "refusing to guess which one is older. Publish again with `brecha publish`."
             )
         if served[-1] == 0:
             raise BrechaError(
-                f"{p.serving_db} already serves the oldest kept snapshot ({manifests[0]['snapshot_id']}); "
+                f"{p.serving_db} already serves the oldest kept snapshot ({kept[0]['snapshot_id']}); "
                 f"nothing older is kept (the newest {KEEP_SNAPSHOTS} are). `brecha publish --list` lists them; "
                 "`brecha publish --serve ID` serves any of them."
             )
-        return _restore(p, manifests[served[-1] - 1], "rollback")
+        return _restore(p, kept[served[-1] - 1], "rollback")
 
 
 def serve_snapshot(snapshot_id: str) -> PublishResult:
     """Serve the kept snapshot ``snapshot_id`` (or the one snapshot whose id starts with it), older or newer than
     the one being served, with the same atomic swap as publish and rollback (new mtime, Grafana watch link)."""
     p = paths()
-    with _publish_lock(p.serving):
-        manifests = list_snapshots()
-        matches = [m for m in manifests if m["snapshot_id"] == snapshot_id] or \
-            [m for m in manifests if m["snapshot_id"].startswith(snapshot_id)]
+    with _publish_lock(p):
+        kept = list_snapshots()
+        matches = [m for m in kept if m["snapshot_id"] == snapshot_id] or \
+            [m for m in kept if m["snapshot_id"].startswith(snapshot_id)]
         if len(matches) != 1:
-            kept = ", ".join(m["snapshot_id"] for m in manifests) or "none"
+            ids = ", ".join(m["snapshot_id"] for m in kept) or "none"
             why = "matches several" if matches else "is not one"
-            raise BrechaError(f"{snapshot_id!r} {why} of the kept snapshots in {p.serving / 'snapshots'} "
-                              f"(kept: {kept}). `brecha publish --list` lists them.")
+            raise BrechaError(f"{snapshot_id!r} {why} of the kept snapshots in {p.snapshots} "
+                              f"(kept: {ids}). `brecha publish --list` lists them.")
         return _restore(p, matches[0], "serve")
 
 
 def _restore(p: Paths, target: dict, action: str) -> PublishResult:
-    """Swap the kept snapshot ``target`` (its manifest) in as the serving copy; the caller holds the publish lock."""
-    source = p.serving / "snapshots" / target["file"]
-    if sha256_of(source) != target["sha256"]:
-        raise BrechaError(f"{source}: checksum differs from its manifest; the snapshot is damaged. Publish again.")
-    tmp = _tmp_beside_serving(p)
-    try:
+    """Swap the kept snapshot ``target`` (from ``list_snapshots``) in as the serving copy; the caller holds the
+    publish lock."""
+    source = p.snapshots / target["file"]
+    with _swapping_in(p) as tmp:
         shutil.copyfile(source, tmp)
-        _fsync(tmp)
-        _swap_in(tmp, p)
-    finally:
-        tmp.unlink(missing_ok=True)
+        if sha256_of(tmp) != target["sha256"]:
+            raise BrechaError(f"{source}: changed while being restored; nothing was swapped. Try again.")
     result = PublishResult(target["snapshot_id"], target.get("run_id"), p.serving_db, source, target["sha256"],
                            target.get("row_counts", {}), action=action)
     try:
@@ -250,38 +238,54 @@ def _restore(p: Paths, target: dict, action: str) -> PublishResult:
 def snapshot_listing() -> str:
     """The kept snapshots, oldest first, as a text table; the one being served is marked."""
     p = paths()
-    manifests = list_snapshots()
-    if not manifests:
-        return f"no snapshots kept in {p.serving / 'snapshots'}: publish with `brecha publish` (or `brecha run`)"
+    kept = list_snapshots()
+    if not kept:
+        return f"no snapshots kept in {p.snapshots}: publish with `brecha publish` (or `brecha run`)"
     current = sha256_of(p.serving_db) if p.serving_db.exists() else None
     rows = [("", "snapshot id", "published at (UTC)", "run id", "batch", "sha256", "marts rows")]
-    for m in manifests:
+    for m in kept:
         marts = sum(n for k, n in m.get("row_counts", {}).items() if k.startswith("marts."))
         rows.append(("*" if m["sha256"] == current else "", m["snapshot_id"], m["published_at"][:19],
                      m.get("run_id") or "-", str(m.get("batch_id") or "-"), m["sha256"][:12], f"{marts:,}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    served = "* = served now" if current in {m["sha256"] for m in manifests} else \
+    served = "* = served now" if current in {m["sha256"] for m in kept} else \
         f"{p.serving_db} matches none of them"
     return "\n".join([*lines, f"{served}; serve any with `brecha publish --serve SNAPSHOT_ID`"])
 
 
 def list_snapshots() -> list[dict]:
-    """Manifests of the kept snapshots, oldest first."""
-    snapshots_dir = paths().serving / "snapshots"
+    """The kept snapshots, oldest first: each one's own ``ops.snapshots`` row, read from the snapshot file, with
+    ``file`` (its name in the snapshots folder) and ``sha256`` (of its bytes)."""
     out = []
-    for manifest in sorted(snapshots_dir.glob("*.json")):
-        data = json.loads(manifest.read_text())
-        if (snapshots_dir / data["file"]).exists():
-            out.append(data)
+    for snapshot in sorted(paths().snapshots.glob("*.duckdb")):
+        own = _own_row(snapshot)
+        if own is not None:
+            out.append({**own, "file": snapshot.name, "sha256": sha256_of(snapshot)})
     return out
+
+
+def _own_row(snapshot: Path) -> dict | None:
+    """The ledger row a snapshot file carries for itself (None: not a readable snapshot)."""
+    try:
+        with duckdb.connect(str(snapshot), read_only=True) as con:
+            row = con.execute("SELECT snapshot_id, published_at, run_id, batch_id, row_counts FROM ops.snapshots "
+                              "WHERE snapshot_id = ? AND action = 'publish'", [snapshot.stem]).fetchone()
+    except duckdb.Error:
+        return None
+    if row is None:
+        return None
+    return {"snapshot_id": row[0], "published_at": row[1].isoformat(), "run_id": row[2], "batch_id": row[3],
+            "row_counts": json.loads(row[4])}
 
 
 def build_serving_file(con: duckdb.DuckDBPyConnection, src: str, target: Path,
                        snapshot_row: list | None = None) -> dict[str, int]:
     """Write the reader-facing tables of catalog ``src`` into a new DuckDB file ``target``; return row counts.
 
-    ``snapshot_row`` (the values of one ``ops.snapshots`` row) is appended to the copied publish history.
+    ``snapshot_row`` (the values of this publish's ``ops.snapshots`` row but the last, ``row_counts``): once the
+    data is copied, the row, with the copied row counts, is appended to ``ops.snapshots`` of ``src`` (the ledger),
+    and the ledger is copied last.
     """
     target.unlink(missing_ok=True)
     con.execute(f"ATTACH '{target}' AS serving (STORAGE_VERSION '{SERVING_STORAGE_VERSION}')")
@@ -298,6 +302,8 @@ def build_serving_file(con: duckdb.DuckDBPyConnection, src: str, target: Path,
             "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'raw'", [src]
         ).fetchall()}
         relations += [("raw", t) for t in PUBLISHED_RAW_TABLES if t in raw]
+        ledger = ("ops", "snapshots")
+        relations = [r for r in relations if r != ledger]
         for schema in sorted({s for s, _ in relations} | {"ops"}):
             con.execute(f'CREATE SCHEMA IF NOT EXISTS serving."{schema}"')
         for schema, name in relations:  # views become tables: the serving copy stands alone
@@ -310,24 +316,16 @@ def build_serving_file(con: duckdb.DuckDBPyConnection, src: str, target: Path,
             relations.append(("ops", "rejects_summary"))
         for schema, name in relations:
             counts[f"{schema}.{name}"] = con.execute(f'SELECT count(*) FROM serving."{schema}"."{name}"').fetchone()[0]
-        if snapshot_row is not None:  # the last value (row_counts) is filled in here
-            con.execute(SNAPSHOTS_DDL.replace("ops.snapshots", "serving.ops.snapshots"))
-            data_counts = {k: v for k, v in counts.items() if k != "ops.snapshots"}
-            values = [*snapshot_row[:-1], json.dumps(data_counts)]
-            con.execute(f"INSERT INTO serving.ops.snapshots VALUES ({', '.join('?' * len(values))})", values)
+        if snapshot_row is not None:
+            values = [*snapshot_row, json.dumps(counts)]
+            con.execute(f'INSERT INTO "{src}".ops.snapshots VALUES ({", ".join("?" * len(values))})', values)
+        if table_exists(con, *ledger, src):
+            con.execute(f'CREATE TABLE serving.ops.snapshots AS SELECT * FROM "{src}".ops.snapshots')
             counts["ops.snapshots"] = con.execute("SELECT count(*) FROM serving.ops.snapshots").fetchone()[0]
         con.execute("CHECKPOINT serving")
     finally:
         con.execute("DETACH serving")
     return counts
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --- checks -----------------------------------------------------------------------------------------------
@@ -389,17 +387,6 @@ def _latest_batch(con: duckdb.DuckDBPyConnection, src: str) -> tuple[int | None,
     return (row[0], row[1]) if row else (None, None)
 
 
-def _latest_run_id(con: duckdb.DuckDBPyConnection, src: str) -> str | None:
-    has_runs = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'ml' AND table_name = 'model_runs'",
-        [src],
-    ).fetchone()[0]
-    if not has_runs:
-        return None
-    row = con.execute(f'SELECT run_id FROM "{src}".ml.model_runs ORDER BY run_at DESC, run_id DESC LIMIT 1').fetchone()
-    return str(row[0]) if row else None
-
-
 def _verify(path: Path, counts: dict[str, int]) -> None:
     """Reopen the finished file read-only and compare its row counts with what was copied."""
     with duckdb.connect(str(path), read_only=True) as check:
@@ -424,32 +411,26 @@ def _record_rollback(target: dict, source: Path, action: str = "rollback") -> No
         )
 
 
-def _write_manifest(snapshot: Path, snapshot_id: str, now: datetime, run_id: str | None, batch_id: int | None,
-                    digest: str, counts: dict[str, int]) -> None:
-    manifest = snapshot.with_suffix(".json")
-    tmp = manifest.with_name(manifest.name + TMP_SUFFIX)
-    tmp.write_text(json.dumps({
-        "snapshot_id": snapshot_id, "file": snapshot.name, "published_at": now.isoformat(), "run_id": run_id,
-        "batch_id": batch_id, "sha256": digest, "row_counts": counts,
-    }, indent=2))
-    _fsync(tmp)
-    os.replace(tmp, manifest)
+def _forget(con: duckdb.DuckDBPyConnection, snapshot_id: str) -> None:
+    """Remove what a publish that did not finish wrote to the warehouse (its ledger row and checks)."""
+    con.execute("DELETE FROM ops.publish_checks WHERE snapshot_id = ?", [snapshot_id])
+    con.execute("DELETE FROM ops.snapshots WHERE snapshot_id = ? AND action = 'publish'", [snapshot_id])
 
 
 def _prune(snapshots_dir: Path, keep: int) -> None:
-    manifests = sorted(snapshots_dir.glob("*.json"))
-    for manifest in manifests[:-keep] if keep else manifests:
-        manifest.with_suffix(".duckdb").unlink(missing_ok=True)
-        manifest.unlink()
+    snapshots = sorted(snapshots_dir.glob("*.duckdb"))
+    for snapshot in snapshots[:-keep] if keep else snapshots:
+        snapshot.unlink()
+        snapshot.with_suffix(".json").unlink(missing_ok=True)  # a manifest left by an earlier version
 
 
 # --- files ------------------------------------------------------------------------------------------------
 
 @contextmanager
-def _publish_lock(serving: Path) -> Iterator[None]:
+def _publish_lock(p: Paths) -> Iterator[None]:
     """One publish or rollback at a time per serving folder."""
-    serving.mkdir(parents=True, exist_ok=True)
-    with open(serving / ".publish.lock", "w") as lock:
+    p.serving.mkdir(parents=True, exist_ok=True)
+    with open(p.publish_lock, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -457,27 +438,18 @@ def _publish_lock(serving: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _remove_stale_tmp(serving: Path) -> None:
-    """Leftovers of a publish that died midway (we hold the lock, so nobody else is writing them)."""
-    snapshots = serving / "snapshots"
-    orphans = [f for f in snapshots.glob("*.duckdb") if not f.with_suffix(".json").exists()]  # killed mid-copy
-    for stale in [*serving.glob(f".*{TMP_SUFFIX}"), *serving.glob(f".*{TMP_SUFFIX}.wal"),
-                  *snapshots.glob(f"*{TMP_SUFFIX}"), *orphans]:
+def _remove_stale(p: Paths, con: duckdb.DuckDBPyConnection) -> None:
+    """Leftovers of a publish that died midway (we hold the lock, so nobody else is writing them): temporary files,
+    snapshot files that are not a readable snapshot, and a ledger row whose serving copy was never finished (the
+    row gets its checksum only once the copy is served)."""
+    unreadable = [f for f in p.snapshots.glob("*.duckdb") if _own_row(f) is None]
+    for stale in [*p.serving.glob(f".*{TMP_SUFFIX}"), *p.serving.glob(f".*{TMP_SUFFIX}.wal"),
+                  *p.snapshots.glob(f".*{TMP_SUFFIX}"), *unreadable]:
         stale.unlink(missing_ok=True)
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb+") as f:
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    if table_exists(con, "ops", "snapshots"):
+        for (snapshot_id,) in con.execute(
+                "SELECT snapshot_id FROM ops.snapshots WHERE action = 'publish' AND sha256 IS NULL").fetchall():
+            _forget(con, snapshot_id)
 
 
 def _safe(text: str) -> str:

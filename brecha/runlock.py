@@ -31,11 +31,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from brecha.config import paths
+from brecha.config import Paths, paths
 from brecha.errors import BrechaError
+from brecha.files import write_atomic
 
-LOCK_FILE = ".run.lock"
-CLAIM_FILE = ".run.claim"
 WAIT_ENV = "BRECHA_LOCK_WAIT"  # seconds to wait for the lock before stopping (default 0: stop at once)
 OWNER_ENV = "BRECHA_RUN_OWNER"  # set by the DAG's tasks: the claim they may pass ("airflow:<dag run id>")
 
@@ -56,7 +55,7 @@ def _command() -> str:
 
 def holder_info(home: Path | None = None) -> dict[str, Any] | None:
     """Who holds (or last held) the lock, as written in the lock file; None when unknown."""
-    path = (home or paths().home) / LOCK_FILE
+    path = Paths(home or paths().home).run_lock
     try:
         return json.loads(path.read_text(encoding="utf-8") or "null")
     except (OSError, ValueError):
@@ -71,7 +70,7 @@ def _describe(info: dict[str, Any] | None) -> str:
 
 
 def read_claim(home: Path | None = None) -> dict[str, Any] | None:
-    path = (home or paths().home) / CLAIM_FILE
+    path = Paths(home or paths().home).run_claim
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -88,7 +87,7 @@ def _check_claim(home: Path, owner: str | None) -> None:
     raise RunLocked(
         f"{home}: a pipeline run is in progress: {claim.get('owner')} (claimed at {claim.get('claimed_at')} UTC by "
         f"pid {claim.get('pid')}). Wait for it to finish; if that run is no longer running (its Airflow DAG run "
-        f"failed or was killed without its `release` task), delete {home / CLAIM_FILE} and start again.")
+        f"failed or was killed without its `release` task), delete {Paths(home).run_claim} and start again.")
 
 
 @contextmanager
@@ -106,7 +105,7 @@ def hold(command: str | None = None, owner: str | None = None) -> Iterator[Path]
         finally:
             held[home] -= 1
         return
-    fh = open(home / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 (closed in the finally below)
+    fh = open(Paths(home).run_lock, "a+", encoding="utf-8")  # noqa: SIM115 (closed in the finally below)
     try:
         deadline = time.monotonic() + float(os.environ.get(WAIT_ENV) or 0)
         while True:
@@ -140,9 +139,7 @@ def claim(owner: str) -> dict[str, Any]:
     """Claim the home for a multi-process run (an Airflow DAG run); stop when someone else holds it."""
     with hold(f"claim for {owner}", owner) as home:
         info = {"owner": owner, "pid": os.getpid(), "claimed_at": _now()}
-        tmp = home / f"{CLAIM_FILE}.tmp"
-        tmp.write_text(json.dumps(info), encoding="utf-8")
-        os.replace(tmp, home / CLAIM_FILE)
+        write_atomic(Paths(home).run_claim, json.dumps(info))
     return info
 
 
@@ -152,5 +149,5 @@ def release(owner: str) -> bool:
     current = read_claim(home)
     if current is None or current.get("owner") != owner:
         return False
-    (home / CLAIM_FILE).unlink(missing_ok=True)
+    Paths(home).run_claim.unlink(missing_ok=True)
     return True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import duckdb
 
 from brecha.config import paths
+from brecha.db import table_exists
 from brecha.errors import BrechaError
 
 RUNS_SQL = """
@@ -23,12 +24,10 @@ RUNS_SQL = """
 
 
 def _rows(con: duckdb.DuckDBPyConnection, limit: int) -> list[tuple]:
-    tables = {t for (t,) in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'ml'").fetchall()}
-    if "model_runs" not in tables:
+    if not table_exists(con, "ml", "model_runs"):
         return []
     rescored = ("(SELECT run_id, count(DISTINCT rescored_at) AS n, max(rescored_at) AS last "
-                "FROM ml.rescored_predictions GROUP BY run_id)" if "rescored_predictions" in tables
+                "FROM ml.rescored_predictions GROUP BY run_id)" if table_exists(con, "ml", "rescored_predictions")
                 else "(SELECT NULL::VARCHAR AS run_id, 0 AS n, NULL::TIMESTAMP AS last WHERE false)")
     return con.execute(f"""
         SELECT r.*, coalesce(s.n, 0) AS rescorings, strftime(s.last, '%Y-%m-%d %H:%M:%S') AS last_rescored

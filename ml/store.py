@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
+from brecha.db import table_exists
 from ml.segments import SEGMENT_FEATURES
 
 _CENTROIDS = ", ".join(f"centroid_{c} DOUBLE" for c in SEGMENT_FEATURES)
@@ -73,11 +74,12 @@ def append(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame) -> None
         con.unregister("_ml_frame")
 
 
-def previous_run_id(con: duckdb.DuckDBPyConnection) -> str | None:
-    """The latest run already recorded (before the one being written), or None."""
-    exists = con.execute("select count(*) from information_schema.tables where table_schema = 'ml' "
-                         "and table_name = 'model_runs'").fetchone()[0]
-    if not exists:
+def latest_run_id(con: duckdb.DuckDBPyConnection, catalog: str | None = None) -> str | None:
+    """The latest model run recorded in ``ml.model_runs`` of ``catalog`` (default: the current database), by
+    ``run_at`` then ``run_id``; None when there is none. Training asks before writing its own run (the previous
+    run, the reference for drift); publish asks which run the serving copy carries."""
+    if not table_exists(con, "ml", "model_runs", catalog):
         return None
-    row = con.execute("select run_id from ml.model_runs order by run_at desc, run_id desc limit 1").fetchone()
-    return row[0] if row else None
+    db = f'"{catalog}".' if catalog else ""
+    row = con.execute(f"SELECT run_id FROM {db}ml.model_runs ORDER BY run_at DESC, run_id DESC LIMIT 1").fetchone()
+    return str(row[0]) if row else None

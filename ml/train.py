@@ -59,10 +59,6 @@ class TrainResult:
     n_without_target: int = 0  # districts predicted by the final model because their census share is unknown
     departments_below_85: int = 0  # departments whose out-of-fold 90 % interval coverage is below 85 %
 
-    @property
-    def n_predicted_without_target(self) -> int:
-        return self.n_without_target
-
     def __str__(self) -> str:
         lines = [f"run {self.run_id}: {self.n_districts} districts scored ({self.n_known} with a known target, "
                  f"shown out of fold; {self.n_without_target} predicted without a census target), "
@@ -224,7 +220,7 @@ def _train(seed: int, config: TrainConfig) -> TrainResult:
     fold_rows = pd.concat([cvs[c.name].folds.assign(model_name=c.name) for c in cands], ignore_index=True)
     with session() as con:
         store.ensure_tables(con)
-        prev = store.previous_run_id(con)
+        prev = store.latest_run_id(con)
         drift_df = drift.summarise(features_all, artifacts.load_features(prev) if prev else None)
         con.execute("BEGIN TRANSACTION")
         store.append(con, "model_runs", pd.DataFrame(runs))

@@ -88,13 +88,6 @@ def pipeline_run(_session_env: Path) -> PipelineRun:
 
 
 @pytest.fixture(scope="session")
-def landed_home(pipeline_run: PipelineRun) -> Path:
-    """BRECHA_HOME whose warehouse has the synthetic extracts landed in raw.* and the landed gate passed (and,
-    since the session's run went on, everything after it too)."""
-    return pipeline_run.home
-
-
-@pytest.fixture(scope="session")
 def built_home(pipeline_run: PipelineRun) -> Path:
     """BRECHA_HOME whose warehouse has the core marts built by dbt (models and tests green) and the marts gate passed."""
     return pipeline_run.home

@@ -382,3 +382,53 @@ def test_cli_publish_list_and_serve(home: Path) -> None:
     assert out.exit_code == 0 and f"now serving snapshot {first}" in out.output, out.output
     assert count(paths().serving_db, "marts.dim_districts") == 30
     assert runner.invoke(cli, ["publish", "--list", "--rollback"]).exit_code == 2  # one action at a time
+
+
+HOLD_WAREHOUSE = textwrap.dedent("""
+    import sys, time, duckdb
+    con = duckdb.connect(sys.argv[1])  # a writer (a run in progress) holds the warehouse
+    print("HOLDING", flush=True)
+    time.sleep(120)
+""")
+
+
+def test_one_ledger_carried_by_every_copy_and_read_while_a_run_holds_the_warehouse(home: Path) -> None:
+    """ops.snapshots is written once, in the warehouse; the serving copy and each kept snapshot carry it up to
+    themselves (their own row without the checksum no file can hold of itself), and `--list` reads the snapshots
+    alone, so it works while another process writes the warehouse."""
+    p = paths()
+    first = pub.publish()
+    make_warehouse(p.db, districts=40)
+    second = pub.publish()
+    ledger = "SELECT snapshot_id, action, published_at, run_id, batch_id, sha256, row_counts::VARCHAR FROM ops.snapshots"
+    with duckdb.connect(str(p.db), read_only=True) as con:
+        warehouse = con.execute(f"{ledger} ORDER BY published_at").fetchall()
+    with duckdb.connect(str(p.serving_db), read_only=True) as con:
+        served = con.execute(f"{ledger} ORDER BY published_at").fetchall()
+    assert [r[0] for r in warehouse] == [first.snapshot_id, second.snapshot_id]
+    assert served[0] == warehouse[0] and served[1][:5] == warehouse[1][:5] and served[1][6] == warehouse[1][6]
+    assert served[1][5] is None and warehouse[1][5] == second.sha256 == pub.sha256_of(p.serving_db)
+    assert not list(p.snapshots.glob("*.json"))  # no second ledger beside the snapshots
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_WAREHOUSE, str(p.db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "HOLDING"
+        kept = pub.list_snapshots()
+        assert [(m["snapshot_id"], m["sha256"]) for m in kept] == [(first.snapshot_id, first.sha256),
+                                                                    (second.snapshot_id, second.sha256)]
+        assert kept[0]["row_counts"]["marts.dim_districts"] == 30 and kept[1]["run_id"] == "run-b"
+        assert "*  " + second.snapshot_id in pub.snapshot_listing()
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def test_a_publish_killed_after_writing_its_ledger_row_leaves_no_trace_in_the_ledger(home: Path) -> None:
+    p = paths()
+    first = pub.publish()
+    with duckdb.connect(str(p.db)) as con:  # what a publish killed between its ledger row and the swap leaves
+        con.execute("INSERT INTO ops.snapshots VALUES ('20990101T000000000000Z', 'publish', now()::TIMESTAMP, NULL, 1, "
+                    "NULL, NULL, 's', 't', '{}')")
+    second = pub.publish()
+    with duckdb.connect(str(p.serving_db), read_only=True) as con:
+        ids = [r[0] for r in con.execute("SELECT snapshot_id FROM ops.snapshots ORDER BY published_at").fetchall()]
+    assert ids == [first.snapshot_id, second.snapshot_id]

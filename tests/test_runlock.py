@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from brecha import runlock, steps
-from brecha.config import paths
+from brecha.config import Paths, paths
 
 HOLDER = """
 import sys, time
@@ -68,6 +68,6 @@ def test_a_dag_run_claim_keeps_other_runs_out_until_released(brecha_home: Path, 
         steps.ingest(_folder(tmp_path))
     monkeypatch.setenv(runlock.OWNER_ENV, owner)  # the DAG run's own tasks pass
     assert steps.ingest(tmp_path / "in").rows_landed == 4
-    assert runlock.release(owner) and not (brecha_home / runlock.CLAIM_FILE).exists()
+    assert runlock.release(owner) and not Paths(brecha_home).run_claim.exists()
     monkeypatch.delenv(runlock.OWNER_ENV)
     assert steps.ingest(tmp_path / "in").rows_landed == 4

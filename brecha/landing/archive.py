@@ -4,11 +4,11 @@ manifest per batch (``archive/manifests/batch-000001.json``) from which the raw 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+from brecha.files import replacing, write_atomic
 from brecha.landing.scan import SourceFile
 
 MANIFESTS = "manifests"
@@ -23,9 +23,8 @@ def store(src: SourceFile, archive: Path) -> str:
         return existing[0].relative_to(archive).as_posix()
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / src.path.name
-    tmp = folder / f".{src.path.name}.partial"
-    shutil.copyfile(src.path, tmp)
-    os.replace(tmp, dest)
+    with replacing(dest, ".partial") as tmp:
+        shutil.copyfile(src.path, tmp)
     return dest.relative_to(archive).as_posix()
 
 
@@ -33,10 +32,7 @@ def write_manifest(archive: Path, batch: dict[str, Any]) -> Path:
     folder = archive / MANIFESTS
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / f"batch-{batch['batch_id']:06d}.json"
-    tmp = folder / f".{dest.name}.partial"
-    tmp.write_text(json.dumps(batch, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
-    os.replace(tmp, dest)
-    return dest
+    return write_atomic(dest, json.dumps(batch, indent=1, ensure_ascii=False, default=str), suffix=".partial")
 
 
 def read_manifests(archive: Path) -> list[dict[str, Any]]:

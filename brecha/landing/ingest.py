@@ -22,11 +22,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from brecha.config import paths
 from brecha.db import session
 from brecha.errors import BrechaError, InputFileError
+from brecha.files import sha256_of
 from brecha.landing import archive, checks, readers
 from brecha.landing.plan import FilePlan
 from brecha.landing.recognise import plan_file
 from brecha.landing.result import FileResult, IngestResult
-from brecha.landing.scan import SourceFile, inspect, sha256, walk
+from brecha.landing.scan import SourceFile, inspect, walk
 from brecha.landing.sql import value, values
 from brecha.layouts import BOOKKEEPING_DDL, INEI_DISTRICTS, LAYOUTS, raw_table_ddl
 from brecha.runlock import hold
@@ -276,7 +277,7 @@ def _verified(entry: dict[str, Any], archive_dir: Path) -> Path:
     if not path.is_file():
         raise BrechaError(f"archive: {path} is missing; the raw layer cannot be rebuilt without it. Restore the "
                           "archive folder from a backup, or ingest the original folder again.")
-    sha = sha256(path)
+    sha = sha256_of(path)
     if sha != entry["sha256"]:
         raise BrechaError(f"archive: {path} has changed (checksum {sha[:12]}…, manifest says "
                           f"{entry['sha256'][:12]}…). Restore it from a backup, or ingest the original folder again.")

@@ -9,8 +9,6 @@ from typing import Any
 from brecha.landing.scan import SourceFile
 from brecha.layouts import BY_ENTITY, Layout
 
-READERS = ("csv", "xlsx", "json_array", "geojson", "wide_csv", "stacked_xlsx")
-
 
 @dataclass(frozen=True)
 class FilePlan:
@@ -18,7 +16,7 @@ class FilePlan:
 
     source: SourceFile
     entity: str
-    reader: str  # one of READERS
+    reader: str  # how brecha.landing.readers reads it: csv, xlsx, json_array, geojson, wide_csv, stacked_xlsx
     columns: dict[str, str] = field(default_factory=dict)  # raw column name -> header found in the file
     headers: tuple[str, ...] = ()  # every header of the file, in order (csv / xlsx)
     sheet: str = ""  # xlsx sheet

@@ -59,13 +59,6 @@ def _chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    for chunk in _chunks(path):
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
 def inspect(path: Path, root: Path) -> SourceFile:
     """Hash the file and tell its format and encoding from its bytes (never from its name)."""
     rel = path.relative_to(root).as_posix()
