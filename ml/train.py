@@ -24,7 +24,7 @@ from brecha.errors import BrechaError
 from ml import artifacts, drift, segments, store
 from ml.config import FULL, TrainConfig
 from ml.features import FEATURE_NAMES, GROUP, TARGET, build_feature_table, load_marts
-from ml.intervals import coverage_tables, oof_intervals, region_of
+from ml.intervals import MIN_PER_BIN, coverage_tables, oof_intervals, region_of
 from ml.models import (
     ENSEMBLE,
     ENSEMBLE_MEMBERS,
@@ -194,7 +194,8 @@ def _train(seed: int, config: TrainConfig) -> TrainResult:
                "selected": is_best,
                "wrapper": "ml.selected.SelectedRegressor" if is_best else None,
                "conformal": {"confidence": config.confidence, "library": "crepes.ConformalRegressor (Mondrian)",
-                             "bins": f"{config.interval_level_bins} equal-frequency bins of the predicted level"
+                             "bins": f"up to {config.interval_level_bins} equal-frequency bins of the predicted level"
+                                     f" (at least {MIN_PER_BIN} residuals each)"
                                      + (" within each region (costa/sierra/selva by department)"
                                         if config.interval_regions else ""),
                              "cv": f"GroupKFold({config.n_splits}) by {GROUP}",
