@@ -469,7 +469,8 @@ def test_exposures_declare_what_each_dashboard_reads(serving_db: Path, harness: 
     con = duckdb.connect()
     read: dict[str, set[str]] = {p.name: set() for p in DASHBOARDS}
     for q in run_all(serving_db, harness):
-        read[q["dashboard"]] |= tables_read(q["sql"], con)
+        if q["error"] is None:  # plugin 0.4.1 breaks a quoted apostrophe on purpose (checked by check_results)
+            read[q["dashboard"]] |= tables_read(q["sql"], con)
     for name, tables in read.items():
         unknown = sorted(t for t in tables if t not in relation)
         assert not unknown, f"{name} reads {unknown}, which no dbt model or source declares"

@@ -20,6 +20,25 @@ source as (
         ['permutations', 'integer'],
         ['seed', 'integer']
     ]) }}
+),
+
+renamed as (
+    select
+        run_id,
+        ubigeo,
+        measure,
+        value,
+        standardized_value,
+        spatial_lag,
+        local_i,
+        p_value,
+        quadrant,
+        cluster,
+        n_neighbours,
+        neighbour_source,
+        permutations,
+        seed
+    from source
 )
 
-select * from source
+select * from renamed

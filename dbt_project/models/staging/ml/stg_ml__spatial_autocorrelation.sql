@@ -23,6 +23,28 @@ source as (
         ['n_high_low', 'integer'],
         ['n_low_high', 'integer']
     ]) }}
+),
+
+renamed as (
+    select
+        run_id,
+        measure,
+        n_districts,
+        n_queen,
+        n_knn_no_boundary,
+        n_knn_island,
+        knn_k,
+        moran_i,
+        expected_i,
+        z_score,
+        p_value,
+        permutations,
+        seed,
+        n_high_high,
+        n_low_low,
+        n_high_low,
+        n_low_high
+    from source
 )
 
-select * from source
+select * from renamed
