@@ -52,7 +52,9 @@ $(VENV)/plugin-duckdb-$(PLUGIN_DUCKDB)/duckdb: $(STAMP)
 
 lint: install
 	$(BIN)/ruff check brecha ml dags tests grafana
-	cd dbt_project && ../$(BIN)/sqlfluff lint models --processes 2
+	@# sqlfluff's dbt templater renders the models with dbt itself, in a scratch home (an empty DuckDB file)
+	scratch=$$(mktemp -d) && cd dbt_project && BRECHA_HOME=$$scratch DBT_TARGET_PATH=$$scratch/target \
+		DBT_LOG_PATH=$$scratch/logs ../$(BIN)/sqlfluff lint models --processes 2; rc=$$?; rm -rf "$$scratch"; exit $$rc
 
 bench: install
 	$(BIN)/python -m brecha.bench

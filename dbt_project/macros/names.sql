@@ -13,11 +13,6 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- Share in percent (0..100) of the weighted mean of a 0/1 column, nulls excluded. -#}
-{% macro weighted_pct(flag, weight) -%}
-    100.0 * sum({{ weight }} * {{ flag }}) / nullif(sum(case when {{ flag }} is not null then {{ weight }} end), 0)
-{%- endmacro %}
-
 {#- Percentile rank (0..100) of a non-null value among the non-null values of the column; null stays null. -#}
 {% macro percentile_score(expr) -%}
     case
@@ -45,4 +40,25 @@
     their spelling-tolerant keys. -#}
 {% macro name_similarity(key_a, key_b, phonetic_a, phonetic_b) -%}
     greatest(jaro_winkler_similarity({{ key_a }}, {{ key_b }}), jaro_winkler_similarity({{ phonetic_a }}, {{ phonetic_b }}))
+{%- endmacro %}
+
+{#- The reference department (dim_departments) most similar to each published department name: one row per
+    department_key of `published` (a relation or CTE with department_key and department_phonetic), with the
+    candidate's code, name and key and its name_similarity as match_score; ties go to the lowest code. The
+    caller decides whether the score reaches var('name_match_threshold'). -#}
+{% macro best_department_match(published) -%}
+    select
+        published.department_key,
+        departments.department_code,
+        departments.department as candidate_department,
+        departments.department_key as candidate_department_key,
+        {{ name_similarity(
+            'published.department_key', 'departments.department_key',
+            'published.department_phonetic', 'departments.department_phonetic'
+        ) }} as match_score
+    from {{ published }} as published
+    cross join {{ ref('dim_departments') }} as departments
+    qualify row_number() over (
+        partition by published.department_key order by match_score desc, departments.department_code asc
+    ) = 1
 {%- endmacro %}

@@ -1,7 +1,7 @@
 {#-
   Matches the place names of the PUNKU fixed-connections file to ubigeo, level by level:
-  department among the reference departments, province within the matched department, district
-  within the matched province. At each level the candidate with the highest similarity wins (ties go
+  department among the reference departments (dim_departments, macro best_department_match), province
+  within the matched department, district within the matched province. At each level the candidate with the highest similarity wins (ties go
   to the lowest code): the better of the Jaro-Winkler similarity of the name keys (no accents, upper
   case, single spaces) and of their spelling-tolerant keys (macro name_phonetic_key: HUA/WA, QUI/KI,
   Z/S, Y/I, CC/C, LL/L, DE dropped, parenthesised parts dropped). A name is
@@ -49,26 +49,13 @@ reference_districts as (
         ubigeo,
         department_code,
         province_code,
-        department,
         province,
         district,
-        department_key,
         province_key,
         district_key,
-        {{ name_phonetic_key('department') }} as department_phonetic,
         {{ name_phonetic_key('province') }} as province_phonetic,
         {{ name_phonetic_key('district') }} as district_phonetic
     from {{ ref('stg_inei__districts') }}
-),
-
-reference_departments as (
-    select
-        department_code,
-        min(department) as department,
-        min(department_key) as department_key,
-        min(department_phonetic) as department_phonetic
-    from reference_districts
-    group by department_code
 ),
 
 reference_provinces as (
@@ -82,25 +69,8 @@ reference_provinces as (
     group by province_code
 ),
 
-department_candidates as (
-    select
-        names.department_key,
-        deps.department_code,
-        deps.department as candidate_department,
-        deps.department_key as candidate_department_key,
-        {{ name_similarity(
-            'names.department_key', 'deps.department_key',
-            'names.department_phonetic', 'deps.department_phonetic'
-        ) }} as department_score
-    from published_departments as names
-    cross join reference_departments as deps
-),
-
 department_matches as (
-    select * from department_candidates
-    qualify row_number() over (
-        partition by department_key order by department_score desc, department_code asc
-    ) = 1
+    {{ best_department_match('published_departments') }}
 ),
 
 province_candidates as (
@@ -167,7 +137,7 @@ scored as (
         department_matches.department_code as candidate_department_code,
         department_matches.candidate_department,
         department_matches.candidate_department_key,
-        department_matches.department_score,
+        department_matches.match_score as department_score,
         province_matches.province_code as candidate_province_code,
         province_matches.candidate_province,
         province_matches.candidate_province_key,

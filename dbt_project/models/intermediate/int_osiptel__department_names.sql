@@ -3,7 +3,7 @@
   internet booths) mapped to an INEI department code. Pseudo-departments are recognised by their name
   key first ('Lima y Callao' = Lima + Callao before 2013, 'Sin LAC' = lines without a location area
   code, 'Total Perú' = national total); every other name takes the reference department with the
-  highest name_similarity (Jaro-Winkler of the name keys or of the spelling-tolerant keys), when it reaches var('name_match_threshold').
+  highest name_similarity in dim_departments (macro best_department_match), when it reaches var('name_match_threshold').
 -#}
 {%- set threshold = var('name_match_threshold') -%}
 
@@ -58,34 +58,8 @@ pseudo_departments as (
         []::varchar[] as member_department_codes
 ),
 
-reference_departments as (
-    select
-        department_code,
-        min(department) as department,
-        min(department_key) as department_key,
-        {{ name_phonetic_key('min(department)') }} as department_phonetic
-    from {{ ref('stg_inei__districts') }}
-    group by department_code
-),
-
-candidates as (
-    select
-        distinct_names.department_key,
-        reference_departments.department_code,
-        reference_departments.department as candidate_department,
-        {{ name_similarity(
-            'distinct_names.department_key', 'reference_departments.department_key',
-            'distinct_names.department_phonetic', 'reference_departments.department_phonetic'
-        ) }} as match_score
-    from distinct_names
-    cross join reference_departments
-),
-
 best as (
-    select * from candidates
-    qualify row_number() over (
-        partition by department_key order by match_score desc, department_code asc
-    ) = 1
+    {{ best_department_match('distinct_names') }}
 ),
 
 final as (

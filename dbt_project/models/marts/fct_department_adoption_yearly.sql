@@ -5,11 +5,7 @@ estimates as (
 ),
 
 departments as (
-    select
-        department_code,
-        min(department) as department
-    from {{ ref('stg_inei__districts') }}
-    group by department_code
+    select * from {{ ref('dim_departments') }}
 ),
 
 final as (

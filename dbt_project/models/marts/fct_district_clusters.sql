@@ -8,22 +8,7 @@ priorities as (
 
 -- empty until `brecha clusters` has written the table on this warehouse
 clusters as (
-    {{ source_or_empty('ml_clusters', 'district_clusters', [
-        ['run_id', 'varchar'],
-        ['ubigeo', 'varchar'],
-        ['measure', 'varchar'],
-        ['value', 'double'],
-        ['standardized_value', 'double'],
-        ['spatial_lag', 'double'],
-        ['local_i', 'double'],
-        ['p_value', 'double'],
-        ['quadrant', 'varchar'],
-        ['cluster', 'varchar'],
-        ['n_neighbours', 'integer'],
-        ['neighbour_source', 'varchar'],
-        ['permutations', 'integer'],
-        ['seed', 'integer']
-    ]) }}
+    select * from {{ ref('stg_ml__district_clusters') }}
 ),
 
 final as (

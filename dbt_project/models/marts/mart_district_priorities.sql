@@ -3,7 +3,11 @@
 with
 
 runs as (
-    select * from {{ source('ml', 'model_runs') }}
+    select * from {{ ref('stg_ml__model_runs') }}
+),
+
+all_predictions as (
+    select * from {{ ref('stg_ml__district_predictions') }}
 ),
 
 latest_run as (
@@ -11,8 +15,8 @@ latest_run as (
     from runs
     where
         runs.run_id in (
-            select distinct predictions.run_id
-            from {{ source('ml', 'district_predictions') }} as predictions
+            select distinct all_predictions.run_id
+            from all_predictions
         )
     order by runs.run_at desc, runs.run_id desc
     limit 1
@@ -21,8 +25,8 @@ latest_run as (
 predictions as (
     select
         predictions.*,
-        coalesce(runs.selected, false) as is_selected_model
-    from {{ source('ml', 'district_predictions') }} as predictions
+        coalesce(runs.is_selected, false) as is_selected_model
+    from all_predictions as predictions
     inner join latest_run on predictions.run_id = latest_run.run_id
     left join runs
         on
@@ -31,7 +35,7 @@ predictions as (
     -- one model per district: the run's selected model (then the first by name)
     qualify row_number() over (
         partition by predictions.ubigeo
-        order by coalesce(runs.selected, false) desc, predictions.model_name
+        order by coalesce(runs.is_selected, false) desc, predictions.model_name
     ) = 1
 ),
 
@@ -40,9 +44,9 @@ segments as (
         segments.ubigeo,
         segments.segment_id,
         coalesce(segments.segment_label, profiles.segment_label) as segment_label
-    from {{ source('ml', 'district_segments') }} as segments
+    from {{ ref('stg_ml__district_segments') }} as segments
     inner join latest_run on segments.run_id = latest_run.run_id
-    left join {{ source('ml', 'segment_profiles') }} as profiles
+    left join {{ ref('stg_ml__segment_profiles') }} as profiles
         on
             segments.run_id = profiles.run_id
             and segments.segment_id = profiles.segment_id

@@ -8,25 +8,7 @@ priorities_run as (
 
 -- empty until `brecha clusters` has written the table on this warehouse
 autocorrelation as (
-    {{ source_or_empty('ml_clusters', 'spatial_autocorrelation', [
-        ['run_id', 'varchar'],
-        ['measure', 'varchar'],
-        ['n_districts', 'integer'],
-        ['n_queen', 'integer'],
-        ['n_knn_no_boundary', 'integer'],
-        ['n_knn_island', 'integer'],
-        ['knn_k', 'integer'],
-        ['moran_i', 'double'],
-        ['expected_i', 'double'],
-        ['z_score', 'double'],
-        ['p_value', 'double'],
-        ['permutations', 'integer'],
-        ['seed', 'integer'],
-        ['n_high_high', 'integer'],
-        ['n_low_low', 'integer'],
-        ['n_high_low', 'integer'],
-        ['n_low_high', 'integer']
-    ]) }}
+    select * from {{ ref('stg_ml__spatial_autocorrelation') }}
 ),
 
 final as (

@@ -1,0 +1,27 @@
+{{ config(tags=['needs_predictions']) }}
+
+with
+
+source as (
+    select * from {{ source('ml', 'district_predictions') }}
+),
+
+renamed as (
+    select
+        run_id,
+        ubigeo,
+        model_name,
+        predicted_internet_pct,
+        lower_90,
+        upper_90,
+        actual_internet_pct,
+        gap_pp,
+        priority_score,
+        priority_rank,
+        is_out_of_fold,
+        households_offline,
+        shortfall_score
+    from source
+)
+
+select * from renamed
