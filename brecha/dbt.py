@@ -48,8 +48,8 @@ def invoke(args: list[str]) -> DbtSummary:
     released afterwards (``release_warehouse``)."""
     from dbt.cli.main import dbtRunner
 
-    os.environ.update(dbt_env())
-    cli_args = [*args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    os.environ.update(dbt_env())  # the project and profile folders too
+    cli_args = list(args)
     if sys.stdout.isatty() and "DBT_USE_COLORS" not in os.environ:
         cli_args.append("--use-colors")  # a terminal: colours (off in the project's flags for logs, pipes, Airflow)
     try:
@@ -180,8 +180,7 @@ def parse_project(force: bool = False) -> Path:
     dbt = os.path.join(os.path.dirname(sys.executable), "dbt")
     with tempfile.TemporaryDirectory(prefix="brecha-dbt-parse-") as scratch:
         home = Paths(Path(scratch))
-        proc = subprocess.run([dbt, "parse", "--no-partial-parse", "--project-dir", str(DBT_PROJECT_DIR),
-                               "--profiles-dir", str(DBT_PROJECT_DIR)], env={**os.environ, **dbt_env(home.home)},
+        proc = subprocess.run([dbt, "parse", "--no-partial-parse"], env={**os.environ, **dbt_env(home.home)},
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise GateFailed(f"`dbt parse` of {DBT_PROJECT_DIR} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
