@@ -7,7 +7,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export BRECHA_HOME ?= $(CURDIR)/warehouse
-export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export DO_NOT_TRACK := 1
 
 .PHONY: install manifest run test lint node chromium plugin-duckdb bench bench-api corpus serve airflow docs clean

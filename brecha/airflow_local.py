@@ -1,8 +1,9 @@
 """`brecha airflow` (``make airflow``): a local Airflow 3 with the brecha_pipeline DAG, state under $BRECHA_HOME/airflow.
 
-Also the small amount of Airflow glue the DAG in dags/ shares: the environment every Airflow process and
-Cosmos dbt task needs, and ``run_step``, which turns a user-fixable ``BrechaError`` (bad input, failed
-gate) into a failure that is not retried, while transient errors (a DuckDB lock) keep their retries.
+Also the small amount of Airflow glue the DAG in dags/ shares: the environment every Airflow process needs (the
+Cosmos dbt tasks get ``brecha.dbt.dbt_env``, as the CLI's dbt does), and ``run_step``, which turns a user-fixable
+``BrechaError`` (bad input, failed gate) into a failure that is not retried, while transient errors (a DuckDB lock)
+keep their retries.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import ParamSpec, TypeVar
 
-from brecha.config import DAGS_DIR, Paths, paths
+from brecha.config import DAGS_DIR, paths
 from brecha.errors import BrechaError
 
 POOL = "brecha_warehouse"  # every task that writes the warehouse runs in this one-slot pool
 POOL_DESCRIPTION = "DuckDB allows one writer: tasks that write the warehouse take turns"
 BIN = Path(sys.executable).parent  # the venv's bin: airflow, dbt
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def airflow_env(home: Path | None = None) -> dict[str, str]:
@@ -37,7 +40,6 @@ def airflow_env(home: Path | None = None) -> dict[str, str]:
         "AIRFLOW__COSMOS__CACHE_DIR": str(airflow_home / "cosmos_cache"),
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
         "DO_NOT_TRACK": "1",
         # the API server and UI listen on this machine only; BRECHA_AIRFLOW_HOST=0.0.0.0 opens them to the network
         "AIRFLOW__API__HOST": os.environ.get("BRECHA_AIRFLOW_HOST", "127.0.0.1"),
@@ -74,19 +76,7 @@ def ensure_password(airflow_home: Path, user: str = "admin") -> Path:
     return path
 
 
-def dbt_task_env(home: Path | None = None) -> dict[str, str]:
-    """Environment of the Cosmos dbt tasks: the profile reads BRECHA_HOME; target and logs stay under it."""
-    home = home or paths().ensure().home
-    return {
-        "BRECHA_HOME": str(home),
-        "DBT_TARGET_PATH": str(Paths(home).dbt_target),
-        "DBT_LOG_PATH": str(home / "dbt_logs"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
-        "DBT_USE_COLORS": "False",  # task logs are files: no ANSI colour codes
-    }
-
-
-def run_step(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def run_step(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Call one ``brecha.steps`` function for an Airflow task and return its result."""
     from airflow.sdk.exceptions import AirflowFailException
 

@@ -133,7 +133,7 @@ def main() -> None:
     if args.bare_read:
         bare_read(Path(args.bare_read[0]), Path(args.bare_read[1]) if len(args.bare_read) > 1 else None)
         return
-    env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
+    env = dict(os.environ)
     rows: list[Timing] = []
     grown: dict[float, tuple[int, int]] = {}
     for scale in args.scales:

@@ -214,7 +214,7 @@ def run_case(case: Case, source: Path, work: Path, baseline: dict | None) -> dic
         return {"case": case.name, "expected": case.expected, "observed": f"skipped: no {case.target}", "ok": None}
     case.damage(target)
     home = work / "home"
-    env = {**os.environ, "BRECHA_HOME": str(home), "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
+    env = {**os.environ, "BRECHA_HOME": str(home)}
     proc = subprocess.run([BRECHA, "run", "--input", str(folder)], env=env, capture_output=True, text=True,
                           timeout=1800)
     rel = target.relative_to(folder).as_posix()

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from brecha.config import DBT_PROJECT_DIR, paths
+from brecha.config import DBT_PROJECT_DIR, Paths, paths
 from brecha.errors import BrechaError, GateFailed
 
 
@@ -27,30 +27,31 @@ class DbtSummary:
                 f"{self.failed} failed, {self.warned} warned, {self.skipped} skipped")
 
 
-def dbt_env() -> dict[str, str]:
-    """Environment dbt needs: BRECHA_HOME (read by profiles.yml) and no telemetry."""
-    p = paths().ensure()
-    home = p.home
-    env = {
-        "BRECHA_HOME": str(home),
+def dbt_env(home: Path | None = None) -> dict[str, str]:
+    """Environment of every dbt invocation, the CLI's and the Cosmos tasks' alike: BRECHA_HOME (read by profiles.yml),
+    the project and profile folders, and dbt's target and logs under the home. Telemetry and colours are dbt
+    ``flags:`` in dbt_project.yml, not environment variables."""
+    p = Paths(home) if home is not None else paths()
+    p.ensure()
+    return {
+        "BRECHA_HOME": str(p.home),
         "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
         "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
         "DBT_TARGET_PATH": str(p.dbt_target),  # runtime state stays under $BRECHA_HOME
-        "DBT_LOG_PATH": str(home / "dbt_logs"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        "DBT_LOG_PATH": str(p.home / "dbt_logs"),
     }
-    if not sys.stdout.isatty():  # logs, pipes, Airflow: no ANSI colour codes (unless the user set DBT_USE_COLORS)
-        env["DBT_USE_COLORS"] = os.environ.get("DBT_USE_COLORS", "False")
-    os.environ.update(env)
-    return env
 
 
 def invoke(args: list[str]) -> DbtSummary:
-    """Invoke one dbt command in-process and summarise its results; raise GateFailed on any failure."""
+    """Invoke one dbt command in this process with dbt's ``dbtRunner``, as the DAG's Cosmos tasks do
+    (``InvocationMode.DBT_RUNNER``), and summarise its results; raise GateFailed on any failure. The warehouse is
+    released afterwards (``release_warehouse``)."""
     from dbt.cli.main import dbtRunner
 
-    dbt_env()
-    cli_args = [*args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    os.environ.update(dbt_env())  # the project and profile folders too
+    cli_args = list(args)
+    if sys.stdout.isatty() and "DBT_USE_COLORS" not in os.environ:
+        cli_args.append("--use-colors")  # a terminal: colours (off in the project's flags for logs, pipes, Airflow)
     try:
         res = dbtRunner().invoke(cli_args)
     finally:
@@ -78,18 +79,18 @@ def invoke(args: list[str]) -> DbtSummary:
     return summary
 
 
-def release_warehouse() -> None:
-    """Close the DuckDB database that dbt-duckdb keeps open in this process after an in-process invoke.
-
-    dbt-duckdb caches its environment (and so the open database file, with its write lock) at class level;
-    left open, it blocks other processes and read-only connections of this one until the process exits.
-    """
+def release_warehouse(*_args: object, **_kwargs: object) -> None:
+    """Let go of the warehouse file after a dbtRunner invocation in this process, with public APIs only: dbt's
+    ``reset_adapters`` closes the adapter's connections (Cosmos does the same after each invocation), and dbt-duckdb's
+    ``close_all_connections`` (what dbt-duckdb itself runs at exit) drops the database it keeps open for the whole
+    process (``keep_open``, its default: closing the file after every model costs 8-20 s per build here). Then
+    read-only connections of this process and other processes can open the file. ``invoke`` calls it; the DAG's dbt
+    producer tasks call it as their Cosmos ``callback`` (its arguments are ignored)."""
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    from dbt.adapters.factory import reset_adapters
 
-    with DuckDBConnectionManager._LOCK:
-        env, DuckDBConnectionManager._ENV = DuckDBConnectionManager._ENV, None
-        if env is not None:
-            env.close()
+    reset_adapters()
+    DuckDBConnectionManager.close_all_connections()
 
 
 def build(select: str | None = None, exclude: str | None = None) -> DbtSummary:
@@ -170,7 +171,6 @@ def parse_project(force: bool = False) -> Path:
     Run by ``make install``, ``brecha airflow`` and, when the manifest is missing or stale, by the DAG file itself.
     It runs in its own process (the DAG processor must not keep dbt's adapter state), with a scratch home."""
     import subprocess
-    import sys
     import tempfile
 
     if not force and manifest_is_current():
@@ -179,14 +179,13 @@ def parse_project(force: bool = False) -> Path:
     MANIFEST_DIR.mkdir(parents=True, exist_ok=True)
     dbt = os.path.join(os.path.dirname(sys.executable), "dbt")
     with tempfile.TemporaryDirectory(prefix="brecha-dbt-parse-") as scratch:
-        env = {**os.environ, "BRECHA_HOME": scratch, "DBT_TARGET_PATH": scratch + "/target",
-               "DBT_LOG_PATH": scratch + "/logs", "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
-        proc = subprocess.run([dbt, "parse", "--no-partial-parse", "--project-dir", str(DBT_PROJECT_DIR),
-                               "--profiles-dir", str(DBT_PROJECT_DIR)], env=env, capture_output=True, text=True)
+        home = Paths(Path(scratch))
+        proc = subprocess.run([dbt, "parse", "--no-partial-parse"], env={**os.environ, **dbt_env(home.home)},
+                              capture_output=True, text=True)
         if proc.returncode != 0:
             raise GateFailed(f"`dbt parse` of {DBT_PROJECT_DIR} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
         tmp = MANIFEST_DIR / f".manifest.{os.getpid()}.json"
-        tmp.write_bytes((Path(scratch) / "target" / "manifest.json").read_bytes())
+        tmp.write_bytes((home.dbt_target / "manifest.json").read_bytes())
         os.replace(tmp, MANIFEST)  # atomic: a DAG parse at the same moment reads the old or the new one
     _DIGEST.write_text(digest + "\n")
     return MANIFEST

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 from rich.console import Console
 from rich.table import Table
@@ -15,6 +15,16 @@ from rich.table import Table
 from brecha import steps
 from brecha.config import paths
 from brecha.runlock import hold
+
+if TYPE_CHECKING:
+    from brecha.atlas import AtlasResult
+    from brecha.dbt import DbtSummary
+    from brecha.landing.result import IngestResult
+    from brecha.publish import PublishResult
+    from brecha.synthetic import ExtractResult
+    from brecha.validate import ValidationSummary
+    from ml.clusters import ClusterResult
+    from ml.train import TrainResult
 
 PREDICTION_MARTS = "tag:needs_predictions"
 # Marts over ml.district_clusters: also tagged needs_predictions (so every selector of the prediction marts keeps
@@ -26,7 +36,26 @@ console = (Console(stderr=True) if sys.stderr.isatty()
            else Console(stderr=True, width=240, soft_wrap=True, no_color=True, highlight=False))
 
 
-def _step(name: str, fn: Callable[[], Any]) -> Any:
+class RunResults(TypedDict, total=False):
+    """What each step of ``brecha run`` returned (``extract`` only when no input folder was given)."""
+
+    extract: ExtractResult
+    ingest: IngestResult
+    validate_landed: ValidationSummary
+    dbt_core: DbtSummary
+    validate_marts: ValidationSummary
+    train: TrainResult
+    dbt_ml: DbtSummary
+    clusters: ClusterResult
+    dbt_clusters: DbtSummary
+    publish: PublishResult
+    atlas: AtlasResult
+
+
+T = TypeVar("T")
+
+
+def _step(name: str, fn: Callable[[], T]) -> T:
     started = time.perf_counter()
     with console.status(f"[bold]{name}[/bold] …"):
         result = fn()
@@ -34,7 +63,7 @@ def _step(name: str, fn: Callable[[], Any]) -> Any:
     return result
 
 
-def run_all(input_dir: Path | None = None, seed: int = 42, scale: float = 1.0) -> dict[str, Any]:
+def run_all(input_dir: Path | None = None, seed: int = 42, scale: float = 1.0) -> RunResults:
     """Run the whole pipeline; on synthetic extracts unless ``input_dir`` is given. The run holds the home's run
     lock from start to end (``brecha.runlock``): a second run on the same home stops at once, naming this one."""
     with hold():
@@ -54,9 +83,9 @@ def _warm_imports() -> None:
             return
 
 
-def _run_all(input_dir: Path | None, seed: int, scale: float) -> dict[str, Any]:
+def _run_all(input_dir: Path | None, seed: int, scale: float) -> RunResults:
     p = paths().ensure()
-    results: dict[str, Any] = {}
+    results: RunResults = {}
     if input_dir is None:
         results["extract"] = _step("extract", lambda: steps.extract(p.extracts, seed=seed, scale=scale))
         input_dir = p.extracts
@@ -70,17 +99,17 @@ def _run_all(input_dir: Path | None, seed: int, scale: float) -> dict[str, Any]:
     results["dbt_ml"] = _step("dbt build (prediction marts)", lambda: steps.dbt_build(select=PREDICTION_MARTS))
     results["clusters"] = _step("spatial clusters", lambda: steps.clusters(seed=seed))
     results["dbt_clusters"] = _step("dbt build (cluster marts)", lambda: steps.dbt_build(select=CLUSTER_MARTS))
-    results["publish"] = _step("publish", lambda: steps.publish(run_id=getattr(results["train"], "run_id", None)))
+    results["publish"] = _step("publish", lambda: steps.publish(run_id=results["train"].run_id))
     results["atlas"] = _step("atlas", lambda: steps.atlas())
     print_summary(results)
     return results
 
 
-def print_summary(results: dict[str, Any]) -> None:
+def print_summary(results: RunResults) -> None:
     from brecha.db import session
 
     ingest = results.get("ingest")
-    if ingest is not None and hasattr(ingest, "per_entity"):
+    if ingest is not None:
         t = Table(title="Rows landed and rejected per source")
         t.add_column("source")
         t.add_column("files", justify="right")
@@ -89,15 +118,15 @@ def print_summary(results: dict[str, Any]) -> None:
         for entity, (files, landed, rejected) in sorted(ingest.per_entity().items()):
             t.add_row(entity, str(files), f"{landed:,}", f"{rejected:,}")
         console.print(t)
-    tests = sum(getattr(results.get(k), "tests_passed", 0) for k in ("dbt_core", "dbt_ml"))
+    tests = sum(results[k].tests_passed for k in ("dbt_core", "dbt_ml") if k in results)
     console.print(f"dbt tests passed: {tests}")
     train = results.get("train")
-    if train is not None and hasattr(train, "n_without_target"):
+    if train is not None:
         console.print(f"{train.n_without_target} districts predicted without a census target "
                       f"(of {train.n_districts}; the other {train.n_known} are shown out of fold)")
     from brecha.coverage import gaps
 
-    with session(read_only=False) as con:
+    with session(read_only=True) as con:
         rows = con.sql(
             "select national_rank, ubigeo, district, department, round(divide_index, 1) "
             "from marts.mart_digital_divide_index order by national_rank limit 10"

@@ -1,22 +1,33 @@
 """One function per pipeline step. The CLI (``brecha <step>``) and the Airflow DAG both call these.
 
 Each step takes plain arguments, reads its paths from ``brecha.config.paths()`` (``$BRECHA_HOME``),
-returns a small summary object, and raises ``brecha.errors.BrechaError`` with a message meant for the
-user when its input is wrong. Every step holds the home's run lock while it runs (``brecha.runlock``: one run
-at a time per ``$BRECHA_HOME``), and the gates and builds record their outcome per batch (``brecha.gates``),
-which ``publish`` checks.
+returns a typed summary of what it did (a dataclass whose ``str()`` is the line the CLI prints), and raises
+``brecha.errors.BrechaError`` with a message meant for the user when its input is wrong. Every step holds the
+home's run lock while it runs (``brecha.runlock``: one run at a time per ``$BRECHA_HOME``), and the gates and builds
+record their outcome per batch (``brecha.gates``), which ``publish`` checks.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from brecha.config import DEFAULT_SEED, paths
 from brecha.runlock import hold
 
+if TYPE_CHECKING:  # the steps import their libraries when they run: `brecha --help` stays fast
+    from brecha.atlas import AtlasResult
+    from brecha.dbt import DbtSummary
+    from brecha.landing.result import IngestResult
+    from brecha.publish import PublishResult
+    from brecha.synthetic import ExtractResult
+    from brecha.validate import ValidationSummary
+    from ml.clusters import ClusterResult
+    from ml.predict import PredictResult
+    from ml.train import TrainResult
 
-def extract(out: Path | None = None, seed: int = DEFAULT_SEED, scale: float = 1.0) -> Any:
+
+def extract(out: Path | None = None, seed: int = DEFAULT_SEED, scale: float = 1.0) -> ExtractResult:
     """Write synthetic extracts in the real layouts to ``out`` (default ``$BRECHA_HOME/extracts``)."""
     with hold():
         from brecha.synthetic import generate
@@ -24,7 +35,7 @@ def extract(out: Path | None = None, seed: int = DEFAULT_SEED, scale: float = 1.
         return generate(out or paths().ensure().extracts, seed=seed, scale=scale)
 
 
-def ingest(input_dir: Path) -> Any:
+def ingest(input_dir: Path) -> IngestResult:
     """Land every extract under ``input_dir`` into ``raw.*`` (one batch), archiving the originals."""
     with hold():
         from brecha.landing.ingest import ingest as _ingest
@@ -32,7 +43,7 @@ def ingest(input_dir: Path) -> Any:
         return _ingest(Path(input_dir))
 
 
-def rebuild_raw() -> Any:
+def rebuild_raw() -> IngestResult:
     """Rebuild the raw layer from the archive alone."""
     with hold():
         from brecha.landing.ingest import rebuild_from_archive
@@ -40,7 +51,7 @@ def rebuild_raw() -> Any:
         return rebuild_from_archive()
 
 
-def dbt_build(select: str | None = None, exclude: str | None = None) -> Any:
+def dbt_build(select: str | None = None, exclude: str | None = None) -> DbtSummary:
     """``dbt build`` (run + test) over the project, optionally restricted with dbt selectors."""
     with hold():
         from brecha import gates
@@ -57,7 +68,7 @@ def dbt_build(select: str | None = None, exclude: str | None = None) -> Any:
         return result
 
 
-def record_build(gate: str) -> Any:
+def record_build(gate: str) -> str:
     """Record that the dbt build ``gate`` (``dbt_core`` or ``dbt_predictions``) passed for the latest batch. The
     Airflow DAG calls it in the task after each Cosmos dbt group, which runs only when every dbt task in the
     group succeeded (``brecha build`` records its own outcome)."""
@@ -70,7 +81,7 @@ def record_build(gate: str) -> Any:
         return f"{gate} passed for batch {batch}"
 
 
-def validate(suite: str = "all") -> Any:
+def validate(suite: str = "all") -> ValidationSummary:
     """Run the Great Expectations suites (``landed``, ``marts`` or ``all``); raise when one fails."""
     with hold():
         from brecha.validate import validate as _validate
@@ -78,7 +89,7 @@ def validate(suite: str = "all") -> Any:
         return _validate(suite)
 
 
-def train(seed: int = DEFAULT_SEED) -> Any:
+def train(seed: int = DEFAULT_SEED) -> TrainResult:
     """Train, cross-validate and compare the models on the marts; write ``ml.*`` tables and artifacts."""
     with hold():
         from ml.train import train as _train
@@ -86,7 +97,7 @@ def train(seed: int = DEFAULT_SEED) -> Any:
         return _train(seed=seed)
 
 
-def predict(run_id: str) -> Any:
+def predict(run_id: str) -> PredictResult:
     """Reload the artifact of ``run_id`` and rescore the current marts."""
     with hold():
         from ml.predict import predict as _predict
@@ -94,7 +105,7 @@ def predict(run_id: str) -> Any:
         return _predict(run_id)
 
 
-def clusters(seed: int = DEFAULT_SEED) -> Any:
+def clusters(seed: int = DEFAULT_SEED) -> ClusterResult:
     """Global and local Moran's I (LISA) of the prediction mart's measures; write ``ml.district_clusters``."""
     with hold():
         from ml.clusters import run as _run
@@ -102,7 +113,7 @@ def clusters(seed: int = DEFAULT_SEED) -> Any:
         return _run(seed=seed)
 
 
-def publish(run_id: str | None = None) -> Any:
+def publish(run_id: str | None = None) -> PublishResult:
     """Copy the checked warehouse to ``$BRECHA_HOME/serving/brecha.duckdb`` atomically."""
     with hold():
         from brecha.publish import publish as _publish
@@ -110,7 +121,7 @@ def publish(run_id: str | None = None) -> Any:
         return _publish(run_id=run_id)
 
 
-def rollback() -> Any:
+def rollback() -> PublishResult:
     """Restore the previous serving snapshot."""
     with hold():
         from brecha.publish import rollback as _rollback
@@ -118,7 +129,7 @@ def rollback() -> Any:
         return _rollback()
 
 
-def atlas(out: Path | None = None) -> Any:
+def atlas(out: Path | None = None) -> AtlasResult:
     """Write the offline HTML atlas (``$BRECHA_HOME/atlas/index.html``) from the serving copy, read-only."""
     with hold():
         from brecha.atlas import write_atlas
@@ -126,7 +137,7 @@ def atlas(out: Path | None = None) -> Any:
         return write_atlas(out)
 
 
-def serve_snapshot(snapshot_id: str) -> Any:
+def serve_snapshot(snapshot_id: str) -> PublishResult:
     """Serve the kept snapshot ``snapshot_id`` (older or newer than the one served now)."""
     with hold():
         from brecha.publish import serve_snapshot as _serve

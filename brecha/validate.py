@@ -8,15 +8,11 @@ any failed expectation raises ``GateFailed`` naming the suite, the expectation a
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
-
 from brecha.config import paths
-from brecha.db import connect
+from brecha.db import session
 from brecha.errors import BrechaError, GateFailed
 from brecha.gx import batches as batches_mod
 from brecha.gx import suites as suites_mod
@@ -79,22 +75,6 @@ def _failure_message(summary: ValidationSummary) -> str:
     return "\n".join(lines)
 
 
-@contextmanager
-def _reader() -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection; the shared read-write one when this process already holds the file open that way
-    (DuckDB allows one configuration per file and process: e.g. an in-process dbt run, or Airflow's dag.test())."""
-    try:
-        con = connect(read_only=True)
-    except duckdb.ConnectionException as err:
-        if "different configuration" not in str(err):
-            raise
-        con = connect()
-    try:
-        yield con
-    finally:
-        con.close()
-
-
 def validate(suite: str = "all") -> ValidationSummary:
     """Run the ``landed`` and/or ``marts`` suites against the warehouse; raise ``GateFailed`` if one fails."""
     from brecha.gx import record, runner
@@ -104,7 +84,7 @@ def validate(suite: str = "all") -> ValidationSummary:
     if not db.exists():
         raise BrechaError(f"no warehouse at {db}: run `brecha ingest DIR` (or `brecha run`) first")
     loaded = {g: suites_mod.load(g) for g in gates}
-    with _reader() as con:
+    with session(read_only=True) as con:
         try:
             batches = [b for g in gates for b in getattr(batches_mod, g)(con, loaded[g])]
         except BrechaError as err:

@@ -14,7 +14,6 @@ gate) fail at once. Start it with ``make airflow``; see brecha/airflow_local.py 
 
 from __future__ import annotations
 
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,12 +29,11 @@ from cosmos.constants import (
     TestBehavior,
 )
 
-from brecha.airflow_local import POOL, dag_run_owner, dbt_task_env, run_step
+from brecha.airflow_local import POOL, dag_run_owner, run_step
 from brecha.config import DBT_PROJECT_DIR, DEFAULT_SEED, paths
-from brecha.dbt import parse_project
+from brecha.dbt import dbt_env, parse_project, release_warehouse
 from brecha.pipeline import CLUSTER_MARTS, PREDICTION_MARTS
 
-DBT_EXECUTABLE = Path(sys.executable).parent / "dbt"
 # The parsed project (dbt_project/target/manifest.json, written by `make install` / `brecha airflow`): the DAG always
 # loads from it, so parsing this file never runs dbt. When the project changed since (or no manifest exists yet),
 # dbt parses it here once, in a subprocess, and every later parse is fast again (brecha.dbt.parse_project).
@@ -58,24 +56,22 @@ def _profile() -> ProfileConfig:
 
 
 def _dbt_group(group_id: str, *, select: list[str] | None = None, exclude: list[str] | None = None) -> DbtTaskGroup:
-    """The dbt models of one selection as a Cosmos group in WATCHER mode: ONE ``dbt build`` (the producer task,
-    in the warehouse pool, a dbt process of its own that releases the DuckDB file when it ends), then one sensor
-    per model and per model's tests that reports that node's result from the producer's events."""
+    """The dbt models of one selection as a Cosmos group in WATCHER mode: ONE ``dbt build`` (the producer task, in the
+    warehouse pool), then one sensor per model and per model's tests that reports that node's result from the
+    producer's events. The producer runs dbt as ``brecha build`` does: dbt's ``dbtRunner`` in the task's process, with
+    the environment of ``brecha.dbt.dbt_env``, then lets go of the warehouse (``brecha.dbt.release_warehouse``)."""
     group = DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(
             dbt_project_path=DBT_PROJECT_DIR,
             manifest_path=MANIFEST,
             install_dbt_deps=False,  # dbt's package hub is unreachable here; the project has no packages
-            env_vars=dbt_task_env(),  # every dbt process: BRECHA_HOME, DBT_TARGET_PATH, ...
+            env_vars=dbt_env(),  # BRECHA_HOME, DBT_TARGET_PATH, ... (the CLI's dbt runs with the same)
         ),
         profile_config=_profile(),
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.WATCHER,
-            # the producer's `dbt build` runs in its own process: it releases the DuckDB file when it ends (an
-            # in-process dbtRunner keeps a read-write handle open, and `dag.test()` runs every task in one process)
-            invocation_mode=InvocationMode.SUBPROCESS,
-            dbt_executable_path=DBT_EXECUTABLE,
+            invocation_mode=InvocationMode.DBT_RUNNER,  # as brecha.dbt.invoke: no dbt process start-up per group
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
@@ -90,6 +86,9 @@ def _dbt_group(group_id: str, *, select: list[str] | None = None, exclude: list[
     producer.tests_per_model = _tests_dbt_runs(group, select=select, exclude=exclude)
     # Cosmos skips a retried producer rather than build twice: a failed build fails the run, it is not retried
     producer.retries = 0
+    # called after dbt, failed or not: the next task of this process (`dag.test()` runs them all in one) may open the
+    # warehouse read-only
+    producer.callback = release_warehouse
     for sensor in group.iter_tasks():
         if sensor is producer or sensor.task_id.endswith(PRODUCER_WATCHER_DONE_TASK_ID):
             continue
@@ -158,11 +157,11 @@ def brecha_pipeline() -> None:
     @task
     def dbt_core_passed() -> str:
         """Runs only when every task of the dbt_core group succeeded: record it (publish requires it)."""
-        return str(run_step(steps.record_build, "dbt_core"))
+        return run_step(steps.record_build, "dbt_core")
 
     @task
     def dbt_predictions_passed() -> str:
-        return str(run_step(steps.record_build, "dbt_predictions"))
+        return run_step(steps.record_build, "dbt_predictions")
 
     @task
     def extract(params: dict | None = None) -> str:
@@ -185,9 +184,9 @@ def brecha_pipeline() -> None:
         return str(run_step(steps.validate, "marts"))
 
     @task
-    def train(params: dict | None = None) -> str | None:
+    def train(params: dict | None = None) -> str:
         """Train and compare the models; the run id is the XCom (publish records it)."""
-        return getattr(run_step(steps.train, seed=int(params["seed"])), "run_id", None)
+        return run_step(steps.train, seed=int(params["seed"])).run_id
 
     @task
     def clusters(params: dict | None = None) -> str:

@@ -44,7 +44,6 @@ def _session_env(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("pipeline_home")
     old = os.environ.get("BRECHA_HOME")
     os.environ["BRECHA_HOME"] = str(home)
-    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
     yield home
     if old is None:
         os.environ.pop("BRECHA_HOME", None)

@@ -51,7 +51,7 @@ def test_help_is_not_cut_without_a_terminal() -> None:
 
 
 def _run(args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BRECHA_HOME": str(home), "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
+    env = {**os.environ, "BRECHA_HOME": str(home)}
     return subprocess.run([BRECHA, *args], env=env, capture_output=True, text=True, timeout=1800)
 
 

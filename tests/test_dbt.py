@@ -7,6 +7,8 @@ successful batch, as staging is), never read back from the models under test.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -259,7 +261,12 @@ def steps_docs() -> str:
 
 
 # --- other inputs: empty raw tables, the real extracts -----------------------------------------------------------
-def test_build_on_empty_raw_tables(brecha_home: Path):
+def test_build_on_empty_raw_tables(brecha_home: Path, monkeypatch: pytest.MonkeyPatch):
+    """Empty raw tables give empty marts. dbt runs in this process (dbtRunner) and lets go of the warehouse when it is
+    done: another process can write it and this one can read it read-only. Telemetry and colours are off by the
+    project's own dbt flags, with no environment variable saying so."""
+    monkeypatch.delenv("DBT_SEND_ANONYMOUS_USAGE_STATS", raising=False)
+    monkeypatch.delenv("DBT_USE_COLORS", raising=False)
     with session() as c:
         for ddl in BOOKKEEPING_DDL:
             c.execute(ddl)
@@ -267,6 +274,11 @@ def test_build_on_empty_raw_tables(brecha_home: Path):
             c.execute(raw_table_ddl(layout))
     summary = steps.dbt_build(exclude=PREDICTION_MARTS)
     assert summary.failed == 0 and summary.models >= 20
+    from dbt.flags import get_flags
+
+    assert (get_flags().SEND_ANONYMOUS_USAGE_STATS, get_flags().USE_COLORS) == (False, False)
+    subprocess.run([sys.executable, "-c", "import duckdb, sys; duckdb.connect(sys.argv[1]).close()",
+                    str(brecha_home / "brecha.duckdb")], check=True, timeout=60)
     with connect(brecha_home) as c:
         for name in MARTS:
             assert c.sql(f"select count(*) from marts.{name}").fetchone()[0] == 0, name
