@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
-from brecha.config import DAGS_DIR, paths
+from brecha.config import DAGS_DIR, Paths, paths
 from brecha.errors import BrechaError
 
 POOL = "brecha_warehouse"  # every task that writes the warehouse runs in this one-slot pool
@@ -27,8 +27,8 @@ T = TypeVar("T")
 
 def airflow_env(home: Path | None = None) -> dict[str, str]:
     """Environment for every Airflow process of this project (scheduler, DAG processor, tasks, tests)."""
-    home = home or paths().ensure().home
-    airflow_home = home / "airflow"
+    p = Paths(home) if home is not None else paths().ensure()
+    home, airflow_home = p.home, p.airflow
     return {
         "BRECHA_HOME": str(home),
         "AIRFLOW_HOME": str(airflow_home),

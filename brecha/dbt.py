@@ -9,6 +9,7 @@ from pathlib import Path
 
 from brecha.config import DBT_PROJECT_DIR, Paths, paths
 from brecha.errors import BrechaError, GateFailed
+from brecha.files import write_atomic
 
 
 @dataclass
@@ -38,7 +39,7 @@ def dbt_env(home: Path | None = None) -> dict[str, str]:
         "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
         "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
         "DBT_TARGET_PATH": str(p.dbt_target),  # runtime state stays under $BRECHA_HOME
-        "DBT_LOG_PATH": str(p.home / "dbt_logs"),
+        "DBT_LOG_PATH": str(p.dbt_logs),
     }
 
 
@@ -184,8 +185,7 @@ def parse_project(force: bool = False) -> Path:
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise GateFailed(f"`dbt parse` of {DBT_PROJECT_DIR} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
-        tmp = MANIFEST_DIR / f".manifest.{os.getpid()}.json"
-        tmp.write_bytes((home.dbt_target / "manifest.json").read_bytes())
-        os.replace(tmp, MANIFEST)  # atomic: a DAG parse at the same moment reads the old or the new one
+        # atomic: a DAG parse at the same moment reads the old or the new one
+        write_atomic(MANIFEST, (home.dbt_target / "manifest.json").read_bytes())
     _DIGEST.write_text(digest + "\n")
     return MANIFEST

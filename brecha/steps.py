@@ -55,9 +55,14 @@ def dbt_build(select: str | None = None, exclude: str | None = None) -> DbtSumma
     """``dbt build`` (run + test) over the project, optionally restricted with dbt selectors."""
     with hold():
         from brecha import gates
+        from brecha.db import session, table_exists
         from brecha.dbt import build
         from brecha.errors import GateFailed
+        from brecha.landing.ingest import ensure_tables
 
+        with session() as con:
+            if table_exists(con, "raw", "_batches"):
+                ensure_tables(con)  # a warehouse landed by an older version gains raw._latest_ok_batch and new tables
         covers = gates.dbt_gates(select, exclude)
         try:
             result = build(select=select, exclude=exclude)
