@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from brecha.publish import PublishResult
     from brecha.synthetic import ExtractResult
     from brecha.validate import ValidationSummary
-    from ml.clusters import ClusterResult
-    from ml.train import TrainResult
+    from brecha_ml.clusters import ClusterResult
+    from brecha_ml.train import TrainResult
 
 PREDICTION_MARTS = "tag:needs_predictions"
 # Marts over ml.district_clusters: also tagged needs_predictions (so every selector of the prediction marts keeps
@@ -76,7 +76,7 @@ def _warm_imports() -> None:
     cores). A failure here is ignored: the step that needs the library imports it again and reports the error."""
     import importlib
 
-    for name in ("great_expectations", "dbt.cli.main", "ml.train", "ml.clusters"):
+    for name in ("great_expectations", "dbt.cli.main", "brecha_ml.train", "brecha_ml.clusters"):
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001

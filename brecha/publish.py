@@ -96,7 +96,7 @@ class PublishResult:
 
 def publish(run_id: str | None = None) -> PublishResult:
     """Publish the warehouse to the serving copy; refuse when the warehouse is not in a publishable state."""
-    from ml.store import latest_run_id
+    from brecha_ml.store import latest_run_id
 
     p = paths()
     if not p.db.exists():

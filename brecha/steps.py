@@ -22,9 +22,9 @@ if TYPE_CHECKING:  # the steps import their libraries when they run: `brecha --h
     from brecha.publish import PublishResult
     from brecha.synthetic import ExtractResult
     from brecha.validate import ValidationSummary
-    from ml.clusters import ClusterResult
-    from ml.predict import PredictResult
-    from ml.train import TrainResult
+    from brecha_ml.clusters import ClusterResult
+    from brecha_ml.predict import PredictResult
+    from brecha_ml.train import TrainResult
 
 
 def extract(out: Path | None = None, seed: int = DEFAULT_SEED, scale: float = 1.0) -> ExtractResult:
@@ -97,7 +97,7 @@ def validate(suite: str = "all") -> ValidationSummary:
 def train(seed: int = DEFAULT_SEED) -> TrainResult:
     """Train, cross-validate and compare the models on the marts; write ``ml.*`` tables and artifacts."""
     with hold():
-        from ml.train import train as _train
+        from brecha_ml.train import train as _train
 
         return _train(seed=seed)
 
@@ -105,7 +105,7 @@ def train(seed: int = DEFAULT_SEED) -> TrainResult:
 def predict(run_id: str) -> PredictResult:
     """Reload the artifact of ``run_id`` and rescore the current marts."""
     with hold():
-        from ml.predict import predict as _predict
+        from brecha_ml.predict import predict as _predict
 
         return _predict(run_id)
 
@@ -113,7 +113,7 @@ def predict(run_id: str) -> PredictResult:
 def clusters(seed: int = DEFAULT_SEED) -> ClusterResult:
     """Global and local Moran's I (LISA) of the prediction mart's measures; write ``ml.district_clusters``."""
     with hold():
-        from ml.clusters import run as _run
+        from brecha_ml.clusters import run as _run
 
         return _run(seed=seed)
 

@@ -10,7 +10,7 @@ class TrainConfig:
     n_splits: int = 5  # GroupKFold over departments: no department is ever on both sides
     confidence: float = 0.9  # prediction-interval level
     interval_level_bins: int = 5  # Mondrian conformal: a separate quantile per bin of the predicted level
-    interval_regions: bool = True  # ... within each coarse region (costa/sierra/selva, ml.intervals.region_of)
+    interval_regions: bool = True  # ... within each coarse region (costa/sierra/selva, brecha_ml.intervals.region_of)
     underserved_threshold_pct: float = 5.0  # a district is "underserved" when internet_pct < this
     min_feature_coverage: float = 0.5  # a feature is used only when at least this share of districts has it
     # 200 trees at 0.1 matched 500 at 0.05 over 20 random withheld-department sets (R² 0.901, MAE 2.40 pp, in

@@ -8,7 +8,7 @@ bin edges. One pooled quantile (the previous MAPIE CV+ intervals) over-covers ne
 under-covers the 5-15 % ones; a quantile per predicted level gives each level its own width.
 
 * ``MondrianIntervals.full``: calibrated on every out-of-fold residual; used around the final model's
-  predictions (districts without a census share, what-if rows: ``ml.predict.predict_frame``).
+  predictions (districts without a census share, what-if rows: ``brecha_ml.predict.predict_frame``).
 * ``MondrianIntervals.folds[k]``: calibrated without fold ``k``'s residuals; used around fold ``k``'s
   out-of-fold predictions, so a district's own residual never calibrates its own interval (the published
   interval of a district with a known target is an honest out-of-sample interval).
@@ -24,7 +24,7 @@ import pandas as pd
 from crepes import ConformalRegressor
 from crepes.extras import binning
 
-from ml.models import from_model_scale, to_model_scale
+from brecha_ml.models import from_model_scale, to_model_scale
 
 # Coarse natural region of each department (INEI department codes): "costa" = the departments with a Pacific
 # coastline, "selva" = the Amazon lowland departments, "sierra" = the other (Andean) departments. Mondrian cells

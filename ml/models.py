@@ -20,8 +20,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import Bunch
 
-from ml.config import TrainConfig
-from ml.torch_model import TorchMLPRegressor
+from brecha_ml.config import TrainConfig
+from brecha_ml.torch_model import TorchMLPRegressor
 
 Family = Literal["sklearn", "torch"]
 TARGET_TRANSFORM = "sqrt"

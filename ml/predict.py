@@ -16,12 +16,12 @@ from threadpoolctl import threadpool_limits
 
 from brecha.db import session
 from brecha.errors import BrechaError
-from ml import artifacts, store
-from ml.features import GROUP, build_feature_table, load_marts
-from ml.intervals import legacy_mapie_interval
-from ml.scoring import oof_departments, score_districts
-from ml.selected import SelectedRegressor
-from ml.underserved import MODEL_NAME as CLASSIFIER_NAME
+from brecha_ml import artifacts, store
+from brecha_ml.features import GROUP, build_feature_table, load_marts
+from brecha_ml.intervals import legacy_mapie_interval
+from brecha_ml.scoring import oof_departments, score_districts
+from brecha_ml.selected import SelectedRegressor
+from brecha_ml.underserved import MODEL_NAME as CLASSIFIER_NAME
 
 RESCORED_FILE = "rescored_predictions.parquet"
 INTERVAL_COLUMNS = ["predicted_internet_pct", "lower_90", "upper_90"]
@@ -82,7 +82,7 @@ def predict_frame(run_id: str, features: pd.DataFrame, *, oof_departments: pd.Se
     is known, or null; such rows are scored by the spatial-CV fold model that never saw that department, and
     the result also has ``is_out_of_fold`` and ``half_width_scale`` (the interval half-width, sqrt scale).
     ``departments`` (optional): per row, the department code, which calibrates the interval by predicted level
-    within the department's region (``ml.intervals.region_of``); without it, by predicted level only."""
+    within the department's region (``brecha_ml.intervals.region_of``); without it, by predicted level only."""
     _, regressor, config = load_selected(run_id)
     missing = [f for f in config["features"] if f not in features.columns]
     if missing:

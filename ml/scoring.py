@@ -1,9 +1,9 @@
 """Scoring every district with a run's selected regressor and underserved classifier.
 
 Used by both ``train`` and ``predict`` so a reloaded artifact reproduces the run's predictions exactly.
-Districts with a known census share are scored out of fold (``is_out_of_fold``; see ``ml.selected``), the
+Districts with a known census share are scored out of fold (``is_out_of_fold``; see ``brecha_ml.selected``), the
 others by the final model; ``gap_pp = actual − predicted`` is therefore an out-of-fold gap. The priority
-score is documented in ``ml.priority``.
+score is documented in ``brecha_ml.priority``.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ml.features import GROUP, TARGET
-from ml.priority import priority
-from ml.underserved import DECISION_PROBABILITY, predict_probability
+from brecha_ml.features import GROUP, TARGET
+from brecha_ml.priority import priority
+from brecha_ml.underserved import DECISION_PROBABILITY, predict_probability
 
 
 def oof_departments(marts: pd.DataFrame) -> pd.Series:
@@ -24,7 +24,7 @@ def oof_departments(marts: pd.DataFrame) -> pd.Series:
 def score_districts(predicted: pd.DataFrame, classifier, X: pd.DataFrame, marts: pd.DataFrame,  # noqa: N803
                     model_name: str) -> pd.DataFrame:
     """``predicted``: the selected regressor's output for ``X`` with ``oof_departments(marts)``
-    (``ml.predict.apply_regressor``): prediction, interval, half_width_scale, is_out_of_fold."""
+    (``brecha_ml.predict.apply_regressor``): prediction, interval, half_width_scale, is_out_of_fold."""
     actual = marts[TARGET].astype(float)
     out = predicted.copy()
     out.insert(0, "ubigeo", marts["ubigeo"].astype(str))

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import RegressorMixin
 
-from ml.intervals import MondrianIntervals, region_of
+from brecha_ml.intervals import MondrianIntervals, region_of
 
 
 @dataclass

@@ -11,7 +11,7 @@ from sklearn.ensemble import VotingRegressor
 from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 from sklearn.model_selection import GroupKFold
 
-from ml.models import assemble_voting, fit_grouped, from_model_scale, to_model_scale
+from brecha_ml.models import assemble_voting, fit_grouped, from_model_scale, to_model_scale
 
 
 def department_folds(groups: np.ndarray, n_splits: int) -> GroupKFold:

@@ -6,7 +6,7 @@ import duckdb
 import pandas as pd
 
 from brecha.db import table_exists
-from ml.segments import SEGMENT_FEATURES
+from brecha_ml.segments import SEGMENT_FEATURES
 
 _CENTROIDS = ", ".join(f"centroid_{c} DOUBLE" for c in SEGMENT_FEATURES)
 

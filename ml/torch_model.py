@@ -25,7 +25,7 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
     """Feed-forward network (SiLU, dropout, AdamW) on already standardised inputs.
 
     The target is standardised internally. Training stops early on an inner validation split and keeps the
-    best epoch's weights. With ``groups`` (``fit(X, y, groups=departments)``, what ``ml.models.fit_grouped``
+    best epoch's weights. With ``groups`` (``fit(X, y, groups=departments)``, what ``brecha_ml.models.fit_grouped``
     passes) the validation split is made of whole groups (departments drawn with the seed until they hold
     ``val_fraction`` of the rows, never all of them): the network stops when it stops improving on departments
     it does not train on, which is what spatial CV and the withheld-department case ask of it. Without

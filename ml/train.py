@@ -21,11 +21,11 @@ from threadpoolctl import threadpool_limits
 from brecha.config import DEFAULT_SEED
 from brecha.db import session
 from brecha.errors import BrechaError
-from ml import artifacts, drift, segments, store
-from ml.config import FULL, TrainConfig
-from ml.features import FEATURE_NAMES, GROUP, TARGET, build_feature_table, load_marts
-from ml.intervals import MIN_PER_BIN, coverage_tables, oof_intervals, region_of
-from ml.models import (
+from brecha_ml import artifacts, drift, segments, store
+from brecha_ml.config import FULL, TrainConfig
+from brecha_ml.features import FEATURE_NAMES, GROUP, TARGET, build_feature_table, load_marts
+from brecha_ml.intervals import MIN_PER_BIN, coverage_tables, oof_intervals, region_of
+from brecha_ml.models import (
     ENSEMBLE,
     ENSEMBLE_MEMBERS,
     TARGET_TRANSFORM,
@@ -36,12 +36,12 @@ from ml.models import (
     from_model_scale,
     to_model_scale,
 )
-from ml.predict import apply_regressor
-from ml.scoring import oof_departments, score_districts
-from ml.selected import SelectedRegressor
-from ml.spatial_cv import CVResult, cross_validate, cross_validate_ensemble, fold_indices, household_weights
-from ml.underserved import MODEL_NAME as CLASSIFIER_NAME
-from ml.underserved import evaluate_and_fit
+from brecha_ml.predict import apply_regressor
+from brecha_ml.scoring import oof_departments, score_districts
+from brecha_ml.selected import SelectedRegressor
+from brecha_ml.spatial_cv import CVResult, cross_validate, cross_validate_ensemble, fold_indices, household_weights
+from brecha_ml.underserved import MODEL_NAME as CLASSIFIER_NAME
+from brecha_ml.underserved import evaluate_and_fit
 
 MIN_KNOWN = 30
 
@@ -192,7 +192,7 @@ def _train(seed: int, config: TrainConfig) -> TrainResult:
         params = {k: repr(v) for k, v in cand.estimator.get_params(deep=False).items()}
         cfg = {**common, "model_name": cand.name, "description": cand.description, "params": params,
                "selected": is_best,
-               "wrapper": "ml.selected.SelectedRegressor" if is_best else None,
+               "wrapper": "brecha_ml.selected.SelectedRegressor" if is_best else None,
                "conformal": {"confidence": config.confidence, "library": "crepes.ConformalRegressor (Mondrian)",
                              "bins": f"up to {config.interval_level_bins} equal-frequency bins of the predicted level"
                                      f" (at least {MIN_PER_BIN} residuals each)"

@@ -1,6 +1,6 @@
 """Accuracy where the census is silent: withhold whole departments, train on the rest, compare.
 
-``python -m ml.withheld [--sets 20] [--seed 42]`` reads the marts of ``$BRECHA_HOME`` (e.g. a warehouse built
+``python -m brecha_ml.withheld [--sets 20] [--seed 42]`` reads the marts of ``$BRECHA_HOME`` (e.g. a warehouse built
 from the real extracts) and, for each of ``--sets`` random sets of 3-6 departments (the first 5 with Lima),
 does what ``brecha train`` does on a warehouse where those departments have no census share: spatial CV of
 every candidate on the other departments, the lowest-MAE one refitted on them, Mondrian intervals calibrated
@@ -20,12 +20,18 @@ from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 
 from brecha.db import session
-from ml.config import FULL, TrainConfig
-from ml.features import GROUP, TARGET, build_feature_table, load_marts
-from ml.intervals import MondrianIntervals, region_of
-from ml.models import ENSEMBLE, ENSEMBLE_MEMBERS, candidates, fit_grouped, to_model_scale
-from ml.spatial_cv import cross_validate, cross_validate_ensemble, fold_indices, household_weights, regression_metrics
-from ml.train import active_features
+from brecha_ml.config import FULL, TrainConfig
+from brecha_ml.features import GROUP, TARGET, build_feature_table, load_marts
+from brecha_ml.intervals import MondrianIntervals, region_of
+from brecha_ml.models import ENSEMBLE, ENSEMBLE_MEMBERS, candidates, fit_grouped, to_model_scale
+from brecha_ml.spatial_cv import (
+    cross_validate,
+    cross_validate_ensemble,
+    fold_indices,
+    household_weights,
+    regression_metrics,
+)
+from brecha_ml.train import active_features
 
 LIMA = "15"
 

@@ -165,9 +165,9 @@ def test_model_endpoint_reports_the_served_run(client: TestClient, served_home: 
 
 def test_whatif_equals_the_artifacts_own_prediction(client: TestClient, served_home: Path) -> None:
     """The answer is the run's selected artifact applied (outside the API) to the same modified features."""
-    from ml import artifacts
-    from ml.features import build_feature_table, load_marts
-    from ml.predict import apply_regressor
+    from brecha_ml import artifacts
+    from brecha_ml.features import build_feature_table, load_marts
+    from brecha_ml.predict import apply_regressor
 
     rows = mart(served_home)
     run_id = rows["run_id"].iloc[0]
@@ -201,7 +201,7 @@ def test_whatif_equals_the_artifacts_own_prediction(client: TestClient, served_h
     # the baseline is the final model on the district's own features, as the batch path scores every district
     # (float32 networks round differently in a batch of 1,874 rows than in one of 2: 1e-4 pp); where the run stored
     # a final-model prediction (a district without a census share), it is that stored prediction too
-    from ml.predict import predict_frame
+    from brecha_ml.predict import predict_frame
 
     batch = predict_frame(run_id, feats, departments=department_of.loc[feats.index])
     stored = rows.set_index("ubigeo")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from shapely.geometry import box
 
-from ml.clusters import CLUSTER_LABELS, KNN_K, build_graph, lisa_table
+from brecha_ml.clusters import CLUSTER_LABELS, KNN_K, build_graph, lisa_table
 
 N = 7
 HIGH = {(r, c) for r in range(3) for c in range(3)}  # top-left 3x3 block

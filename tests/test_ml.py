@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from brecha.config import paths
-from ml.config import FAST
-from ml.features import FEATURE_NAMES, FEATURES, build_feature_table, load_marts
-from ml.spatial_cv import fold_indices
-from ml.store import DDL
+from brecha_ml.config import FAST
+from brecha_ml.features import FEATURE_NAMES, FEATURES, build_feature_table, load_marts
+from brecha_ml.spatial_cv import fold_indices
+from brecha_ml.store import DDL
 
 TABLES = list(DDL)
 
@@ -125,9 +125,9 @@ def test_known_districts_are_predicted_by_the_model_that_never_saw_their_departm
     stored one; predict_frame (the final model, fitted on everything) gives something else."""
     from sklearn.base import clone
 
-    from ml.config import FULL
-    from ml.models import candidates, fit_grouped, from_model_scale, to_model_scale
-    from ml.predict import load_selected, predict_frame
+    from brecha_ml.config import FULL
+    from brecha_ml.models import candidates, fit_grouped, from_model_scale, to_model_scale
+    from brecha_ml.predict import load_selected, predict_frame
 
     home, result = trained_home
     use_home(home)
@@ -173,7 +173,7 @@ def test_unknown_targets_are_predicted_and_runs_are_deterministic(built_home: Pa
     with the withheld values. Trained twice (FAST) in two homes: identical."""
     from brecha import steps
     from brecha.pipeline import PREDICTION_MARTS
-    from ml.train import train
+    from brecha_ml.train import train
 
     results = {}
     for name in ("a", "b"):
@@ -221,8 +221,8 @@ def test_unknown_targets_are_predicted_and_runs_are_deterministic(built_home: Pa
 
 def test_ensemble_cv_from_member_fold_models_equals_refitting(built_home: Path, use_home) -> None:
     """The ensemble's CV reuses its members' fold models; refitting the VotingRegressor must give the same."""
-    from ml.models import ENSEMBLE, ENSEMBLE_MEMBERS, candidates
-    from ml.spatial_cv import cross_validate, cross_validate_ensemble
+    from brecha_ml.models import ENSEMBLE, ENSEMBLE_MEMBERS, candidates
+    from brecha_ml.spatial_cv import cross_validate, cross_validate_ensemble
 
     use_home(built_home)
     with duckdb.connect(str(paths().db), read_only=True) as con:
@@ -245,7 +245,7 @@ def test_ensemble_cv_from_member_fold_models_equals_refitting(built_home: Path, 
 def test_mlp_early_stopping_holds_out_whole_departments(built_home: Path, use_home) -> None:
     """The MLP's early-stopping split (what fit_grouped passes): whole departments, never on both sides, about
     val_fraction of the rows, a different set per bagged seed; without groups, a random share of rows."""
-    from ml.torch_model import TorchMLPRegressor
+    from brecha_ml.torch_model import TorchMLPRegressor
 
     use_home(built_home)
     with duckdb.connect(str(paths().db), read_only=True) as con:
@@ -272,7 +272,7 @@ def test_fit_grouped_passes_departments_to_the_mlp_and_ridge(built_home: Path, u
     and ridge's alpha by GroupKFold; the ensemble is assembled from members fitted the same way."""
     from sklearn.base import clone
 
-    from ml.models import ENSEMBLE, candidates, fit_grouped, to_model_scale
+    from brecha_ml.models import ENSEMBLE, candidates, fit_grouped, to_model_scale
 
     use_home(built_home)
     with duckdb.connect(str(paths().db), read_only=True) as con:
@@ -296,7 +296,7 @@ def test_grouped_ridge_alpha_does_not_reward_fitting_each_department() -> None:
     """Features constant within a department (random department-level values) can encode each department's own
     offset: they help leave-one-row-out, so RidgeCV's LOO picks a small alpha, but they are noise for a
     department never seen, so GroupKFold over departments picks a larger one."""
-    from ml.models import GroupedRidgeCV
+    from brecha_ml.models import GroupedRidgeCV
 
     rng = np.random.default_rng(0)
     groups = np.repeat(np.arange(20), 30)
@@ -313,7 +313,7 @@ def test_region_calibration_widens_the_region_with_larger_out_of_fold_residuals(
     """Mondrian cells = level bins within costa/sierra/selva: a region whose residuals are larger at the same
     predicted level gets wider intervals and about 90 % coverage in each region (level-only bins under-cover
     it); a fold's calibrator never uses that fold's residuals; rows without a department use level bins only."""
-    from ml.intervals import MondrianIntervals, region_of
+    from brecha_ml.intervals import MondrianIntervals, region_of
 
     assert list(region_of(["15", "11", "08", "16", None, "02"])) == ["costa", "costa", "sierra", "selva", "", "costa"]
     rng = np.random.default_rng(1)
@@ -348,7 +348,7 @@ def test_interval_cells_do_not_depend_on_the_global_random_state() -> None:
     equal-frequency edges fall exactly on values; crepes' ``binning`` default breaks such ties with a jitter from
     numpy's global random state, so the cell (hence the width) of those rows changed with whatever had drawn from
     it before — a second training in the same process gave other intervals for ~3 % of the rows."""
-    from ml.intervals import Calibrator
+    from brecha_ml.intervals import Calibrator
 
     rng = np.random.default_rng(3)
     pred = rng.uniform(0.5, 4, 401)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ml.priority import SHORTFALL_CAP, persons_per_household, priority, shortfall_score
+from brecha_ml.priority import SHORTFALL_CAP, persons_per_household, priority, shortfall_score
 
 HALF_WIDTH = 0.6  # a typical 90 % half-width on the sqrt scale for a low-share district
 

@@ -11,7 +11,7 @@ Endpoints (the generated OpenAPI page at ``/docs``, the schema at ``/openapi.jso
 - ``GET /health``: which serving file, snapshot and run are being answered from.
 
 Every request value reaches SQL as a bound parameter; identifiers (sort columns) come from fixed tables.
-The model is applied through ``ml.predict.predict_frame`` only; concurrent what-ifs share one call of it
+The model is applied through ``brecha_ml.predict.predict_frame`` only; concurrent what-ifs share one call of it
 (``brecha.api.batching``).
 """
 
@@ -40,7 +40,7 @@ from brecha.api.served import (
     json_number,
     natural_bounds,
 )
-from ml.features import FEATURE_NAMES
+from brecha_ml.features import FEATURE_NAMES
 
 MAX_PAGE_SIZE = 200
 UBIGEO_PATTERN = r"^\d{6}$"
@@ -402,7 +402,7 @@ def _example(con, field: str) -> str:
 
 
 def _predict_frame(run_id: str, features: pd.DataFrame, departments: pd.Series) -> pd.DataFrame:
-    from ml.predict import predict_frame
+    from brecha_ml.predict import predict_frame
 
     return predict_frame(run_id, features, departments=departments)
 
@@ -443,7 +443,7 @@ def warm(app: FastAPI) -> None:
     import torch
     from threadpoolctl import threadpool_limits
 
-    from ml.predict import predict_frame
+    from brecha_ml.predict import predict_frame
 
     # One thread per request: on 2 cores, parallelism comes from concurrent requests. OpenMP's limit is per
     # thread: `brecha serve` also sets OMP_NUM_THREADS=1 before the libraries load, which is what reaches the

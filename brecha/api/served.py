@@ -26,7 +26,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from ml.features import FEATURES, build_feature_table, load_marts
+from brecha_ml.features import FEATURES, build_feature_table, load_marts
 
 PRIORITIES = "marts.mart_district_priorities"
 CATALOG = "served"
@@ -176,7 +176,7 @@ class Version:
 
 
 def _read_config(artifact_path: Path, run_id: str, model_name: str) -> dict:
-    from ml import artifacts
+    from brecha_ml import artifacts
 
     for d in (artifact_path, artifacts.model_dir(run_id, model_name)):
         f = d / "model_config.json"
