@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -106,14 +106,18 @@ def _load_reference(con: duckdb.DuckDBPyConnection, shas: list[str]) -> None:
 
 def _land_file(con: duckdb.DuckDBPyConnection, plan: FilePlan, loaded_at: datetime,
                with_reference: bool) -> checks.Landed:
-    select_sql = readers.select_sql(con, plan)
     try:
-        con.execute(checks.check_sql(plan.layout, select_sql, with_reference))
-        checks.mark_duplicates(con, plan.layout)
-    except duckdb.Error as err:
-        raise read_error(plan.source, err, f"as {plan.entity}") from err
-    _refuse_mostly_rejected(con, plan)
-    return checks.land_checked(con, plan.layout, select_sql, plan.source.rel, plan.source.sha256, loaded_at)
+        try:
+            select_sql = readers.select_sql(con, plan, materialised=True)
+            con.execute(checks.check_sql(plan.layout, select_sql, with_reference))
+            checks.mark_duplicates(con, plan.layout)
+        except duckdb.Error as err:
+            raise read_error(plan.source, err, f"as {plan.entity}") from err
+        _refuse_mostly_rejected(con, plan)
+        return checks.land_checked(con, plan.layout, select_sql, plan.source.rel, plan.source.sha256, loaded_at)
+    finally:
+        with suppress(duckdb.Error):  # after a failed statement the transaction is rolled back as a whole anyway
+            readers.drop_materialised(con)
 
 
 def _reject_fix(v: checks.Verdict, con: duckdb.DuckDBPyConnection) -> str:
