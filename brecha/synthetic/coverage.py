@@ -48,11 +48,7 @@ def _centres(world: World, rng: np.random.Generator, scale: float) -> pd.DataFra
     counts = np.minimum(np.maximum(1, np.round(scale * mean_c)), MAX_CENTRE_NUMBER).astype(int)
     counts[uncovered] = 0
     district_idx = np.repeat(np.arange(n), counts)
-    # centre numbers: 0001 is the district capital, then increasing numbers with gaps (fewer gaps where a
-    # district has thousands of centres; smaller scales draw exactly as before)
-    numbers = np.concatenate([
-        np.sort(np.concatenate([[1], 2 + rng.choice(min(3 * c + 2, MAX_CENTRE_NUMBER - 1), c - 1, replace=False)]))
-        for c in counts if c > 0])
+    numbers = centre_numbers(counts, rng)
     is_capital = numbers == 1
     level = z[district_idx] + np.where(is_capital, 1.0, rng.normal(-0.5, 0.9, len(numbers)))
     ubigeo = d.ubigeo.to_numpy()[district_idx]
@@ -63,6 +59,15 @@ def _centres(world: World, rng: np.random.Generator, scale: float) -> pd.DataFra
         "district_idx": district_idx, "ubigeo": ubigeo, "number": numbers, "is_capital": is_capital,
         "level": level, "name": names, "pob": d.pob.to_numpy()[district_idx],
     })
+
+
+def centre_numbers(counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each district's centre numbers, districts one after the other: 0001 is the district capital, then
+    increasing numbers with gaps, all within four digits (fewer gaps where a district has thousands of centres;
+    smaller counts draw exactly as before)."""
+    return np.concatenate([
+        np.sort(np.concatenate([[1], 2 + rng.choice(min(3 * c + 2, MAX_CENTRE_NUMBER - 1), c - 1, replace=False)]))
+        for c in counts if c > 0])
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
