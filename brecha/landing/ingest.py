@@ -8,6 +8,7 @@ batch (``newly_landed = false``).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -46,6 +47,15 @@ def _progress(description: str, total: int) -> Iterator[Any]:
                   TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task(description, total=total, file="")
         yield lambda name: bar.update(task, advance=1, file=name)
+
+
+def _settings(con: duckdb.DuckDBPyConnection) -> None:
+    """Our own progress bar is on stderr (DuckDB's would go to stdout). Memory is capped (``BRECHA_DUCKDB_MEMORY``,
+    default 3 GB; DuckDB's own default is 80 % of the machine): each file is read into a temp table before its
+    checks, and at scale 30 the process outgrew 4 GB; capped, DuckDB spills to disk. Not lower: the JSON reader
+    reserves a 2 GiB buffer for a GeoJSON document of up to 1 GiB."""
+    con.execute("SET enable_progress_bar = false")
+    con.execute(f"SET memory_limit = {value(os.environ.get('BRECHA_DUCKDB_MEMORY', '3GB'))}")
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -246,7 +256,7 @@ def ingest(input_dir: Path) -> IngestResult:
     archive_dir = paths().ensure().archive
     started = _now()
     with hold(), session(extensions=("excel",)) as con:
-        con.execute("SET enable_progress_bar = false")  # our own bar is on stderr; DuckDB's would go to stdout
+        _settings(con)
         ensure_tables(con)
         result_notes: list[str] = []
         _abort_stale(con, result_notes)
@@ -325,7 +335,7 @@ def rebuild_from_archive() -> IngestResult:
                           "Run `brecha ingest DIR` first.")
     result = IngestResult(batches[-1]["batch_id"], str(archive_dir), title="rebuilt raw layer up to batch")
     with session(extensions=("excel",)) as con:
-        con.execute("SET enable_progress_bar = false")
+        _settings(con)
         con.begin()
         try:
             _drop_raw(con)
