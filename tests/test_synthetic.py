@@ -330,3 +330,20 @@ def test_scale_multiplies_only_the_large_tables(tmp_path: Path, ex: Path) -> Non
     cov_full, cov_small = pd.read_excel(ex / COVERAGE), pd.read_excel(small / COVERAGE)
     assert 1.3 < cov_full.UBIGEO_CCPP.nunique() / cov_small.UBIGEO_CCPP.nunique() < 2.3
     assert 1.5 < len(pd.read_csv(ex / FIXED)) / len(pd.read_csv(small / FIXED)) < 2.5
+
+
+def test_centre_numbers_stay_four_digits_and_unique_at_any_scale() -> None:
+    """UBIGEO_CCPP is the 6-digit ubigeo and a 4-digit centre number: at large scales a district gets thousands
+    of centres, and a 5-digit number would run into another district's codes (scale 30 failed dbt's uniqueness
+    test of stg_osiptel__mobile_coverage that way)."""
+    from brecha.synthetic.coverage import MAX_CENTRE_NUMBER, centre_numbers
+
+    counts = np.array([1, 0, 40, 4_000, MAX_CENTRE_NUMBER])
+    numbers = centre_numbers(counts, np.random.default_rng(3))
+    assert len(numbers) == counts.sum()
+    start = 0
+    for c in counts[counts > 0]:
+        own = numbers[start:start + c]
+        start += c
+        assert own[0] == 1 and own.max() <= MAX_CENTRE_NUMBER  # the capital is 0001; four digits at most
+        assert len(np.unique(own)) == c and (np.diff(own) > 0).all()  # unique and increasing within the district

@@ -16,7 +16,7 @@ from datetime import datetime
 
 import duckdb
 
-from brecha.landing.sql import ident, lit, null_list, value, values
+from brecha.landing.sql import ident, is_null_text, lit, value, values
 from brecha.layouts import LINEAGE_COLUMNS, Column, Layout
 
 REF_TABLE = "_ref_ubigeo"  # temp table of the district ubigeos the batch checks against
@@ -73,10 +73,10 @@ def _text(col: Column, source: str) -> str:
         return source
     if col.pad:
         trimmed = f"trim({source})"
-        return (f"CASE WHEN {trimmed} IN {null_list()} THEN NULL "
+        return (f"CASE WHEN {is_null_text(trimmed)} THEN NULL "
                 f"WHEN regexp_full_match({trimmed}, '[0-9]{{1,{col.pad}}}') THEN lpad({trimmed}, {col.pad}, '0') "
                 f"ELSE {source} END")
-    return f"CASE WHEN trim({source}) IN {null_list()} THEN NULL ELSE {source} END"
+    return f"CASE WHEN {is_null_text(f'trim({source})')} THEN NULL ELSE {source} END"
 
 
 def _typed(col: Column, text: str) -> str:
@@ -88,7 +88,9 @@ def _typed(col: Column, text: str) -> str:
         return text
     if col.type in INTEGER_TYPES:
         t = f"trim({text})"
-        return (f"CASE WHEN regexp_full_match({t}, '[+-]?[0-9]+(\\.0)?') "
+        # plain digits (nearly every value) take the first branch: one cheap match, no trim
+        return (f"CASE WHEN regexp_full_match({text}, '[0-9]+') THEN TRY_CAST({text} AS {col.type}) "
+                f"WHEN regexp_full_match({t}, '[+-]?[0-9]+(\\.0)?') "
                 f"THEN TRY_CAST(regexp_replace({t}, '\\.0$', '') AS {col.type}) "
                 f"WHEN regexp_full_match({t}, '[+-]?[0-9]{{1,3}}(,[0-9]{{3}})+') "
                 f"THEN TRY_CAST(replace({t}, ',', '') AS {col.type}) END")

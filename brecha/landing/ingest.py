@@ -8,9 +8,10 @@ batch (``newly_landed = false``).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,15 @@ def _progress(description: str, total: int) -> Iterator[Any]:
                   TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task(description, total=total, file="")
         yield lambda name: bar.update(task, advance=1, file=name)
+
+
+def _settings(con: duckdb.DuckDBPyConnection) -> None:
+    """Our own progress bar is on stderr (DuckDB's would go to stdout). Memory is capped (``BRECHA_DUCKDB_MEMORY``,
+    default 3 GB; DuckDB's own default is 80 % of the machine): each file is read into a temp table before its
+    checks, and at scale 30 the process outgrew 4 GB; capped, DuckDB spills to disk. Not lower: the JSON reader
+    reserves a 2 GiB buffer for a GeoJSON document of up to 1 GiB."""
+    con.execute("SET enable_progress_bar = false")
+    con.execute(f"SET memory_limit = {value(os.environ.get('BRECHA_DUCKDB_MEMORY', '3GB'))}")
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -107,14 +117,18 @@ def _load_reference(con: duckdb.DuckDBPyConnection, shas: list[str]) -> None:
 
 def _land_file(con: duckdb.DuckDBPyConnection, plan: FilePlan, loaded_at: datetime,
                with_reference: bool) -> checks.Landed:
-    select_sql = readers.select_sql(con, plan)
     try:
-        con.execute(checks.check_sql(plan.layout, select_sql, with_reference))
-        checks.mark_duplicates(con, plan.layout)
-    except duckdb.Error as err:
-        raise read_error(plan.source, err, f"as {plan.entity}") from err
-    _refuse_mostly_rejected(con, plan)
-    return checks.land_checked(con, plan.layout, select_sql, plan.source.rel, plan.source.sha256, loaded_at)
+        try:
+            select_sql = readers.select_sql(con, plan, materialised=True)
+            con.execute(checks.check_sql(plan.layout, select_sql, with_reference))
+            checks.mark_duplicates(con, plan.layout)
+        except duckdb.Error as err:
+            raise read_error(plan.source, err, f"as {plan.entity}") from err
+        _refuse_mostly_rejected(con, plan)
+        return checks.land_checked(con, plan.layout, select_sql, plan.source.rel, plan.source.sha256, loaded_at)
+    finally:
+        with suppress(duckdb.Error):  # after a failed statement the transaction is rolled back as a whole anyway
+            readers.drop_materialised(con)
 
 
 def _reject_fix(v: checks.Verdict, con: duckdb.DuckDBPyConnection) -> str:
@@ -243,7 +257,7 @@ def ingest(input_dir: Path) -> IngestResult:
     archive_dir = paths().ensure().archive
     started = _now()
     with hold(), session(extensions=("excel",)) as con:
-        con.execute("SET enable_progress_bar = false")  # our own bar is on stderr; DuckDB's would go to stdout
+        _settings(con)
         ensure_tables(con)
         result_notes: list[str] = []
         _abort_stale(con, result_notes)
@@ -322,7 +336,7 @@ def rebuild_from_archive() -> IngestResult:
                           "Run `brecha ingest DIR` first.")
     result = IngestResult(batches[-1]["batch_id"], str(archive_dir), title="rebuilt raw layer up to batch")
     with session(extensions=("excel",)) as con:
-        con.execute("SET enable_progress_bar = false")
+        _settings(con)
         con.begin()
         try:
             _drop_raw(con)

@@ -81,7 +81,30 @@ def _json_text(obj: str, *keys: str) -> str:
     return f"json_extract_string({obj}, {lit(path)})"
 
 
-def _flat(plan: FilePlan, table_sql: str, skip_blank: bool) -> str:
+SOURCE_TABLE = "_source"  # temp table: the file's cells as read, one row per record in file order
+
+
+def materialise(con: duckdb.DuckDBPyConnection, table_sql: str) -> str:
+    """Read ``table_sql`` once into a temp table with its record numbers, and return the query over it. The
+    ``row_number() OVER ()`` keeps its pipeline on one thread: here that is the read alone, not the casts and
+    checks, which then run in parallel over the temp table. (``rowid`` cannot number the records: inside the
+    batch's transaction a new table's row ids do not start at 0.)"""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {SOURCE_TABLE} AS SELECT row_number() OVER () AS __row, * "
+                f"FROM {table_sql}")
+    names = [n for n in column_names(con, SOURCE_TABLE) if n != "__row"]
+    record = "{" + ", ".join(f"{lit(n)}: s.{ident(n)}" for n in names) + "}"  # the record as read, for rejects
+    return f"(SELECT s.__row, {record} AS __rec, s.* EXCLUDE (__row) FROM {SOURCE_TABLE} s)"
+
+
+def drop_materialised(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"DROP TABLE IF EXISTS temp.{SOURCE_TABLE}")
+
+
+def _flat(plan: FilePlan, table_sql: str, skip_blank: bool, con: duckdb.DuckDBPyConnection | None = None) -> str:
+    """``con`` given: the file is read once into a temp table first (landing); without it, the query reads the
+    file where it is used (recognition, which looks at the first row only)."""
+    numbered = materialise(con, table_sql) if con is not None else \
+        f"(SELECT row_number() OVER () AS __row, s AS __rec, * FROM {table_sql} s)"
     cols = [
         f"CAST(t.{ident(plan.columns[c.name])} AS VARCHAR) AS {ident(c.name)}" if c.name in plan.columns
         else f"NULL::VARCHAR AS {ident(c.name)}"
@@ -90,8 +113,7 @@ def _flat(plan: FilePlan, table_sql: str, skip_blank: bool) -> str:
     where = ""
     if skip_blank:  # spreadsheet rows with no value at all are formatting, not records
         where = f" WHERE coalesce({', '.join('t.' + ident(h) for h in plan.headers)}) IS NOT NULL"
-    return (f"SELECT t.__row, t.__rec, {', '.join(cols)} "
-            f"FROM (SELECT row_number() OVER () AS __row, s AS __rec, * FROM {table_sql} s) t{where}")
+    return f"SELECT t.__row, t.__rec, {', '.join(cols)} FROM {numbered} t{where}"
 
 
 def _json_array(plan: FilePlan) -> str:
@@ -153,12 +175,14 @@ def _stacked(con: duckdb.DuckDBPyConnection, plan: FilePlan) -> str:
     )
 
 
-def select_sql(con: duckdb.DuckDBPyConnection, plan: FilePlan) -> str:
-    """The query yielding ``__row, __rec`` and the layout's columns as text for ``plan``."""
+def select_sql(con: duckdb.DuckDBPyConnection, plan: FilePlan, materialised: bool = False) -> str:
+    """The query yielding ``__row, __rec`` and the layout's columns as text for ``plan``. ``materialised``
+    (landing): a flat file is read into a temp table first, dropped by ``drop_materialised``."""
+    flat_con = con if materialised else None
     if plan.reader == "csv":
-        return _flat(plan, read_csv(plan.source), skip_blank=False)
+        return _flat(plan, read_csv(plan.source), skip_blank=False, con=flat_con)
     if plan.reader == "xlsx":
-        return _flat(plan, read_xlsx(plan.source.path, plan.sheet), skip_blank=True)
+        return _flat(plan, read_xlsx(plan.source.path, plan.sheet), skip_blank=True, con=flat_con)
     if plan.reader == "json_array":
         return _json_array(plan)
     if plan.reader == "geojson":

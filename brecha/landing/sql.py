@@ -42,3 +42,9 @@ def ident(name: str) -> str:
 def null_list() -> str:
     """``('', 'NA', ...)``: the texts that mean "no value" in these extracts."""
     return "(" + ", ".join(lit(s) for s in NULL_STRINGS) + ")"
+
+
+def is_null_text(expr: str) -> str:
+    """SQL: ``expr`` (already trimmed) is one of the texts that mean "no value". Comparisons, not ``IN (...)``:
+    DuckDB plans an IN list of strings as a join, one per column, which costs more than the cast."""
+    return "(" + " OR ".join(f"{expr} = {lit(s)}" for s in NULL_STRINGS) + ")"

@@ -24,6 +24,7 @@ FILE_NAME = "COBERTURA_MOVIL_CUANTIFICADA.xlsx"
 UNCOVERED_SHARE = 0.033  # districts with no populated centre in the registry
 VARIANT_SHARE = 0.007  # rows whose district name is spelled differently from the reference
 N_UNNAMED = 3  # populated centres without a name
+MAX_CENTRE_NUMBER = 9999  # the last four digits of UBIGEO_CCPP
 
 # presence and 4G intercepts per operator (Viettel, Telefónica, América Móvil, Entel)
 _PRESENCE = np.array([1.6, 0.0, -1.6, -1.7])
@@ -42,12 +43,12 @@ def _centres(world: World, rng: np.random.Generator, scale: float) -> pd.DataFra
     metro = d.province_code.isin(["1501", "0701"]).to_numpy()
     mean_c = np.exp(-0.1 + 0.25 * np.log(d.superficie) + 0.2 * np.log(d.pob) + rng.normal(0, 0.6, n))
     mean_c = np.where(metro, 1.5, mean_c)
-    counts = np.maximum(1, np.round(scale * mean_c)).astype(int)
+    # a centre's number has four digits (UBIGEO_CCPP = 6-digit ubigeo + 4 digits): at most 9,999 per district,
+    # else a 5-digit number would run into the next district's codes
+    counts = np.minimum(np.maximum(1, np.round(scale * mean_c)), MAX_CENTRE_NUMBER).astype(int)
     counts[uncovered] = 0
     district_idx = np.repeat(np.arange(n), counts)
-    # centre numbers: 0001 is the district capital, then increasing numbers with gaps
-    numbers = np.concatenate([np.sort(np.concatenate([[1], 2 + rng.choice(3 * c + 2, c - 1, replace=False)]))
-                              for c in counts if c > 0])
+    numbers = centre_numbers(counts, rng)
     is_capital = numbers == 1
     level = z[district_idx] + np.where(is_capital, 1.0, rng.normal(-0.5, 0.9, len(numbers)))
     ubigeo = d.ubigeo.to_numpy()[district_idx]
@@ -58,6 +59,15 @@ def _centres(world: World, rng: np.random.Generator, scale: float) -> pd.DataFra
         "district_idx": district_idx, "ubigeo": ubigeo, "number": numbers, "is_capital": is_capital,
         "level": level, "name": names, "pob": d.pob.to_numpy()[district_idx],
     })
+
+
+def centre_numbers(counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each district's centre numbers, districts one after the other: 0001 is the district capital, then
+    increasing numbers with gaps, all within four digits (fewer gaps where a district has thousands of centres;
+    smaller counts draw exactly as before)."""
+    return np.concatenate([
+        np.sort(np.concatenate([[1], 2 + rng.choice(min(3 * c + 2, MAX_CENTRE_NUMBER - 1), c - 1, replace=False)]))
+        for c in counts if c > 0])
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

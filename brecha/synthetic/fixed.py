@@ -79,8 +79,9 @@ def build_fixed(world: World, rng: np.random.Generator, scale: float) -> pd.Data
     meta: list[tuple[str, str, str, str, str, str]] = []  # per cell: operator, dep, province, district, tech, segment
     counts: list[np.ndarray] = []  # per cell: connections per quarter
     urbanity = d.urbanity.to_numpy()
+    records = list(d[["dep_code", "province_proper", "district_proper"]].itertuples(index=False))  # not .iloc per row
     for i in listed:
-        r = d.iloc[i]
+        r = records[i]
         u = float(urbanity[i])
         ops = _operators(u, bool(sat_only[i]), scale, rng)
         weights = np.array([w * _ramp(t, start) for (w, start, _) in ops.values()])

@@ -52,14 +52,14 @@ def write_districts(world: World, out: Path, rng: np.random.Generator) -> int:
     d["capital"] = _capitals_with_newline(d, rng)
     rows = []
     ref = world.all_reference
-    complete = d.set_index("ubigeo")
+    complete = {c.ubigeo: c for c in d.itertuples(index=False)}  # a dict, not .loc per row: 1,874 lookups
     for r in ref.itertuples(index=False):
         region, mi, mm, iso, fips = _admin(r.dep_code, r.province_code)
         head = [r.ubigeo, r.reniec, r.department, r.province, r.district, region, mi, mm, iso, fips]
-        if r.ubigeo not in complete.index:  # a newer district: NA in every numeric column
+        if r.ubigeo not in complete:  # a newer district: NA in every numeric column
             rows.append([*head, *["NA"] * 10])
             continue
-        c = complete.loc[r.ubigeo]
+        c = complete[r.ubigeo]
         area = "S.I." if c.area_unknown else r_number(c.superficie)
         dens = "S.I." if c.area_unknown else r_number(c.density_2020)
         rows.append([*head, c.capital, area, dens, r_number(int(c.altitude)), r_number(c.latitude),
@@ -80,8 +80,9 @@ def _weighted(values: pd.Series, weights: pd.Series) -> float:
 def write_provinces(world: World, out: Path, rng: np.random.Generator) -> int:
     d = world.districts
     rows = []
+    by_province = dict(tuple(d.groupby("province_code", sort=False)))  # one pass, not a mask per province
     for p in world.provinces.itertuples(index=False):
-        g = d[d.province_code == p.province_code]
+        g = by_province[p.province_code]
         cap = g.iloc[0]
         dep = BY_CODE[p.dep_code]
         region, mi, mm, iso, fips = _admin(p.dep_code, p.province_code)
