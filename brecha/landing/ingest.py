@@ -119,7 +119,10 @@ def _land_file(con: duckdb.DuckDBPyConnection, plan: FilePlan, loaded_at: dateti
                with_reference: bool) -> checks.Landed:
     try:
         try:
-            select_sql = readers.select_sql(con, plan, materialised=True)
+            # a CSV is read where it is checked (one pass; the rejected rows' records, when there are any,
+            # are read from the file again); a sheet is read once into a temp table (DuckDB's XLSX reader is
+            # slow, and a second read for the records would double that)
+            select_sql = readers.select_sql(con, plan, materialised=plan.reader == "xlsx")
             con.execute(checks.check_sql(plan.layout, select_sql, with_reference))
             checks.mark_duplicates(con, plan.layout)
         except duckdb.Error as err:

@@ -177,7 +177,9 @@ def _stacked(con: duckdb.DuckDBPyConnection, plan: FilePlan) -> str:
 
 def select_sql(con: duckdb.DuckDBPyConnection, plan: FilePlan, materialised: bool = False) -> str:
     """The query yielding ``__row, __rec`` and the layout's columns as text for ``plan``. ``materialised``
-    (landing): a flat file is read into a temp table first, dropped by ``drop_materialised``."""
+    (landing, for sheets): a flat file is read into a temp table first, dropped by ``drop_materialised``.
+    Measured on a 350k-row ENAHO CSV, reading the CSV inside the check query is faster (0.50 s against
+    0.65-0.78 s wall, one process) than reading it into a temp table first: the casts still run in parallel."""
     flat_con = con if materialised else None
     if plan.reader == "csv":
         return _flat(plan, read_csv(plan.source), skip_blank=False, con=flat_con)
