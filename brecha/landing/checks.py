@@ -166,11 +166,13 @@ def mark_duplicates(con: duckdb.DuckDBPyConnection, layout: Layout) -> None:
     partition = ", ".join(keys)
     key_text = "concat_ws('|', " + ", ".join(f"CAST({k} AS VARCHAR)" for k in keys) + ")"
     duplicate = _problem(",".join(c.name for c in layout.columns if c.key), key_text, "duplicate key")
+    repeated = f"SELECT hash({partition}) FROM _checked WHERE __problem IS NULL GROUP BY 1 HAVING count(*) > 1"
+    if not con.execute(f"SELECT count(*) FROM ({repeated})").fetchone()[0]:
+        return  # no key hash seen twice (equal keys have equal hashes): no duplicate, no second scan
     con.execute(
         f"UPDATE _checked SET __problem = {duplicate} WHERE rowid IN (SELECT rowid FROM ("
         f"SELECT rowid, row_number() OVER (PARTITION BY {partition} ORDER BY __row, rowid) AS n FROM _checked "
-        f"WHERE __problem IS NULL AND hash({partition}) IN (SELECT hash({partition}) FROM _checked "
-        "WHERE __problem IS NULL GROUP BY 1 HAVING count(*) > 1)) WHERE n > 1)")
+        f"WHERE __problem IS NULL AND hash({partition}) IN ({repeated})) WHERE n > 1)")
 
 
 MAX_REJECT_SHARE = 0.5  # a file that would lose more than this share of its rows (cells, for wide tables) ...
