@@ -17,6 +17,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import cosmos.settings
 import yaml
 from airflow.sdk import Param, dag, setup, task, teardown
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
@@ -33,6 +34,11 @@ from brecha.airflow_local import POOL, dag_run_owner, run_step
 from brecha.config import DBT_PROJECT_DIR, DEFAULT_SEED, paths
 from brecha.dbt import dbt_env, parse_project, release_warehouse
 from brecha.pipeline import CLUSTER_MARTS, PREDICTION_MARTS
+
+# Cosmos's usage telemetry (an HTTP call per task and run) stays off however Airflow is started (`brecha airflow` also
+# sets AIRFLOW__COSMOS__ENABLE_TELEMETRY=False): with no route out it cost ~13 s of a `airflow dags test` here. The DAG
+# file is parsed again by every task process, so this holds in the tasks too.
+cosmos.settings.enable_telemetry = False
 
 # The parsed project (dbt_project/target/manifest.json, written by `make install` / `brecha airflow`): the DAG always
 # loads from it, so parsing this file never runs dbt. When the project changed since (or no manifest exists yet),
