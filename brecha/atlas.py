@@ -28,6 +28,7 @@ from brecha.config import paths
 from brecha.db import table_exists
 from brecha.errors import BrechaError
 from brecha.files import write_atomic
+from brecha.publish import current_snapshot
 
 GRID = 1000.0  # grid units per degree of latitude
 SIMPLIFY = 1.5  # grid units
@@ -208,11 +209,9 @@ def load(con: duckdb.DuckDBPyConnection) -> AtlasData:
              if table_exists(con, "marts", "fct_department_adoption_yearly") else pd.DataFrame())
     moran = (con.execute("SELECT * FROM marts.mart_spatial_autocorrelation ORDER BY measure").df()
              if table_exists(con, "marts", "mart_spatial_autocorrelation") else pd.DataFrame())
-    snapshot = ""
-    if table_exists(con, "ops", "snapshots"):
-        row = con.execute("SELECT snapshot_id, run_id FROM ops.snapshots ORDER BY published_at DESC LIMIT 1").fetchone()
-        if row:
-            snapshot = f"snapshot {row[0]}" + (f", model run {row[1]}" if row[1] else "")
+    current = current_snapshot(con)
+    snapshot = "" if current is None else (
+        f"snapshot {current['snapshot_id']}" + (f", model run {current['run_id']}" if current["run_id"] else ""))
 
     geo = {u: json.loads(t) for u, t in boundaries.items() if t}
     lats = [lat for g in geo.values() for p in _polygons(g) for ring in p for _, lat, *_ in ring]

@@ -265,6 +265,17 @@ def list_snapshots() -> list[dict]:
     return out
 
 
+def current_snapshot(con: duckdb.DuckDBPyConnection) -> dict | None:
+    """The newest row of the ledger ``ops.snapshots`` of the file ``con`` reads (a serving copy names itself there):
+    what the API and the atlas say they answer from. None when the file has no ledger or an empty one."""
+    if not table_exists(con, "ops", "snapshots"):
+        return None
+    row = con.execute("SELECT snapshot_id, action, published_at, run_id FROM ops.snapshots "
+                      "ORDER BY published_at DESC LIMIT 1").fetchone()
+    return None if row is None else {"snapshot_id": row[0], "action": row[1],
+                                     "published_at": row[2].isoformat(), "run_id": row[3]}
+
+
 def _own_row(snapshot: Path) -> dict | None:
     """The ledger row a snapshot file carries for itself (None: not a readable snapshot)."""
     try:

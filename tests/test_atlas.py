@@ -23,7 +23,8 @@ def atlas(clustered_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     from brecha import publish, steps
 
     with own_home(clustered_home, tmp_path_factory.mktemp("atlas_home")) as own:
-        serving = publish.publish().serving_db  # the session fixtures ran (and recorded) every gate
+        published = publish.publish()  # the session fixtures ran (and recorded) every gate
+        serving = published.serving_db
         result = steps.atlas()
         again = steps.atlas(own / "again.html")
     with duckdb.connect(str(serving), read_only=True) as con:
@@ -32,7 +33,7 @@ def atlas(clustered_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
                                 FROM marts.dim_districts d
                                 LEFT JOIN marts.mart_district_priorities p USING (ubigeo)
                                 LEFT JOIN marts.dim_district_boundaries b USING (ubigeo)""").df()
-    return {"result": result, "again": again, "home": own, "values": values}
+    return {"result": result, "again": again, "home": own, "values": values, "published": published}
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +73,8 @@ def test_atlas_is_self_contained_and_deterministic(atlas: dict) -> None:
     text = result.path.read_text(encoding="utf-8")
     assert not re.search(r"https?://|<script|<link|<img|@import|url\(", text)  # nothing fetched, nothing run
     assert text == atlas["again"].path.read_text(encoding="utf-8")
+    published = atlas["published"]  # the atlas names the snapshot it was drawn from (the serving copy's ledger)
+    assert f"snapshot {published.snapshot_id}, model run {published.run_id}" in text
     assert result.size_bytes == len(text.encode()) < 3_000_000
     values = atlas["values"]
     assert result.departments == values.department_code.nunique()

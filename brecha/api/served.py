@@ -26,6 +26,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from brecha.publish import current_snapshot
 from brecha_ml.features import FEATURES, build_feature_table, load_marts
 
 PRIORITIES = "marts.mart_district_priorities"
@@ -91,7 +92,7 @@ class Version:
             self.priority_columns: list[str] = [c for (c,) in con.execute(
                 "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'marts' "
                 "AND table_name = 'mart_district_priorities' ORDER BY column_index", [CATALOG]).fetchall()]
-            self.snapshot = self._snapshot(con)
+            self.snapshot = current_snapshot(con)
             runs = ([r for (r,) in con.execute(f"SELECT DISTINCT run_id FROM {PRIORITIES} ORDER BY 1").fetchall()]
                     if self.priority_columns else [])
         self.run_id: str | None = runs[-1] if runs else None
@@ -105,14 +106,6 @@ class Version:
             yield con
         finally:
             con.close()
-
-    def _snapshot(self, con: duckdb.DuckDBPyConnection) -> dict | None:
-        if "ops.snapshots" not in self.tables:
-            return None
-        row = con.execute("SELECT snapshot_id, action, published_at, run_id FROM ops.snapshots "
-                          "ORDER BY published_at DESC LIMIT 1").fetchone()
-        return None if row is None else {"snapshot_id": row[0], "action": row[1],
-                                         "published_at": row[2].isoformat(), "run_id": row[3]}
 
     def prepare(self) -> None:
         """Build what the endpoints need (a copy without predictions has nothing to prepare)."""
