@@ -52,7 +52,8 @@ def test_statuses(run) -> dict[str, list[str]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
-def main(conf: dict) -> dict:
+def load_dag():
+    """Parse the DAGs folder once for every configuration of this process."""
     from airflow.dag_processing.dagbag import DagBag
 
     from brecha.config import DAGS_DIR
@@ -60,13 +61,18 @@ def main(conf: dict) -> dict:
     bag = DagBag(dag_folder=str(DAGS_DIR))
     if bag.import_errors:
         raise SystemExit(f"DAG import errors: {bag.import_errors}")
+    return bag.get_dag("brecha_pipeline")
+
+
+def main(dag, conf: dict) -> dict:
     started = time.perf_counter()
-    run = bag.get_dag("brecha_pipeline").test(run_conf=conf)
+    run = dag.test(run_conf=conf)
     states = {ti.task_id: getattr(ti.state, "value", ti.state) for ti in run.get_task_instances()}
     return {"dag_run_state": getattr(run.state, "value", run.state), "tasks": states,
             "seconds": time.perf_counter() - started, "warehouse": warehouse(), "tests_reported": test_statuses(run)}
 
 
 if __name__ == "__main__":
+    pipeline = load_dag()
     for arg in sys.argv[1:] or ["{}"]:
-        print("BRECHA_DAG_TEST " + json.dumps(main(json.loads(arg))), flush=True)
+        print("BRECHA_DAG_TEST " + json.dumps(main(pipeline, json.loads(arg))), flush=True)
