@@ -29,6 +29,7 @@ from brecha.db import table_exists
 from brecha.errors import BrechaError
 from brecha.files import write_atomic
 from brecha.publish import current_snapshot
+from brecha_ml.priority import persons_per_household
 
 GRID = 1000.0  # grid units per degree of latitude
 SIMPLIFY = 1.5  # grid units
@@ -272,16 +273,6 @@ def _fmt(v: float | None, digits: int = 1, unit: str = "") -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     return f"{v:,.{digits}f}{unit}"
-
-
-def persons_per_household() -> float:
-    """The dbt var the marts use to turn population into households (Census 2017 national mean)."""
-    import yaml
-
-    from brecha.config import DBT_PROJECT_DIR
-
-    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8"))
-    return float(project.get("vars", {}).get("persons_per_household", 3.5))
 
 
 def reason(row: pd.Series, persons: float = 3.5) -> str:

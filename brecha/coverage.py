@@ -92,9 +92,9 @@ def gaps(con: duckdb.DuckDBPyConnection, manifest_path: Path | None = None) -> l
         name = node["name"]
         missing = [_describe(e) for e in sorted(_ancestor_entities(manifest, nid) - present)]
         n = con.execute(f'SELECT count(*) FROM marts."{name}"').fetchone()[0]
-        reading = [title for title, sql in panels if re.search(rf"\bmarts\.{name}\b", sql)]
+        reading = [(title, sql) for title, sql in panels if re.search(rf"\bmarts\.{name}\b", sql)]
         if n == 0:
-            out.append(Gap(f"marts.{name}", missing, reading))
+            out.append(Gap(f"marts.{name}", missing, [title for title, _ in reading]))
             continue
         if not missing:
             continue
@@ -104,7 +104,6 @@ def gaps(con: duckdb.DuckDBPyConnection, manifest_path: Path | None = None) -> l
         counts = con.execute(f'SELECT {exprs} FROM marts."{name}"').fetchone()
         null_cols = [c for c, k in zip(cols, counts, strict=True) if k == 0]
         if null_cols:
-            using = [title for title, sql in panels
-                     if re.search(rf"\bmarts\.{name}\b", sql) and any(re.search(rf"\b{c}\b", sql) for c in null_cols)]
+            using = [title for title, sql in reading if any(re.search(rf"\b{c}\b", sql) for c in null_cols)]
             out.append(Gap(f"marts.{name} columns {', '.join(null_cols)}", missing, using))
     return out

@@ -12,7 +12,8 @@ Publish writes its row before copying the ``ops`` schema, so the serving copy, a
 ``serving/snapshots/`` (the newest ``KEEP_SNAPSHOTS``), carry the ledger up to and including themselves
 (dashboards show the snapshot's age from it). A file cannot hold its own checksum: the row in the file has none,
 the warehouse's row gets it once the file is done. ``brecha publish --list``, ``--rollback`` and ``--serve`` read
-each kept snapshot's own row from the snapshot itself (they work while a run holds the warehouse).
+each kept snapshot's own row from the snapshot itself (``--list`` also works while a run holds the home; rollback
+and serve take the run lock like every step, so they stop, naming the run, while one holds it).
 ``rollback()`` swaps the snapshot published before the one being served back in, the same atomic way.
 """
 
@@ -388,11 +389,7 @@ def _record_checks(con: duckdb.DuckDBPyConnection, snapshot_id: str, batch_id: i
 
 
 def _latest_batch(con: duckdb.DuckDBPyConnection, src: str) -> tuple[int | None, str | None]:
-    exists = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'raw' AND table_name = '_batches'",
-        [src],
-    ).fetchone()[0]
-    if not exists:
+    if not table_exists(con, "raw", "_batches", src):
         return None, None
     row = con.execute(f'SELECT batch_id, status FROM "{src}".raw._batches ORDER BY batch_id DESC LIMIT 1').fetchone()
     return (row[0], row[1]) if row else (None, None)

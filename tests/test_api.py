@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from fastapi.testclient import TestClient
 
 from brecha.api import create_app
 from brecha.api.app import ASSOCIATIONAL, MAX_PAGE_SIZE
+from brecha.bench_api import free_port
 
 PRIORITIES = "marts.mart_district_priorities"
 
@@ -287,11 +287,6 @@ def test_without_a_serving_copy_the_api_says_what_to_run(brecha_home: Path) -> N
 
 # --- the real server ------------------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_brecha_serve_answers_over_http(served_home: Path, use_home) -> None:
     """The real server: endpoints over HTTP, then a publish and a rollback while clients keep asking."""
@@ -300,7 +295,7 @@ def test_brecha_serve_answers_over_http(served_home: Path, use_home) -> None:
     from brecha import publish
 
     use_home(served_home)
-    port = _free_port()
+    port = free_port()
     brecha = str(Path(sys.executable).with_name("brecha"))
     env = {**os.environ, "BRECHA_HOME": str(served_home)}
     proc = subprocess.Popen([brecha, "serve", "--port", str(port), "--log-level", "warning"], env=env,

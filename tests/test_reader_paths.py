@@ -96,13 +96,12 @@ def test_static_docs_site_renders_models_from_a_file(built_home: Path, tmp_path:
 
 
 def test_docs_serve_serves_the_site(built_home: Path, tmp_path: Path) -> None:
-    import socket
     import time
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from brecha.bench_api import free_port
+
+    port = free_port()
     proc = subprocess.Popen([BRECHA, "docs", "--serve", "--no-generate", "--port", str(port)],
                             env={**os.environ, "BRECHA_HOME": str(built_home)}, stderr=subprocess.PIPE, text=True)
     try:
