@@ -56,14 +56,21 @@ def dbt_gates(select: str | None, exclude: str | None) -> tuple[str, ...]:
     return ()
 
 
-def latest_ok_batch(con: duckdb.DuckDBPyConnection) -> int | None:
-    """The latest successful landing batch (view ``raw._latest_ok_batch``); None when nothing landed yet."""
+def latest_ok_batch_row(con: duckdb.DuckDBPyConnection) -> tuple[int, str] | None:
+    """(batch_id, input_dir) of the latest successful landing batch (view ``raw._latest_ok_batch``); None when
+    nothing landed yet, or the warehouse was landed by a brecha without the view (its next ingest creates it)."""
     has = con.execute("SELECT count(*) FROM duckdb_views() WHERE database_name = current_database() "
                       "AND schema_name = 'raw' AND view_name = '_latest_ok_batch'").fetchone()[0]
     if not has:
         return None
-    row = con.execute(f"SELECT batch_id FROM {LATEST_OK_BATCH}").fetchone()
-    return None if row is None else int(row[0])
+    row = con.execute(f"SELECT batch_id, input_dir FROM {LATEST_OK_BATCH}").fetchone()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
+def latest_ok_batch(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The latest successful landing batch's id; None when nothing landed yet."""
+    row = latest_ok_batch_row(con)
+    return None if row is None else row[0]
 
 
 def record(gates: tuple[str, ...] | str, passed: bool, detail: str = "",

@@ -18,6 +18,7 @@ import duckdb
 import pandas as pd
 
 from brecha.errors import BrechaError
+from brecha.gates import latest_ok_batch_row
 from brecha.gx.suites import Suite
 from brecha.layouts import LATEST_OK_BATCH, LINEAGE_COLUMNS
 
@@ -38,14 +39,13 @@ def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
 
 
 def latest_batch(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
-    """(batch_id, input_dir) of the latest successful landing batch (view ``raw._latest_ok_batch``)."""
-    if LATEST_OK_BATCH not in _tables(con):
-        raise BrechaError(f"nothing has been landed in this warehouse (no {LATEST_OK_BATCH} view): run `brecha ingest DIR` "
-                          "first (a warehouse landed by an older brecha gets the view from its next ingest)")
-    row = con.execute(f"select batch_id, input_dir from {LATEST_OK_BATCH}").fetchone()
+    """(batch_id, input_dir) of the latest successful landing batch (``gates.latest_ok_batch_row``)."""
+    row = latest_ok_batch_row(con)
     if row is None:
-        raise BrechaError("no successful landing batch in raw._batches: run `brecha ingest DIR` and fix its errors first")
-    return int(row[0]), str(row[1])
+        raise BrechaError(f"no successful landing batch in this warehouse ({LATEST_OK_BATCH} is empty or missing): "
+                          "run `brecha ingest DIR` and fix its errors first (a warehouse landed by an older brecha "
+                          "gets the view from its next ingest)")
+    return row
 
 
 def _batch_rows(con: duckdb.DuckDBPyConnection, entity: str, batch_id: int, select: str = "count(*)") -> str:
@@ -84,7 +84,8 @@ def landed(con: duckdb.DuckDBPyConnection, suites: list[Suite]) -> list[Batch]:
         if suite.asset not in have:
             out.append(Batch(suite, None, note=f"{suite.asset} does not exist"))
             continue
-        frame = con.execute(_batch_rows(con, entity, batch_id, "* exclude (" + ", ".join(LINEAGE_COLUMNS) + ")")).df()
+        frame = con.execute(_batch_rows(con, entity, batch_id,
+                                        _select(suite, "* exclude (" + ", ".join(LINEAGE_COLUMNS) + ")"))).df()
         if frame.empty:
             out.append(Batch(suite, None, note=f"no file of the latest batch ({batch_id}) landed rows in {suite.asset}"))
             continue
@@ -97,4 +98,13 @@ def marts(con: duckdb.DuckDBPyConnection, suites: list[Suite]) -> list[Batch]:
     missing = [s.asset for s in suites if s.asset not in have]
     if missing:
         raise BrechaError(f"marts gate: table(s) {', '.join(missing)} missing from the warehouse: run `brecha build` first")
-    return [Batch(s, con.execute(f"select * from {s.asset}").df()) for s in suites]
+    return [Batch(s, con.execute(f"select {_select(s, '*')} from {s.asset}").df()) for s in suites]
+
+
+def _select(suite: Suite, every: str) -> str:
+    """The select list of a suite's batch: only the columns its expectations read (the suites hold volume and
+    distribution checks, so a row-count-only suite needs one constant column, not the rows' values)."""
+    columns = suite.columns()
+    if columns is None:
+        return every
+    return ", ".join(f'"{c}"' for c in columns) if columns else "true as _row"

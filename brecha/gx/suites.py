@@ -34,6 +34,13 @@ class Suite:
         """The table name without its schema."""
         return self.asset.split(".", 1)[1]
 
+    def columns(self) -> list[str] | None:
+        """The columns the expectations read, for a batch that holds only those (None: an expectation names its
+        columns otherwise, e.g. ``column_list`` or ``column_A``, so the batch keeps every column)."""
+        if any(k.startswith("column") and k != "column" for e in self.expectations for k in e["kwargs"]):
+            return None
+        return sorted({e["kwargs"]["column"] for e in self.expectations if "column" in e["kwargs"]})
+
     def parameters(self, expectation: dict[str, Any]) -> set[str]:
         """Names of the suite parameters an expectation refers to."""
         return set().union(*(_PARAMETER_NAME.findall(v["$PARAMETER"]) for v in _parameter_refs(expectation["kwargs"])))

@@ -52,7 +52,7 @@ def _progress(description: str, total: int) -> Iterator[Any]:
 
 def _settings(con: duckdb.DuckDBPyConnection) -> None:
     """Our own progress bar is on stderr (DuckDB's would go to stdout). Memory is capped (``BRECHA_DUCKDB_MEMORY``,
-    default 3 GB; DuckDB's own default is 80 % of the machine): each file is read into a temp table before its
+    default 3 GB; DuckDB's own default is 80 % of the machine): each sheet is read into a temp table before its
     checks, and at scale 30 the process outgrew 4 GB; capped, DuckDB spills to disk. Not lower: the JSON reader
     reserves a 2 GiB buffer for a GeoJSON document of up to 1 GiB."""
     con.execute("SET enable_progress_bar = false")
@@ -122,7 +122,7 @@ def _land_file(con: duckdb.DuckDBPyConnection, plan: FilePlan, loaded_at: dateti
             # a CSV is read where it is checked (one pass; the rejected rows' records, when there are any,
             # are read from the file again); a sheet is read once into a temp table (DuckDB's XLSX reader is
             # slow, and a second read for the records would double that)
-            select_sql = readers.select_sql(con, plan, materialised=plan.reader == "xlsx")
+            select_sql = readers.select_sql(con, plan, landing=True)
             con.execute(checks.check_sql(plan.layout, select_sql, with_reference))
             checks.mark_duplicates(con, plan.layout)
         except duckdb.Error as err:

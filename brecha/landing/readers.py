@@ -101,8 +101,8 @@ def drop_materialised(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _flat(plan: FilePlan, table_sql: str, skip_blank: bool, con: duckdb.DuckDBPyConnection | None = None) -> str:
-    """``con`` given: the file is read once into a temp table first (landing); without it, the query reads the
-    file where it is used (recognition, which looks at the first row only)."""
+    """``con`` given: the file is read once into a temp table first (landing a sheet); without it, the query reads
+    the file where it is used (a CSV when landed, and recognition, which looks at the first row only)."""
     numbered = materialise(con, table_sql) if con is not None else \
         f"(SELECT row_number() OVER () AS __row, s AS __rec, * FROM {table_sql} s)"
     cols = [
@@ -175,16 +175,16 @@ def _stacked(con: duckdb.DuckDBPyConnection, plan: FilePlan) -> str:
     )
 
 
-def select_sql(con: duckdb.DuckDBPyConnection, plan: FilePlan, materialised: bool = False) -> str:
-    """The query yielding ``__row, __rec`` and the layout's columns as text for ``plan``. ``materialised``
-    (landing, for sheets): a flat file is read into a temp table first, dropped by ``drop_materialised``.
-    Measured on a 350k-row ENAHO CSV, reading the CSV inside the check query is faster (0.50 s against
-    0.65-0.78 s wall, one process) than reading it into a temp table first: the casts still run in parallel."""
-    flat_con = con if materialised else None
+def select_sql(con: duckdb.DuckDBPyConnection, plan: FilePlan, landing: bool = False) -> str:
+    """The query yielding ``__row, __rec`` and the layout's columns as text for ``plan``. When ``landing``, a sheet
+    is read into a temp table first (dropped by ``drop_materialised``): reading an XLSX twice (checks, then the
+    rejects' records) would cost more. A CSV is read inside the check query: measured on a 350k-row ENAHO CSV,
+    that is faster (0.50 s against 0.65-0.78 s wall, one process) than a temp table first, and the casts still
+    run in parallel."""
     if plan.reader == "csv":
-        return _flat(plan, read_csv(plan.source), skip_blank=False, con=flat_con)
+        return _flat(plan, read_csv(plan.source), skip_blank=False)
     if plan.reader == "xlsx":
-        return _flat(plan, read_xlsx(plan.source.path, plan.sheet), skip_blank=True, con=flat_con)
+        return _flat(plan, read_xlsx(plan.source.path, plan.sheet), skip_blank=True, con=con if landing else None)
     if plan.reader == "json_array":
         return _json_array(plan)
     if plan.reader == "geojson":
