@@ -176,19 +176,13 @@ def _train(seed: int, config: TrainConfig) -> TrainResult:
     common = {"run_id": run_id, "seed": seed, "features": used, "target": TARGET,
               "target_transform": TARGET_TRANSFORM, "data_fingerprint": fingerprint, "train_config": config.as_dict(),
               "versions": {"scikit-learn": sklearn.__version__, "torch": torch.__version__}}
+    weighted = {c.name: cvs[c.name].weighted(y, weights) for c in cands}
     runs = []
     for cand in cands:
         is_best = cand is best
-        if is_best:
-            model = regressor
-        elif cand.name == ENSEMBLE:
-            model = assemble_voting(cand.estimator, {n: _fit_full(cands, n, X, y, groups, full_fits)
-                                                    for n in ENSEMBLE_MEMBERS})
-        else:
-            model = _fit_full(cands, cand.name, X, y, groups, full_fits)
-        weighted = cvs[cand.name].weighted(y, weights)
+        model = regressor if is_best else _fit_final(cand, cands, X, y, groups, full_fits)
         metrics = {**cvs[cand.name].pooled, "interval_coverage_cv": coverage[cand.name],
-                   "household_weighted": weighted, "folds": cvs[cand.name].folds.to_dict("records")}
+                   "household_weighted": weighted[cand.name], "folds": cvs[cand.name].folds.to_dict("records")}
         params = {k: repr(v) for k, v in cand.estimator.get_params(deep=False).items()}
         cfg = {**common, "model_name": cand.name, "description": cand.description, "params": params,
                "selected": is_best,
@@ -210,7 +204,8 @@ def _train(seed: int, config: TrainConfig) -> TrainResult:
                      "cv_rmse": cvs[cand.name].pooled["rmse"], "interval_coverage": coverage[cand.name],
                      "selected": is_best, "artifact_path": str(path), "n_train": int(len(y)),
                      "n_features": len(used), "fit_seconds": timing[cand.name],
-                     "cv_r2_household_weighted": weighted["r2"], "cv_mae_household_weighted": weighted["mae"]})
+                     "cv_r2_household_weighted": weighted[cand.name]["r2"],
+                     "cv_mae_household_weighted": weighted[cand.name]["mae"]})
     cls_cfg = {**common, "model_name": CLASSIFIER_NAME, "threshold_pct": config.underserved_threshold_pct}
     artifacts.save_model(run_id, CLASSIFIER_NAME, classifier, "sklearn", cls_cfg,
                          {"metrics": cls_metrics.to_dict("records")})
@@ -239,7 +234,7 @@ def _train(seed: int, config: TrainConfig) -> TrainResult:
 
     summary = {}
     for c in cands:
-        w = cvs[c.name].weighted(y, weights)
+        w = weighted[c.name]
         summary[c.name] = {**cvs[c.name].pooled, "coverage": coverage[c.name], "r2_hh": w["r2"], "mae_hh": w["mae"]}
     by_dept = cover[best.name].query("scope == 'department'")
     return TrainResult(run_id, best.name, len(marts), int(known.sum()), used, summary, seg.k,

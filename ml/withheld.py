@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 from brecha.db import session
 from brecha_ml.config import FULL, TrainConfig
 from brecha_ml.features import GROUP, TARGET, build_feature_table, load_marts
-from brecha_ml.intervals import MondrianIntervals, region_of
+from brecha_ml.intervals import MondrianIntervals, coverage_tables, region_of
 from brecha_ml.models import ENSEMBLE, ENSEMBLE_MEMBERS, candidates, fit_grouped, to_model_scale
 from brecha_ml.spatial_cv import (
     cross_validate,
@@ -70,15 +70,15 @@ def evaluate_set(marts: pd.DataFrame, features: pd.DataFrame, withheld: list[str
     cal = MondrianIntervals.fit(cvs[best.name].oof_scale, y, folds, config.confidence, config.interval_level_bins,
                                 region_of(groups) if config.interval_regions else None)
     iv = cal.interval(final.predict(Xt), regions=region_of(dept[te]))
-    hit = (yt >= iv["lower_90"].to_numpy() - 1e-9) & (yt <= iv["upper_90"].to_numpy() + 1e-9)
     m = regression_metrics(yt, iv["predicted_internet_pct"].to_numpy())
     mw = regression_metrics(yt, iv["predicted_internet_pct"].to_numpy(),
                             household_weights(marts.loc[te, "population"].to_numpy(float)))
-    per_dept = pd.Series(hit).groupby(dept[te]).mean()
+    cover = coverage_tables(yt, iv, dept[te])
+    pooled = cover[cover.scope == "pooled"].iloc[0]
     return {"departments": ",".join(withheld), "n": int(te.sum()), "selected": best.name, "r2": m["r2"],
-            "mae": m["mae"], "r2_hh": mw["r2"], "mae_hh": mw["mae"], "coverage": float(hit.mean()),
-            "min_department_coverage": float(per_dept.min()),
-            "mean_width_pp": float((iv["upper_90"] - iv["lower_90"]).mean())}
+            "mae": m["mae"], "r2_hh": mw["r2"], "mae_hh": mw["mae"], "coverage": float(pooled["coverage"]),
+            "min_department_coverage": float(cover.loc[cover.scope == "department", "coverage"].min()),
+            "mean_width_pp": float(pooled["mean_width_pp"])}
 
 
 def main() -> None:
