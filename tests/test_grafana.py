@@ -304,18 +304,21 @@ _RESULTS: dict[Path, list[dict]] = {}
 
 
 def run_all(db: Path, harness: Harness) -> list[dict]:
-    """Run every expanded query on ``db`` opened the plugin's way (cached per copy for the session)."""
+    """Run every expanded query on ``db`` opened the plugin's way (cached per copy for the session). The copy is
+    read-only, so a text both behaviours (or several states) expand to alike runs once and its answer is shared."""
     if db not in _RESULTS:
         results = []
         con = plugin_connection(db)
+        answers: dict[str, dict] = {}
         for q in expanded_queries(db, harness):
-            try:
-                rel = con.execute(q["sql"])
-                q["columns"] = [(d[0], str(d[1])) for d in rel.description]
-                q["rows"] = rel.fetchall()
-                q["error"] = None
-            except duckdb.Error as err:
-                q["error"] = str(err).splitlines()[0]
+            if q["sql"] not in answers:
+                try:
+                    rel = con.execute(q["sql"])
+                    answers[q["sql"]] = {"columns": [(d[0], str(d[1])) for d in rel.description],
+                                         "rows": rel.fetchall(), "error": None}
+                except duckdb.Error as err:
+                    answers[q["sql"]] = {"error": str(err).splitlines()[0]}
+            q.update(answers[q["sql"]])
             results.append(q)
         _RESULTS[db] = results
     return _RESULTS[db]
