@@ -543,15 +543,12 @@ print(json.dumps(out))
 
 def plugin_duckdb_site() -> Path:
     """The plugin's DuckDB installed apart from the project's, in .venv/plugin-duckdb-<version>: `make test` puts
-    it there (alongside npm), and it is kept, so a test run pays for it once per venv, not once per run.
+    it there (``make plugin-duckdb``, alongside npm) and keeps it, so a test run pays for it once per venv.
     The test imports it first on sys.path in a plain subprocess of this interpreter (and checks its version)."""
     site = Path(sys.prefix) / f"plugin-duckdb-{PLUGIN_DUCKDB}"
-    if not (site / "duckdb").is_dir():
-        pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
-                              "--target", str(site), f"duckdb=={PLUGIN_DUCKDB}"], capture_output=True, text=True)
-        if pip.returncode != 0:
-            pytest.skip(f"could not install duckdb=={PLUGIN_DUCKDB} from the package registry: "
-                        f"{pip.stderr.strip()[-300:]}")
+    assert (site / "duckdb").is_dir(), (
+        f"{site} is missing: the Grafana plugin's DuckDB {PLUGIN_DUCKDB} is installed by `make plugin-duckdb` "
+        "(run by `make test`); run the tests with `make test`, or `make plugin-duckdb` once before pytest")
     return site
 
 
