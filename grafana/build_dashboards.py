@@ -115,7 +115,7 @@ def dashboard(uid: str, title: str, description: str, panels: list[dict], variab
 
 
 DEPARTMENT_VAR = query_var("department", "Department",
-                           "SELECT DISTINCT department FROM marts.dim_districts ORDER BY department")
+                           "SELECT department FROM marts.dim_departments ORDER BY department")
 PROVINCE_VAR = query_var("province", "Province",
                          f"SELECT DISTINCT province FROM marts.dim_districts WHERE {dept_filter()} ORDER BY province")
 
@@ -330,7 +330,7 @@ def coverage_by_group(scope: str, title: str, label: str, pos: tuple[int, int, i
                round(c.mean_width_pp, 1) AS mean_width_pp
         FROM ml.interval_coverage_by_group AS c
         JOIN ml.model_runs AS r ON r.run_id = c.run_id AND r.model_name = c.model_name AND r.selected
-        LEFT JOIN (SELECT DISTINCT department_code, department FROM marts.dim_districts) AS d
+        LEFT JOIN marts.dim_departments AS d
             ON d.department_code = c.group_value
         WHERE c.run_id = ${{run_id}} AND c.scope = '{scope}'
         ORDER BY c.coverage, group_label""",
