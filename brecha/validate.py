@@ -47,8 +47,8 @@ class ValidationSummary:
         reasons: dict[str, int] = {}
         for c in self.checks:
             if c.success is None:
-                names = c.observed.removeprefix("left out: no ").split(", ")
-                why = "; ".join(LEFT_OUT_BECAUSE.get(n.split("__")[0], f"no value for {n}") for n in names)
+                why = "; ".join(dict.fromkeys(LEFT_OUT_BECAUSE.get(n.split("__")[0], f"no value for {n}")
+                                              for n in c.missing_parameters))
                 reasons[why] = reasons.get(why, 0) + 1
         return reasons
 

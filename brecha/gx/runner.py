@@ -37,6 +37,7 @@ class Check:
     element_count: int | None
     sample: list[str]  # offending values (up to 10)
     why: str
+    missing_parameters: tuple[str, ...] = ()  # left out: the suite parameters that had no value
 
     @property
     def description(self) -> str:
@@ -99,9 +100,10 @@ def run(batches: list[Batch], run_id: str) -> list[Check]:
         suite = batch.suite
         kept, left_out = suite.resolvable(batch.parameters)
         for exp in left_out:
+            missing = tuple(sorted(suite.parameters(exp)))
             checks.append(Check(now, run_id, suite.gate, suite.name, suite.asset, exp["type"], exp["kwargs"].get("column"),
-                                exp["kwargs"], None, "left out: no " + ", ".join(sorted(suite.parameters(exp))),
-                                None, None, [], exp.get("meta", {}).get("why", "")))
+                                exp["kwargs"], None, "left out: no " + ", ".join(missing),
+                                None, None, [], exp.get("meta", {}).get("why", ""), missing))
         try:
             ctx.suites.delete(suite.name)
         except Exception:  # noqa: BLE001 - not stored yet
