@@ -63,6 +63,9 @@ FEATURES: tuple[Feature, ...] = (
     Feature("nb_pct_centres_4g", f"Mean pct_centres_4g of the {NEIGHBOURS} nearest districts"),
     Feature("log_catchment_population", f"log10 of the population living in districts within {CATCHMENT_KM:g} km"),
     Feature("log_km_to_urban_centre", f"log10(1 + km to the nearest other district denser than {URBAN_DENSITY:g}/km²)"),
+    # last, so the columns before it keep their order (the MLP's first layer follows the column order)
+    Feature("food_vulnerability_pct", "Food vulnerability index x 100 (census file vulnAlim; reference index as "
+            "fallback): INEI's composite of poverty, services, health and nutrition"),
 )
 FEATURE_NAMES: list[str] = [f.name for f in FEATURES]
 
@@ -129,7 +132,8 @@ def build_feature_table(marts: pd.DataFrame) -> pd.DataFrame:
     for c in ("electricity_pct", "water_pct", "sewage_pct", "poverty_pct", "extreme_poverty_pct", "idh",
               "altitude_m", "latitude", "longitude", "pct_centres_4g", "pct_centres_3g_plus",
               "pct_centres_over_1mbps", "operators_present", "base_stations_per_10k_pop",
-              "fixed_connections_per_100_households", "fibre_share_pct", "survey_internet_pct_department"):
+              "fixed_connections_per_100_households", "fibre_share_pct", "survey_internet_pct_department",
+              "food_vulnerability_pct"):
         f[c] = pd.to_numeric(m[c], errors="coerce").astype(float)
     f["log_population"] = _log10(m["population"])
     f["log_density"] = _log10(m["density_per_km2"])
