@@ -167,7 +167,7 @@ INEI_CENSUS = Layout(
         _c("idh", "idh", "DOUBLE"),
         _c("pobreza", "pobreza", "DOUBLE", share=True),
         _optional("pobreza_ext", "pobrezaExt", "DOUBLE", share=True),
-        _optional("vuln_alim", "vulnAlim", "DOUBLE"),
+        _optional("vuln_alim", "vulnAlim", "DOUBLE", share=True),
         _c("altitud", "altitud", "DOUBLE"),
         _c("agua", "agua", "DOUBLE", share=True),
         _c("desague", "desague", "DOUBLE", share=True),

@@ -63,8 +63,14 @@ FEATURES: tuple[Feature, ...] = (
     Feature("nb_pct_centres_4g", f"Mean pct_centres_4g of the {NEIGHBOURS} nearest districts"),
     Feature("log_catchment_population", f"log10 of the population living in districts within {CATCHMENT_KM:g} km"),
     Feature("log_km_to_urban_centre", f"log10(1 + km to the nearest other district denser than {URBAN_DENSITY:g}/km²)"),
+    # last, so the columns before it keep their order (the MLP's first layer follows the column order)
+    Feature("food_vulnerability_pct", "Food vulnerability index x 100 (census file vulnAlim; reference index as "
+            "fallback): INEI's composite of poverty, services, health and nutrition"),
 )
 FEATURE_NAMES: list[str] = [f.name for f in FEATURES]
+# mart columns added after the first release: a warehouse whose marts were built earlier lacks them until its next
+# `brecha run` / `brecha transform` (``brecha train`` still works there, without the feature)
+LATER_MART_COLUMNS: tuple[str, ...] = ("food_vulnerability_pct",)
 
 MARTS_SQL = """
 select d.ubigeo, d.department_code, d.department, d.province, d.district,
@@ -125,11 +131,15 @@ def _neighbour_features(base: pd.DataFrame) -> pd.DataFrame:
 def build_feature_table(marts: pd.DataFrame) -> pd.DataFrame:
     """The feature table: one row per district (index ubigeo), columns ``FEATURE_NAMES`` in order."""
     m = marts
+    for c in LATER_MART_COLUMNS:  # marts built before the column existed: a null feature, dropped by training
+        if c not in m.columns:
+            m = m.assign(**{c: np.nan})
     f = pd.DataFrame(index=m.index)
     for c in ("electricity_pct", "water_pct", "sewage_pct", "poverty_pct", "extreme_poverty_pct", "idh",
               "altitude_m", "latitude", "longitude", "pct_centres_4g", "pct_centres_3g_plus",
               "pct_centres_over_1mbps", "operators_present", "base_stations_per_10k_pop",
-              "fixed_connections_per_100_households", "fibre_share_pct", "survey_internet_pct_department"):
+              "fixed_connections_per_100_households", "fibre_share_pct", "survey_internet_pct_department",
+              "food_vulnerability_pct"):
         f[c] = pd.to_numeric(m[c], errors="coerce").astype(float)
     f["log_population"] = _log10(m["population"])
     f["log_density"] = _log10(m["density_per_km2"])

@@ -164,6 +164,22 @@ def test_survey_shares_equal_a_weighted_mean_and_linearised_se(con):
     np.testing.assert_allclose(conn.survey_internet_pct_department, expected)
 
 
+def test_food_vulnerability_comes_from_the_census_with_the_reference_as_fallback(con):
+    """fct_district_connectivity.food_vulnerability_pct: the census file's vulnAlim where the district has one,
+    else 100 x the reference's indice_vulnerabilidad_alimentaria (the same index on a 0-1 scale)."""
+    census = raw(con, "inei__census_indicators").assign(ubigeo=lambda d: d.ubigeo.astype(str).str.zfill(6))
+    census = census.drop_duplicates("ubigeo").set_index("ubigeo").vuln_alim.astype(float)
+    ref = raw(con, "inei__districts").dropna(subset=["inei"]).assign(ubigeo=lambda d: d.inei.astype(str).str.zfill(6))
+    ref = ref.drop_duplicates("ubigeo").set_index("ubigeo").indice_vulnerabilidad_alimentaria.astype(float)
+    got = mart(con, "fct_district_connectivity").set_index("ubigeo").food_vulnerability_pct
+    expected = census.reindex(got.index).fillna(100 * ref.reindex(got.index))
+    assert got.notna().mean() > 0.9, "the synthetic census carries vulnAlim for every complete district"
+    np.testing.assert_allclose(got.to_numpy(float), expected.to_numpy(float), atol=1e-9)
+    # the two sources agree (rounding of the same index): the fallback does not change the scale
+    both = census.reindex(got.index).notna() & ref.reindex(got.index).notna()
+    assert (census.reindex(got.index)[both] - 100 * ref.reindex(got.index)[both]).abs().median() < 10
+
+
 def test_shares_and_scores_stay_in_range(con):
     conn = mart(con, "fct_district_connectivity")
     for col in [c for c in conn.columns if c.endswith("_pct")]:

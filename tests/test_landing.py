@@ -270,6 +270,7 @@ def test_bad_values_are_rejected_with_reason(src: Path, brecha_home: Path, tmp_p
     census[0]["pob"] = -5
     census[1]["internet"] = "12,5%"
     census[2]["agua"] = 140.0
+    census[3]["vulnAlim"] = 101
     (tmp_path / "c.json").write_text(json.dumps(census))
     ingest(tmp_path)
     rejects = {r[0]: r[1:] for r in query("SELECT _row_number, column_name, value, reason "
@@ -277,6 +278,7 @@ def test_bad_values_are_rejected_with_reason(src: Path, brecha_home: Path, tmp_p
     assert rejects[1] == ("pob", "-5", "negative count")
     assert rejects[2] == ("internet", "12,5%", "unparseable DOUBLE")
     assert rejects[3] == ("agua", "140.0", "share outside 0-100")
+    assert rejects[4] == ("vuln_alim", "101", "share outside 0-100")
 
 
 def test_out_of_range_rows_are_rejected_with_file_row_column_and_reason(src: Path, synthetic_dir: Path,

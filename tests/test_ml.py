@@ -61,6 +61,38 @@ def test_features_do_not_use_the_target(built_home: Path, use_home) -> None:
     pd.testing.assert_frame_equal(before, build_feature_table(scrambled))
 
 
+def test_food_vulnerability_feature_is_read_from_the_mart_and_used(trained_home) -> None:
+    """The feature table takes food_vulnerability_pct from fct_district_connectivity as it is, and training keeps
+    it (it is known for nearly every district, so it is not dropped for low coverage)."""
+    import json
+
+    home, result = trained_home
+    with duckdb.connect(str(home / "brecha.duckdb"), read_only=True) as con:
+        marts = load_marts(con)
+        mart_values = con.sql("select ubigeo, food_vulnerability_pct from marts.fct_district_connectivity").df()
+    feats = build_feature_table(marts)
+    expected = mart_values.set_index("ubigeo").food_vulnerability_pct.reindex(feats.index)
+    np.testing.assert_array_equal(feats["food_vulnerability_pct"].to_numpy(), expected.to_numpy(float))
+    assert feats["food_vulnerability_pct"].notna().mean() > 0.9
+    configs = list((home / "artifacts" / result.run_id).glob("*/model_config.json"))
+    assert configs and all("food_vulnerability_pct" in json.loads(p.read_text())["features"] for p in configs)
+
+
+def test_marts_built_before_the_food_vulnerability_column_still_give_a_feature_table(built_home: Path, use_home) -> None:
+    """A warehouse whose marts predate food_vulnerability_pct: the feature is null (training drops it) and every
+    other feature is what it was."""
+    from brecha_ml.train import active_features
+
+    use_home(built_home)
+    with duckdb.connect(str(paths().db), read_only=True) as con:
+        marts = load_marts(con)
+    full = build_feature_table(marts)
+    old = build_feature_table(marts.drop(columns=["food_vulnerability_pct"]))
+    assert old["food_vulnerability_pct"].isna().all()
+    pd.testing.assert_frame_equal(old.drop(columns=["food_vulnerability_pct"]), full.drop(columns=["food_vulnerability_pct"]))
+    assert "food_vulnerability_pct" not in active_features(old, FAST.min_feature_coverage)
+
+
 def test_train_fills_tables_and_predicts_every_district(trained_home) -> None:
     home, result = trained_home
     with duckdb.connect(str(home / "brecha.duckdb"), read_only=True) as con:

@@ -154,7 +154,10 @@ final as (
         coalesce(census.idh, reference.idh_2019)::double as idh,
         districts.population::double as population,
         districts.density_per_km2::double as density_per_km2,
-        districts.altitude_m::double as altitude_m
+        districts.altitude_m::double as altitude_m,
+        -- the reference publishes the same index on a 0-1 scale (rounded census value = 100 x index)
+        coalesce(census.food_vulnerability_pct, 100.0 * reference.food_vulnerability_index)::double
+            as food_vulnerability_pct
     from districts
     cross join fixed_landed
     left join census on districts.ubigeo = census.ubigeo
