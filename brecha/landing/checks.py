@@ -66,17 +66,30 @@ def _checks(col: Column, typed: str, text: str, raw: str, ref: str | None) -> li
     return out
 
 
+# SQL: the text cannot be one of the null texts, whatever its spaces. ``trim`` removes Unicode spaces (category
+# Zs: ' ' and multi-byte ones, whose first byte is 0xC2 or above), and every null text is empty or starts with
+# 'N', 'S' or '-'; so a text whose first byte is a digit, one of ':;<=>?@', 'A'-'M' or 'T'-DEL (strings compare
+# byte-wise) trims to a text that starts with that byte, and is no null text. Nearly every value (numbers,
+# codes, upper-case names) passes this test with two or four comparisons of short strings, which cost a third
+# of what trimming and comparing each value with every null text costs (a fifth of the check of a 350k-row CSV).
+def _plain(source: str) -> str:
+    return f"(({source} >= '0' AND {source} < 'N') OR ({source} >= 'T' AND {source} < chr(128)))"
+
+
 def _text(col: Column, source: str) -> str:
     """The source text, NULL when it means "no value". JSON columns come from JSON readers already parsed.
-    A code (``Column.pad``) is normalised here, once: trimmed and, when all digits, left-padded to its width."""
+    A code (``Column.pad``) is normalised here, once: trimmed and, when all digits, left-padded to its width.
+    The first branch (``_plain``) only saves the trim for the common case: the result is the same without it."""
     if col.type == "JSON":
         return source
     if col.pad:
         trimmed = f"trim({source})"
-        return (f"CASE WHEN {is_null_text(trimmed)} THEN NULL "
-                f"WHEN regexp_full_match({trimmed}, '[0-9]{{1,{col.pad}}}') THEN lpad({trimmed}, {col.pad}, '0') "
+        digits = f"'[0-9]{{1,{col.pad}}}'"
+        return (f"CASE WHEN {_plain(source)} AND regexp_full_match({source}, {digits}) THEN lpad({source}, {col.pad}, '0') "
+                f"WHEN {is_null_text(trimmed)} THEN NULL "
+                f"WHEN regexp_full_match({trimmed}, {digits}) THEN lpad({trimmed}, {col.pad}, '0') "
                 f"ELSE {source} END")
-    return f"CASE WHEN {is_null_text(f'trim({source})')} THEN NULL ELSE {source} END"
+    return f"CASE WHEN {_plain(source)} THEN {source} WHEN {is_null_text(f'trim({source})')} THEN NULL ELSE {source} END"
 
 
 def _typed(col: Column, text: str) -> str:

@@ -116,13 +116,14 @@ def _load_reference(con: duckdb.DuckDBPyConnection, shas: list[str]) -> None:
 
 
 def _land_file(con: duckdb.DuckDBPyConnection, plan: FilePlan, loaded_at: datetime,
-               with_reference: bool) -> checks.Landed:
+               with_reference: bool, sheets: readers.SheetPrefetch | None = None) -> checks.Landed:
     try:
         try:
             # a CSV is read where it is checked (one pass; the rejected rows' records, when there are any,
-            # are read from the file again); a sheet is read once into a temp table (DuckDB's XLSX reader is
-            # slow, and a second read for the records would double that)
-            select_sql = readers.select_sql(con, plan, landing=True)
+            # are read from the file again); a sheet is read once into a table (DuckDB's XLSX reader is
+            # slow, and a second read for the records would double that): ahead, in ``sheets``, during an ingest
+            select_sql = sheets.select_sql(plan) if sheets is not None and plan in sheets else \
+                readers.select_sql(con, plan, landing=True)
             con.execute(checks.check_sql(plan.layout, select_sql, with_reference))
             checks.mark_duplicates(con, plan.layout)
         except duckdb.Error as err:
@@ -199,7 +200,8 @@ def _record_file(con: duckdb.DuckDBPyConnection, batch_id: int, entry: dict[str,
 
 
 def _land_all(con: duckdb.DuckDBPyConnection, plans: list[FilePlan], batch_id: int, loaded_at: datetime,
-              archive_dir: Path, result: IngestResult) -> list[dict[str, Any]]:
+              archive_dir: Path, result: IngestResult, sheets: readers.SheetPrefetch | None = None,
+              ) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     reference: list[str] | None = None
     with _progress("landing", len(plans)) as step:
@@ -218,7 +220,7 @@ def _land_all(con: duckdb.DuckDBPyConnection, plans: list[FilePlan], batch_id: i
                     _load_reference(con, reference)
             prior = _prior(con, plan)
             if prior is None:
-                landed = _land_file(con, plan, loaded_at, bool(reference))
+                landed = _land_file(con, plan, loaded_at, bool(reference), sheets)
                 counts = (landed.rows_landed, landed.rows_rejected)
             else:
                 counts = prior
@@ -270,14 +272,19 @@ def ingest(input_dir: Path) -> IngestResult:
         result = IngestResult(batch_id, str(root), notes=result_notes)
         try:
             plans, result.skipped = _plan_folder(con, root)
-            con.begin()
+            # sheets not landed before are read ahead, in a background thread, while the files before them land
+            sheets = readers.SheetPrefetch(con, [p for p in plans if _prior(con, p) is None])
             try:
-                entries = _land_all(con, plans, batch_id, started, archive_dir, result)
-                finished = _finish(con, batch_id, "ok")
-                con.commit()
-            except BaseException:
-                con.rollback()
-                raise
+                con.begin()
+                try:
+                    entries = _land_all(con, plans, batch_id, started, archive_dir, result, sheets)
+                    finished = _finish(con, batch_id, "ok")
+                    con.commit()
+                except BaseException:
+                    con.rollback()
+                    raise
+            finally:
+                sheets.close()
         except BaseException as err:
             finished = _finish(con, batch_id, "failed")
             archive.write_manifest(archive_dir, {**manifest, "finished_at": finished.isoformat(), "status": "failed",
