@@ -1,16 +1,19 @@
 """``brecha ingest DIR`` (one landing batch) and ``brecha rebuild-raw`` (the raw layer from the archive alone).
 
-A batch checks every file first (recognition, required columns, encoding: nothing is written), then lands all
-of them in one transaction: the district reference first, so the other files' ubigeos are checked against
-it. Rows are stored once per checksum: a file whose bytes were landed before is only recorded in the new
+A batch checks every file first (recognition, required columns, encoding: nothing is written; two files at a
+time), then lands all of them in one transaction: the district reference first, so the other files' ubigeos are
+checked against it. Sheets are read ahead by a background thread (``readers.SheetPrefetch``) while the files
+before them land: DuckDB's XLSX reader is one-threaded and the slowest part of a batch. Rows are stored once per checksum: a file whose bytes were landed before is only recorded in the new
 batch (``newly_landed = false``).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,9 +55,11 @@ def _progress(description: str, total: int) -> Iterator[Any]:
 
 def _settings(con: duckdb.DuckDBPyConnection) -> None:
     """Our own progress bar is on stderr (DuckDB's would go to stdout). Memory is capped (``BRECHA_DUCKDB_MEMORY``,
-    default 3 GB; DuckDB's own default is 80 % of the machine): each sheet is read into a temp table before its
-    checks, and at scale 30 the process outgrew 4 GB; capped, DuckDB spills to disk. Not lower: the JSON reader
-    reserves a 2 GiB buffer for a GeoJSON document of up to 1 GiB."""
+    default 3 GB; DuckDB's own default is 80 % of the machine): each sheet is read into a table before its
+    checks (read ahead, its table is kept until the batch's transaction ends: 140 MB for the 575k-row coverage
+    sheet of bench scale 10), and at scale 30 the process outgrew 4 GB; capped, DuckDB spills to disk. Not lower:
+    the JSON reader reserves a 2 GiB buffer for a GeoJSON document of up to 1 GiB (so recognition reads one JSON
+    document at a time)."""
     con.execute("SET enable_progress_bar = false")
     con.execute(f"SET memory_limit = {value(os.environ.get('BRECHA_DUCKDB_MEMORY', '3GB'))}")
 
@@ -67,25 +72,71 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(raw_table_ddl(layout))
 
 
+PLAN_THREADS = 2  # files recognised at once (hashing and DuckDB's CSV sniffer are one-threaded per file)
+
+
 def _plan_folder(con: duckdb.DuckDBPyConnection, root: Path) -> tuple[list[FilePlan], list[tuple[str, str]]]:
-    """Recognise every file; raise one InputFileError (naming every bad file) before anything lands."""
+    """Recognise every file; raise one InputFileError (naming every bad file) before anything lands. Files are
+    hashed, then recognised, two at a time (each thread on a cursor of its own); the outcome is taken in file
+    order, so plans, skipped files and errors (their order included) are those of one file after the other."""
     files, skipped = walk(root, paths().home)
     plans: list[FilePlan] = []
     errors: list[InputFileError] = []
     seen: dict[str, str] = {}
-    with _progress("checking", len(files)) as step:
-        for path in files:
-            rel = path.relative_to(root).as_posix()
-            step(rel)
+    local = threading.local()
+    one_json = threading.Lock()
+    cursors: list[duckdb.DuckDBPyConnection] = []
+
+    def attempt(work: Any, *args: Any) -> Any:
+        try:
+            return work(*args)
+        except Exception as err:  # noqa: BLE001 - raised again below, in file order
+            return err
+
+    def plan(src: SourceFile) -> FilePlan:
+        if not hasattr(local, "con"):
+            local.con = con.cursor()
+            cursors.append(local.con)
+        if src.fmt != "json":
+            return plan_file(local.con, src)
+        # DuckDB's JSON reader reserves 2 GiB per document (see _settings), and a cursor's last result holds it
+        # until the cursor's next query: one document at a time, released before the next
+        with one_json:
             try:
-                src = inspect(path, root)
-                if src.sha256 in seen:
-                    skipped.append((rel, f"same bytes as {seen[src.sha256]}"))
+                return plan_file(local.con, src)
+            finally:
+                local.con.execute("SELECT 1").fetchall()
+
+    with _progress("checking", len(files)) as step, ThreadPoolExecutor(PLAN_THREADS) as pool:
+        try:
+            inspected = list(pool.map(lambda path: attempt(inspect, path, root), files))
+            first: dict[str, str] = {}  # the same bytes are recognised once, as the first file holding them
+            for src in inspected:
+                if isinstance(src, SourceFile):
+                    first.setdefault(src.sha256, src.rel)
+            planned = pool.map(lambda src: attempt(plan, src) if isinstance(src, SourceFile)
+                               and first[src.sha256] == src.rel else None, inspected)
+            for path, src, outcome in zip(files, inspected, planned, strict=True):
+                step(path.relative_to(root).as_posix())
+                if isinstance(src, InputFileError):
+                    errors.append(src)
                     continue
-                seen[src.sha256] = rel
-                plans.append(plan_file(con, src))
-            except InputFileError as err:
-                errors.append(err)
+                if isinstance(src, BaseException):
+                    raise src
+                if src.sha256 in seen:
+                    skipped.append((src.rel, f"same bytes as {seen[src.sha256]}"))
+                    continue
+                seen[src.sha256] = src.rel
+                if isinstance(outcome, InputFileError):
+                    errors.append(outcome)
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+                else:
+                    plans.append(outcome)
+        finally:
+            pool.shutdown(wait=True)
+            for cursor in cursors:
+                cursor.close()
     if errors:
         first = errors[0]
         if len(errors) > 1:
