@@ -3,8 +3,8 @@
 A batch checks every file first (recognition, required columns, encoding: nothing is written; two files at a
 time), then lands all of them in one transaction: the district reference first, so the other files' ubigeos are
 checked against it. Sheets are read ahead by a background thread (``readers.SheetPrefetch``) while the files
-before them land: DuckDB's XLSX reader is one-threaded and the slowest part of a batch. Rows are stored once per checksum: a file whose bytes were landed before is only recorded in the new
-batch (``newly_landed = false``).
+before them land: DuckDB's XLSX reader is one-threaded and the slowest part of a batch. Rows are stored once per
+checksum: a file whose bytes were landed before is only recorded in the new batch (``newly_landed = false``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -97,11 +97,10 @@ def _plan_folder(con: duckdb.DuckDBPyConnection, root: Path) -> tuple[list[FileP
         if not hasattr(local, "con"):
             local.con = con.cursor()
             cursors.append(local.con)
-        if src.fmt != "json":
-            return plan_file(local.con, src)
-        # DuckDB's JSON reader reserves 2 GiB per document (see _settings), and a cursor's last result holds it
-        # until the cursor's next query: one document at a time, released before the next
-        with one_json:
+        # DuckDB's JSON reader reserves 2 GiB per document (see _settings), and a cursor's last result holds
+        # its reader's memory until the cursor's next query: one JSON document at a time, and every file's
+        # reader released before the thread takes the next
+        with one_json if src.fmt == "json" else nullcontext():
             try:
                 return plan_file(local.con, src)
             finally:
@@ -110,12 +109,12 @@ def _plan_folder(con: duckdb.DuckDBPyConnection, root: Path) -> tuple[list[FileP
     with _progress("checking", len(files)) as step, ThreadPoolExecutor(PLAN_THREADS) as pool:
         try:
             inspected = list(pool.map(lambda path: attempt(inspect, path, root), files))
-            first: dict[str, str] = {}  # the same bytes are recognised once, as the first file holding them
+            holder: dict[str, str] = {}  # the same bytes are recognised once, as the first file holding them
             for src in inspected:
                 if isinstance(src, SourceFile):
-                    first.setdefault(src.sha256, src.rel)
+                    holder.setdefault(src.sha256, src.rel)
             planned = pool.map(lambda src: attempt(plan, src) if isinstance(src, SourceFile)
-                               and first[src.sha256] == src.rel else None, inspected)
+                               and holder[src.sha256] == src.rel else None, inspected)
             for path, src, outcome in zip(files, inspected, planned, strict=True):
                 step(path.relative_to(root).as_posix())
                 if isinstance(src, InputFileError):
