@@ -3,6 +3,7 @@ be fooled, whole-file stops that name the file, codes normalised once, rejects c
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -12,7 +13,10 @@ import pytest
 
 from brecha.config import paths
 from brecha.errors import InputFileError
+from brecha.landing import checks
 from brecha.landing.ingest import ingest
+from brecha.landing.sql import is_null_text
+from brecha.layouts import NULL_STRINGS, Column
 
 REF_HEADER = ("inei,reniec,departamento,provincia,distrito,region,macroregion_inei,macroregion_minsa,iso_3166_2,fips,"
               "capital,superficie,pob_densidad_2020,altitude,latitude,longitude,indice_vulnerabilidad_alimentaria,"
@@ -263,3 +267,28 @@ def test_corpus_runner_reports_a_case_end_to_end(tmp_path: Path) -> None:
     result = corpus.run_case(case, source, tmp_path / "work", baseline=None)
     assert result["ok"] is True, result
     assert result["observed"].startswith("error: ubigeo_distrito.csv: could not be read as CSV: line 43 holds")
+
+
+def test_null_text_shortcut_changes_no_value() -> None:
+    """``checks._text`` skips the trim for texts that cannot be a null text (``_PLAIN_RANGES``): over every text of
+    up to three characters from an alphabet of spaces (ASCII and Unicode), null-text letters, digits and range
+    edges, it gives exactly what the plain definition (trim, then compare with every null text) gives."""
+    alphabet = [" ", "\u00a0", "\u3000", "\u2009", "\t", "-", "N", "S", "A", ".", "I", "0", "7", "/", "B", "\x7f", "Á",
+                "a", "!", ",", "M", "O", "T", "~"]
+    texts = ["".join(t) for n in range(4) for t in itertools.product(alphabet, repeat=n)]
+    texts += [f"{pre}{s}{post}" for s in NULL_STRINGS for pre, post in [("", ""), (" ", ""), ("", " "), ("\u00a0", "\u3000")]]
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE v AS SELECT unnest(from_json('{json.dumps(texts)}', '[\"VARCHAR\"]')) AS x")
+    con.execute("INSERT INTO v VALUES (NULL)")
+    trimmed = "trim(x)"
+    for col, plain in [
+        (Column("c", "c", "INTEGER"), f"CASE WHEN {is_null_text(trimmed)} THEN NULL ELSE x END"),
+        (Column("u", "u", "VARCHAR", pad=6, ubigeo=6),
+         f"CASE WHEN {is_null_text(trimmed)} THEN NULL WHEN regexp_full_match({trimmed}, '[0-9]{{1,6}}') "
+         f"THEN lpad({trimmed}, 6, '0') ELSE x END"),
+    ]:
+        total, differ, short = con.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE ({checks._text(col, 'x')}) IS DISTINCT FROM ({plain})), "
+            f"count(*) FILTER (WHERE {checks._plain('x')}) FROM v").fetchone()
+        assert total == len(texts) + 1 and differ == 0
+        assert 0 < short < total  # both branches are taken

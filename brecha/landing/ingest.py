@@ -1,17 +1,20 @@
 """``brecha ingest DIR`` (one landing batch) and ``brecha rebuild-raw`` (the raw layer from the archive alone).
 
-A batch checks every file first (recognition, required columns, encoding: nothing is written), then lands all
-of them in one transaction: the district reference first, so the other files' ubigeos are checked against
-it. Rows are stored once per checksum: a file whose bytes were landed before is only recorded in the new
-batch (``newly_landed = false``).
+A batch checks every file first (recognition, required columns, encoding: nothing is written; two files at a
+time), then lands all of them in one transaction: the district reference first, so the other files' ubigeos are
+checked against it. Sheets are read ahead by a background thread (``readers.SheetPrefetch``) while the files
+before them land: DuckDB's XLSX reader is one-threaded and the slowest part of a batch. Rows are stored once per
+checksum: a file whose bytes were landed before is only recorded in the new batch (``newly_landed = false``).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,9 +55,11 @@ def _progress(description: str, total: int) -> Iterator[Any]:
 
 def _settings(con: duckdb.DuckDBPyConnection) -> None:
     """Our own progress bar is on stderr (DuckDB's would go to stdout). Memory is capped (``BRECHA_DUCKDB_MEMORY``,
-    default 3 GB; DuckDB's own default is 80 % of the machine): each sheet is read into a temp table before its
-    checks, and at scale 30 the process outgrew 4 GB; capped, DuckDB spills to disk. Not lower: the JSON reader
-    reserves a 2 GiB buffer for a GeoJSON document of up to 1 GiB."""
+    default 3 GB; DuckDB's own default is 80 % of the machine): each sheet is read into a table before its
+    checks (read ahead, its table is kept until the batch's transaction ends: 140 MB for the 575k-row coverage
+    sheet of bench scale 10), and at scale 30 the process outgrew 4 GB; capped, DuckDB spills to disk. Not lower:
+    the JSON reader reserves a 2 GiB buffer for a GeoJSON document of up to 1 GiB (so recognition reads one JSON
+    document at a time)."""
     con.execute("SET enable_progress_bar = false")
     con.execute(f"SET memory_limit = {value(os.environ.get('BRECHA_DUCKDB_MEMORY', '3GB'))}")
 
@@ -67,25 +72,70 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(raw_table_ddl(layout))
 
 
+PLAN_THREADS = 2  # files recognised at once (hashing and DuckDB's CSV sniffer are one-threaded per file)
+
+
 def _plan_folder(con: duckdb.DuckDBPyConnection, root: Path) -> tuple[list[FilePlan], list[tuple[str, str]]]:
-    """Recognise every file; raise one InputFileError (naming every bad file) before anything lands."""
+    """Recognise every file; raise one InputFileError (naming every bad file) before anything lands. Files are
+    hashed, then recognised, two at a time (each thread on a cursor of its own); the outcome is taken in file
+    order, so plans, skipped files and errors (their order included) are those of one file after the other."""
     files, skipped = walk(root, paths().home)
     plans: list[FilePlan] = []
     errors: list[InputFileError] = []
     seen: dict[str, str] = {}
-    with _progress("checking", len(files)) as step:
-        for path in files:
-            rel = path.relative_to(root).as_posix()
-            step(rel)
+    local = threading.local()
+    one_json = threading.Lock()
+    cursors: list[duckdb.DuckDBPyConnection] = []
+
+    def attempt(work: Any, *args: Any) -> Any:
+        try:
+            return work(*args)
+        except Exception as err:  # noqa: BLE001 - raised again below, in file order
+            return err
+
+    def plan(src: SourceFile) -> FilePlan:
+        if not hasattr(local, "con"):
+            local.con = con.cursor()
+            cursors.append(local.con)
+        # DuckDB's JSON reader reserves 2 GiB per document (see _settings), and a cursor's last result holds
+        # its reader's memory until the cursor's next query: one JSON document at a time, and every file's
+        # reader released before the thread takes the next
+        with one_json if src.fmt == "json" else nullcontext():
             try:
-                src = inspect(path, root)
-                if src.sha256 in seen:
-                    skipped.append((rel, f"same bytes as {seen[src.sha256]}"))
+                return plan_file(local.con, src)
+            finally:
+                local.con.execute("SELECT 1").fetchall()
+
+    with _progress("checking", len(files)) as step, ThreadPoolExecutor(PLAN_THREADS) as pool:
+        try:
+            inspected = list(pool.map(lambda path: attempt(inspect, path, root), files))
+            holder: dict[str, str] = {}  # the same bytes are recognised once, as the first file holding them
+            for src in inspected:
+                if isinstance(src, SourceFile):
+                    holder.setdefault(src.sha256, src.rel)
+            planned = pool.map(lambda src: attempt(plan, src) if isinstance(src, SourceFile)
+                               and holder[src.sha256] == src.rel else None, inspected)
+            for path, src, outcome in zip(files, inspected, planned, strict=True):
+                step(path.relative_to(root).as_posix())
+                if isinstance(src, InputFileError):
+                    errors.append(src)
                     continue
-                seen[src.sha256] = rel
-                plans.append(plan_file(con, src))
-            except InputFileError as err:
-                errors.append(err)
+                if isinstance(src, BaseException):
+                    raise src
+                if src.sha256 in seen:
+                    skipped.append((src.rel, f"same bytes as {seen[src.sha256]}"))
+                    continue
+                seen[src.sha256] = src.rel
+                if isinstance(outcome, InputFileError):
+                    errors.append(outcome)
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+                else:
+                    plans.append(outcome)
+        finally:
+            pool.shutdown(wait=True)
+            for cursor in cursors:
+                cursor.close()
     if errors:
         first = errors[0]
         if len(errors) > 1:
@@ -116,13 +166,14 @@ def _load_reference(con: duckdb.DuckDBPyConnection, shas: list[str]) -> None:
 
 
 def _land_file(con: duckdb.DuckDBPyConnection, plan: FilePlan, loaded_at: datetime,
-               with_reference: bool) -> checks.Landed:
+               with_reference: bool, sheets: readers.SheetPrefetch | None = None) -> checks.Landed:
     try:
         try:
             # a CSV is read where it is checked (one pass; the rejected rows' records, when there are any,
-            # are read from the file again); a sheet is read once into a temp table (DuckDB's XLSX reader is
-            # slow, and a second read for the records would double that)
-            select_sql = readers.select_sql(con, plan, landing=True)
+            # are read from the file again); a sheet is read once into a table (DuckDB's XLSX reader is
+            # slow, and a second read for the records would double that): ahead, in ``sheets``, during an ingest
+            select_sql = sheets.select_sql(plan) if sheets is not None and plan in sheets else \
+                readers.select_sql(con, plan, landing=True)
             con.execute(checks.check_sql(plan.layout, select_sql, with_reference))
             checks.mark_duplicates(con, plan.layout)
         except duckdb.Error as err:
@@ -199,7 +250,8 @@ def _record_file(con: duckdb.DuckDBPyConnection, batch_id: int, entry: dict[str,
 
 
 def _land_all(con: duckdb.DuckDBPyConnection, plans: list[FilePlan], batch_id: int, loaded_at: datetime,
-              archive_dir: Path, result: IngestResult) -> list[dict[str, Any]]:
+              archive_dir: Path, result: IngestResult, sheets: readers.SheetPrefetch | None = None,
+              ) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     reference: list[str] | None = None
     with _progress("landing", len(plans)) as step:
@@ -218,7 +270,7 @@ def _land_all(con: duckdb.DuckDBPyConnection, plans: list[FilePlan], batch_id: i
                     _load_reference(con, reference)
             prior = _prior(con, plan)
             if prior is None:
-                landed = _land_file(con, plan, loaded_at, bool(reference))
+                landed = _land_file(con, plan, loaded_at, bool(reference), sheets)
                 counts = (landed.rows_landed, landed.rows_rejected)
             else:
                 counts = prior
@@ -270,14 +322,19 @@ def ingest(input_dir: Path) -> IngestResult:
         result = IngestResult(batch_id, str(root), notes=result_notes)
         try:
             plans, result.skipped = _plan_folder(con, root)
-            con.begin()
+            # sheets not landed before are read ahead, in a background thread, while the files before them land
+            sheets = readers.SheetPrefetch(con, [p for p in plans if _prior(con, p) is None])
             try:
-                entries = _land_all(con, plans, batch_id, started, archive_dir, result)
-                finished = _finish(con, batch_id, "ok")
-                con.commit()
-            except BaseException:
-                con.rollback()
-                raise
+                con.begin()
+                try:
+                    entries = _land_all(con, plans, batch_id, started, archive_dir, result, sheets)
+                    finished = _finish(con, batch_id, "ok")
+                    con.commit()
+                except BaseException:
+                    con.rollback()
+                    raise
+            finally:
+                sheets.close()
         except BaseException as err:
             finished = _finish(con, batch_id, "failed")
             archive.write_manifest(archive_dir, {**manifest, "finished_at": finished.isoformat(), "status": "failed",
