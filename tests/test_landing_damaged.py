@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import threading
 from pathlib import Path
 
 import duckdb
@@ -159,6 +160,29 @@ def test_spanish_locale_wide_table_is_named(brecha_home: Path, tmp_path: Path) -
     err = stops(folder)
     assert err.file == "c22.csv" and "decimal commas" in err.problem
 
+
+
+def landing_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("brecha-")]
+
+
+def test_a_file_checked_ahead_stops_the_batch_in_its_turn(brecha_home: Path, tmp_path: Path) -> None:
+    """Files after the district reference are checked ahead by another thread, against a copy of the reference
+    handed to it: a file it refuses stops the batch with the same message when its turn comes, nothing lands,
+    and no thread is left behind (nor after a batch that lands)."""
+    folder = tmp_path / "in"
+    write_ref(folder)
+    wide(folder, "a_lineas.csv", [["2097", "5458", "10512"], ["52967", "76109", "112382"]])
+    (folder / "b_census.json").write_text(json.dumps(census([f"9{c[1:]}" for c in CODES])), encoding="utf-8")
+    wide(folder, "c22.csv", [["0.5", "1.2", "2.6"], ["4.7", "6.7", "10.4"]])
+    err = stops(folder)
+    assert err.file == "b_census.json" and "unknown ubigeo" in err.problem and "12 of its 12 rows" in err.problem
+    assert "(12 districts)" in err.fix  # the reference the other thread checked against: the batch's
+    assert nothing_landed() and not landing_threads()
+    (folder / "b_census.json").write_text(json.dumps(census(CODES)), encoding="utf-8")
+    result = ingest(folder)
+    assert result.rows_rejected == 0 and not landing_threads()
+    assert rows("SELECT count(*) FROM raw.inei__census_indicators") == [(12,)]
 
 # --- 5. codes normalised once, before every check ------------------------------------------------------
 

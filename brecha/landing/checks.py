@@ -11,7 +11,7 @@ carried through the checks but read again from the file for the rejected rows al
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import datetime
 
 import duckdb
@@ -22,6 +22,7 @@ from brecha.layouts import LINEAGE_COLUMNS, NULL_STRINGS, Column, Layout
 REF_TABLE = "_ref_ubigeo"  # temp table of the district ubigeos the batch checks against
 INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT")
 PROBLEM_TYPE = "STRUCT(column_name VARCHAR, value_text VARCHAR, reason VARCHAR)"
+CHECKED = "_checked"  # temp table of one file's checked rows (a file checked ahead: a table of its own database)
 
 
 @dataclass(frozen=True)
@@ -148,10 +149,10 @@ def geometry_ok(g: str) -> str:
             f"WHEN 'Point' THEN {_position_ok(c)} ELSE false END, false)")
 
 
-def check_sql(layout: Layout, select_sql: str, with_reference: bool) -> str:
-    """``CREATE TEMP TABLE _checked``: ``__row``, the typed columns and ``__problem`` (NULL = good row so far;
-    duplicates are marked afterwards by ``mark_duplicates``). The source record is not carried along: only
-    rejected rows need it, and ``land_checked`` reads it for them alone."""
+def check_sql(layout: Layout, select_sql: str, with_reference: bool, table: str = CHECKED) -> str:
+    """``CREATE TEMP TABLE _checked`` (or ``table``, e.g. in an attached database): ``__row``, the typed columns
+    and ``__problem`` (NULL = good row so far; duplicates are marked afterwards by ``mark_duplicates``). The
+    source record is not carried along: only rejected rows need it, and ``land_checked`` reads it for them alone."""
     texts = ", ".join(f"{_text(c, 's.' + ident(c.name))} AS {ident(c.name + '__t')}, "
                       f"s.{ident(c.name)} AS {ident(c.name + '__raw')}" for c in layout.columns)
     typed = ", ".join(f"{_typed(c, ident(c.name + '__t'))} AS {ident(c.name)}" for c in layout.columns)
@@ -167,7 +168,7 @@ def check_sql(layout: Layout, select_sql: str, with_reference: bool) -> str:
     problem = "coalesce(" + ", ".join(f"CASE WHEN {cond} THEN {p} END" for _, cond, p in checks) + ")" \
         if checks else f"NULL::{PROBLEM_TYPE}"
     return (
-        f"CREATE OR REPLACE TEMP TABLE _checked AS "
+        f"CREATE OR REPLACE {'TEMP ' if table == CHECKED else ''}TABLE {table} AS "
         f"WITH s AS ({select_sql}), "
         f"n AS (SELECT s.__row, {texts} FROM s), "
         f"t AS (SELECT n.*, {typed} FROM n) "
@@ -176,7 +177,7 @@ def check_sql(layout: Layout, select_sql: str, with_reference: bool) -> str:
     )
 
 
-def mark_duplicates(con: duckdb.DuckDBPyConnection, layout: Layout) -> None:
+def mark_duplicates(con: duckdb.DuckDBPyConnection, layout: Layout, table: str = CHECKED) -> None:
     """Reject a good row of ``_checked`` whose key an earlier good row of the file already has (the first
     occurrence is kept). Only rows whose key hash is seen more than once are ranked by their exact key, so a
     file without duplicates costs one aggregate over a hash."""
@@ -186,12 +187,12 @@ def mark_duplicates(con: duckdb.DuckDBPyConnection, layout: Layout) -> None:
     partition = ", ".join(keys)
     key_text = "concat_ws('|', " + ", ".join(f"CAST({k} AS VARCHAR)" for k in keys) + ")"
     duplicate = _problem(",".join(c.name for c in layout.columns if c.key), key_text, "duplicate key")
-    repeated = f"SELECT hash({partition}) FROM _checked WHERE __problem IS NULL GROUP BY 1 HAVING count(*) > 1"
+    repeated = f"SELECT hash({partition}) FROM {table} WHERE __problem IS NULL GROUP BY 1 HAVING count(*) > 1"
     if not con.execute(f"SELECT count(*) FROM ({repeated})").fetchone()[0]:
         return  # no key hash seen twice (equal keys have equal hashes): no duplicate, no second scan
     con.execute(
-        f"UPDATE _checked SET __problem = {duplicate} WHERE rowid IN (SELECT rowid FROM ("
-        f"SELECT rowid, row_number() OVER (PARTITION BY {partition} ORDER BY __row, rowid) AS n FROM _checked "
+        f"UPDATE {table} SET __problem = {duplicate} WHERE rowid IN (SELECT rowid FROM ("
+        f"SELECT rowid, row_number() OVER (PARTITION BY {partition} ORDER BY __row, rowid) AS n FROM {table} "
         f"WHERE __problem IS NULL AND hash({partition}) IN ({repeated})) WHERE n > 1)")
 
 
@@ -214,42 +215,57 @@ class Verdict:
         return self.total >= MIN_ROWS_FOR_SHARE and self.rejected > MAX_REJECT_SHARE * self.total
 
 
-def verdict(con: duckdb.DuckDBPyConnection) -> Verdict:
-    """How many rows of ``_checked`` would be rejected, and the commonest problem (column, reason, an example)."""
+def verdict(con: duckdb.DuckDBPyConnection, table: str = CHECKED) -> Verdict:
+    """How many rows of ``table`` would be rejected, and the commonest problem (column, reason, an example)."""
     total, rejected = con.execute(
-        "SELECT count(*), count(__problem) FROM _checked").fetchone()
+        f"SELECT count(*), count(__problem) FROM {table}").fetchone()
     top = con.execute(
         "SELECT __problem.column_name, __problem.reason, any_value(__problem.value_text ORDER BY __row), min(__row), "
-        "count(*) FROM _checked WHERE __problem IS NOT NULL GROUP BY 1, 2 ORDER BY 5 DESC, 1, 2 LIMIT 1").fetchone()
+        f"count(*) FROM {table} WHERE __problem IS NOT NULL GROUP BY 1, 2 ORDER BY 5 DESC, 1, 2 LIMIT 1").fetchone()
     return Verdict(total, rejected, *(top or (None, None, None, None, 0)))
 
 
+@dataclass(frozen=True)
+class Tally:
+    in_order: bool  # the table's rows are in file order already
+    landed: int
+    rejected: int
+
+
+def tally(con: duckdb.DuckDBPyConnection, table: str = CHECKED) -> Tally:
+    """Whether ``table`` is in file order, and its good and rejected rows. Rows land in file order. ``_checked``
+    usually is in that order already (its query joins the reference, and a join does not promise to keep order,
+    so it is checked): then no sort, which costs a third of the insert. A scan of one table, filtered or under
+    ``OVER ()``, keeps the table's order (DuckDB's preserve_insertion_order, on by default)."""
+    in_order = con.execute(f"SELECT count(*) FROM (SELECT __row - lag(__row) OVER () AS step FROM {table}) "
+                           "WHERE step <= 0").fetchone()[0] == 0
+    landed, rejected = con.execute(
+        "SELECT count(*) FILTER (WHERE __problem IS NULL), count(*) FILTER (WHERE __problem IS NOT NULL) "
+        f"FROM {table}").fetchone()
+    return Tally(in_order, landed, rejected)
+
+
 def land_checked(con: duckdb.DuckDBPyConnection, layout: Layout, select_sql: str, source_file: str, sha256: str,
-                 loaded_at: datetime) -> Landed:
-    """Insert the good rows of ``_checked`` into the raw table and the others into ``raw._rejects``, each with
-    its whole source record as JSON (read again from ``select_sql``, for the rejected rows only)."""
+                 loaded_at: datetime, table: str = CHECKED, counted: Tally | None = None) -> Landed:
+    """Insert the good rows of ``table`` into the raw table and the others into ``raw._rejects``, each with
+    its whole source record as JSON (read again from ``select_sql``, for the rejected rows only). The temp table
+    ``_checked`` is dropped; another table (checked ahead, in a database of its own, with its ``tally`` taken
+    there: ``counted``) is left to its owner."""
     names = ", ".join(ident(c.name) for c in layout.columns)
     order = ["__row", *(ident(c.name) for c in layout.columns if c.key)]
     lineage = ", ".join(ident(n) for n in LINEAGE_COLUMNS)
     lineage_values = values(source_file, sha256, loaded_at)
-    # Rows land in file order. ``_checked`` usually is in that order already (its query joins the reference,
-    # and a join does not promise to keep order, so it is checked): then no sort, which costs a third of the
-    # insert. A scan of one table, filtered or under ``OVER ()``, keeps the table's order (DuckDB's
-    # preserve_insertion_order, on by default).
-    in_order = con.execute("SELECT count(*) FROM (SELECT __row - lag(__row) OVER () AS step FROM _checked) "
-                           "WHERE step <= 0").fetchone()[0] == 0
+    in_order, landed, rejected = astuple(counted or tally(con, table))
     con.execute(
         f"INSERT INTO {layout.table} ({lineage}, {names}) SELECT {lineage_values}, __row, {names} "
-        f"FROM _checked WHERE __problem IS NULL{'' if in_order else ' ORDER BY ' + ', '.join(order)}")
-    landed, rejected = con.execute(
-        "SELECT count(*) FILTER (WHERE __problem IS NULL), count(*) FILTER (WHERE __problem IS NOT NULL) "
-        "FROM _checked").fetchone()
+        f"FROM {table} WHERE __problem IS NULL{'' if in_order else ' ORDER BY ' + ', '.join(order)}")
     if rejected:
         records = (f"SELECT __row, any_value(CAST(to_json(__rec) AS JSON)) AS __rec FROM ({select_sql}) "
-                   "WHERE __row IN (SELECT __row FROM _checked WHERE __problem IS NOT NULL) GROUP BY __row")
+                   f"WHERE __row IN (SELECT __row FROM {table} WHERE __problem IS NOT NULL) GROUP BY __row")
         con.execute(
             f"INSERT INTO raw._rejects SELECT {lineage_values}, c.__row, {value(layout.entity)}, c.__problem.column_name, "
-            f"c.__problem.value_text, c.__problem.reason, r.__rec FROM _checked c LEFT JOIN ({records}) r "
+            f"c.__problem.value_text, c.__problem.reason, r.__rec FROM {table} c LEFT JOIN ({records}) r "
             f"USING (__row) WHERE c.__problem IS NOT NULL ORDER BY {', '.join('c.' + k for k in order)}")
-    con.execute("DROP TABLE _checked")
+    if table == CHECKED:
+        con.execute(f"DROP TABLE {CHECKED}")
     return Landed(landed, rejected)

@@ -32,7 +32,7 @@ from brecha.landing.plan import FilePlan
 from brecha.landing.recognise import plan_file
 from brecha.landing.result import FileResult, IngestResult
 from brecha.landing.scan import SourceFile, inspect, walk
-from brecha.landing.sql import value, values
+from brecha.landing.sql import ident, value, values
 from brecha.layouts import BOOKKEEPING_DDL, INEI_DISTRICTS, LAYOUTS, raw_table_ddl
 from brecha.runlock import hold
 
@@ -185,6 +185,143 @@ def _land_file(con: duckdb.DuckDBPyConnection, plan: FilePlan, loaded_at: dateti
             readers.drop_materialised(con)
 
 
+LOOKAHEAD = 3  # files checked ahead of the one landing (each checked table is kept until the batch ends)
+CHECK_THREADS = 2  # files checked at once (a CSV's check runs on one thread)
+AHEAD_READERS = ("csv", "wide_csv", "json_array", "geojson")  # readers whose query leaves nothing behind
+
+
+class CheckAhead:
+    """Files checked ahead, on a second core, while the batch lands the files before them.
+
+    Checking a file (its one query of casts and checks, ``checks.check_sql``, which a CSV's record numbers keep
+    on one thread, then ``mark_duplicates`` and the whole-file verdict) costs most of its landing; the insert of
+    its good rows is the smaller part. So a background thread, on a cursor of its own, checks the files that
+    follow the district reference, in landing order and at most ``LOOKAHEAD`` files ahead of the one landing,
+    each into a table of its own in-memory database, ``ATTACH``ed for it alone (the snapshot argument of
+    ``readers.SheetPrefetch``: the batch's transaction first touches that database after the check committed, so
+    it sees the whole table). The batch's connection then lands each file in turn from its table, exactly as from
+    ``_checked``: good rows in file order, rejects with their records read again from the file, in the one
+    transaction. The thread checks against the same district ubigeos, handed over by value (``start``). Its
+    errors (a read error, decimal commas, a mostly-rejected file) are raised when the file's turn comes, through
+    the same code, so with the same message. Readers whose query creates temp tables (a stacked sheet, a sheet
+    not read ahead) stay on the batch's connection. ``close`` (always, after the transaction ended) stops the
+    thread and detaches the databases: their tables are freed only then, so ``LOOKAHEAD`` bounds none of it but
+    the work done in vain before an error."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, plans: list[FilePlan],
+                 sheets: readers.SheetPrefetch | None = None) -> None:
+        from concurrent.futures import Future
+
+        self._con = con
+        self._sheets = sheets
+        self._plans = [p for p in plans if p.entity != INEI_DISTRICTS.entity and (
+            p.reader in AHEAD_READERS or (p.reader == "xlsx" and sheets is not None and p in sheets))]
+        self._dbs = {p.source.sha256: f"_checked_{p.source.sha256[:16]}" for p in self._plans}
+        self._futures: dict[str, Future[checks.Tally]] = {}
+        self._slots = threading.Semaphore(LOOKAHEAD)
+        self._closing = False
+        self._pool = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="brecha-check") if self._plans else None
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._lock = threading.Lock()
+        self._one_json = threading.Lock()  # DuckDB's JSON reader reserves 2 GiB (see _settings): one at a time
+        self._ubigeos: list[str] | None = None
+        for db in self._dbs.values():
+            con.execute(f"ATTACH ':memory:' AS {ident(db)}")
+
+    def __contains__(self, plan: FilePlan) -> bool:
+        return plan.source.sha256 in self._dbs
+
+    def start(self, with_reference: bool, ubigeos: list[str]) -> None:
+        """Start checking, against ``ubigeos`` (the batch's ``checks.REF_TABLE``) when ``with_reference``."""
+        if self._pool is None or self._futures:
+            return
+        self._ubigeos = ubigeos if with_reference else None
+        for plan in self._plans:
+            self._futures[plan.source.sha256] = self._pool.submit(self._check, plan, with_reference)
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor, with its copy of the district ubigeos."""
+        if not hasattr(self._local, "con"):
+            with self._lock:
+                if self._closing:
+                    raise BrechaError("landing stopped")
+                self._local.con = self._con.cursor()
+                self._cursors.append(self._local.con)
+            if self._ubigeos is not None:
+                self._local.con.execute(f"CREATE OR REPLACE TEMP TABLE {checks.REF_TABLE} AS "
+                                        f"SELECT unnest({value(self._ubigeos)}::VARCHAR[]) AS ubigeo")
+        return self._local.con
+
+    def _table(self, plan: FilePlan) -> str:
+        return f"{ident(self._dbs[plan.source.sha256])}.main.checked"
+
+    def _select_sql(self, con: duckdb.DuckDBPyConnection, plan: FilePlan) -> str:
+        if self._sheets is not None and plan in self._sheets:
+            return self._sheets.select_sql(plan, con)
+        return readers.select_sql(con, plan, landing=True)
+
+    def _check(self, plan: FilePlan, with_reference: bool) -> checks.Tally:
+        self._slots.acquire()
+        if self._closing:
+            raise BrechaError("landing stopped")
+        cur, table = self._cursor(), self._table(plan)
+        with self._json(plan, cur):
+            try:
+                cur.execute(checks.check_sql(plan.layout, self._select_sql(cur, plan), with_reference, table))
+                checks.mark_duplicates(cur, plan.layout, table)
+            except duckdb.Error as err:
+                raise read_error(plan.source, err, f"as {plan.entity}") from err
+            _refuse_mostly_rejected(cur, plan, table)
+            return checks.tally(cur, table)
+
+    @contextmanager
+    def _json(self, plan: FilePlan, con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+        """One JSON file read at a time, by any thread (a check, or the rejects' records on the batch's
+        connection); a cursor's last result holds its reader's memory until its next query, hence the last one."""
+        if plan.reader not in ("json_array", "geojson"):
+            yield
+            return
+        with self._one_json:
+            try:
+                yield
+            finally:
+                with suppress(duckdb.Error):
+                    con.execute("SELECT 1").fetchall()
+
+    def land(self, con: duckdb.DuckDBPyConnection, plan: FilePlan, loaded_at: datetime) -> checks.Landed:
+        """Land ``plan`` from its checked table (waiting for its check; raising its error)."""
+        try:
+            counted = self._futures[plan.source.sha256].result()
+            with self._json(plan, con):
+                return checks.land_checked(con, plan.layout, self._select_sql(con, plan), plan.source.rel,
+                                           plan.source.sha256, loaded_at, self._table(plan), counted)
+        finally:
+            self._slots.release()
+
+    def stop(self) -> None:
+        """Cancel the checks not started and interrupt the one running (without waiting: ``close`` waits)."""
+        self._closing = True
+        for future in self._futures.values():
+            future.cancel()
+        for _ in range(len(self._plans) + 1):
+            self._slots.release()
+        with self._lock:
+            for cursor in self._cursors:
+                cursor.interrupt()
+
+    def close(self) -> None:
+        """Stop, wait for the thread, detach the checked tables' databases. Call it outside the batch's
+        transaction, after ``SheetPrefetch.stop`` (a check may be waiting for a sheet)."""
+        self.stop()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        for cursor in self._cursors:
+            cursor.close()
+        for db in self._dbs.values():
+            self._con.execute(f"DETACH DATABASE IF EXISTS {ident(db)}")
+
+
 def _reject_fix(v: checks.Verdict, con: duckdb.DuckDBPyConnection) -> str:
     reason = v.reason or ""
     if reason.startswith("unparseable"):
@@ -204,21 +341,21 @@ def _reject_fix(v: checks.Verdict, con: duckdb.DuckDBPyConnection) -> str:
     return "Download it again or use the file as published, or remove it from the folder"
 
 
-def _refuse_mostly_rejected(con: duckdb.DuckDBPyConnection, plan: FilePlan) -> None:
+def _refuse_mostly_rejected(con: duckdb.DuckDBPyConnection, plan: FilePlan, table: str = checks.CHECKED) -> None:
     """A file that would lose most of its rows is the wrong layout or damaged as a whole: stop the batch."""
     from brecha.landing.recognise import decimal_comma_sql, decimal_commas
 
-    v = checks.verdict(con)
+    v = checks.verdict(con, table)
     commas = con.execute(
         "SELECT count(*), any_value(__problem.column_name ORDER BY __row), any_value(__problem.value_text ORDER BY __row) "
-        "FROM _checked WHERE __problem.reason = 'unparseable DOUBLE' "
+        f"FROM {table} WHERE __problem.reason = 'unparseable DOUBLE' "
         f"AND {decimal_comma_sql('__problem.value_text')}").fetchone()
     if commas[0] and commas[0] >= 0.05 * v.total:  # decimal commas are a property of the whole file
-        con.execute("DROP TABLE IF EXISTS _checked")
+        con.execute(f"DROP TABLE IF EXISTS {table}")
         raise decimal_commas(plan.source, commas[1], commas[2])
     if not v.whole_file:
         return
-    con.execute("DROP TABLE IF EXISTS _checked")
+    con.execute(f"DROP TABLE IF EXISTS {table}")
     share = 100 * v.rejected / v.total
     raise InputFileError(
         plan.source.rel,
@@ -251,7 +388,7 @@ def _record_file(con: duckdb.DuckDBPyConnection, batch_id: int, entry: dict[str,
 
 def _land_all(con: duckdb.DuckDBPyConnection, plans: list[FilePlan], batch_id: int, loaded_at: datetime,
               archive_dir: Path, result: IngestResult, sheets: readers.SheetPrefetch | None = None,
-              ) -> list[dict[str, Any]]:
+              ahead: CheckAhead | None = None) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     reference: list[str] | None = None
     with _progress("landing", len(plans)) as step:
@@ -268,9 +405,13 @@ def _land_all(con: duckdb.DuckDBPyConnection, plans: list[FilePlan], batch_id: i
                         "unknown-ubigeo check was skipped")
                 if reference:
                     _load_reference(con, reference)
+                if ahead is not None:
+                    ahead.start(bool(reference), [r[0] for r in con.execute(
+                        f"SELECT ubigeo FROM {checks.REF_TABLE}").fetchall()] if reference else [])
             prior = _prior(con, plan)
             if prior is None:
-                landed = _land_file(con, plan, loaded_at, bool(reference), sheets)
+                landed = ahead.land(con, plan, loaded_at) if ahead is not None and plan in ahead else \
+                    _land_file(con, plan, loaded_at, bool(reference), sheets)
                 counts = (landed.rows_landed, landed.rows_rejected)
             else:
                 counts = prior
@@ -323,18 +464,24 @@ def ingest(input_dir: Path) -> IngestResult:
         try:
             plans, result.skipped = _plan_folder(con, root)
             # sheets not landed before are read ahead, in a background thread, while the files before them land
-            sheets = readers.SheetPrefetch(con, [p for p in plans if _prior(con, p) is None])
+            # files not landed before: sheets read ahead, in a background thread, while the files before them
+            # land; files after the district reference checked ahead in another
+            todo = [p for p in plans if _prior(con, p) is None]
+            sheets = readers.SheetPrefetch(con, todo)
+            ahead = CheckAhead(con, todo, sheets)
             try:
                 con.begin()
                 try:
-                    entries = _land_all(con, plans, batch_id, started, archive_dir, result, sheets)
+                    entries = _land_all(con, plans, batch_id, started, archive_dir, result, sheets, ahead)
                     finished = _finish(con, batch_id, "ok")
                     con.commit()
                 except BaseException:
                     con.rollback()
                     raise
             finally:
+                ahead.stop()
                 sheets.close()
+                ahead.close()
         except BaseException as err:
             finished = _finish(con, batch_id, "failed")
             archive.write_manifest(archive_dir, {**manifest, "finished_at": finished.isoformat(), "status": "failed",

@@ -149,21 +149,26 @@ class SheetPrefetch:
     def __contains__(self, plan: FilePlan) -> bool:
         return plan.source.sha256 in self._futures
 
-    def select_sql(self, plan: FilePlan) -> str:
+    def select_sql(self, plan: FilePlan, con: duckdb.DuckDBPyConnection | None = None) -> str:
         """``select_sql(con, plan, landing=True)`` for a sheet read ahead: waits for its read (raising its
-        ``duckdb.Error``), then queries its table."""
+        ``duckdb.Error``), then queries its table (its columns are looked up on ``con``, by default the batch's
+        connection; a thread of its own passes its own cursor)."""
         self._futures[plan.source.sha256].result()
         table = f"{ident(self._dbs[plan.source.sha256])}.main.source"
-        return _flat(plan, "", skip_blank=True, numbered=_over_table(self._con, table))
+        return _flat(plan, "", skip_blank=True, numbered=_over_table(con or self._con, table))
 
-    def close(self) -> None:
-        """Stop what is still to be read, wait for the thread, detach the sheets' databases. Call it outside the
-        batch's transaction (a database a transaction touched cannot be detached before it ends)."""
+    def stop(self) -> None:
+        """Cancel the reads not started and interrupt the one running (without waiting: ``close`` waits)."""
         self._closing = True
         for future in self._futures.values():
             future.cancel()
         if self._cursor is not None:
             self._cursor.interrupt()
+
+    def close(self) -> None:
+        """Stop what is still to be read, wait for the thread, detach the sheets' databases. Call it outside the
+        batch's transaction (a database a transaction touched cannot be detached before it ends)."""
+        self.stop()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         if self._cursor is not None:
