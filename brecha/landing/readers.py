@@ -262,7 +262,9 @@ def select_sql(con: duckdb.DuckDBPyConnection, plan: FilePlan, landing: bool = F
     is read inside the check query. Its ``row_number() OVER ()`` keeps that whole query on one thread, but
     measured on a 350k-row ENAHO CSV (scale 10) it is still the cheaper way: 0.43 s single-threaded, against 0.23 s
     for a temp table with the record numbers plus 0.30 s of CPU for the checks over it (0.15 s on two free cores;
-    while a sheet is read ahead, one core is busy, and the temp table only adds work)."""
+    while a sheet is read ahead, one core is busy, and the temp table only adds work). During an ingest that
+    one-threaded query runs on a thread of its own, ahead of the file's turn (``ingest.CheckAhead``), beside
+    the insert of the file before it."""
     if plan.reader == "csv":
         return _flat(plan, read_csv(plan.source), skip_blank=False)
     if plan.reader == "xlsx":
