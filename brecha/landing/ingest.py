@@ -189,7 +189,7 @@ def _land_file(con: duckdb.DuckDBPyConnection, plan: FilePlan, loaded_at: dateti
             readers.drop_materialised(con)
 
 
-LOOKAHEAD = 3  # files checked ahead of the one landing (each checked table is kept until the batch ends)
+LOOKAHEAD = 3  # the files after the one landing that may be checked (each checked table is kept until the batch ends)
 CHECK_THREADS = 2  # files checked at once (a CSV's check runs on one thread)
 AHEAD_READERS = ("csv", "wide_csv", "json_array", "geojson")  # readers whose query leaves nothing behind
 
@@ -229,7 +229,8 @@ class CheckAhead:
             p.reader in AHEAD_READERS or (p.reader == "xlsx" and sheets is not None and p in sheets))]
         self._dbs = {p.source.sha256: f"_checked_{p.source.sha256[:16]}" for p in self._plans}
         self._futures: dict[str, Future[checks.Tally]] = {}
-        self._slots = threading.Semaphore(LOOKAHEAD)
+        self._turn = threading.Condition()  # guards _landed and _closing
+        self._landed = 0  # files of self._plans landed so far (they land in that order)
         self._closing = False
         self._pool = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="brecha-check") if self._plans else None
         self._local = threading.local()
@@ -248,8 +249,8 @@ class CheckAhead:
         if self._pool is None or self._futures:
             return
         self._ubigeos = ubigeos if with_reference else None
-        for plan in self._plans:
-            self._futures[plan.source.sha256] = self._pool.submit(self._check, plan, with_reference)
+        for index, plan in enumerate(self._plans):
+            self._futures[plan.source.sha256] = self._pool.submit(self._check, index, plan, with_reference)
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         """This thread's cursor, with its copy of the district ubigeos."""
@@ -272,10 +273,12 @@ class CheckAhead:
             return self._sheets.select_sql(plan, con)
         return readers.select_sql(con, plan, landing=True)
 
-    def _check(self, plan: FilePlan, with_reference: bool) -> checks.Tally:
-        self._slots.acquire()
-        if self._closing:
-            raise BrechaError("landing stopped")
+    def _check(self, index: int, plan: FilePlan, with_reference: bool) -> checks.Tally:
+        # by position, not a count of free slots: the file the batch waits for may always start
+        with self._turn:
+            self._turn.wait_for(lambda: self._closing or index < self._landed + LOOKAHEAD)
+            if self._closing:
+                raise BrechaError("landing stopped")
         cur, table = self._cursor(), self._table(plan)
         with self._json(plan, cur):
             try:
@@ -308,21 +311,23 @@ class CheckAhead:
                 return checks.land_checked(con, plan.layout, self._select_sql(con, plan), plan.source.rel,
                                            plan.source.sha256, loaded_at, self._table(plan), counted)
         finally:
-            self._slots.release()
+            with self._turn:
+                self._landed += 1
+                self._turn.notify_all()
 
     def stop(self) -> None:
-        """Cancel the checks not started and interrupt the one running (without waiting: ``close`` waits)."""
-        self._closing = True
+        """Cancel the checks not started and interrupt those running (without waiting: ``close`` waits)."""
+        with self._turn:
+            self._closing = True
+            self._turn.notify_all()
         for future in self._futures.values():
             future.cancel()
-        for _ in range(len(self._plans) + 1):
-            self._slots.release()
         with self._lock:
             for cursor in self._cursors:
                 cursor.interrupt()
 
     def close(self) -> None:
-        """Stop, wait for the thread, detach the checked tables' databases. Call it outside the batch's
+        """Stop, wait for the threads, detach the checked tables' databases. Call it outside the batch's
         transaction, after ``SheetPrefetch.stop`` (a check may be waiting for a sheet)."""
         self.stop()
         if self._pool is not None:
@@ -479,8 +484,9 @@ def ingest(input_dir: Path) -> IngestResult:
             # land; files after the district reference checked ahead in another
             todo = [p for p in plans if _prior(con, p) is None]
             sheets = readers.SheetPrefetch(con, todo)
-            ahead = CheckAhead(con, todo, sheets)
+            ahead: CheckAhead | None = None
             try:
+                ahead = CheckAhead(con, todo, sheets)
                 con.begin()
                 try:
                     entries = _land_all(con, plans, batch_id, started, archive_dir, result, sheets, ahead)
@@ -490,9 +496,11 @@ def ingest(input_dir: Path) -> IngestResult:
                     con.rollback()
                     raise
             finally:
-                ahead.stop()
+                if ahead is not None:
+                    ahead.stop()
                 sheets.close()
-                ahead.close()
+                if ahead is not None:
+                    ahead.close()
         except BaseException as err:
             finished = _finish(con, batch_id, "failed")
             archive.write_manifest(archive_dir, {**manifest, "finished_at": finished.isoformat(), "status": "failed",
