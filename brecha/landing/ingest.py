@@ -189,7 +189,7 @@ def _land_file(con: duckdb.DuckDBPyConnection, plan: FilePlan, loaded_at: dateti
             readers.drop_materialised(con)
 
 
-LOOKAHEAD = 3  # the files after the one landing that may be checked (each checked table is kept until the batch ends)
+LOOKAHEAD = 3  # a file may be checked while fewer files than this before it are still to land
 CHECK_THREADS = 2  # files checked at once (a CSV's check runs on one thread)
 AHEAD_READERS = ("csv", "wide_csv", "json_array", "geojson")  # readers whose query leaves nothing behind
 
@@ -200,12 +200,12 @@ class CheckAhead:
     Checking a file (its one query of casts and checks, ``checks.check_sql``, which a CSV's record numbers keep
     on one thread, then ``mark_duplicates`` and the whole-file verdict) costs most of its landing; the insert of
     its good rows is the smaller part. So ``CHECK_THREADS`` background threads, each on a cursor of its own,
-    check the files that follow the district reference, in landing order and at most ``LOOKAHEAD`` files ahead
-    of the one landing, each into a table of its own in-memory database, ``ATTACH``ed for it alone (the
+    check the files that follow the district reference, in landing order and at most ``LOOKAHEAD - 1`` files
+    after the one landing, each into a table of its own in-memory database, ``ATTACH``ed for it alone (the
     snapshot argument of ``readers.SheetPrefetch``: the batch's transaction first touches that database after
-    the check committed, so it sees the whole table). The batch's connection then lands each file in turn from its table, exactly as from
-    ``_checked``: good rows in file order, rejects with their records read again from the file, in the one
-    transaction. The threads check against the same district ubigeos, handed over by value (``start``). Their
+    the check committed, so it sees the whole table). The batch's connection then lands each file in turn from
+    its table, exactly as from ``_checked``: good rows in file order, rejects with their records read again from
+    the file, in the one transaction. The threads check against the same district ubigeos, handed over by value (``start``). Their
     errors (a read error, decimal commas, a mostly-rejected file) are raised when the file's turn comes, through
     the same code, so with the same message. Readers whose query creates temp tables (a stacked sheet, a sheet
     not read ahead) stay on the batch's connection. ``close`` (always, after the transaction ended) stops the
@@ -214,8 +214,10 @@ class CheckAhead:
 
     Measured at bench scale 10 (2 cores; the ten 350k-row ENAHO CSVs): a check costs 0.46 s alone (0.7-1.2 s
     while two checks and the sheet's read share the cores), landing from its table 0.19 s alone (0.3-0.5 s
-    shared), against 0.8 s per file checked and landed in turn; a whole ``brecha ingest`` 9.9-10.1 s against
-    13.1-14.3 s, a bare DuckDB read of the same files 8.7-8.9 s. Handing the rows over as Arrow instead (the
+    shared), against 0.8 s per file checked and landed in turn; a whole ``brecha ingest`` 9.8-12.1 s (about
+    10 s in quiet runs) against 13.1-14.4 s, a bare DuckDB read of the same files 8.6-8.9 s. What remains is
+    mostly the sheet's read: sharing the cores with the checks, it ends 7-9 s in, and the sheet's own check and
+    insert (1.5 s and 1.2 s) follow it. Handing the rows over as Arrow instead (the
     thread fetches them, the batch inserts from the Arrow table, freeing it after) bounds memory but costs 0.28 s
     per insert instead of 0.19 s, and pyarrow is no dependency."""
 
