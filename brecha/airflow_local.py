@@ -39,6 +39,7 @@ def airflow_env(home: Path | None = None) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "240",
         "AIRFLOW__COSMOS__CACHE_DIR": str(airflow_home / "cosmos_cache"),
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "False",  # producers never retry (dags/brecha_pipeline.py)
         "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
         "DO_NOT_TRACK": "1",
         # the API server and UI listen on this machine only; BRECHA_AIRFLOW_HOST=0.0.0.0 opens them to the network
