@@ -86,7 +86,6 @@ def _plan_folder(con: duckdb.DuckDBPyConnection, root: Path) -> tuple[list[FileP
     files, skipped = walk(root, paths().home)
     plans: list[FilePlan] = []
     errors: list[InputFileError] = []
-    seen: dict[str, str] = {}
     local = threading.local()
     one_json = threading.Lock()
     cursors: list[duckdb.DuckDBPyConnection] = []
@@ -126,10 +125,9 @@ def _plan_folder(con: duckdb.DuckDBPyConnection, root: Path) -> tuple[list[FileP
                     continue
                 if isinstance(src, BaseException):
                     raise src
-                if src.sha256 in seen:
-                    skipped.append((src.rel, f"same bytes as {seen[src.sha256]}"))
+                if holder[src.sha256] != src.rel:
+                    skipped.append((src.rel, f"same bytes as {holder[src.sha256]}"))
                     continue
-                seen[src.sha256] = src.rel
                 if isinstance(outcome, InputFileError):
                     errors.append(outcome)
                 elif isinstance(outcome, BaseException):
@@ -405,8 +403,10 @@ def _record_file(con: duckdb.DuckDBPyConnection, batch_id: int, entry: dict[str,
 
 
 def _land_all(con: duckdb.DuckDBPyConnection, plans: list[FilePlan], batch_id: int, loaded_at: datetime,
-              archive_dir: Path, result: IngestResult, sheets: readers.SheetPrefetch | None = None,
-              ahead: CheckAhead | None = None) -> list[dict[str, Any]]:
+              archive_dir: Path, result: IngestResult, priors: dict[str, tuple[int, int] | None],
+              sheets: readers.SheetPrefetch | None = None, ahead: CheckAhead | None = None) -> list[dict[str, Any]]:
+    """Land ``plans`` in order; ``priors``: per checksum, the counts of an earlier ok batch that landed the same
+    bytes (``_prior``; None: to land now)."""
     entries: list[dict[str, Any]] = []
     reference: list[str] | None = None
     with _progress("landing", len(plans)) as step:
@@ -426,7 +426,7 @@ def _land_all(con: duckdb.DuckDBPyConnection, plans: list[FilePlan], batch_id: i
                 if ahead is not None:
                     ahead.start(bool(reference), [r[0] for r in con.execute(
                         f"SELECT ubigeo FROM {checks.REF_TABLE}").fetchall()] if reference else [])
-            prior = _prior(con, plan)
+            prior = priors[plan.source.sha256]
             if prior is None:
                 landed = ahead.land(con, plan, loaded_at) if ahead is not None and plan in ahead else \
                     _land_file(con, plan, loaded_at, bool(reference), sheets)
@@ -481,17 +481,17 @@ def ingest(input_dir: Path) -> IngestResult:
         result = IngestResult(batch_id, str(root), notes=result_notes)
         try:
             plans, result.skipped = _plan_folder(con, root)
-            # sheets not landed before are read ahead, in a background thread, while the files before them land
             # files not landed before: sheets read ahead, in a background thread, while the files before them
-            # land; files after the district reference checked ahead in another
-            todo = [p for p in plans if _prior(con, p) is None]
+            # land; files after the district reference checked ahead in two more
+            priors = {p.source.sha256: _prior(con, p) for p in plans}
+            todo = [p for p in plans if priors[p.source.sha256] is None]
             sheets = readers.SheetPrefetch(con, todo)
             ahead: CheckAhead | None = None
             try:
                 ahead = CheckAhead(con, todo, sheets)
                 con.begin()
                 try:
-                    entries = _land_all(con, plans, batch_id, started, archive_dir, result, sheets, ahead)
+                    entries = _land_all(con, plans, batch_id, started, archive_dir, result, priors, sheets, ahead)
                     finished = _finish(con, batch_id, "ok")
                     con.commit()
                 except BaseException:
