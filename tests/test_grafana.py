@@ -25,7 +25,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 GRAFANA = REPO / "grafana"
-DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+DASHBOARDS = sorted((GRAFANA / "dashboards").rglob("*.json"))  # Spanish at the top, English under en/
+SPANISH = [p for p in DASHBOARDS if p.parent.name == "dashboards"]
 BUILTIN_VARS = {"__interval", "__interval_ms", "__range", "__timeFilter", "__timeFrom", "__timeTo", "__all",
                 "__unixEpochFilter", "__dashboard", "__org", "__user", "__from", "__to"}
 VAR_RE = re.compile(r"\$\{(\w+)(?::[\w]+)?\}|\$(\w+)")
@@ -62,16 +63,26 @@ def panels_of(dash: dict) -> list[dict]:
 
 # --- static checks --------------------------------------------------------------------------------------------
 
-def test_four_dashboards_generated_from_the_script() -> None:
+def builder():
     sys.path.insert(0, str(GRAFANA))
     try:
         import build_dashboards
     finally:
         sys.path.remove(str(GRAFANA))
-    rendered = build_dashboards.render()
-    assert sorted(rendered) == [p.name for p in DASHBOARDS] and len(DASHBOARDS) == 4
+    return build_dashboards
+
+
+def name_of(path: Path) -> str:
+    """A dashboard's path under grafana/dashboards: ``district_map.json`` (Spanish) or ``en/district_map.json``."""
+    return path.relative_to(GRAFANA / "dashboards").as_posix()
+
+
+def test_four_dashboards_in_two_languages_generated_from_the_script() -> None:
+    rendered = builder().render()
+    assert sorted(rendered) == sorted(name_of(p) for p in DASHBOARDS) and len(SPANISH) == 4 and len(DASHBOARDS) == 8
+    assert {name_of(p) for p in DASHBOARDS} == {p.name for p in SPANISH} | {f"en/{p.name}" for p in SPANISH}
     for path in DASHBOARDS:
-        assert path.read_text() == rendered[path.name], f"{path} differs from grafana/build_dashboards.py: rerun it"
+        assert path.read_text() == rendered[name_of(path)], f"{path} differs from grafana/build_dashboards.py: rerun it"
 
 
 def test_dashboard_uids_unique_and_datasource_is_the_provisioned_one() -> None:
@@ -106,6 +117,82 @@ def test_panels_fit_the_grid_without_overlap() -> None:
                 cells[cell] = p["title"]
 
 
+def reader_texts(dash: dict) -> list[str]:
+    """Every text a reader of the dashboard sees: titles, descriptions, variable and option labels, column labels."""
+    texts = [dash["title"], dash["description"], *(link["title"] for link in dash["links"])]
+    for p in panels_of(dash):
+        texts += [p["title"], p.get("description", "")]
+        texts += [prop["value"] for o in p["fieldConfig"]["overrides"] for prop in o["properties"]
+                  if prop["id"] == "displayName"]
+        texts += [layer["name"] for layer in p["options"].get("layers", [])]
+    for v in dash["templating"]["list"]:
+        texts += [v["label"], *(o["text"] for o in v.get("options", []))]
+    return [t for t in texts if t]
+
+
+ENGLISH_WORDS = re.compile(r"\b(the|of|and|with|per|by|without|where|districts?|households?|share|rank|run|model)\b",
+                           re.IGNORECASE)
+
+
+def test_spanish_by_default_with_english_as_a_second_set() -> None:
+    """The default set (grafana/dashboards/*.json, the home dashboard) reads in Spanish; en/ holds the same dashboards
+    (same SQL, layout and options) in English under their own uids; every text differs between the two."""
+    for es_path in SPANISH:
+        es, en = load(es_path), load(es_path.parent / "en" / es_path.name)
+        assert en["uid"] == f"{es['uid']}-en" and "es" in es["tags"] and "en" in en["tags"]
+        assert [p["gridPos"] for p in panels_of(es)] == [p["gridPos"] for p in panels_of(en)]
+        for a, b in [(es["title"], en["title"]), (es["description"], en["description"])] + [
+                (p["title"], q["title"]) for p, q in zip(panels_of(es), panels_of(en), strict=True)] + [
+                (v["label"], w["label"]) for v, w in zip(es["templating"]["list"], en["templating"]["list"], strict=True)]:
+            assert a != b, f"{es_path.name}: {a!r} is not translated"
+        english = [t for t in reader_texts(es) if ENGLISH_WORDS.search(t.replace("${", "{"))]
+        assert not english, f"{es_path.name}: English left in the Spanish set: {english}"
+
+
+def test_one_interval_level_everywhere_printed_next_to_it() -> None:
+    """Every interval or band a reader is told about is the 90 % one, and says so within the same phrase."""
+    for path in DASHBOARDS:
+        for text in reader_texts(load(path)):
+            for m in re.finditer(r"interval|intervalo|band|banda", text, re.IGNORECASE):
+                near = text[max(0, m.start() - 40):m.end() + 40]
+                assert "90 %" in near and not re.search(r"\b(80|95|99) ?%", text), f"{name_of(path)}: {text!r}"
+
+
+def test_every_feature_of_the_models_has_a_label() -> None:
+    from brecha_ml.features import FEATURE_NAMES
+
+    labels = builder().FEATURE_LABELS
+    assert not set(FEATURE_NAMES) - set(labels), f"features without a label: {set(FEATURE_NAMES) - set(labels)}"
+    for es, en in labels.values():
+        assert "'" not in es + en and es != en
+
+
+def test_readers_see_labels_not_column_names(serving_db: Path, harness: Harness) -> None:
+    """Every column a panel returns is shown under a label (a displayName override), never under its raw name
+    (``gap_pp``, ``lower_90``, ``segment_label``); stats show their title, bar gauges and bar charts the values of
+    the columns their options name; feature names are shown as labels."""
+    from brecha_ml.features import FEATURE_NAMES
+
+    unlabelled = builder().unlabelled
+    checked = 0
+    for q in run_all(serving_db, harness):
+        if not q["panel"] or q["error"] or q["panel"]["type"] == "stat":
+            continue
+        p = q["panel"]
+        labels = {o["matcher"]["options"]: prop["value"] for o in p["fieldConfig"]["overrides"]
+                  for prop in o["properties"] if o["matcher"]["id"] == "byName" and prop["id"] == "displayName"}
+        for column, _ in q["columns"]:
+            if column in unlabelled(p):
+                continue
+            assert column in labels and labels[column] != column, \
+                f"{q['dashboard']} / {p['title']}: column {column} is shown under its raw name"
+            checked += 1
+        if "feature" in dict(q["columns"]):
+            shown = {r[[c for c, _ in q["columns"]].index("feature")] for r in q["rows"]}
+            assert not shown & set(FEATURE_NAMES), f"{q['dashboard']} / {p['title']}: raw feature names {shown}"
+    assert checked > 500
+
+
 def used_variables(dash: dict) -> set[str]:
     texts = [p.get("title", "") for p in panels_of(dash)]
     texts += [t["rawSql"] for p in panels_of(dash) for t in p.get("targets", [])]
@@ -136,8 +223,14 @@ def test_provisioning_points_read_only_at_the_mounted_serving_copy() -> None:
     assert options["access_mode"] == "read_only" and options["enable_external_access"] == "false"
     assert "enable_external_access=false" in ds["jsonData"]["initSql"].replace(" ", "")
     assert "lock_configuration=true" in ds["jsonData"]["initSql"].replace(" ", "")
-    provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "brecha.yaml").read_text())["providers"][0]
-    assert provider["options"]["path"] in mounts and mounts[provider["options"]["path"]].startswith("./dashboards:")
+    providers = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "brecha.yaml").read_text())["providers"]
+    es, en = providers  # Spanish (the default, the home dashboard) and English, each in its own folder
+    assert mounts[es["options"]["path"]].startswith("./dashboards:")
+    assert mounts[en["options"]["path"]].startswith("./dashboards/en:")
+    assert es["folderUid"] != en["folderUid"] and es["folder"] != en["folder"]
+    # Grafana's file provider walks sub-folders: the English set inside the Spanish mount is hidden by an empty tmpfs
+    assert f"{es['options']['path']}/en" in svc["tmpfs"]
+    assert svc["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] == f"{es['options']['path']}/district_map.json"
     assert mounts["/etc/grafana/provisioning"].startswith("./provisioning:")
     env = svc["environment"]
     assert "DUCKDB_PLUGIN_VERSION:-0.4.5}" in env["GF_PLUGINS_PREINSTALL_SYNC"]  # embeds DuckDB 1.5.4
@@ -258,6 +351,7 @@ def states(dash: dict, harness: Harness, con: duckdb.DuckDBPyConnection) -> list
             assert opts[var["name"]], f"{var['name']}: its query returns no option"
             base[var["name"]] = opts[var["name"]][0]
     out = [("defaults", base, opts)]
+    custom = custom_options(dash, harness)
     names = {v["name"] for v in variables}
     if "department" in names:
         for pick in (0, -1):  # the first and the last department, alone and with one of its provinces
@@ -270,14 +364,39 @@ def states(dash: dict, harness: Harness, con: duckdb.DuckDBPyConnection) -> list
     if "run_id" in names:
         for run in opts["run_id"][1:3]:
             out.append((f"run {run}", {**base, "run_id": run}, opts))
-    for var in variables:
-        if var["type"] == "custom":
-            out += [(f"{var['name']}={o['value']}", {**base, var["name"]: o["value"]}, opts) for o in var["options"][1:]]
+    for name, parsed in custom.items():  # every option Grafana parses from the query, not the JSON's options array
+        out += [(f"{name}={o['value']}", {**base, name: o["value"]}, opts) for o in parsed if o["value"] != base[name]]
     quoted = {k: v for k, v in APOSTROPHE.items() if k in names}
     if quoted:
         values = {**base, **quoted}
         out.append(("apostrophe", values, options_for(values)))
     return out
+
+
+def custom_options(dash: dict, harness: Harness) -> dict[str, list[dict]]:
+    """Each custom variable's options as Grafana lists them: @grafana/scenes' CustomVariable.getValueOptions parses
+    the variable's ``query`` string (the harness answers them; the JSON's ``options`` array is not what Grafana shows)."""
+    values = {v["name"]: v["current"]["value"] for v in dash["templating"]["list"] if v["type"] == "custom"}
+    return harness.expand(dash, values, {})["custom"]
+
+
+def test_custom_variable_options_parsed_by_grafana_are_the_intended_ones(harness: Harness) -> None:
+    """Grafana splits a custom variable's query on every unescaped comma, then on ' : ': the options it parses must be
+    the ones the JSON saves (same labels, same values, same order), each value a column name, the default among them."""
+    checked = 0
+    for path in DASHBOARDS:
+        dash = load(path)
+        parsed = custom_options(dash, harness)
+        for var in dash["templating"]["list"]:
+            if var["type"] != "custom":
+                continue
+            where = f"{name_of(path)} / {var['name']}"
+            saved = [{"label": o["text"], "value": o["value"]} for o in var["options"]]
+            assert parsed[var["name"]] == saved, f"{where}: Grafana parses {parsed[var['name']]}, the JSON saves {saved}"
+            assert all(re.fullmatch(r"[a-z_][a-z0-9_]*", o["value"]) for o in parsed[var["name"]]), where
+            assert var["current"]["value"] in [o["value"] for o in parsed[var["name"]]], where
+            checked += 1
+    assert checked >= 1
 
 
 def expanded_queries(db: Path, harness: Harness) -> list[dict]:
@@ -291,12 +410,12 @@ def expanded_queries(db: Path, harness: Harness) -> list[dict]:
             answer = harness.expand(dash, values, options)
             for var, sql in answer["variables"].items():
                 for b in BEHAVIOURS:  # variable queries: interpolateVariable in every version, no clean()
-                    out.append({"dashboard": path.name, "state": name, "behaviour": b, "panel": None,
-                                "variable": var, "sql": macros(sql, "now-1d")})
+                    out.append({"dashboard": name_of(path), "state": name, "behaviour": b, "panel": None,
+                                "variable": var, "refId": None, "sql": macros(sql, "now-1d")})
             for p in answer["panels"]:
                 for b in BEHAVIOURS:
-                    out.append({"dashboard": path.name, "state": name, "behaviour": b, "panel": meta[p["title"]],
-                                "values": values, "sql": macros(p[b], dash["time"]["from"])})
+                    out.append({"dashboard": name_of(path), "state": name, "behaviour": b, "panel": meta[p["title"]],
+                                "refId": p["refId"], "values": values, "sql": macros(p[b], dash["time"]["from"])})
     return out
 
 
@@ -331,7 +450,8 @@ def check_results(results: list[dict], *, real: bool = False) -> None:
     for q in results:
         where = f"{q['dashboard']} / {q['panel']['title'] if q['panel'] else 'variable ' + q['variable']} " \
                 f"[{q['state']}, {q['behaviour']}]"
-        by_key[(q["dashboard"], q["state"], q["panel"]["title"] if q["panel"] else q["variable"], q["behaviour"])] = q
+        by_key[(q["dashboard"], q["state"], q["panel"]["title"] if q["panel"] else q["variable"], q["refId"],
+                q["behaviour"])] = q
         if q["state"] == "apostrophe" and q["behaviour"] == "v041":
             continue  # 0.4.1 turns 'O''HIGGINS' into 'O'HIGGINS': the reason 0.4.5 is pinned (asserted below)
         assert q["error"] is None, f"{where}: {q['error']}\n{q['sql']}"
@@ -345,10 +465,11 @@ def check_results(results: list[dict], *, real: bool = False) -> None:
             assert types[field].startswith(NUMERIC), f"{where}: {field} is {types[field]}, not a number"
         if q["panel"]["type"] == "stat" and q["rows"]:
             assert len(q["rows"]) == 1, where
-        if q["panel"]["type"] == "geomap":  # the map's layer draws columns its query returns, on its colour scale
-            layer, scale = q["panel"]["options"]["layers"][0], q["panel"]["fieldConfig"]["defaults"]
-            drawn = {layer["location"]["latitude"], layer["location"]["longitude"],
-                     layer["config"]["style"]["color"]["field"], layer["config"]["style"]["size"]["field"]}
+        if q["panel"]["type"] == "geomap":  # each query's layer draws columns it returns, on the colour scale
+            layer = next(la for la in q["panel"]["options"]["layers"] if la["filterData"]["options"] == q["refId"])
+            scale, style = q["panel"]["fieldConfig"]["defaults"], layer["config"]["style"]
+            drawn = {layer["location"]["latitude"], layer["location"]["longitude"], style["color"]["field"],
+                     *([style["size"]["field"]] if "field" in style["size"] else [])}
             assert drawn <= set(types), f"{where}: the layer draws {drawn - set(types)}, not in {list(types)}"
             colour = [r[list(types).index(layer["config"]["style"]["color"]["field"])] for r in q["rows"]]
             assert all(scale["min"] <= v <= scale["max"] for v in colour if v is not None), f"{where}: colour off scale"
@@ -360,9 +481,9 @@ def check_results(results: list[dict], *, real: bool = False) -> None:
             assert shown == sorted(shown, key=lambda v: (v is not None, v or 0)), f"{where}: worst not drawn last"
         if q["state"] == "defaults" and not real and not meta.get("may_be_empty"):
             assert q["rows"], f"{where}: no rows"
-    for (dash, state, name, behaviour), q in by_key.items():
+    for (dash, state, name, ref, behaviour), q in by_key.items():
         if behaviour == "v041" and state != "apostrophe":
-            assert q["sql"] == by_key[(dash, state, name, "v043")]["sql"], f"{dash} / {name} [{state}]: 0.4.1 differs"
+            assert q["sql"] == by_key[(dash, state, name, ref, "v043")]["sql"], f"{dash} / {name} [{state}]: 0.4.1 differs"
     broken = [q for q in results if q["state"] == "apostrophe" and q["behaviour"] == "v041" and q["error"]]
     assert broken, "plugin 0.4.1's clean() should break a quoted apostrophe"
 
@@ -386,38 +507,78 @@ def test_every_query_expanded_by_grafana_runs_in_every_state_and_behaviour(servi
     results = run_all(serving_db, harness)
     check_results(results)
     states_run = {(q["dashboard"], q["state"]) for q in results}
-    assert len(states_run) >= 15 and len(results) >= 250, (len(states_run), len(results))
-    # every custom option of the map gives a numeric measure with values
-    maps = [q for q in results if q["panel"] and q["panel"]["type"] == "geomap" and q["behaviour"] == "v043"]
-    for q in maps:
-        if q["state"] in ("defaults",) or q["state"].startswith("measure="):
-            assert any(r[[c for c, _ in q["columns"]].index("measure")] is not None for r in q["rows"]), q["state"]
+    assert len(states_run) >= 30 and len(results) >= 500, (len(states_run), len(results))
+    # every option Grafana parses from the "Colour by" query gives a numeric measure with values, in both languages
+    for dash in ("district_map.json", "en/district_map.json"):
+        parsed = custom_options(load(GRAFANA / "dashboards" / dash), harness)["measure"]
+        measured = {q["state"] for q in results if q["dashboard"] == dash and q["panel"]
+                    and q["panel"]["type"] == "geomap" and q["behaviour"] == "v043" and q["refId"] == "A"
+                    and any(r[[c for c, _ in q["columns"]].index("measure")] is not None for r in q["rows"])}
+        assert {"defaults"} | {f"measure={o['value']}" for o in parsed[1:]} <= measured, (dash, measured)
+
+
+def map_rows(results: list[dict], state: str, dashboard: str = "district_map.json") -> dict[str, list[dict]]:
+    """The map's rows in one state, per query (A: districts with a polygon, B: without), as dicts."""
+    out = {}
+    for q in results:
+        if q["dashboard"] == dashboard and q["state"] == state and q["behaviour"] == "v043" and q["panel"] \
+                and q["panel"]["type"] == "geomap":
+            out[q["refId"]] = [dict(zip([c for c, _ in q["columns"]], r, strict=True)) for r in q["rows"]]
+    assert sorted(out) == ["A", "B"], f"{dashboard} [{state}]: map queries {sorted(out)}"
+    return out
+
+
+def check_every_district_on_the_map(results: list[dict], con: duckdb.DuckDBPyConnection) -> None:
+    """Every district of the reference is in the map's result, once: a circle (query A) where the boundary file
+    has its polygon, else a triangle (query B) at the reference centroid with a visible note, in both languages."""
+    reference = dict(con.execute("SELECT ubigeo, has_boundary FROM marts.dim_districts").fetchall())
+    for dash in ("district_map.json", "en/district_map.json"):
+        rows = map_rows(results, "defaults", dash)
+        drawn = [r["ubigeo"] for rs in rows.values() for r in rs]
+        assert len(drawn) == len(set(drawn)), f"{dash}: a district drawn twice"
+        missing = sorted(set(reference) - set(drawn))
+        assert not missing, f"{dash}: {len(missing)} districts of the reference not on the map, e.g. {missing[:5]}"
+        assert set(drawn) == set(reference)
+        assert {r["ubigeo"] for r in rows["B"]} == {u for u, has in reference.items() if not has}
+        assert all(r["map_note"] for r in rows["B"]) and not any(r["map_note"] for r in rows["A"])
+
+
+def test_every_district_of_the_reference_is_on_the_map(serving_db: Path, harness: Harness) -> None:
+    results = run_all(serving_db, harness)
+    con = plugin_connection(serving_db)
+    check_every_district_on_the_map(results, con)
+    without = con.execute("SELECT count(*) FROM marts.dim_districts WHERE NOT has_boundary").fetchone()[0]
+    stat_q = next(q for q in results if q["dashboard"] == "district_map.json" and q["state"] == "defaults"
+                  and q["panel"] and "districts_without_polygon" in q["panel"]["brecha"]["fields"])
+    assert stat_q["rows"] == [(without,)]  # the note above the map counts them
 
 
 def test_filters_narrow_the_map_to_the_chosen_department(serving_db: Path, harness: Harness) -> None:
-    maps = {q["state"]: q for q in run_all(serving_db, harness)
-            if q["panel"] and q["panel"]["type"] == "geomap" and q["behaviour"] == "v043"}
-    columns = [c for c, _ in maps["defaults"]["columns"]]
-    dept, prov = columns.index("department"), columns.index("province")
-    total = plugin_connection(serving_db).execute(
-        "SELECT count(*) FROM marts.mart_district_priorities WHERE latitude IS NOT NULL").fetchone()[0]
-    assert len(maps["defaults"]["rows"]) == total
-    both = next(q for s, q in maps.items() if " / " in s)
-    chosen = (both["values"]["department"], both["values"]["province"])
-    assert 0 < len(both["rows"]) < total and {(r[dept], r[prov]) for r in both["rows"]} == {chosen}
-    assert maps["apostrophe"]["rows"] == []
+    results = run_all(serving_db, harness)
+    total = plugin_connection(serving_db).execute("SELECT count(*) FROM marts.dim_districts").fetchone()[0]
+    assert sum(len(rows) for rows in map_rows(results, "defaults").values()) == total
+    both_state = next(q["state"] for q in results if q["dashboard"] == "district_map.json" and " / " in q["state"])
+    both = [r for rows in map_rows(results, both_state).values() for r in rows]
+    assert 0 < len(both) < total and len({(r["department"], r["province"]) for r in both}) == 1
+    assert both_state.endswith(f"{both[0]['department']} / {both[0]['province']}")
+    assert all(rows == [] for rows in map_rows(results, "apostrophe").values())
 
 
 def test_map_size_is_people_without_internet(serving_db: Path, harness: Harness) -> None:
-    q = next(q for q in run_all(serving_db, harness)
-             if q["panel"] and q["panel"]["type"] == "geomap" and q["state"] == "defaults" and q["behaviour"] == "v043")
-    style = q["panel"]["options"]["layers"][0]["config"]["style"]
-    assert (style["size"]["field"], style["color"]["field"]) == ("people_without_internet", "need_percentile")
-    rows = [dict(zip([c for c, _ in q["columns"]], r, strict=True)) for r in q["rows"]]
-    for r in rows:
+    results = run_all(serving_db, harness)
+    q = next(q for q in results if q["dashboard"] == "district_map.json" and q["panel"]
+             and q["panel"]["type"] == "geomap" and q["state"] == "defaults")
+    circles, triangles = q["panel"]["options"]["layers"]
+    assert (circles["config"]["style"]["size"]["field"], circles["config"]["style"]["color"]["field"]) == \
+        ("people_without_internet", "need_percentile")
+    assert triangles["config"]["style"]["color"]["field"] == "need_percentile"
+    assert triangles["config"]["style"]["symbol"]["fixed"].endswith("triangle.svg")
+    shown = map_rows(results, "defaults")
+    for r in shown["A"] + shown["B"]:
         share = r["internet_pct"] if r["internet_pct"] is not None else r["predicted_internet_pct"]
         if r["population"] is not None and share is not None:
             assert abs(r["people_without_internet"] - r["population"] * (100 - share) / 100) <= 0.5
+    rows = shown["A"]
     worst = max(r["need_percentile"] for r in rows if r["need_percentile"] is not None)
     assert rows[-1]["need_percentile"] == worst > 80  # the worst district is drawn last, on top
 
@@ -457,13 +618,14 @@ def test_exposures_declare_what_each_dashboard_reads(serving_db: Path, harness: 
                 if n["resource_type"] in ("model", "seed", "snapshot")}
     relation |= {f"{s['schema']}.{s.get('identifier') or s['name']}": uid for uid, s in manifest["sources"].items()}
     exposures = {Path(e["url"]).name: e for e in manifest["exposures"].values() if e["type"] == "dashboard"}
-    assert sorted(exposures) == [p.name for p in DASHBOARDS], "one dashboard exposure per dashboard (url)"
+    assert sorted(exposures) == [p.name for p in SPANISH], "one dashboard exposure per dashboard (url)"
+    assert all((REPO / e["url"]).is_file() for e in exposures.values())
 
     con = duckdb.connect()
-    read: dict[str, set[str]] = {p.name: set() for p in DASHBOARDS}
+    read: dict[str, set[str]] = {p.name: set() for p in SPANISH}  # a dashboard and its English copy together
     for q in run_all(serving_db, harness):
         if q["error"] is None:  # plugin 0.4.1 breaks a quoted apostrophe on purpose (checked by check_results)
-            read[q["dashboard"]] |= tables_read(q["sql"], con)
+            read[Path(q["dashboard"]).name] |= tables_read(q["sql"], con)
     for name, tables in read.items():
         unknown = sorted(t for t in tables if t not in relation)
         assert not unknown, f"{name} reads {unknown}, which no dbt model or source declares"
@@ -605,5 +767,6 @@ def real_serving_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_query_runs_on_the_real_extracts(real_serving_db: Path, harness: Harness) -> None:
     results = run_all(real_serving_db, harness)
     check_results(results, real=True)
-    maps = [q for q in results if q["panel"] and q["panel"]["type"] == "geomap" and q["state"] == "defaults"]
-    assert all(len(q["rows"]) > 1000 for q in maps)
+    check_every_district_on_the_map(results, plugin_connection(real_serving_db))
+    shown = map_rows(results, "defaults")
+    assert len(shown["A"]) > 1000 and len(shown["B"]) >= 1  # the real boundary file lacks 50 districts

@@ -4,9 +4,13 @@
 //
 // Request:  {"dashboard": <dashboard JSON>, "values": {var: value}, "options": {var: [values]},
 //            "from": "<ISO time>", "to": "<ISO time>"}
-// Answer:   {"variables": {name: sql}, "panels": [{"title", "refId", "v041", "v043"}]}  or  {"error": "..."}
+// Answer:   {"variables": {name: sql}, "custom": {name: [{"label", "value"}]},
+//            "panels": [{"title", "refId", "v041", "v043"}]}  or  {"error": "..."}
 //
 // What runs is Grafana's code, not a copy of it:
+// - a custom variable's options are what Grafana shows: scenes' CustomVariable.getValueOptions parses them from the
+//   variable's `query` string (split on every comma not escaped as `\,`, then on ` : `), never from the `options`
+//   array saved in the JSON; the chosen value's text is looked up in them, and "custom" answers them;
 // - the dashboard's variables become @grafana/scenes QueryVariable / CustomVariable objects in an EmbeddedScene, and
 //   `templateSrv.replace(text, scopedVars, format)` is scenes' `sceneGraph.interpolate(scene, text, scopedVars,
 //   format)`, which is what Grafana's TemplateSrv calls inside a (scenes) dashboard;
@@ -91,11 +95,9 @@ function sceneVariable(v, values, options) {
     allValue: v.allValue || undefined };
   let value = v.name in values ? values[v.name] : (v.current && v.current.value);
   if (value === '$__all' || value === 'All') value = '$__all';
-  const opts = v.type === 'custom'
-    ? v.options.map((o) => ({ label: o.text, value: o.value }))
-    : (options[v.name] || []).map((x) => ({ label: String(x), value: String(x) }));
+  if (v.type === 'custom') return new CustomVariable({ ...common, query: v.query, value, text: value, options: [] });
+  const opts = (options[v.name] || []).map((x) => ({ label: String(x), value: String(x) }));
   const text = value === '$__all' ? 'All' : (opts.find((o) => o.value === value) || { label: value }).label;
-  if (v.type === 'custom') return new CustomVariable({ ...common, query: v.query, value, text, options: opts });
   if (v.type === 'query') {
     return new QueryVariable({ ...common, query: v.query, datasource: v.datasource, value, text, options: opts });
   }
@@ -114,8 +116,18 @@ function expand(req) {
     replace: (text, scopedVars, format) => sceneGraph.interpolate(scene, text, scopedVars, format),
     containsTemplate: () => true, getVariables: () => [], updateTimeRange: () => undefined,
   };
+  const out = { variables: {}, custom: {}, panels: [] };
+  for (const variable of variables) {
+    if (!(variable instanceof CustomVariable)) continue;
+    // what Grafana lists in the dropdown: parsed from the query (rxjs.of: the subscription runs synchronously)
+    let parsed = [];
+    variable.getValueOptions({}).subscribe((o) => { parsed = o; });
+    const { value } = variable.state;
+    const chosen = parsed.find((o) => o.value === value) || { label: value };
+    variable.setState({ options: parsed, text: chosen.label });
+    out.custom[variable.state.name] = parsed.map((o) => ({ label: o.label, value: o.value }));
+  }
   const ds = new DuckDBDataSource(SETTINGS, templateSrv);
-  const out = { variables: {}, panels: [] };
   for (const v of dash.templating.list) {
     if (v.type !== 'query') continue;
     const query = typeof v.query === 'string' ? v.query : v.query.rawSql || v.query.query;
