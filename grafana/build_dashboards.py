@@ -193,6 +193,52 @@ def feature_label_join(t: Tr, alias: str = "f") -> str:
     return f"LEFT JOIN (VALUES {rows}) AS fl(feature, label) ON fl.feature = {alias}.feature"
 
 
+# The words ml/segments.py builds segment labels from (SEGMENT_FEATURES, and its fallback), in Spanish: the segment
+# of a district is shown in the reader's language (tests/test_grafana.py fails on a word without its translation).
+SEGMENT_WORDS: dict[str, str] = {
+    "high-altitude": "de altura", "lowland": "de tierras bajas", "poor": "pobres", "better-off": "menos pobres",
+    "good 4G": "con buen 4G", "little 4G": "con poco 4G", "dense": "densos", "sparse": "dispersos",
+    "well electrified": "bien electrificados", "poorly electrified": "poco electrificados",
+    "sewered": "con desagüe", "unsewered": "sin desagüe", "high human development": "alto desarrollo humano",
+    "low human development": "bajo desarrollo humano", "populous": "populosos", "small": "pequeños",
+    "average on every covariate": "en el promedio en todo",
+}
+# Cluster classes of the local Moran's I (LISA), as ml/clusters.py writes them.
+CLUSTER_WORDS: dict[str, tuple[str, str]] = {
+    "low-low": ("bajo-bajo", "low-low"), "low-high": ("bajo-alto", "low-high"),
+    "high-low": ("alto-bajo", "high-low"), "high-high": ("alto-alto", "high-high"),
+    "not significant": ("no significativo", "not significant"),
+}
+
+
+def segment_label_sql(t: Tr, column: str) -> str:
+    """``column`` (a segment label of ml/segments.py) in the reader's language: each word replaced, longest first
+    (so "poorly electrified" before "poor")."""
+    if t.lang == "en":
+        return column
+    for en, es in sorted(SEGMENT_WORDS.items(), key=lambda kv: -len(kv[0])):
+        column = f"replace({column}, '{en}', '{es}')"
+    return column
+
+
+def segment_profile_sql(t: Tr, p: str = "p", s: str = "s") -> str:
+    """The profile sentence of segment ``s`` (ml.segment_profiles): ml/segments.py writes it in English; the Spanish
+    set composes the same sentence from the profile's columns."""
+    if t.lang == "en":
+        return f"{s}.description"
+    return (f"coalesce(format('{{}} distritos ({{}}): altitud ~{{}} m, pobreza {{}} %, electricidad {{}} %, "
+            f"desagüe {{}} %, 4G en {{}} % de los centros poblados, densidad ~{{}}/km²; internet (censo) {{}} "
+            f"en promedio', {s}.n_districts, {segment_label_sql(t, p + '.segment_label')}, "
+            f"round({s}.centroid_altitude_m)::BIGINT, round({s}.centroid_poverty_pct)::BIGINT, "
+            f"round({s}.centroid_electricity_pct)::BIGINT, round({s}.centroid_sewage_pct)::BIGINT, "
+            f"round({s}.centroid_pct_centres_4g)::BIGINT, round(pow(10, {s}.centroid_log_density))::BIGINT, "
+            f"coalesce(printf('%.1f %%', {s}.mean_internet_pct), 'sin dato')), {s}.description)")
+
+
+def cluster_sql(t: Tr, column: str) -> str:
+    return "CASE " + column + " " + " ".join(f"WHEN '{k}' THEN '{t(*v)}'" for k, v in CLUSTER_WORDS.items()) + " END"
+
+
 def dept_filter(column: str = "department") -> str:
     return f"{column} IN (${{department}})"
 
@@ -398,7 +444,8 @@ def district_map(t: Tr) -> dict[str, Any]:
             ), r AS (
                 SELECT ubigeo, district, province, department, latitude, longitude, population,
                        people_without_internet, internet_pct, predicted_internet_pct, divide_index, gap_pp,
-                       priority_rank, segment_label, internet_cluster, measure,
+                       priority_rank, {segment_label_sql(t, "segment_label")} AS segment_label,
+                       {cluster_sql(t, "internet_cluster")} AS internet_cluster, measure,
                        CASE WHEN need IS NOT NULL
                             THEN round(100 * percent_rank() OVER (PARTITION BY need IS NULL ORDER BY need), 1)
                        END AS need_percentile,
@@ -497,7 +544,8 @@ def district_map(t: Tr) -> dict[str, Any]:
             SELECT p.priority_rank, p.district, p.province, p.department,
                    round(p.internet_pct, 1) AS internet_pct, round(p.predicted_internet_pct, 1) AS predicted_pct,
                    round(p.lower_90, 1) AS lower_90, round(p.upper_90, 1) AS upper_90, round(p.gap_pp, 1) AS gap_pp,
-                   round(p.divide_index, 1) AS divide_index, p.segment_label, s.description AS segment_profile
+                   round(p.divide_index, 1) AS divide_index, {segment_label_sql(t, "p.segment_label")} AS segment_label,
+                   {segment_profile_sql(t)} AS segment_profile
             FROM marts.mart_district_priorities AS p
             LEFT JOIN ml.segment_profiles AS s ON s.run_id = p.run_id AND s.segment_id = p.segment_id
             WHERE {place_filter('p.')}

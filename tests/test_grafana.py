@@ -167,13 +167,24 @@ def test_every_feature_of_the_models_has_a_label() -> None:
         assert "'" not in es + en and es != en
 
 
+def test_segment_and_cluster_words_have_their_spanish() -> None:
+    from brecha_ml.segments import SEGMENT_FEATURES
+
+    build = builder()
+    words = {w for pair in SEGMENT_FEATURES.values() for w in pair}
+    assert not words - set(build.SEGMENT_WORDS), f"segment words without Spanish: {words - set(build.SEGMENT_WORDS)}"
+    assert all("'" not in w for w in build.SEGMENT_WORDS.values())
+
+
 def test_readers_see_labels_not_column_names(serving_db: Path, harness: Harness) -> None:
     """Every column a panel returns is shown under a label (a displayName override), never under its raw name
     (``gap_pp``, ``lower_90``, ``segment_label``); stats show their title, bar gauges and bar charts the values of
     the columns their options name; feature names are shown as labels."""
     from brecha_ml.features import FEATURE_NAMES
 
-    unlabelled = builder().unlabelled
+    build = builder()
+    unlabelled = build.unlabelled
+    english_values = [*build.SEGMENT_WORDS, *build.CLUSTER_WORDS]
     checked = 0
     for q in run_all(serving_db, harness):
         if not q["panel"] or q["error"] or q["panel"]["type"] == "stat":
@@ -187,9 +198,15 @@ def test_readers_see_labels_not_column_names(serving_db: Path, harness: Harness)
             assert column in labels and labels[column] != column, \
                 f"{q['dashboard']} / {p['title']}: column {column} is shown under its raw name"
             checked += 1
-        if "feature" in dict(q["columns"]):
-            shown = {r[[c for c, _ in q["columns"]].index("feature")] for r in q["rows"]}
+        columns = [c for c, _ in q["columns"]]
+        if "feature" in columns:
+            shown = {r[columns.index("feature")] for r in q["rows"]}
             assert not shown & set(FEATURE_NAMES), f"{q['dashboard']} / {p['title']}: raw feature names {shown}"
+        if not q["dashboard"].startswith("en/"):  # values written by the pipeline in English, shown in Spanish
+            for column in {"segment_label", "segment_profile", "internet_cluster"} & set(columns):
+                values = " ".join(str(r[columns.index(column)]) for r in q["rows"])
+                english = [w for w in [*english_values, "districts"] if re.search(rf"\b{w}\b", values)]
+                assert not english, f"{q['dashboard']} / {p['title']}: {column} shows {english}"
     assert checked > 500
 
 
