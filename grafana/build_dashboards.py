@@ -594,7 +594,8 @@ def department_trends(t: Tr) -> dict[str, Any]:
          "properties": [{"id": "custom.lineWidth", "value": 0}, {"id": "color", "value": {"mode": "fixed", "fixedColor": "blue"}}]},
     ]
     panels = [
-        panel("timeseries", t("Hogares con internet (ENAHO), ${department}", "Households with internet (ENAHO), ${department}"), f"""
+        panel("timeseries", t("Hogares con internet (ENAHO), departamentos del filtro",
+                                "Households with internet (ENAHO), departments of the filter"), f"""
             WITH d AS (
                 SELECT year, internet_pct, internet_se,
                        households_weighted / sum(households_weighted) OVER (PARTITION BY year) AS share
@@ -617,8 +618,8 @@ def department_trends(t: Tr) -> dict[str, Any]:
                             "independent strata, so their variances add."),
               defaults={"unit": "percent", "min": 0, "custom": {"fillOpacity": 0, "lineWidth": 2}},
               overrides=band),
-        panel("timeseries", t("Conexiones fijas a internet por tecnología, ${department} / ${province}",
-                              "Fixed internet connections by technology, ${department} / ${province}"), f"""
+        panel("timeseries", t("Conexiones fijas a internet por tecnología, lugares del filtro",
+                              "Fixed internet connections by technology, places of the filter"), f"""
             SELECT f.quarter_start::TIMESTAMP AS time, f.technology, sum(f.connections) AS connections
             FROM marts.fct_fixed_connections_quarterly AS f
             JOIN marts.dim_districts AS d USING (ubigeo)

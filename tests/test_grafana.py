@@ -432,7 +432,8 @@ def expanded_queries(db: Path, harness: Harness) -> list[dict]:
             for p in answer["panels"]:
                 for b in BEHAVIOURS:
                     out.append({"dashboard": name_of(path), "state": name, "behaviour": b, "panel": meta[p["title"]],
-                                "refId": p["refId"], "values": values, "sql": macros(p[b], dash["time"]["from"])})
+                                "refId": p["refId"], "values": values, "sql": macros(p[b], dash["time"]["from"]),
+                                "shown_title": p["shownTitle"]})
     return out
 
 
@@ -474,6 +475,8 @@ def check_results(results: list[dict], *, real: bool = False) -> None:
         assert q["error"] is None, f"{where}: {q['error']}\n{q['sql']}"
         if q["panel"] is None:
             continue
+        # the title as Grafana shows it: a variable in it must read as a value ("All" would list every option)
+        assert not re.search(r"[${}]", q["shown_title"]) and len(q["shown_title"]) < 140, f"{where}: {q['shown_title']}"
         meta = q["panel"].get("brecha", {})
         types = dict(q["columns"])
         missing = set(meta.get("fields", [])) - set(types)

@@ -5,7 +5,7 @@
 // Request:  {"dashboard": <dashboard JSON>, "values": {var: value}, "options": {var: [values]},
 //            "from": "<ISO time>", "to": "<ISO time>"}
 // Answer:   {"variables": {name: sql}, "custom": {name: [{"label", "value"}]},
-//            "panels": [{"title", "refId", "v041", "v043"}]}  or  {"error": "..."}
+//            "panels": [{"title", "shownTitle", "refId", "v041", "v043"}]}  or  {"error": "..."}
 //
 // What runs is Grafana's code, not a copy of it:
 // - a custom variable's options are what Grafana shows: scenes' CustomVariable.getValueOptions parses them from the
@@ -142,7 +142,7 @@ function expand(req) {
     for (const t of p.targets || []) {
       const v043 = ds.getQueryModel(t, templateSrv, scopedVars).interpolate(); // plugin >= 0.4.3 applyTemplateVariables
       const v041 = SqlDatasource.prototype.applyTemplateVariables.call(ds, t, scopedVars).rawSql; // plugin-ui's, clean()
-      out.panels.push({ title: p.title, refId: t.refId, v041, v043 });
+      out.panels.push({ title: p.title, shownTitle: templateSrv.replace(p.title, scopedVars), refId: t.refId, v041, v043 });
     }
   }
   return out;
