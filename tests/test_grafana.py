@@ -549,28 +549,35 @@ def map_rows(results: list[dict], state: str, dashboard: str = "district_map.jso
 
 
 def check_every_district_on_the_map(results: list[dict], con: duckdb.DuckDBPyConnection) -> None:
-    """Every district of the reference is in the map's result, once: a circle (query A) where the boundary file
-    has its polygon, else a triangle (query B) at the reference centroid with a visible note, in both languages."""
-    reference = dict(con.execute("SELECT ubigeo, has_boundary FROM marts.dim_districts").fetchall())
+    """Every district of the reference (marts.dim_districts) is in the map's result, once: a circle (query A) where
+    the map's district source (build_dashboards.MAP_PROFILE) has its polygon, else a triangle (query B) with a
+    visible note, in both languages; the stat above the map counts the triangles."""
+    reference = {u for (u,) in con.execute("SELECT ubigeo FROM marts.dim_districts").fetchall()}
+    build = builder()
+    shapes = dict(con.execute(f"SELECT ubigeo, map_shape FROM ({build.MAP_PROFILE})").fetchall())
+    assert set(shapes.values()) <= {"polygon", "marker"} and "polygon" in shapes.values()
+    without = con.execute(build.DISTRICTS_WITHOUT_POLYGON).fetchone()[0]
     for dash in ("district_map.json", "en/district_map.json"):
         rows = map_rows(results, "defaults", dash)
         drawn = [r["ubigeo"] for rs in rows.values() for r in rs]
         assert len(drawn) == len(set(drawn)), f"{dash}: a district drawn twice"
-        missing = sorted(set(reference) - set(drawn))
+        missing = sorted(reference - set(drawn))
         assert not missing, f"{dash}: {len(missing)} districts of the reference not on the map, e.g. {missing[:5]}"
-        assert set(drawn) == set(reference)
-        assert {r["ubigeo"] for r in rows["B"]} == {u for u, has in reference.items() if not has}
+        assert {r["ubigeo"] for r in rows["B"]} == {u for u, shape in shapes.items() if shape == "marker"}
         assert all(r["map_note"] for r in rows["B"]) and not any(r["map_note"] for r in rows["A"])
+        assert len(rows["B"]) == without
+        stat = next(q for q in results if q["dashboard"] == dash and q["state"] == "defaults" and q["panel"]
+                    and "districts_without_polygon" in q["panel"]["brecha"]["fields"])
+        assert stat["rows"] == [(without,)]
 
 
 def test_every_district_of_the_reference_is_on_the_map(serving_db: Path, harness: Harness) -> None:
-    results = run_all(serving_db, harness)
     con = plugin_connection(serving_db)
-    check_every_district_on_the_map(results, con)
-    without = con.execute("SELECT count(*) FROM marts.dim_districts WHERE NOT has_boundary").fetchone()[0]
-    stat_q = next(q for q in results if q["dashboard"] == "district_map.json" and q["state"] == "defaults"
-                  and q["panel"] and "districts_without_polygon" in q["panel"]["brecha"]["fields"])
-    assert stat_q["rows"] == [(without,)]  # the note above the map counts them
+    check_every_district_on_the_map(run_all(serving_db, harness), con)
+    # today's source: the districts without a polygon are those dim_districts says have no boundary
+    shapes = dict(con.execute(f"SELECT ubigeo, map_shape FROM ({builder().MAP_PROFILE})").fetchall())
+    no_boundary = {u for (u,) in con.execute("SELECT ubigeo FROM marts.dim_districts WHERE NOT has_boundary").fetchall()}
+    assert no_boundary and {u for u, shape in shapes.items() if shape == "marker"} == no_boundary
 
 
 def test_filters_narrow_the_map_to_the_chosen_department(serving_db: Path, harness: Harness) -> None:
