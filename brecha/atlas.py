@@ -68,6 +68,7 @@ MEASURES = (("internet_pct", "%", False), ("divide_index", "", True), ("gap_pp",
 LIMA_CALLAO = ("1501", "0701")  # Lima Metropolitana (province of Lima) and Callao
 PAGE_W = 176.0  # printable width of a page in mm (A4 190 mm minus padding)
 NATIONAL_MM = (PAGE_W, 195.0)
+COVER_MM = (PAGE_W, 128.0)
 DEPARTMENT_MM = (107.0, 118.0)
 INSET_MM = (64.0, 58.0)
 CLUSTER_MM = (86.0, 70.0)
@@ -535,8 +536,14 @@ def render(data: AtlasData, lang: str = DEFAULT_LANG) -> str:
         known = values.notna()
         inset = (map_svg(data, fills, map_id=f"inset-{column}", size_mm=INSET_MM, ubigeos=lima, css="inset-map")
                  if lima else "")
+        cover = ({"svg": map_svg(data, fills, map_id="cover-map", size_mm=COVER_MM, extent=national_extent,
+                                 outlines=sorted(data.department_outlines),
+                                 frame=_extent([data.bbox[u] for u in lima]) if lima else None),
+                  "inset": map_svg(data, fills, map_id="cover-inset", size_mm=INSET_MM, ubigeos=lima,
+                                   css="inset-map") if lima else ""}
+                 if not national else None)
         national.append({
-            "id": f"map-{column}", "title": t["measures"][column], "direction": t["direction"][column],
+            "id": f"map-{column}", "cover": cover, "title": t["measures"][column], "direction": t["direction"][column],
             "svg": map_svg(data, fills, map_id=f"map-{column}", size_mm=NATIONAL_MM, extent=national_extent,
                            outlines=sorted(data.department_outlines),
                            frame=_extent([data.bbox[u] for u in lima]) if lima else None),

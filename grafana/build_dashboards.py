@@ -152,7 +152,7 @@ def district_map() -> dict[str, Any]:
             WITH d AS (
                 SELECT ubigeo, district, province, department, latitude, longitude, population,
                        internet_pct, predicted_internet_pct, divide_index, gap_pp, priority_rank, segment_label,
-                       internet_cluster, internet_cluster_need,
+                       internet_cluster, internet_cluster_need, map_shape, map_note,
                        ${{measure:raw}} AS measure,
                        CASE ${{measure}} WHEN 'internet_pct' THEN -internet_pct WHEN 'divide_index' THEN divide_index
                             WHEN 'gap_pp' THEN -gap_pp WHEN 'priority_rank' THEN -priority_rank
@@ -160,18 +160,19 @@ def district_map() -> dict[str, Any]:
                        round(population * (100 - coalesce(internet_pct, predicted_internet_pct)) / 100)
                            AS people_without_internet
                 FROM (
-                    SELECT p.*, c.internet_pct_cluster AS internet_cluster,
-                           CASE c.internet_pct_cluster WHEN 'low-low' THEN 100 WHEN 'low-high' THEN 75
+                    SELECT p.* EXCLUDE (latitude, longitude, geometry_geojson),
+                           p.marker_latitude AS latitude, p.marker_longitude AS longitude,
+                           p.internet_pct_cluster AS internet_cluster,
+                           CASE p.internet_pct_cluster WHEN 'low-low' THEN 100 WHEN 'low-high' THEN 75
                                 WHEN 'not significant' THEN 50 WHEN 'high-low' THEN 25 WHEN 'high-high' THEN 0
                            END::DOUBLE AS internet_cluster_need
-                    FROM marts.mart_district_priorities AS p
-                    LEFT JOIN marts.mart_district_clusters AS c ON c.ubigeo = p.ubigeo
+                    FROM marts.mart_district_profile AS p
                 ) AS p
                 WHERE latitude IS NOT NULL AND longitude IS NOT NULL AND {place_filter()}
             )
             SELECT ubigeo, district, province, department, latitude, longitude, population,
                    people_without_internet, internet_pct, predicted_internet_pct, divide_index, gap_pp,
-                   priority_rank, segment_label, internet_cluster, measure,
+                   priority_rank, segment_label, internet_cluster, map_shape, map_note, measure,
                    CASE WHEN need IS NOT NULL
                         THEN round(100 * percent_rank() OVER (PARTITION BY need IS NULL ORDER BY need), 1)
                    END AS need_percentile
@@ -179,7 +180,8 @@ def district_map() -> dict[str, Any]:
             ORDER BY need_percentile ASC NULLS FIRST, people_without_internet DESC""",
               (0, 4, 14, 20), fields=("latitude", "longitude", "measure", "need_percentile", "people_without_internet"),
               numeric=("latitude", "longitude", "measure", "need_percentile", "people_without_internet"),
-              description="One marker per district at its centroid. Colour: where the district stands on the measure "
+              description="One marker per district of the INEI reference (marts.mart_district_profile) at its "
+                          "centroid, also for the districts the boundary file lacks (map_note says why). Colour: where the district stands on the measure "
                           "chosen above among the districts shown, oriented so that red is always worse (low internet "
                           "share, wide divide, far below the model's expectation, first in priority, or, for the cluster "
                           "option, part of a region where internet is low together: LISA low-low); 100 = worst. "

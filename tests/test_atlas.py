@@ -103,7 +103,7 @@ def test_atlas_is_self_contained_and_deterministic(atlas: dict) -> None:
     assert result.districts == len(values)
     assert text.startswith('<!DOCTYPE html>\n<html lang="es">') and "<title>Brecha — atlas distrital" in text
     english = atlas["english"].path.read_text(encoding="utf-8")
-    assert '<html lang="en">' in english and "Peru's digital divide, district by district" in english
+    assert '<html lang="en">' in english and "Peru&#39;s digital divide, district by district" in english
 
 
 def test_atlas_refuses_without_a_serving_copy(brecha_home: Path) -> None:
@@ -182,7 +182,11 @@ def test_real_atlas_draws_every_district_of_the_reference(real_run) -> None:
     assert int(shape.sum()) == 1826  # 1,834 features landed, 8 with a null geometry
     assert 'id="inset-dep-15"' in text and 'id="inset-internet_pct"' in text and "Lima Metropolitana y Callao" in text
     for u in ("050511", "150137", "160802", "160804"):  # Oronccoy, Santa Anita, Rosa Panduro, Yaguas: listed, with why
-        assert f'<tr data-ubigeo="{u}">' in text
+        assert f'<tr data-ubigeo="{u}"' in text
+    # the run report accounts for every feature that landed
+    assert ("District maps: 1,834 boundary features landed (8 with a null geometry) -> 1,826 polygons in "
+            "marts.dim_district_boundaries (2 under an older code) -> 1,890 districts of the reference on every map: "
+            "1,826 drawn by polygon, 64 by marker") in real_run.output and "features dropped: 0" in real_run.output
 
 
 def non_blank(png: bytes, palette: tuple[str, ...]) -> tuple[int, float, int]:
@@ -216,14 +220,17 @@ def test_print_to_pdf_gives_one_page_per_department(atlas: dict, chromium: str, 
     browser.run_chromium(tmp_path, "--no-pdf-header-footer", f"--print-to-pdf={pdf}", atlas["result"].path.as_uri())
     maps = Maps()
     maps.feed(atlas["result"].path.read_text(encoding="utf-8"))
-    front = [p for p in maps.pages if not p.startswith("dep-")]
+    front = [p for p in maps.pages if not p.startswith("dep-") and p != "annex-page"]
     reader = PdfReader(str(pdf))
     departments = atlas["values"].department_code.nunique()
-    assert len(reader.pages) == len(front) + departments
-    # each department's name heads its own page, in order
+    # the list of districts drawn as points flows on after the department pages (never cut): one sheet or more
+    annex = len(reader.pages) - len(front) - departments
+    assert annex >= 1 and maps.pages[-1] == "annex-page"
+    # each department's name heads its own page, in order, and the list starts after the last one
     names = duckdb_names(atlas)
-    texts = [page.extract_text() or "" for page in reader.pages[len(front):]]
-    assert all(name in text for name, text in zip(names, texts, strict=True))
+    texts = [page.extract_text() or "" for page in reader.pages]
+    assert all(name in text for name, text in zip(names, texts[len(front):len(front) + departments], strict=True))
+    assert "Distritos dibujados como punto" in texts[len(front) + departments]
 
 
 def duckdb_names(atlas: dict) -> list[str]:

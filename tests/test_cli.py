@@ -72,12 +72,12 @@ def test_run_end_to_end_on_the_synthetic_default(pipeline_run) -> None:
     assert (home / "atlas" / "index.html").is_file(), "brecha run ends with the atlas"
     # the summary names the same ten districts as the mart
     assert all(u in out for (u,) in top)
-    assert_map_counts_reported(out, home / "serving" / "brecha.duckdb")
+    assert_map_counts_reported(out, home / "brecha.duckdb")
 
 
 def assert_map_counts_reported(out: str, db: Path) -> None:
     """The run report's "District maps" line: boundary features landed -> polygons in the mart -> districts drawn by
-    polygon or marker, each number as the warehouse has it, none dropped without a word."""
+    polygon or marker, each number as the warehouse ``db`` has it, none dropped without a word."""
     line = next(x for x in out.splitlines() if x.startswith("District maps:"))
     with duckdb.connect(str(db), read_only=True) as con:
         features, null = con.sql("select count(*), count(*) filter (where not has_geometry) "

@@ -116,23 +116,29 @@ final as (
         placed.map_reason::varchar as map_reason,
         (case placed.map_reason
             when 'own_polygon' then null
-            when 'recoded_polygon' then
-                'Polígono del archivo de límites de 2016, que lo trae con su código anterior '
-                || placed.polygon_boundary_ubigeo || coalesce(' (' || placed.law || ')', '') || '.'
-            when 'inside_parent_polygon' then
-                'Creado' || coalesce(' por ' || nullif(placed.law, ''), ' después del archivo de límites')
-                || ' a partir de ' || coalesce(placed.parent_district, placed.parent_ubigeo)
-                || ': el archivo de límites de 2016 no lo tiene; se muestra como punto en su centroide,'
-                || ' dentro del polígono de su distrito de origen.'
-            when 'null_geometry' then
-                'El archivo de límites trae este distrito sin geometría: se muestra como punto en su centroide.'
-            when 'not_in_boundaries' then
-                'El archivo de límites no trae este distrito: se muestra como punto en su centroide.'
+            when 'recoded_polygon'
+                then
+                    'Polígono del archivo de límites de 2016, que lo trae con su código anterior '
+                    || placed.polygon_boundary_ubigeo || coalesce(' (' || nullif(placed.law, '') || ')', '') || '.'
+            when 'inside_parent_polygon'
+                then
+                    'Creado' || coalesce(' por ' || nullif(placed.law, ''), ' después del archivo de límites')
+                    || ' a partir de ' || coalesce(placed.parent_district, placed.parent_ubigeo)
+                    || ': el archivo de límites de 2016 no lo tiene; se muestra como punto en su centroide,'
+                    || ' dentro del polígono de su distrito de origen.'
+            when 'null_geometry'
+                then
+                    'El archivo de límites trae este distrito sin geometría: se muestra como punto en su centroide.'
+            when 'not_in_boundaries'
+                then
+                    'El archivo de límites no trae este distrito: se muestra como punto en su centroide.'
             when 'no_reference_data' then
                 'Distrito creado después de los datos de la referencia INEI (sin centroide, censo ni predicción):'
                 || ' punto aproximado en el centroide '
-                || (case placed.marker_source when 'parent_centroid' then 'de su distrito de origen'
-                    else 'del distrito capital de su provincia' end) || '.'
+                || (case placed.marker_source
+                    when 'parent_centroid' then 'de su distrito de origen'
+                    else 'del distrito capital de su provincia'
+                end) || '.'
         end)::varchar as map_note,
         placed.geometry_geojson::varchar as geometry_geojson,
         coalesce(placed.polygon_boundary_ubigeo, placed.crosswalk_boundary_ubigeo)::varchar as boundary_ubigeo,
