@@ -39,6 +39,12 @@ recoded as (
     where districts.ubigeo not in (select own.ubigeo from own)
 ),
 
+drawn as (
+    select * from own
+    union all
+    select * from recoded
+),
+
 final as (
     select
         ubigeo::varchar as ubigeo,
@@ -46,15 +52,7 @@ final as (
         boundary_ubigeo::varchar as boundary_ubigeo,
         boundary_source::varchar as boundary_source,
         geometry::varchar as geometry_geojson
-    from own
-    union all
-    select
-        ubigeo::varchar as ubigeo,
-        department_code::varchar as department_code,
-        boundary_ubigeo::varchar as boundary_ubigeo,
-        boundary_source::varchar as boundary_source,
-        geometry::varchar as geometry_geojson
-    from recoded
+    from drawn
 )
 
 select * from final
