@@ -392,3 +392,12 @@ def test_brecha_serve_answers_over_http(served_home: Path, use_home) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_language_and_number_style() -> None:
+    from brecha.words import number, pick, signed
+
+    assert [pick(x) for x in (None, "", "en", "en-GB,en;q=0.9", "fr-FR, es;q=0.8", "de")] == \
+        ["es", "es", "en", "en", "es", "es"]
+    assert number(12345.678, 1) == "12\u202f345,7" and number(12345.678, 1, lang="en") == "12,345.7"
+    assert signed(-2.04, 1, " pp") == "−2,0 pp" and signed(0.04, 1) == "0,0" and number(float("nan")) == "–"

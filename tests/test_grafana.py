@@ -399,9 +399,8 @@ def test_filters_narrow_the_map_to_the_chosen_department(serving_db: Path, harne
             if q["panel"] and q["panel"]["type"] == "geomap" and q["behaviour"] == "v043"}
     columns = [c for c, _ in maps["defaults"]["columns"]]
     dept, prov = columns.index("department"), columns.index("province")
-    total = plugin_connection(serving_db).execute(
-        "SELECT count(*) FROM marts.mart_district_priorities WHERE latitude IS NOT NULL").fetchone()[0]
-    assert len(maps["defaults"]["rows"]) == total
+    total = plugin_connection(serving_db).execute("SELECT count(*) FROM marts.mart_district_profile").fetchone()[0]
+    assert len(maps["defaults"]["rows"]) == total  # every district of the reference has its marker
     both = next(q for s, q in maps.items() if " / " in s)
     chosen = (both["values"]["department"], both["values"]["province"])
     assert 0 < len(both["rows"]) < total and {(r[dept], r[prov]) for r in both["rows"]} == {chosen}
@@ -592,3 +591,10 @@ def test_every_query_runs_on_the_real_extracts(real_serving_db: Path, harness: H
     check_results(results, real=True)
     maps = [q for q in results if q["panel"] and q["panel"]["type"] == "geomap" and q["state"] == "defaults"]
     assert all(len(q["rows"]) > 1000 for q in maps)
+    # every district of the reference is on the map (a marker; those without a polygon of their own too, noted)
+    profile = dict(plugin_connection(real_serving_db).execute(
+        "SELECT ubigeo, map_note FROM marts.mart_district_profile").fetchall())
+    for q in maps:
+        columns = [c for c, _ in q["columns"]]
+        shown = {r[columns.index("ubigeo")]: r[columns.index("map_note")] for r in q["rows"]}
+        assert shown == profile and shown["050511"] and shown["150137"]  # Oronccoy, Santa Anita: with their note
