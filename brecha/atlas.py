@@ -9,7 +9,15 @@ so a polygon's outline is written once however many maps draw it. There is no sc
 static SVG, readable by any browser and by print-to-PDF.
 
 Colour direction: on every map, darker red = worse (less internet, wider divide, further below the model's
-prediction); grey = no value; districts without a polygon are listed in a note, not drawn.
+prediction); grey = no value. Every district of the reference is on every map: with its polygon, or (no polygon of its
+own in the boundary file) as a point at its centroid, listed with the reason on the atlas's last page. Everything it
+shows comes from ``marts.mart_district_profile``, the mart the API and the Grafana map read too.
+
+Print: each page is A4. Numbered priority markers and district points are placed so that none overlaps another at
+print size (``place``: pushed apart, with a leader line to the true spot); where a department's priorities crowd
+together (Lima Metropolitana, Cusco's VRAEM) an enlarged inset is added, and the national maps carry a Lima
+Metropolitana and Callao inset. Text is Spanish by default (``lang="es"``), English with ``--lang en``
+(brecha/words.py).
 """
 
 from __future__ import annotations
@@ -29,14 +37,17 @@ from brecha.db import table_exists
 from brecha.errors import BrechaError
 from brecha.files import write_atomic
 from brecha.publish import current_snapshot
-from brecha_ml.priority import persons_per_household
+from brecha.words import ATLAS, DEFAULT_LANG, MAP_REASON_EN, SHORT_REASON, number, signed
 
 GRID = 1000.0  # grid units per degree of latitude
 SIMPLIFY = 1.5  # grid units
 TOP_PER_DEPARTMENT = 6
 NO_VALUE = "#d9d9d9"
-# ColorBrewer sequential YlOrRd (5 classes): index 0 = best, 4 = worst
-WORSE_SCALE = ("#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026")
+# ColorBrewer sequential YlOrRd (7 classes): index 0 = best, 6 = worst
+WORSE_SCALE = ("#ffffb2", "#fed976", "#feb24c", "#fd8d3c", "#fc4e2a", "#e31a1c", "#b10026")
+# class breaks: quintiles, then the upper tail (top 10 % and top 3 %) in classes of its own, so that a district with
+# 11 % of households online is not in the class of one with 90 %
+CLASS_QUANTILES = (0.2, 0.4, 0.6, 0.8, 0.9, 0.97)
 # ColorBrewer diverging RdBu (6 classes), from far below the prediction (red) to far above (blue)
 GAP_SCALE = ("#b2182b", "#ef8a62", "#fddbc7", "#d1e5f0", "#67a9cf", "#2166ac")
 GAP_BREAKS = (-10.0, -5.0, 0.0, 5.0, 10.0)
@@ -53,28 +64,16 @@ def cluster_colours(worse_when_high: bool) -> dict[str, str]:
             "not significant": NOT_SIGNIFICANT_COLOUR}
 
 
-@dataclass(frozen=True)
-class Measure:
-    column: str
-    title: str
-    unit: str
-    worse_when_high: bool
-    meaning: dict[str, str] = field(default_factory=dict)  # cluster label -> what it means for this measure
-
-
-MEASURES = (
-    Measure("internet_pct", "Households with internet (Census 2017)", "%", False,
-            {"low-low": "a region lagging together (low share among low neighbours)",
-             "high-high": "a connected region", "low-high": "a lagging district among connected ones",
-             "high-low": "a connected district among lagging ones"}),
-    Measure("divide_index", "Digital divide index (0 = narrowest, 100 = widest)", "", True,
-            {"high-high": "a region where the divide is wide together", "low-low": "a region with a narrow divide",
-             "high-low": "a wide divide among narrow ones", "low-high": "a narrow divide among wide ones"}),
-    Measure("gap_pp", "Gap: census share minus the model's prediction (pp)", " pp", False,
-            {"low-low": "districts below what the model expects, together",
-             "high-high": "districts above what the model expects, together",
-             "low-high": "below the model among districts above it", "high-low": "above the model among districts below it"}),
-)
+MEASURES = (("internet_pct", "%", False), ("divide_index", "", True), ("gap_pp", " pp", False))
+LIMA_CALLAO = ("1501", "0701")  # Lima Metropolitana (province of Lima) and Callao
+PAGE_W = 176.0  # printable width of a page in mm (A4 190 mm minus padding)
+NATIONAL_MM = (PAGE_W, 195.0)
+COVER_MM = (PAGE_W, 128.0)
+DEPARTMENT_MM = (107.0, 118.0)
+INSET_MM = (64.0, 50.0)
+CLUSTER_MM = (86.0, 70.0)
+LABEL_MM = 2.2  # radius of a numbered priority marker at print size
+POINT_MM = 0.8  # radius of a district drawn as a point
 
 
 @dataclass
@@ -83,13 +82,18 @@ class AtlasResult:
     size_bytes: int
     departments: int
     drawn: int
-    without_polygon: int
+    markers: int
     seconds: float
+    lang: str = DEFAULT_LANG
+
+    @property
+    def districts(self) -> int:
+        return self.drawn + self.markers
 
     def __str__(self) -> str:
-        return (f"atlas {self.path} ({self.size_bytes / 1e6:.2f} MB): {self.departments} department pages, "
-                f"{self.drawn:,} district polygons, {self.without_polygon} districts without a polygon, "
-                f"{self.seconds:.1f} s")
+        return (f"atlas {self.path} ({self.size_bytes / 1e6:.2f} MB, {self.lang}): {self.departments} department "
+                f"pages, {self.districts:,} districts: {self.drawn:,} drawn as polygons, {self.markers} as points "
+                f"(no polygon of their own), {self.seconds:.1f} s")
 
 
 # --- geometry ---------------------------------------------------------------------------------------------------
@@ -150,15 +154,12 @@ def svg_path(geojson: dict, proj: Projection) -> tuple[str, tuple[float, float, 
 
 # --- data -------------------------------------------------------------------------------------------------------
 
-def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
-    return {r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE schema_name = ? "
-                                      "AND table_name = ?", [schema, table]).fetchall()}
+PROFILE = "mart_district_profile"
 
 
 @dataclass
 class AtlasData:
     districts: pd.DataFrame
-    boundaries: dict[str, str]
     departments: pd.DataFrame
     department_outlines: dict[str, str]
     trend: pd.DataFrame
@@ -167,37 +168,22 @@ class AtlasData:
     proj: Projection
     paths: dict[str, str]
     bbox: dict[str, tuple[float, float, float, float]]
+    xy: dict[str, tuple[float, float]] = field(default_factory=dict)  # every district's marker spot, grid units
+
+    @property
+    def points(self) -> list[str]:
+        """Districts drawn as a point (no polygon of their own), by ubigeo."""
+        return [u for u in self.districts.ubigeo if u not in self.paths]
 
 
 def load(con: duckdb.DuckDBPyConnection) -> AtlasData:
-    """Everything the atlas shows, from the marts of ``con`` (the serving copy)."""
-    for table in ("dim_districts", "mart_digital_divide_index", "dim_district_boundaries"):
-        if not table_exists(con, "marts", table):
-            raise BrechaError(f"the serving copy has no marts.{table}: run `brecha run` (or `brecha build` then "
-                              "`brecha publish`) first")
-    has_priorities = table_exists(con, "marts", "mart_district_priorities")
-    has_clusters = table_exists(con, "marts", "mart_district_clusters")
-    pcols = _columns(con, "marts", "mart_district_priorities") if has_priorities else set()
-    oof = "p.is_out_of_fold" if "is_out_of_fold" in pcols else "NULL::BOOLEAN"
-    pri = ("p.predicted_internet_pct, p.lower_90, p.upper_90, p.gap_pp, p.priority_rank, " + oof + " AS is_out_of_fold"
-           if has_priorities else "NULL::DOUBLE AS predicted_internet_pct, NULL::DOUBLE AS lower_90, "
-           "NULL::DOUBLE AS upper_90, NULL::DOUBLE AS gap_pp, NULL::INTEGER AS priority_rank, "
-           "NULL::BOOLEAN AS is_out_of_fold")
-    clu = ("c.internet_pct_cluster, c.divide_index_cluster, c.gap_pp_cluster" if has_clusters else
-           "NULL::VARCHAR AS internet_pct_cluster, NULL::VARCHAR AS divide_index_cluster, "
-           "NULL::VARCHAR AS gap_pp_cluster")
-    districts = con.execute(f"""
-        SELECT d.ubigeo, d.district, d.province, d.department, d.department_code, d.longitude, d.latitude,
-               d.population, f.internet_pct, x.divide_index, x.national_rank, x.infrastructure_score,
-               x.adoption_score, x.socioeconomic_score, {pri}, {clu}
-        FROM marts.dim_districts d
-        LEFT JOIN marts.fct_district_connectivity f USING (ubigeo)
-        LEFT JOIN marts.mart_digital_divide_index x USING (ubigeo)
-        {"LEFT JOIN marts.mart_district_priorities p USING (ubigeo)" if has_priorities else ""}
-        {"LEFT JOIN marts.mart_district_clusters c USING (ubigeo)" if has_clusters else ""}
-        ORDER BY d.ubigeo""").df()
-    boundaries = dict(con.execute("SELECT ubigeo, geometry_geojson FROM marts.dim_district_boundaries "
-                                  "ORDER BY ubigeo").fetchall())
+    """Everything the atlas shows, from ``marts.mart_district_profile`` of ``con`` (the serving copy)."""
+    if not table_exists(con, "marts", PROFILE):
+        raise BrechaError(f"the serving copy has no marts.{PROFILE}: run `brecha run` (or `brecha build`, `brecha "
+                          "train`, `brecha clusters`, `brecha build` again, then `brecha publish`) first")
+    districts = con.execute(f"SELECT * EXCLUDE (geometry_geojson) FROM marts.{PROFILE} ORDER BY ubigeo").df()
+    boundaries = dict(con.execute(f"SELECT ubigeo, geometry_geojson FROM marts.{PROFILE} "
+                                  "WHERE map_shape = 'polygon' ORDER BY ubigeo").fetchall())
     outlines = (dict(con.execute("SELECT department_code, geometry_geojson FROM marts.dim_department_boundaries "
                                  "ORDER BY department_code").fetchall())
                 if table_exists(con, "marts", "dim_department_boundaries") else {})
@@ -217,8 +203,11 @@ def load(con: duckdb.DuckDBPyConnection) -> AtlasData:
     geo = {u: json.loads(t) for u, t in boundaries.items() if t}
     lats = [lat for g in geo.values() for p in _polygons(g) for ring in p for _, lat, *_ in ring]
     lons = [lon for g in geo.values() for p in _polygons(g) for ring in p for lon, *_ in ring]
+    lats += districts.marker_latitude.dropna().tolist()
+    lons += districts.marker_longitude.dropna().tolist()
     if not lats:
-        raise BrechaError("marts.dim_district_boundaries has no polygon: land the district boundaries GeoJSON")
+        raise BrechaError(f"marts.{PROFILE} has no district with a polygon or a marker: land the district reference "
+                          "and boundaries")
     mid = (min(lats) + max(lats)) / 2
     proj = Projection(lon0=min(lons), lat1=max(lats), kx=math.cos(math.radians(mid)))
     svg_paths, bbox = {}, {}
@@ -226,26 +215,30 @@ def load(con: duckdb.DuckDBPyConnection) -> AtlasData:
         d, b = svg_path(g, proj)
         if d:
             svg_paths[u], bbox[u] = d, b
+    xy = {}
+    for r in districts.itertuples(index=False):
+        x, y = proj.xy(r.marker_longitude, r.marker_latitude)
+        xy[r.ubigeo] = (x, y)
+        if r.ubigeo not in svg_paths:  # a point: its box is the spot itself
+            bbox[r.ubigeo] = (x, y, x, y)
     outline_paths = {}
     for code, text in outlines.items():
         if text:
             d, _ = svg_path(json.loads(text), proj)
             if d:
                 outline_paths[code] = d
-    return AtlasData(districts=districts, boundaries=boundaries, departments=departments,
-                     department_outlines=outline_paths, trend=trend, moran=moran, snapshot=snapshot, proj=proj,
-                     paths=svg_paths, bbox=bbox)
+    return AtlasData(districts=districts, departments=departments, department_outlines=outline_paths, trend=trend,
+                     moran=moran, snapshot=snapshot, proj=proj, paths=svg_paths, bbox=bbox, xy=xy)
 
 
 # --- colours and words ------------------------------------------------------------------------------------------
 
-def quantile_breaks(values: pd.Series, classes: int = 5) -> list[float]:
-    """Inner class breaks at the quantiles of the known values (duplicates dropped: skewed shares)."""
+def quantile_breaks(values: pd.Series, quantiles: tuple[float, ...] = CLASS_QUANTILES) -> list[float]:
+    """Inner class breaks at ``quantiles`` of the known values (duplicates dropped: skewed shares)."""
     v = values.dropna().astype(float)
     if v.empty:
         return []
-    qs = [float(v.quantile(i / classes)) for i in range(1, classes)]
-    return sorted(set(round(q, 1) for q in qs))
+    return sorted(set(round(float(v.quantile(q)), 1) for q in quantiles))
 
 
 def colour_for(value: float | None, breaks: list[float], worse_when_high: bool) -> str:
@@ -269,45 +262,101 @@ def gap_colour(value: float | None) -> str:
     return GAP_SCALE[sum(value > b for b in GAP_BREAKS)]
 
 
-def _fmt(v: float | None, digits: int = 1, unit: str = "") -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    return f"{v:,.{digits}f}{unit}"
-
-
-def reason(row: pd.Series, persons: float = 3.5) -> str:
-    """Why a district ranks high, in words: how many households are offline, how far its census share falls
-    below what the model expects from its profile (against the 90 % interval), whether its neighbours lag
-    too, and the divide index with its weakest part."""
+def reason(row: pd.Series, lang: str = DEFAULT_LANG) -> str:
+    """Why a district ranks high, in words: how many households are offline (households_offline of the profile),
+    how far its census share falls below what the model expects from its profile (against the 90 % interval),
+    whether its neighbours lag too, and the divide index with its weakest part."""
+    w = ATLAS[lang]["reason"]
     words = []
-    share = row.internet_pct if pd.notna(row.internet_pct) else row.predicted_internet_pct
-    if pd.notna(row.population) and pd.notna(share):
-        offline = row.population / persons * (1 - share / 100)
-        words.append(f"about {offline:,.0f} households offline")
+    if pd.notna(row.get("households_offline")):
+        words.append(w["offline"].format(n=number(row.households_offline, 0, lang=lang)))
     if pd.notna(row.gap_pp) and pd.notna(row.internet_pct):
         if row.gap_pp < 0:
-            edge = (" — below its 90 % interval" if pd.notna(row.lower_90) and row.internet_pct < row.lower_90
-                    else " (within its 90 % interval)")
-            words.append(f"{-row.gap_pp:.1f} pp below the {row.predicted_internet_pct:.1f} % its profile predicts{edge}")
+            edge = (w["below_interval"] if pd.notna(row.lower_90) and row.internet_pct < row.lower_90
+                    else w["within_interval"])
+            words.append(w["below"].format(gap=number(-row.gap_pp, 1, lang=lang),
+                                           pred=number(row.predicted_internet_pct, 1, lang=lang), edge=edge))
         else:
-            words.append("online share at or above what its profile predicts")
+            words.append(w["above"])
     elif pd.isna(row.internet_pct):
-        words.append("no census share: the prediction stands in")
-    if row.internet_pct_cluster == "low-low":
-        words.append("its neighbours lag too (low-low internet cluster)")
-    elif row.internet_pct_cluster == "low-high":
-        words.append("lags while its neighbours are connected (low-high)")
+        words.append(w["unknown"])
+    if row.internet_pct_cluster in ("low-low", "low-high"):
+        words.append(w[row.internet_pct_cluster])
     if pd.notna(row.divide_index):
-        words.append(f"divide index {row.divide_index:.0f}/100 (rank {int(row.national_rank):,} of Peru)")
+        words.append(w["divide"].format(v=number(row.divide_index, 0, lang=lang),
+                                        rank=number(row.national_rank, 0, lang=lang)))
     scores = {"infrastructure": row.infrastructure_score, "adoption": row.adoption_score,
-              "socioeconomic conditions": row.socioeconomic_score}
+              "socioeconomic": row.socioeconomic_score}
     known = {k: v for k, v in scores.items() if pd.notna(v)}
     if known:
         worst = max(known, key=lambda k: (known[k], k))
         if known[worst] >= 50:  # only a weakness when worse than the median district
-            words.append(f"weakest on {worst} (worse than {known[worst]:.0f} % of districts)")
+            words.append(w["weakest"].format(part=w["parts"][worst], v=number(known[worst], 0, lang=lang)))
     text = "; ".join(words)
     return text[:1].upper() + text[1:] + "."
+
+
+def point_reason(row: pd.Series, lang: str, names: dict[str, str] | None = None, short: bool = False) -> str:
+    """Why a district is a point, in ``lang``: the mart's own map_note (Spanish), its English version, or (``short``)
+    one line for the annex. ``names`` maps a parent's ubigeo to its name."""
+    law = row.creation_law if isinstance(row.creation_law, str) and row.creation_law else ""
+    parent = (names or {}).get(row.parent_ubigeo, row.parent_ubigeo)
+    if short:
+        w = SHORT_REASON[lang]
+        text = w.get(row.map_reason, row.map_reason).format(
+            law=ATLAS[lang]["law_by"].format(law=law) if law else "", parent=parent,
+            where=w.get(row.marker_source, row.marker_source))
+        return text[:1].upper() + text[1:]
+    if lang == "es" and isinstance(row.map_note, str):
+        return row.map_note
+    where = "its parent district" if row.marker_source == "parent_centroid" else "its province's capital district"
+    text = MAP_REASON_EN.get(row.map_reason, row.map_reason).format(
+        boundary=row.boundary_ubigeo, law=f" by {law}" if law else "", parent=parent, where=where)
+    return text[:1].upper() + text[1:] + "."
+
+
+# --- placing markers so that none overlaps at print size ---------------------------------------------------------
+
+def place(spots: dict[str, tuple[float, float, float]], box: tuple[float, float, float, float],
+          gap: float = 0.0, rounds: int = 400) -> dict[str, tuple[float, float]]:
+    """Centres for circles ``{key: (x, y, radius)}`` so that no two overlap (``gap`` apart at least) and each stays
+    inside ``box`` (x0, y0, x1, y1): overlapping circles are pushed apart along the line between them, a little at a
+    time, until none overlaps. Deterministic (keys sorted; coincident spots are split by their order)."""
+    keys = sorted(spots)
+    pos = {k: [spots[k][0], spots[k][1]] for k in keys}
+    rad = {k: spots[k][2] for k in keys}
+    for _ in range(rounds):
+        moved = False
+        for i, a in enumerate(keys):
+            for b in keys[i + 1:]:
+                dx, dy = pos[b][0] - pos[a][0], pos[b][1] - pos[a][1]
+                need = rad[a] + rad[b] + gap
+                d = math.hypot(dx, dy)
+                if d >= need - 1e-9:
+                    continue
+                if d < 1e-9:  # the same spot: split along a direction given by the pair's order
+                    angle = (i * 2.399963) % (2 * math.pi)
+                    dx, dy, d = math.cos(angle), math.sin(angle), 1.0
+                push = (need - math.hypot(pos[b][0] - pos[a][0], pos[b][1] - pos[a][1])) / 2 * 1.02
+                ux, uy = dx / d, dy / d
+                pos[a][0] -= ux * push
+                pos[a][1] -= uy * push
+                pos[b][0] += ux * push
+                pos[b][1] += uy * push
+                moved = True
+        for k in keys:  # keep inside the map
+            pos[k][0] = min(max(pos[k][0], box[0] + rad[k]), box[2] - rad[k])
+            pos[k][1] = min(max(pos[k][1], box[1] + rad[k]), box[3] - rad[k])
+        if not moved:
+            break
+    return {k: (pos[k][0], pos[k][1]) for k in keys}
+
+
+def overlaps(placed: dict[str, tuple[float, float]], radius: dict[str, float]) -> list[tuple[str, str]]:
+    """Pairs of placed circles that overlap (for tests and the inset rule)."""
+    keys = sorted(placed)
+    return [(a, b) for i, a in enumerate(keys) for b in keys[i + 1:]
+            if math.dist(placed[a], placed[b]) < radius[a] + radius[b] - 1e-6]
 
 
 # --- rendering --------------------------------------------------------------------------------------------------
@@ -316,63 +365,114 @@ def _esc(s: object) -> str:
     return html.escape(str(s), quote=True)
 
 
-def _viewbox(boxes: list[tuple[float, float, float, float]], pad: float = 0.03) -> str:
+def _extent(boxes: list[tuple[float, float, float, float]], pad: float = 0.03,
+            min_size: float = 20.0) -> tuple[float, float, float, float]:
     x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
     x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
-    w, h = max(x1 - x0, 1), max(y1 - y0, 1)
-    return f"{x0 - w * pad:.0f} {y0 - h * pad:.0f} {w * (1 + 2 * pad):.0f} {h * (1 + 2 * pad):.0f}"
+    w, h = max(x1 - x0, min_size), max(y1 - y0, min_size)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return cx - w * (0.5 + pad), cy - h * (0.5 + pad), cx + w * (0.5 + pad), cy + h * (0.5 + pad)
 
 
-def map_svg(data: AtlasData, fills: dict[str, str], *, map_id: str, ubigeos: list[str] | None = None,
-            titles: dict[str, str] | None = None, outlines: list[str] | None = None,
-            labels: dict[str, str] | None = None) -> str:
-    """One map: a ``<use>`` per district polygon, filled; optional department outlines and point labels."""
-    drawn = [u for u in (ubigeos if ubigeos is not None else sorted(data.paths)) if u in data.paths]
-    if not drawn:
-        return '<p class="note">No district of this department has a polygon in the boundaries file.</p>'
-    vb = _viewbox([data.bbox[u] for u in drawn])
-    out = [f'<svg class="map" id="{map_id}" viewBox="{vb}" role="img" preserveAspectRatio="xMidYMid meet">']
-    for u in drawn:
+def _fit(extent: tuple[float, float, float, float], size_mm: tuple[float, float]) -> tuple[tuple[float, ...], float]:
+    """The viewBox that shows ``extent`` in a box of ``size_mm`` (centred, as preserveAspectRatio meet does) and the
+    print scale in mm per grid unit."""
+    x0, y0, x1, y1 = extent
+    w, h = x1 - x0, y1 - y0
+    scale = min(size_mm[0] / w, size_mm[1] / h)
+    vw, vh = size_mm[0] / scale, size_mm[1] / scale
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return (cx - vw / 2, cy - vh / 2, cx + vw / 2, cy + vh / 2), scale
+
+
+def map_svg(data: AtlasData, fills: dict[str, str], *, map_id: str, size_mm: tuple[float, float],
+            ubigeos: list[str] | None = None, titles: dict[str, str] | None = None,
+            outlines: list[str] | None = None, labels: dict[str, str] | None = None,
+            extent: tuple[float, float, float, float] | None = None, css: str = "map",
+            frame: tuple[float, float, float, float] | None = None, empty: str = "") -> str:
+    """One map of ``size_mm`` at print size: a ``<use>`` per district polygon, a circle per district drawn as a point,
+    optional department outlines, numbered ``labels`` (ubigeo -> text), and a ``frame`` rectangle (an inset's extent).
+    Points and labels are placed so that none overlaps another at print size, with a leader line to the true spot
+    when moved."""
+    members = ubigeos if ubigeos is not None else sorted(data.xy)
+    polys = [u for u in members if u in data.paths]
+    points = [u for u in members if u not in data.paths and u in data.xy]
+    if not polys and not points:
+        return f'<p class="note">{_esc(empty)}</p>'
+    box, scale = _fit(extent or _extent([data.bbox[u] for u in polys + points]), size_mm)
+    vb = f"{box[0]:.0f} {box[1]:.0f} {box[2] - box[0]:.0f} {box[3] - box[1]:.0f}"
+    out = [f'<svg class="{css}" id="{map_id}" viewBox="{vb}" role="img" preserveAspectRatio="xMidYMid meet" '
+           f'data-mm-per-unit="{scale:.6f}">']
+    for u in polys:
         title = f"<title>{_esc(titles[u])}</title>" if titles and u in titles else ""
         out.append(f'<use href="#d-{u}" data-ubigeo="{u}" fill="{fills.get(u, NO_VALUE)}">{title}</use>')
     for code in outlines or []:
         if code in data.department_outlines:
             out.append(f'<use href="#o-{code}" class="outline"/>')
-    if labels:
-        vw = float(vb.split()[2])
-        r = vw / 90
-        for u, text in labels.items():
-            row = data.districts.loc[data.districts.ubigeo == u].iloc[0]
-            x, y = data.proj.xy(row.longitude, row.latitude)
-            out.append(f'<g class="label"><circle cx="{x:.0f}" cy="{y:.0f}" r="{r:.0f}"/>'
-                       f'<text x="{x:.0f}" y="{y:.0f}" font-size="{r * 1.3:.0f}" dy="{r * 0.45:.0f}">{_esc(text)}</text></g>')
+    if frame is not None:
+        out.append(f'<rect class="frame" x="{frame[0]:.0f}" y="{frame[1]:.0f}" width="{frame[2] - frame[0]:.0f}" '
+                   f'height="{frame[3] - frame[1]:.0f}"/>')
+    r_point, r_label = POINT_MM / scale, LABEL_MM / scale
+    labels = {u: t for u, t in (labels or {}).items() if u in data.xy}
+    inside = [u for u in points if box[0] <= data.xy[u][0] <= box[2] and box[1] <= data.xy[u][1] <= box[3]]
+    spots = {f"p{u}": (*data.xy[u], r_point) for u in inside}
+    spots |= {f"l{u}": (*data.xy[u], r_label) for u in labels}
+    placed = place(spots, box, gap=0.3 / scale)
+    for key in sorted(placed, key=lambda k: (k[0] == "l", k)):  # points first, numbered markers on top
+        u = key[1:]
+        x, y = placed[key]
+        tx, ty = data.xy[u]
+        moved = math.hypot(x - tx, y - ty) > spots[key][2] * 0.5
+        leader = (f'<line x1="{tx:.1f}" y1="{ty:.1f}" x2="{x:.1f}" y2="{y:.1f}"/><circle class="spot" cx="{tx:.1f}" '
+                  f'cy="{ty:.1f}" r="{0.35 / scale:.1f}"/>' if moved else "")
+        if key[0] == "p":
+            title = f"<title>{_esc(titles[u])}</title>" if titles and u in titles else ""
+            out.append(f'<g class="point" data-ubigeo="{u}">{leader}<circle cx="{x:.1f}" cy="{y:.1f}" '
+                       f'r="{r_point:.1f}" fill="{fills.get(u, NO_VALUE)}" data-ubigeo="{u}"/>{title}</g>')
+        else:
+            out.append(f'<g class="label" data-ubigeo="{u}" data-r="{r_label:.2f}">{leader}<circle cx="{x:.1f}" '
+                       f'cy="{y:.1f}" r="{r_label:.1f}"/><text x="{x:.1f}" y="{y:.1f}" '
+                       f'font-size="{r_label * 1.25:.1f}" dy="{r_label * 0.43:.1f}">{_esc(labels[u])}</text></g>')
     out.append("</svg>")
     return "".join(out)
 
 
-def legend(items: list[tuple[str, str]]) -> str:
-    return '<ul class="legend">' + "".join(
-        f'<li><span class="swatch" style="background:{c}"></span>{_esc(t)}</li>' for c, t in items) + "</ul>"
+def legend(items: list[tuple[str, str]], point: str = "") -> str:
+    rows = "".join(f'<li><span class="swatch" style="background:{c}"></span>{_esc(t)}</li>' for c, t in items)
+    if point:
+        rows += f'<li><span class="swatch dot"></span>{_esc(point)}</li>'
+    return f'<ul class="legend">{rows}</ul>'
 
 
-def _class_labels(breaks: list[float], unit: str, worse_when_high: bool) -> list[tuple[str, str]]:
-    edges = ["min", *[f"{b:g}{unit}" for b in breaks], "max"]
+def _class_labels(breaks: list[float], unit: str, worse_when_high: bool, lang: str) -> list[tuple[str, str]]:
+    """Legend items of the classes, lowest values first: ``0 – 0,4 %``, ..., ``41,2 – 90,7 %`` (min and max shown)."""
+    return [(colour, text) for colour, text, _ in _classes(breaks, unit, worse_when_high, lang)]
+
+
+def _classes(breaks: list[float], unit: str, worse_when_high: bool, lang: str,
+             low: float | None = None, high: float | None = None) -> list[tuple[str, str, int]]:
+    lo = "mín." if lang == "es" else "min"
+    hi = "máx." if lang == "es" else "max"
+    edges = [lo if low is None else number(low, 1, lang=lang), *[number(b, 1, lang=lang) for b in breaks],
+             hi if high is None else number(high, 1, lang=lang)]
     items = []
     for i in range(len(breaks) + 1):
-        colour = colour_for((breaks[i - 1] + 1e-9) if i else -math.inf, breaks, worse_when_high) if breaks else \
-            colour_for(0.0, [], worse_when_high)
-        items.append((colour, f"{edges[i]} – {edges[i + 1]}"))
+        value = (breaks[i - 1] + 1e-9) if i else -math.inf
+        colour = colour_for(value, breaks, worse_when_high) if breaks else colour_for(0.0, [], worse_when_high)
+        items.append((colour, f"{edges[i]} – {edges[i + 1]}{unit.replace('%', ' %') if unit else ''}", i))
     return items
 
 
-def trend_svg(trend: pd.DataFrame) -> str:
-    """Survey share of households with internet by year, with a 95 % band (± 1.96 standard errors)."""
+def trend_svg(trend: pd.DataFrame, lang: str) -> str:
+    """Survey share of households with internet by year, with a 90 % band (± 1.645 standard errors), as Grafana and
+    the README show it."""
     if trend.empty:
-        return '<p class="note">No ENAHO survey year for this department.</p>'
+        return f'<p class="note">{_esc(ATLAS[lang]["no_trend"])}</p>'
     w, h, m = 360, 150, 34
+    z = 1.645
     years = trend["year"].astype(int).tolist()
-    lo = (trend["internet_pct"] - 1.96 * trend["internet_se"].fillna(0)).clip(lower=0)
-    hi = (trend["internet_pct"] + 1.96 * trend["internet_se"].fillna(0)).clip(upper=100)
+    lo = (trend["internet_pct"] - z * trend["internet_se"].fillna(0)).clip(lower=0)
+    hi = (trend["internet_pct"] + z * trend["internet_se"].fillna(0)).clip(upper=100)
     ymax = max(10.0, math.ceil(float(hi.max()) / 10) * 10)
     x0, x1 = min(years), max(years)
 
@@ -388,66 +488,96 @@ def trend_svg(trend: pd.DataFrame) -> str:
     parts = [f'<svg class="trend" viewBox="0 0 {w} {h}" role="img">',
              f'<polygon points="{band}" class="band"/>', f'<polyline points="{line}" class="line"/>']
     for y, v in zip(years, trend["internet_pct"], strict=True):
-        parts.append(f'<circle cx="{sx(y):.1f}" cy="{sy(v):.1f}" r="2.5" class="dot"><title>{y}: {v:.1f} %</title></circle>')
+        parts.append(f'<circle cx="{sx(y):.1f}" cy="{sy(v):.1f}" r="2.5" class="dot"><title>{y}: '
+                     f'{number(v, 1, " %", lang)}</title></circle>')
     for t in (0, ymax / 2, ymax):
         parts.append(f'<text x="{m - 4}" y="{sy(t) + 3:.1f}" class="axis" text-anchor="end">{t:.0f} %</text>')
     for y in sorted({x0, x1}):
         parts.append(f'<text x="{sx(y):.1f}" y="{h - 6}" class="axis" text-anchor="middle">{y}</text>')
+    parts.append(f'<text x="{w - 10}" y="12" class="axis" text-anchor="end">IC 90 %</text>' if lang == "es" else
+                 f'<text x="{w - 10}" y="12" class="axis" text-anchor="end">90 % band</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
-def render(data: AtlasData) -> str:
+def crowded(data: AtlasData, ubigeos: list[str], size_mm: tuple[float, float],
+            extent: tuple[float, float, float, float]) -> list[str]:
+    """The numbered markers among ``ubigeos`` that would overlap another at print size where they truly are."""
+    _, scale = _fit(extent, size_mm)
+    r = LABEL_MM / scale
+    return sorted({u for pair in overlaps({u: data.xy[u] for u in ubigeos}, dict.fromkeys(ubigeos, r)) for u in pair})
+
+
+def render(data: AtlasData, lang: str = DEFAULT_LANG) -> str:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
+    t = ATLAS[lang]
     d = data.districts
     by_u = d.set_index("ubigeo")
+    everyone = sorted(data.xy)
+    n_points = len(data.points)
+    lima = [u for u in everyone if u[:4] in LIMA_CALLAO]
+    national_extent = _extent([data.bbox[u] for u in everyone])
     national = []
-    for m in MEASURES:
-        values = by_u[m.column]
-        if m.column == "gap_pp":
+    for column, unit, worse_when_high in MEASURES:
+        values = by_u[column]
+        if column == "gap_pp":
             fills = {u: gap_colour(v) for u, v in values.items()}
-            items = [(GAP_SCALE[0], f"below by more than {-GAP_BREAKS[0]:g} pp")]
-            items += [(GAP_SCALE[i + 1], f"{GAP_BREAKS[i]:+g} to {GAP_BREAKS[i + 1]:+g} pp") for i in range(len(GAP_BREAKS) - 1)]
-            items += [(GAP_SCALE[-1], f"above by more than {GAP_BREAKS[-1]:g} pp")]
-            direction = "red: the census share is below what the model predicts from the district's profile"
+            items = [(GAP_SCALE[0], t["gap_below"].format(v=number(-GAP_BREAKS[0], 0, lang=lang)))]
+            items += [(GAP_SCALE[i + 1], t["gap_between"].format(a=signed(GAP_BREAKS[i], 0, lang=lang),
+                                                                 b=signed(GAP_BREAKS[i + 1], 0, lang=lang)))
+                      for i in range(len(GAP_BREAKS) - 1)]
+            items += [(GAP_SCALE[-1], t["gap_above"].format(v=number(GAP_BREAKS[-1], 0, lang=lang)))]
         else:
             breaks = quantile_breaks(values)
-            fills = {u: colour_for(v, breaks, m.worse_when_high) for u, v in values.items()}
-            items = _class_labels(breaks, m.unit, m.worse_when_high)
-            direction = "darker red = " + ("wider divide" if m.worse_when_high else "fewer households online")
-        items.append((NO_VALUE, "no value"))
+            fills = {u: colour_for(v, breaks, worse_when_high) for u, v in values.items()}
+            items = _class_labels(breaks, unit, worse_when_high, lang)
+        items.append((NO_VALUE, t["no_value"]))
         known = values.notna()
+        inset = (map_svg(data, fills, map_id=f"inset-{column}", size_mm=INSET_MM, ubigeos=lima, css="inset-map")
+                 if lima else "")
+        cover = ({"svg": map_svg(data, fills, map_id="cover-map", size_mm=COVER_MM, extent=national_extent,
+                                 outlines=sorted(data.department_outlines),
+                                 frame=_extent([data.bbox[u] for u in lima]) if lima else None),
+                  "inset": map_svg(data, fills, map_id="cover-inset", size_mm=INSET_MM, ubigeos=lima,
+                                   css="inset-map") if lima else ""}
+                 if not national else None)
         national.append({
-            "id": f"map-{m.column}", "title": m.title, "direction": direction,
-            "svg": map_svg(data, {u: f for u, f in fills.items() if u in data.paths}, map_id=f"map-{m.column}",
-                           outlines=sorted(data.department_outlines)),
-            "legend": legend(items), "n_known": int(known.sum()),
-            "n_known_drawn": int(sum(1 for u in values[known].index if u in data.paths)),
+            "id": f"map-{column}", "cover": cover, "title": t["measures"][column], "direction": t["direction"][column],
+            "svg": map_svg(data, fills, map_id=f"map-{column}", size_mm=NATIONAL_MM, extent=national_extent,
+                           outlines=sorted(data.department_outlines),
+                           frame=_extent([data.bbox[u] for u in lima]) if lima else None),
+            "inset": inset, "inset_title": t["inset_lima"],
+            "legend": legend(items, t["point_legend"] if n_points else ""),
+            "known": t["known"].format(
+                known=number(int(known.sum()), 0, lang=lang),
+                polygons=number(sum(1 for u in values[known].index if u in data.paths), 0, lang=lang),
+                markers=number(sum(1 for u in values[known].index if u not in data.paths), 0, lang=lang)),
         })
     clusters = []
-    for m in MEASURES:
-        col = f"{m.column}_cluster"
-        labels = by_u[col]
+    for column, _, worse_when_high in MEASURES:
+        labels = by_u[f"{column}_cluster"]
         if labels.isna().all():
             continue
-        colours = cluster_colours(m.worse_when_high)
-        fills = {u: colours.get(v, NO_VALUE) for u, v in labels.items() if u in data.paths}
+        colours = cluster_colours(worse_when_high)
+        fills = {u: colours.get(v, NO_VALUE) for u, v in labels.items()}
         counts = labels.value_counts()
-        row = data.moran[data.moran["measure"] == m.column] if not data.moran.empty else pd.DataFrame()
-        moran = (f"Global Moran's I = {row.iloc[0].moran_i:.3f} (permutation p = {row.iloc[0].p_value:.3f}, "
-                 f"{int(row.iloc[0].permutations)} permutations)" if len(row) else "")
-        items = [(c, f"{k} ({int(counts.get(k, 0))}): {m.meaning.get(k, 'no significant pattern')}")
-                 for k, c in sorted(colours.items(), key=lambda kc: list(colours.values()).index(kc[1]))]
-        items.append((NO_VALUE, "no value"))
-        clusters.append({"id": f"clusters-{m.column}", "title": m.title, "moran": moran,
-                         "svg": map_svg(data, fills, map_id=f"clusters-{m.column}",
-                                        outlines=sorted(data.department_outlines)),
+        row = data.moran[data.moran["measure"] == column] if not data.moran.empty else pd.DataFrame()
+        moran = (t["moran"].format(i=number(row.iloc[0].moran_i, 3, lang=lang), p=number(row.iloc[0].p_value, 3,
+                                                                                          lang=lang),
+                                   n=int(row.iloc[0].permutations)) if len(row) else "")
+        meaning = t["cluster_meaning"][column]
+        items = [(c, f"{t['cluster_names'][k]} ({int(counts.get(k, 0))}): {meaning.get(k, t['not_significant'])}")
+                 for k, c in colours.items()]
+        items.append((NO_VALUE, t["no_value"]))
+        clusters.append({"id": f"clusters-{column}", "title": t["measures"][column], "moran": moran,
+                         "svg": map_svg(data, fills, map_id=f"clusters-{column}", size_mm=CLUSTER_MM,
+                                        extent=national_extent, outlines=sorted(data.department_outlines)),
                          "legend": legend(items)})
     breaks = quantile_breaks(by_u["divide_index"])
     divide_fills = {u: colour_for(v, breaks, True) for u, v in by_u["divide_index"].items()}
-    divide_legend = legend([*_class_labels(breaks, "", True), (NO_VALUE, "no value")])
-    persons = persons_per_household()
+    divide_legend = legend([*_class_labels(breaks, "", True, lang), (NO_VALUE, t["no_value"])],
+                           t["point_legend"] if n_points else "")
     pages = []
     for dep in data.departments.itertuples(index=False):
         members = d[d.department_code == dep.department_code]
@@ -455,46 +585,80 @@ def render(data: AtlasData) -> str:
         top = ranked.head(TOP_PER_DEPARTMENT)
         rows = []
         for i, r in enumerate(top.itertuples(index=False), start=1):
-            rr = pd.Series(r._asdict())
-            rows.append({"n": i, "district": r.district, "province": r.province, "rank": int(r.priority_rank),
-                         "internet": _fmt(r.internet_pct, 1, " %"),
-                         "predicted": _fmt(r.predicted_internet_pct, 1, " %"),
-                         "interval": f"{_fmt(r.lower_90)}–{_fmt(r.upper_90)} %",
-                         "gap": _fmt(r.gap_pp, 1, " pp") if pd.isna(r.gap_pp) else f"{r.gap_pp + 0.0:+.1f} pp".replace("-0.0", "0.0").replace("+0.0", "0.0"),
-                         "divide": _fmt(r.divide_index, 0),
-                         "oof": "" if pd.isna(r.is_out_of_fold) else ("out of fold" if r.is_out_of_fold else "in fold"),
-                         "reason": reason(rr, persons)})
-        titles = {r.ubigeo: f"{r.district} ({r.province}): divide index {_fmt(r.divide_index, 0)}, internet "
-                            f"{_fmt(r.internet_pct, 1, ' %')}" for r in members.itertuples(index=False)}
+            rows.append({"n": i, "district": r.district, "province": r.province,
+                         "rank": number(r.priority_rank, 0, lang=lang),
+                         "internet": number(r.internet_pct, 1, " %", lang),
+                         "predicted": number(r.predicted_internet_pct, 1, " %", lang),
+                         "interval": f"{number(r.lower_90, 1, lang=lang)}–{number(r.upper_90, 1, ' %', lang)}",
+                         "gap": signed(r.gap_pp, 1, " pp", lang),
+                         "in_fold": pd.notna(r.is_out_of_fold) and not r.is_out_of_fold,
+                         "reason": reason(pd.Series(r._asdict()), lang)})
+        titles = {r.ubigeo: t["title_tip"].format(district=r.district, province=r.province,
+                                                  divide=number(r.divide_index, 0, lang=lang),
+                                                  internet=number(r.internet_pct, 1, " %", lang))
+                  for r in members.itertuples(index=False)}
         ubigeos = members.ubigeo.tolist()
-        missing = [f"{r.district}" for r in members.itertuples(index=False) if r.ubigeo not in data.paths]
+        numbers = {r.ubigeo: str(i) for i, r in enumerate(top.itertuples(index=False), start=1)}
+        extent = _extent([data.bbox[u] for u in ubigeos])
+        fills = {u: divide_fills[u] for u in ubigeos}
+        near = crowded(data, list(numbers), DEPARTMENT_MM, extent)
+        inset, inset_title, frame = "", "", None
+        if near:  # an enlarged view of the crowded markers and the districts around them
+            lima_zoom = any(u[:4] in LIMA_CALLAO for u in near)
+            if lima_zoom:  # Lima Metropolitana and Callao whole, Callao's districts (another department) included
+                zoom = _extent([data.bbox[u] for u in lima + near], pad=0.04)
+                pool = sorted(set(ubigeos) | set(lima))
+            else:
+                zoom = _extent([data.bbox[u] for u in near], pad=0.35, min_size=30.0)
+                pool = ubigeos
+            frame = zoom
+            around = [u for u in pool if data.bbox[u][2] >= zoom[0] and data.bbox[u][0] <= zoom[2]
+                      and data.bbox[u][3] >= zoom[1] and data.bbox[u][1] <= zoom[3]]
+            inset = map_svg(data, {u: divide_fills[u] for u in around}, map_id=f"inset-dep-{dep.department_code}",
+                            size_mm=INSET_MM, ubigeos=around, titles=titles, extent=zoom, css="inset-map",
+                            labels={u: numbers[u] for u in numbers if u in around})
+            inset_title = t["inset_lima"] if lima_zoom else t["inset_zoom"].format(
+                names=", ".join(numbers[u] for u in near))
+        points = [r for r in members.itertuples(index=False) if r.ubigeo not in data.paths]
         trend = data.trend[data.trend.department_code == dep.department_code] if not data.trend.empty else data.trend
         pages.append({
-            "code": dep.department_code, "name": dep.department, "n_districts": int(dep.n_districts),
-            "population": f"{dep.population:,.0f}",
-            "svg": map_svg(data, {u: divide_fills[u] for u in ubigeos if u in data.paths},
-                           map_id=f"dep-{dep.department_code}", ubigeos=ubigeos, titles=titles,
-                           labels={r.ubigeo: str(i) for i, r in enumerate(top.itertuples(index=False), start=1)
-                                   if r.ubigeo in data.paths}),
-            "rows": rows, "missing": missing, "trend": trend_svg(trend),
-            "trend_years": f"{int(trend.year.min())}–{int(trend.year.max())}" if len(trend) else "",
-            "median_internet": _fmt(members.internet_pct.median(), 1, " %"),
+            "code": dep.department_code, "name": dep.department,
+            "note": t["dep_note"].format(n=number(dep.n_districts, 0, lang=lang),
+                                         pop=number(dep.population, 0, lang=lang),
+                                         median=number(members.internet_pct.median(), 1, " %", lang),
+                                         top=TOP_PER_DEPARTMENT),
+            "svg": map_svg(data, fills, map_id=f"dep-{dep.department_code}", size_mm=DEPARTMENT_MM,
+                           ubigeos=ubigeos, titles=titles, extent=extent, labels=numbers, frame=frame,
+                           empty=t["no_polygon_dep"]),
+            "inset": inset, "inset_title": inset_title,
+            "points": t["dep_points"].format(n=len(points), names=", ".join(r.district for r in points))
+            if points else "",
+            "rows": rows, "trend": trend_svg(trend, lang),
+            "trend_note": t["trend_note"].format(
+                years=f" {int(trend.year.min())}–{int(trend.year.max())}") if len(trend) else "",
+            "fold_note": t["fold_note"] if any(r["in_fold"] for r in rows) else t["oof_note"],
         })
-    without = d[~d.ubigeo.isin(list(data.paths))]
+    names = dict(zip(d.ubigeo, d.district, strict=True))
+    annex = [{"ubigeo": r.ubigeo, "district": r.district, "province": r.province, "department": r.department,
+              "why": point_reason(pd.Series(r._asdict()), lang, names, short=True),
+              "note": point_reason(pd.Series(r._asdict()), lang, names)}
+             for r in d[~d.ubigeo.isin(list(data.paths))].itertuples(index=False)]
     env = Environment(loader=PackageLoader("brecha", "templates"), autoescape=select_autoescape(["j2", "html"]),
                       trim_blocks=True, lstrip_blocks=True)
+    snapshot = f" ({data.snapshot})" if data.snapshot else ""
     return env.get_template("atlas.html.j2").render(
+        t=t, lang=lang,
         defs="".join(f'<path id="d-{u}" d="{p}"/>' for u, p in sorted(data.paths.items())),
         outline_defs="".join(f'<path id="o-{c}" d="{p}"/>' for c, p in sorted(data.department_outlines.items())),
-        national=national, clusters=clusters, pages=pages, divide_legend=divide_legend,
-        n_districts=len(d), n_drawn=len(data.paths), n_departments=len(pages),
-        without=[f"{r.district} ({r.department})" for r in without.itertuples(index=False)],
-        snapshot=data.snapshot, top_n=TOP_PER_DEPARTMENT,
+        national=national, clusters=clusters, pages=pages, divide_legend=divide_legend, annex=annex,
+        intro=t["intro"].format(snapshot=snapshot, n=number(len(d), 0, lang=lang), deps=len(pages),
+                                polygons=number(len(data.paths), 0, lang=lang), markers=n_points),
     )
 
 
-def write_atlas(out: Path | None = None, serving_db: Path | None = None) -> AtlasResult:
-    """Render the atlas from the serving copy (opened read-only) to ``out`` (default $BRECHA_HOME/atlas/index.html)."""
+def write_atlas(out: Path | None = None, serving_db: Path | None = None, lang: str = DEFAULT_LANG) -> AtlasResult:
+    """Render the atlas in ``lang`` from the serving copy (opened read-only) to ``out`` (default
+    $BRECHA_HOME/atlas/index.html)."""
     started = time.perf_counter()
     p = paths()
     db = Path(serving_db or p.serving_db)
@@ -505,10 +669,10 @@ def write_atlas(out: Path | None = None, serving_db: Path | None = None) -> Atla
         data = load(con)
     finally:
         con.close()
-    text = render(data)
+    text = render(data, lang)
     target = Path(out or p.atlas)
     target.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(target, text)
     return AtlasResult(path=target, size_bytes=target.stat().st_size, departments=len(data.departments),
-                       drawn=len(data.paths), without_polygon=int((~data.districts.ubigeo.isin(list(data.paths))).sum()),
-                       seconds=time.perf_counter() - started)
+                       drawn=len(data.paths), markers=len(data.points), seconds=time.perf_counter() - started,
+                       lang=lang)

@@ -200,11 +200,13 @@ def serve(host: str, port: int, log_level: str, workers: int) -> None:
 @cli.command()
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="HTML file to write [default: $BRECHA_HOME/atlas/index.html].")
-def atlas(out: Path | None) -> None:
+@click.option("--lang", type=click.Choice(["es", "en"]), default="es", show_default=True,
+              help="Language of every title, legend, label and note (Spanish by default).")
+def atlas(out: Path | None, lang: str) -> None:
     """Write a self-contained, printable HTML atlas of the districts from the serving copy (read-only)."""
     from brecha import steps
 
-    click.echo(str(steps.atlas(out)))
+    click.echo(str(steps.atlas(out, lang=lang)))
 
 
 @cli.command()

@@ -107,3 +107,50 @@ def gaps(con: duckdb.DuckDBPyConnection, manifest_path: Path | None = None) -> l
             using = [title for title, sql in reading if any(re.search(rf"\b{c}\b", sql) for c in null_cols)]
             out.append(Gap(f"marts.{name} columns {', '.join(null_cols)}", missing, using))
     return out
+
+
+@dataclass
+class MapCounts:
+    """How the district boundary features that landed reach the maps (the run report's "District maps" line)."""
+
+    features: int  # features of the latest district boundaries GeoJSON (staging)
+    null_geometry: int  # of which with a null geometry
+    polygons: int  # rows of marts.dim_district_boundaries
+    recoded: int  # of which drawn from a feature under the district's older code (crosswalk seed)
+    districts: int  # rows of marts.mart_district_profile (every district of the reference)
+    drawn_polygon: int
+    drawn_marker: int
+    marker_reasons: dict[str, int]  # map_reason -> districts drawn as a point
+
+    @property
+    def unaccounted(self) -> int:
+        """Features with a geometry that reach no polygon of the marts (0 unless a feature was dropped)."""
+        return self.features - self.null_geometry - self.polygons
+
+    def __str__(self) -> str:
+        reasons = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(self.marker_reasons.items()))
+        return (f"District maps: {self.features:,} boundary features landed ({self.null_geometry} with a null geometry) "
+                f"-> {self.polygons:,} polygons in marts.dim_district_boundaries ({self.recoded} under an older code) "
+                f"-> {self.districts:,} districts of the reference on every map: {self.drawn_polygon:,} drawn by "
+                f"polygon, {self.drawn_marker} by marker ({reasons}); features dropped: {self.unaccounted}")
+
+
+def map_counts(con: duckdb.DuckDBPyConnection) -> MapCounts | None:
+    """The counts behind the maps, from the warehouse ``con``; None until the profile mart is built."""
+    from brecha.db import table_exists
+
+    if not table_exists(con, "marts", "mart_district_profile"):
+        return None
+    features, null_geometry = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE NOT has_geometry) FROM staging.stg_geo__district_boundaries"
+    ).fetchone()
+    polygons, recoded = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE boundary_source = 'recoded') FROM marts.dim_district_boundaries"
+    ).fetchone()
+    districts, by_polygon = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE map_shape = 'polygon') FROM marts.mart_district_profile").fetchone()
+    reasons = dict(con.execute("SELECT map_reason, count(*) FROM marts.mart_district_profile "
+                               "WHERE map_shape = 'marker' GROUP BY 1 ORDER BY 1").fetchall())
+    return MapCounts(features=features, null_geometry=null_geometry, polygons=polygons, recoded=recoded,
+                     districts=districts, drawn_polygon=by_polygon, drawn_marker=districts - by_polygon,
+                     marker_reasons=reasons)

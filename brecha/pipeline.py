@@ -124,9 +124,10 @@ def print_summary(results: RunResults) -> None:
     if train is not None:
         console.print(f"{train.n_without_target} districts predicted without a census target "
                       f"(of {train.n_districts}; the other {train.n_known} are shown out of fold)")
-    from brecha.coverage import gaps
+    from brecha.coverage import gaps, map_counts
 
     with session(read_only=True) as con:
+        counts = map_counts(con)
         rows = con.sql(
             "select national_rank, ubigeo, district, department, round(divide_index, 1) "
             "from marts.mart_digital_divide_index order by national_rank limit 10"
@@ -138,6 +139,8 @@ def print_summary(results: RunResults) -> None:
     for r in rows:
         t.add_row(*(str(v) for v in r))
     console.print(t)
+    if counts is not None:
+        console.print(str(counts), markup=False)
     if empty:
         console.print(f"Left empty by this input ({len(empty)}): the input had no file of the layout that fills them "
                       "(add one to the folder and run again)", markup=False)

@@ -134,12 +134,13 @@ def rollback() -> PublishResult:
         return _rollback()
 
 
-def atlas(out: Path | None = None) -> AtlasResult:
-    """Write the offline HTML atlas (``$BRECHA_HOME/atlas/index.html``) from the serving copy, read-only."""
+def atlas(out: Path | None = None, lang: str = "es") -> AtlasResult:
+    """Write the offline HTML atlas (``$BRECHA_HOME/atlas/index.html``) from the serving copy, read-only, in ``lang``
+    (``es`` by default, or ``en``)."""
     with hold():
         from brecha.atlas import write_atlas
 
-        return write_atlas(out)
+        return write_atlas(out, lang=lang)
 
 
 def serve_snapshot(snapshot_id: str) -> PublishResult:

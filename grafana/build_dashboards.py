@@ -384,23 +384,12 @@ def province_var(t: Tr) -> dict[str, Any]:
 
 # --- 1. district map ------------------------------------------------------------------------------------------
 
-# The districts the map draws: one row per district of the reference, with whether the boundary file has its polygon
-# (map_shape 'polygon' / 'marker') and where its marker goes. Read from today's marts; once marts.mart_district_profile
-# (issue 20: one row per district, polygon or marker, same column names) is merged, this becomes
-# `SELECT * FROM marts.mart_district_profile`, and DISTRICTS_WITHOUT_POLYGON counts its map_shape = 'marker' rows.
-MAP_PROFILE = """
-    SELECT d.ubigeo, d.district, d.province, d.department,
-           CASE WHEN d.has_boundary THEN 'polygon' ELSE 'marker' END AS map_shape,
-           d.latitude AS marker_latitude, d.longitude AS marker_longitude, d.population,
-           k.internet_pct, p.predicted_internet_pct, x.divide_index, p.gap_pp, p.priority_rank, p.segment_label,
-           c.internet_pct_cluster
-    FROM marts.dim_districts AS d
-    LEFT JOIN marts.fct_district_connectivity AS k ON k.ubigeo = d.ubigeo
-    LEFT JOIN marts.mart_digital_divide_index AS x ON x.ubigeo = d.ubigeo
-    LEFT JOIN marts.mart_district_priorities AS p ON p.ubigeo = d.ubigeo
-    LEFT JOIN marts.mart_district_clusters AS c ON c.ubigeo = d.ubigeo"""
-DISTRICTS_WITHOUT_POLYGON = "SELECT count(*) FILTER (WHERE NOT has_boundary) AS districts_without_polygon " \
-                            "FROM marts.dim_districts"
+# The districts the map draws: one row per district of the reference (marts.mart_district_profile, the serving mart
+# the atlas and the API read too), with whether the boundary file has its polygon (map_shape 'polygon' / 'marker')
+# and where its marker goes.
+MAP_PROFILE = "SELECT * FROM marts.mart_district_profile"
+DISTRICTS_WITHOUT_POLYGON = "SELECT count(*) FILTER (WHERE map_shape = 'marker') AS districts_without_polygon " \
+                            "FROM marts.mart_district_profile"
 MARKER = "img/icons/marker/{}.svg"
 
 
@@ -466,7 +455,7 @@ def district_map(t: Tr) -> dict[str, Any]:
         }
 
     panels = [
-        stat(t("Distritos", "Districts"), "SELECT count(*) AS districts FROM marts.dim_districts", (0, 0, 5, 4),
+        stat(t("Distritos", "Districts"), "SELECT count(*) AS districts FROM marts.mart_district_profile", (0, 0, 5, 4),
              "districts", description=t("Distritos de la referencia más reciente del INEI (nacional).",
                                         "Districts in the latest INEI reference (national).")),
         stat(t("Distritos sin polígono (triángulos)", "Districts without a polygon (triangles)"),

@@ -134,3 +134,26 @@ def own_home(src: Path, own: Path, artifacts: str | None = None) -> Iterator[Pat
             os.environ.pop("BRECHA_HOME", None)
         else:
             os.environ["BRECHA_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
+    """The real extracts (../shared/data/real) through the whole pipeline once per session, as `brecha run --input`
+    runs it, in a home of its own (skips when ../shared is absent): its serving copy, atlas and report."""
+    from brecha import pipeline
+
+    if not REAL_DIR.is_dir():
+        pytest.skip(f"real extracts not found at {REAL_DIR} (the ../shared folder is absent on this machine)")
+    home = tmp_path_factory.mktemp("real_home")
+    old = os.environ.get("BRECHA_HOME")
+    os.environ["BRECHA_HOME"] = str(home)
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            results = pipeline.run_all(REAL_DIR)  # every step and gate, as `brecha run --input` does
+    finally:
+        if old is None:
+            os.environ.pop("BRECHA_HOME", None)
+        else:
+            os.environ["BRECHA_HOME"] = old
+    return PipelineRun(home, results, out.getvalue())

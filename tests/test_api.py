@@ -26,7 +26,7 @@ from brecha.api import create_app
 from brecha.api.app import ASSOCIATIONAL, MAX_PAGE_SIZE
 from brecha.bench_api import free_port
 
-PRIORITIES = "marts.mart_district_priorities"
+PROFILE = "marts.mart_district_profile"  # what the district endpoints answer from
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +46,10 @@ def client(served_home: Path, use_home) -> TestClient:
     return TestClient(create_app())
 
 
-def mart(home: Path, sql: str = f"SELECT * FROM {PRIORITIES}", params: list | None = None) -> pd.DataFrame:
-    """Read the serving copy directly (closed again at once, so DuckDB keeps no stale instance of the path)."""
+def mart(home: Path, sql: str = f"SELECT * FROM {PROFILE} WHERE has_reference_data", params: list | None = None
+         ) -> pd.DataFrame:
+    """Read the serving copy directly (closed again at once, so DuckDB keeps no stale instance of the path); by
+    default the districts of the profile that have reference data (and so a prediction)."""
     with duckdb.connect(str(home / "serving" / "brecha.duckdb"), read_only=True) as con:
         return con.execute(sql, params or []).df()
 
@@ -88,13 +90,38 @@ def test_district_answer_matches_the_served_mart(client: TestClient, served_home
 
 def test_district_errors_name_the_ubigeo(client: TestClient) -> None:
     msg = assert_error(client.get("/districts/999999"), 404, "ubigeo")
-    assert "999999" in msg
+    assert msg == "no hay un distrito con ubigeo 999999 en la copia publicada"  # Spanish unless asked otherwise
+    for ask in ({"params": {"lang": "en"}}, {"headers": {"Accept-Language": "en-GB,en;q=0.9"}}):
+        english = assert_error(client.get("/districts/999999", **ask), 404, "ubigeo")
+        assert english == "no district with ubigeo 999999 in the served copy"
     assert_error(client.get("/districts/01O101"), 422, "ubigeo")  # not six digits
     assert_error(client.get("/districts/0101011"), 422, "ubigeo")
 
 
+def test_every_district_of_the_profile_is_answered_with_its_polygon_or_marker(client: TestClient,
+                                                                           served_home: Path) -> None:
+    rows = mart(served_home, f"SELECT * FROM {PROFILE}")
+    seen, page = [], 1
+    while True:
+        body = client.get("/districts", params={"page_size": 200, "page": page}).json()
+        seen += body["items"]
+        if len(seen) >= body["total"]:
+            break
+        page += 1
+    assert sorted(d["ubigeo"] for d in seen) == sorted(rows["ubigeo"]) and body["total"] == len(rows)
+    assert all(d["map_shape"] in ("polygon", "marker") and d["marker_latitude"] is not None for d in seen)
+    marker = rows[rows["map_shape"] == "marker"].iloc[0]
+    one = client.get(f"/districts/{marker['ubigeo']}").json()
+    assert one["map_shape"] == "marker" and one["map_note"] == marker["map_note"] and one["map_note"]
+    assert one["households_offline"] == (None if pd.isna(marker["households_offline"])
+                                         else pytest.approx(marker["households_offline"]))
+    polygon = rows[rows["map_shape"] == "polygon"].iloc[0]
+    assert json.loads(client.get(f"/districts/{polygon['ubigeo']}").json()["more"]["geometry_geojson"])["type"] in (
+        "Polygon", "MultiPolygon")
+
+
 def test_list_filters_paginate_and_match_sql(client: TestClient, served_home: Path) -> None:
-    rows = mart(served_home)
+    rows = mart(served_home, f"SELECT * FROM {PROFILE}")  # every district, those without a rank last
     dept = rows["department"].value_counts().index[0]
     want = rows[rows["department"] == dept].sort_values(["priority_rank", "ubigeo"])
     r = client.get("/districts", params={"department": dept.lower(), "page_size": 5})
@@ -120,8 +147,10 @@ def test_list_filters_paginate_and_match_sql(client: TestClient, served_home: Pa
 def test_list_errors(client: TestClient) -> None:
     assert_error(client.get("/districts", params={"page_size": MAX_PAGE_SIZE + 1}), 422, "page_size")
     assert_error(client.get("/districts", params={"page": 0}), 422, "page")
-    assert "is not in the served copy" in assert_error(
+    assert "no está en la copia publicada" in assert_error(
         client.get("/districts", params={"department": "ATLANTIS"}), 422, "department")
+    assert "is not in the served copy" in assert_error(
+        client.get("/districts", params={"department": "ATLANTIS", "lang": "en"}), 422, "department")
     assert_error(client.get("/districts", params={"province": "NOWHERE"}), 422, "province")
     assert_error(client.get("/districts", params={"segment_id": 99}), 422, "segment_id")
     assert_error(client.get("/districts", params={"segment_id": "two"}), 422, "segment_id")
@@ -132,9 +161,10 @@ def test_list_errors(client: TestClient) -> None:
 
 def test_request_values_never_reach_sql_as_text(client: TestClient, served_home: Path) -> None:
     dept = mart(served_home)["department"].iloc[0]
-    for attack in [f"{dept}' OR '1'='1", f"{dept}'; DROP TABLE {PRIORITIES}; --", "' OR 1=1 --"]:
+    for attack in [f"{dept}' OR '1'='1", f"{dept}'; DROP TABLE {PROFILE}; --", "' OR 1=1 --"]:
         assert_error(client.get("/districts", params={"department": attack}), 422, "department")
-    assert client.get("/districts", params={"page_size": 1}).json()["total"] == len(mart(served_home))
+    assert client.get("/districts", params={"page_size": 1}).json()["total"] == len(
+        mart(served_home, f"SELECT * FROM {PROFILE}"))
 
 
 # --- model and what-if ---------------------------------------------------------------------------------------
@@ -194,7 +224,9 @@ def test_whatif_equals_the_artifacts_own_prediction(client: TestClient, served_h
                 assert body[part][k] == pytest.approx(want.loc[part, k], abs=1e-9), (part, k)
         assert body["difference_pp"] == pytest.approx(want.loc["scenario", "predicted_internet_pct"]
                                                       - want.loc["baseline", "predicted_internet_pct"], abs=1e-9)
-        assert body["note"] == ASSOCIATIONAL and "not causal" in body["note"]
+        assert body["note"].startswith("Asociativo, no causal")  # Spanish by default
+        english = client.post(f"/districts/{ubigeo}/whatif", params={"lang": "en"}, json={"overrides": overrides})
+        assert english.json()["note"] == ASSOCIATIONAL and "not causal" in ASSOCIATIONAL
         changed = {o["feature"]: o for o in body["overrides"]}
         assert changed["pct_centres_4g"]["baseline_value"] == pytest.approx(feats.loc[ubigeo, "pct_centres_4g"])
         assert changed["pct_centres_4g"]["scenario_value"] == 80.0
@@ -238,8 +270,11 @@ def test_whatif_errors_name_the_field(client: TestClient, served_home: Path) -> 
     ubigeo = mart(served_home)["ubigeo"].iloc[0]
     url = f"/districts/{ubigeo}/whatif"
     assert_error(client.post("/districts/999999/whatif", json={"overrides": {"pct_centres_4g": 50}}), 404, "ubigeo")
-    assert "unknown feature" in assert_error(client.post(url, json={"overrides": {"broadband_magic": 50}}), 422,
-                                             "broadband_magic")
+    assert "variable desconocida 'broadband_magic'" in assert_error(
+        client.post(url, json={"overrides": {"broadband_magic": 50}}), 422, "broadband_magic")
+    assert "unknown feature" in assert_error(client.post(url, params={"lang": "en"},
+                                                         json={"overrides": {"broadband_magic": 50}}),
+                                             422, "broadband_magic")
     assert_error(client.post(url, json={"overrides": {"pct_centres_4g": 120}}), 422, "pct_centres_4g")
     assert_error(client.post(url, json={"overrides": {"pct_centres_4g": -1}}), 422, "pct_centres_4g")
     assert_error(client.post(url, json={"overrides": {"idh": 1.5}}), 422, "idh")
@@ -253,7 +288,9 @@ def test_whatif_errors_name_the_field(client: TestClient, served_home: Path) -> 
     observed = next(f for f in feats.values() if f["bounds"] == "observed")
     name, top = observed["name"], observed["maximum"]
     msg = assert_error(client.post(url, json={"overrides": {name: top + abs(top) * 0.01 + 1}}), 422, name)
-    assert "outside its valid range" in msg
+    assert "fuera de su rango válido" in msg
+    english = client.post(url, json={"overrides": {name: top + abs(top) * 0.01 + 1}}, headers={"Accept-Language": "en"})
+    assert "outside its valid range" in assert_error(english, 422, name)
     assert client.post(url, json={"overrides": {name: top}}).status_code == 200
 
 
@@ -266,7 +303,7 @@ def test_new_publish_and_rollback_are_picked_up_without_restart(client: TestClie
     before = client.get(f"/districts/{ubigeo}").json()
     first = client.get("/health").json()["snapshot"]["snapshot_id"]
     with duckdb.connect(str(served_home / "brecha.duckdb")) as con:  # a changed warehouse, then publish
-        con.execute(f"UPDATE {PRIORITIES} SET district = 'RENAMED FOR THE TEST' WHERE ubigeo = ?", [ubigeo])
+        con.execute(f"UPDATE {PROFILE} SET district = 'RENAMED FOR THE TEST' WHERE ubigeo = ?", [ubigeo])
     try:
         second = publish.publish()
         assert client.get("/health").json()["snapshot"]["snapshot_id"] == second.snapshot_id != first
@@ -277,7 +314,7 @@ def test_new_publish_and_rollback_are_picked_up_without_restart(client: TestClie
         assert client.get(f"/districts/{ubigeo}").json() == before
     finally:
         with duckdb.connect(str(served_home / "brecha.duckdb")) as con:
-            con.execute(f"UPDATE {PRIORITIES} SET district = ? WHERE ubigeo = ?", [before["district"], ubigeo])
+            con.execute(f"UPDATE {PROFILE} SET district = ? WHERE ubigeo = ?", [before["district"], ubigeo])
 
 
 def test_without_a_serving_copy_the_api_says_what_to_run(brecha_home: Path) -> None:
@@ -355,3 +392,12 @@ def test_brecha_serve_answers_over_http(served_home: Path, use_home) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_language_and_number_style() -> None:
+    from brecha.words import number, pick, signed
+
+    assert [pick(x) for x in (None, "", "en", "en-GB,en;q=0.9", "fr-FR, es;q=0.8", "de")] == \
+        ["es", "es", "en", "en", "es", "es"]
+    assert number(12345.678, 1) == "12\u202f345,7" and number(12345.678, 1, lang="en") == "12,345.7"
+    assert signed(-2.04, 1, " pp") == "−2,0 pp" and signed(0.04, 1) == "0,0" and number(float("nan")) == "–"

@@ -1,6 +1,8 @@
 """`brecha atlas`: written from the serving copy, self-contained and deterministic, and rendered by headless
 Chromium (Debian's `chromium`, which `make test` installs) from a file with the network off: the national map and a
-department page are drawn, every district with a value has a filled polygon, one printed page per department."""
+department page are drawn, every district of the reference is on every map (a filled polygon, or a point when it has
+none), markers never overlap at print size, Spanish by default, one printed page per department (and the list of
+districts drawn as points after the maps). On the synthetic session warehouse and on the real extracts."""
 
 from __future__ import annotations
 
@@ -27,13 +29,16 @@ def atlas(clustered_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
         serving = published.serving_db
         result = steps.atlas()
         again = steps.atlas(own / "again.html")
+        english = steps.atlas(own / "english.html", lang="en")
+    return {"result": result, "again": again, "english": english, "home": own, "values": profile(serving),
+            "published": published}
+
+
+def profile(serving: Path):
     with duckdb.connect(str(serving), read_only=True) as con:
-        values = con.execute("""SELECT d.ubigeo, d.department_code, p.internet_pct, p.divide_index, p.gap_pp,
-                                       b.ubigeo IS NOT NULL AS has_polygon
-                                FROM marts.dim_districts d
-                                LEFT JOIN marts.mart_district_priorities p USING (ubigeo)
-                                LEFT JOIN marts.dim_district_boundaries b USING (ubigeo)""").df()
-    return {"result": result, "again": again, "home": own, "values": values, "published": published}
+        return con.execute("""SELECT ubigeo, department_code, internet_pct, divide_index, gap_pp,
+                                     map_shape = 'polygon' AS has_polygon
+                              FROM marts.mart_district_profile""").df()
 
 
 @pytest.fixture(scope="module")
@@ -42,19 +47,33 @@ def chromium() -> str:
 
 
 class Maps(HTMLParser):
-    """Per map (svg id): the fill of each district's <use>; and the path data of each district's definition."""
+    """Per map (svg id): the fill of each district's <use>, the fill of each district drawn as a point, the circles of
+    points and numbered markers (x, y, r in the map's units) and its print scale; the path data of each district's
+    definition; the pages in order."""
 
     def __init__(self) -> None:
         super().__init__()
         self.svg: str | None = None
         self.fills: dict[str, dict[str, str]] = {}
+        self.points: dict[str, dict[str, str]] = {}
+        self.circles: dict[str, list[tuple[float, float, float]]] = {}
+        self.scale: dict[str, float] = {}
         self.paths: dict[str, str] = {}
         self.pages: list[str] = []
+        self.group: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
         a = dict(attrs)
         if tag == "svg":
             self.svg = a.get("id")
+            if self.svg and "data-mm-per-unit" in a:
+                self.scale[self.svg] = float(a["data-mm-per-unit"])
+        elif tag == "g" and self.svg:
+            self.group = (a.get("class") or "") if a.get("class") in ("point", "label") else None
+        elif tag == "circle" and self.svg and self.group and "spot" not in (a.get("class") or ""):
+            self.circles.setdefault(self.svg, []).append((float(a["cx"]), float(a["cy"]), float(a["r"])))
+            if self.group == "point":
+                self.points.setdefault(self.svg, {})[a["data-ubigeo"]] = a.get("fill", "")
         elif tag == "use" and self.svg and "data-ubigeo" in a:
             self.fills.setdefault(self.svg, {})[a["data-ubigeo"]] = a.get("fill", "")
         elif tag == "path" and (a.get("id") or "").startswith("d-"):
@@ -65,6 +84,8 @@ class Maps(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "svg":
             self.svg = None
+        elif tag == "g":
+            self.group = None
 
 
 def test_atlas_is_self_contained_and_deterministic(atlas: dict) -> None:
@@ -78,7 +99,11 @@ def test_atlas_is_self_contained_and_deterministic(atlas: dict) -> None:
     assert result.size_bytes == len(text.encode()) < 3_000_000
     values = atlas["values"]
     assert result.departments == values.department_code.nunique()
-    assert result.drawn == int(values.has_polygon.sum()) and result.without_polygon == int((~values.has_polygon).sum())
+    assert result.drawn == int(values.has_polygon.sum()) and result.markers == int((~values.has_polygon).sum())
+    assert result.districts == len(values)
+    assert text.startswith('<!DOCTYPE html>\n<html lang="es">') and "<title>Brecha — atlas distrital" in text
+    english = atlas["english"].path.read_text(encoding="utf-8")
+    assert '<html lang="en">' in english and "Peru&#39;s digital divide, district by district" in english
 
 
 def test_atlas_refuses_without_a_serving_copy(brecha_home: Path) -> None:
@@ -89,30 +114,79 @@ def test_atlas_refuses_without_a_serving_copy(brecha_home: Path) -> None:
         atlas()
 
 
-def test_chromium_draws_every_district_with_a_value(atlas: dict, chromium: str, tmp_path: Path) -> None:
+def check_every_district_drawn(maps: Maps, values) -> None:
+    """Every district of the profile is on every national map and on its department's page: a filled polygon, or a
+    point when it has no polygon of its own; both filled with a class colour when it has a value, grey otherwise."""
+    values = values.set_index("ubigeo")
+    drawn = set(values.index[values.has_polygon])
+    pointed = set(values.index[~values.has_polygon])
+    assert set(maps.paths) == drawn and all(re.fullmatch(r"(M-?\d+ -?\d+l[-\d ]+z)+", d) for d in maps.paths.values())
+    for measure, palette in (("internet_pct", WORSE_SCALE), ("divide_index", WORSE_SCALE), ("gap_pp", GAP_SCALE)):
+        fills = maps.fills[f"map-{measure}"] | maps.points.get(f"map-{measure}", {})
+        assert set(maps.fills[f"map-{measure}"]) == drawn and set(maps.points.get(f"map-{measure}", {})) == pointed
+        known = set(values.index[values[measure].notna()])
+        assert known and {u for u in known if fills[u] not in palette} == set()  # filled with a class colour
+        assert {u for u in set(values.index) - known if fills[u] != NO_VALUE} == set()  # no value: grey
+        if measure != "gap_pp":  # quantile classes: at least the quintiles' five colours are used
+            assert len({fills[u] for u in known}) >= 5
+    for measure in ("internet_pct", "divide_index", "gap_pp"):
+        assert set(maps.fills[f"clusters-{measure}"]) == drawn
+    # one page per department, each drawing exactly its districts, by polygon or point
+    departments = sorted(values.department_code.unique())
+    assert [p for p in maps.pages if p.startswith("dep-")] == [f"dep-{d}-page" for d in departments]
+    for d in departments:
+        mine = values.department_code == d
+        assert set(maps.fills.get(f"dep-{d}", {})) == set(values.index[mine & values.has_polygon])
+        assert set(maps.points.get(f"dep-{d}", {})) == set(values.index[mine & ~values.has_polygon])
+    # the list of districts drawn as points comes after every map
+    assert (maps.pages[-1] == "annex-page") == bool(pointed)
+
+
+def check_no_marker_overlaps(maps: Maps) -> None:
+    """No two points or numbered markers of a map overlap at print size (their circles, in the map's units)."""
+    for svg, circles in maps.circles.items():
+        for i, (x, y, r) in enumerate(circles):
+            for x2, y2, r2 in circles[i + 1:]:
+                # radii are written with one decimal: allow that rounding
+                assert ((x - x2) ** 2 + (y - y2) ** 2) ** 0.5 >= r + r2 - 0.11, (svg, (x, y, r), (x2, y2, r2))
+
+
+def test_chromium_draws_every_district(atlas: dict, chromium: str, tmp_path: Path) -> None:
     url = atlas["result"].path.as_uri()
     dom = browser.run_chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", url).stdout
     maps = Maps()
     maps.feed(dom)
-    values = atlas["values"].set_index("ubigeo")
-    drawn = set(values.index[values.has_polygon])
-    assert set(maps.paths) == drawn and all(re.fullmatch(r"(M-?\d+ -?\d+l[-\d ]+z)+", d) for d in maps.paths.values())
-    for measure, palette in (("internet_pct", WORSE_SCALE), ("divide_index", WORSE_SCALE), ("gap_pp", GAP_SCALE)):
-        fills = maps.fills[f"map-{measure}"]
-        assert set(fills) == drawn  # every polygon is on the national map
-        known = set(values.index[values[measure].notna()]) & drawn
-        assert known and {u for u in known if fills[u] not in palette} == set()  # filled with a class colour
-        assert {u for u in drawn - known if fills[u] != NO_VALUE} == set()  # no value: grey
-        if measure != "gap_pp":  # quintiles: every class is used
-            assert {fills[u] for u in known} == set(palette)
-    for measure in ("internet_pct", "divide_index", "gap_pp"):
-        assert set(maps.fills[f"clusters-{measure}"]) == drawn
-    # one page per department, each drawing exactly its districts that have a polygon
-    departments = sorted(values.department_code.unique())
-    assert [p for p in maps.pages if p.startswith("dep-")] == [f"dep-{d}-page" for d in departments]
-    for d in departments:
-        mine = set(values.index[(values.department_code == d) & values.has_polygon])
-        assert set(maps.fills.get(f"dep-{d}", {})) == mine
+    check_every_district_drawn(maps, atlas["values"])
+    check_no_marker_overlaps(maps)
+
+
+def test_real_atlas_draws_every_district_of_the_reference(real_run) -> None:
+    """On the real extracts: every district of the INEI reference (its superseded codes aside) is on the maps,
+    1,826 by their polygon (Putumayo and Teniente Manuel Clavero from their pre-2014 codes) and the rest as points
+    (Oronccoy, Santa Anita, the new districts of Putumayo...), markers never overlap, Lima has its inset."""
+    import csv
+
+    from conftest import REAL_DIR
+
+    text = (real_run.home / "atlas" / "index.html").read_text(encoding="utf-8")
+    maps = Maps()
+    maps.feed(text)
+    values = profile(real_run.home / "brecha.duckdb")  # the warehouse: the published copy may be open elsewhere
+    check_every_district_drawn(maps, values)
+    check_no_marker_overlaps(maps)
+    with (REAL_DIR / "ubigeo-aumentado" / "ubigeo_distrito.csv").open(encoding="utf-8") as f:
+        reference = {r["inei"] for r in csv.DictReader(f) if r["inei"] not in ("", "NA")}
+    assert set(values.ubigeo) == reference - {"160109", "160114"}  # the pre-2014 codes of 160801 / 160803
+    shape = values.set_index("ubigeo").has_polygon
+    assert shape["160801"] and shape["160803"] and not shape["050511"] and not shape["150137"]
+    assert int(shape.sum()) == 1826  # 1,834 features landed, 8 with a null geometry
+    assert 'id="inset-dep-15"' in text and 'id="inset-internet_pct"' in text and "Lima Metropolitana y Callao" in text
+    for u in ("050511", "150137", "160802", "160804"):  # Oronccoy, Santa Anita, Rosa Panduro, Yaguas: listed, with why
+        assert f'<tr data-ubigeo="{u}"' in text
+    # the run report accounts for every feature that landed
+    assert ("District maps: 1,834 boundary features landed (8 with a null geometry) -> 1,826 polygons in "
+            "marts.dim_district_boundaries (2 under an older code) -> 1,890 districts of the reference on every map: "
+            "1,826 drawn by polygon, 64 by marker") in real_run.output and "features dropped: 0" in real_run.output
 
 
 def non_blank(png: bytes, palette: tuple[str, ...]) -> tuple[int, float, int]:
@@ -146,14 +220,17 @@ def test_print_to_pdf_gives_one_page_per_department(atlas: dict, chromium: str, 
     browser.run_chromium(tmp_path, "--no-pdf-header-footer", f"--print-to-pdf={pdf}", atlas["result"].path.as_uri())
     maps = Maps()
     maps.feed(atlas["result"].path.read_text(encoding="utf-8"))
-    front = [p for p in maps.pages if not p.startswith("dep-")]
+    front = [p for p in maps.pages if not p.startswith("dep-") and p != "annex-page"]
     reader = PdfReader(str(pdf))
     departments = atlas["values"].department_code.nunique()
-    assert len(reader.pages) == len(front) + departments
-    # each department's name heads its own page, in order
+    # the list of districts drawn as points flows on after the department pages (never cut): one sheet or more
+    annex = len(reader.pages) - len(front) - departments
+    assert annex >= 1 and maps.pages[-1] == "annex-page"
+    # each department's name heads its own page, in order, and the list starts after the last one
     names = duckdb_names(atlas)
-    texts = [page.extract_text() or "" for page in reader.pages[len(front):]]
-    assert all(name in text for name, text in zip(names, texts, strict=True))
+    texts = [page.extract_text() or "" for page in reader.pages]
+    assert all(name in text for name, text in zip(names, texts[len(front):len(front) + departments], strict=True))
+    assert "Distritos dibujados como punto" in texts[len(front) + departments]
 
 
 def duckdb_names(atlas: dict) -> list[str]:
@@ -167,15 +244,29 @@ def test_reason_in_words_follows_the_numbers() -> None:
 
     from brecha.atlas import reason
 
-    base = {"population": 7000.0, "internet_pct": 1.0, "predicted_internet_pct": 6.0, "lower_90": 2.0,
+    base = {"households_offline": 1980.0, "internet_pct": 1.0, "predicted_internet_pct": 6.0, "lower_90": 2.0,
             "upper_90": 11.0, "gap_pp": -5.0, "internet_pct_cluster": "low-low", "divide_index": 81.4,
-            "national_rank": 12, "infrastructure_score": 90.0, "adoption_score": 70.0, "socioeconomic_score": 40.0}
-    text = reason(pd.Series(base), persons=3.5)
+            "national_rank": 1234, "infrastructure_score": 90.0, "adoption_score": 70.0, "socioeconomic_score": 40.0}
+    text = reason(pd.Series(base), "en")
     assert text.startswith("About 1,980 households offline; 5.0 pp below the 6.0 % its profile predicts — below its 90 %")
-    assert "low-low" in text and "rank 12 of Peru" in text and "weakest on infrastructure (worse than 90 %" in text
-    within = reason(pd.Series({**base, "lower_90": 0.5, "internet_pct_cluster": "not significant"}), persons=3.5)
+    assert "low-low" in text and "rank 1,234 of Peru" in text and "weakest on infrastructure (worse than 90 %" in text
+    spanish = reason(pd.Series(base))  # Spanish by default, INEI's number style
+    assert spanish.startswith("Unos 1\u202f980 hogares sin internet; 5,0 pp por debajo del 6,0 % que predice su perfil")
+    assert "puesto 1\u202f234 del Perú" in spanish and "la infraestructura" in spanish
+    within = reason(pd.Series({**base, "lower_90": 0.5, "internet_pct_cluster": "not significant"}), "en")
     assert "(within its 90 % interval)" in within and "cluster" not in within
-    unknown = reason(pd.Series({**base, "internet_pct": float("nan"), "gap_pp": float("nan")}), persons=3.5)
-    assert "no census share" in unknown and "About 1,880 households offline" in unknown  # from the prediction
-    above = reason(pd.Series({**base, "gap_pp": 2.0, "infrastructure_score": 30.0, "adoption_score": 20.0}), persons=3.5)
+    unknown = reason(pd.Series({**base, "internet_pct": float("nan"), "gap_pp": float("nan")}), "en")
+    assert "no census share" in unknown and "About 1,980 households offline" in unknown
+    above = reason(pd.Series({**base, "gap_pp": 2.0, "infrastructure_score": 30.0, "adoption_score": 20.0}), "en")
     assert "at or above" in above and "weakest" not in above
+
+
+def test_markers_are_pushed_apart_until_none_overlaps() -> None:
+    from brecha.atlas import overlaps, place
+
+    spots = {"a": (10.0, 10.0, 2.0), "b": (10.0, 10.0, 2.0), "c": (11.0, 10.5, 2.0), "d": (40.0, 40.0, 1.0)}
+    placed = place(spots, (0, 0, 50, 50))
+    assert overlaps(placed, {k: v[2] for k, v in spots.items()}) == []
+    assert placed["d"] == (40.0, 40.0)  # a marker with room stays where it is
+    assert all(0 <= x <= 50 and 0 <= y <= 50 for x, y in placed.values())
+    assert place(spots, (0, 0, 50, 50)) == placed  # deterministic

@@ -72,6 +72,26 @@ def test_run_end_to_end_on_the_synthetic_default(pipeline_run) -> None:
     assert (home / "atlas" / "index.html").is_file(), "brecha run ends with the atlas"
     # the summary names the same ten districts as the mart
     assert all(u in out for (u,) in top)
+    assert_map_counts_reported(out, home / "brecha.duckdb")
+
+
+def assert_map_counts_reported(out: str, db: Path) -> None:
+    """The run report's "District maps" line: boundary features landed -> polygons in the mart -> districts drawn by
+    polygon or marker, each number as the warehouse ``db`` has it, none dropped without a word."""
+    line = next(x for x in out.splitlines() if x.startswith("District maps:"))
+    with duckdb.connect(str(db), read_only=True) as con:
+        features, null = con.sql("select count(*), count(*) filter (where not has_geometry) "
+                                 "from staging.stg_geo__district_boundaries").fetchone()
+        polygons = con.sql("select count(*) from marts.dim_district_boundaries").fetchone()[0]
+        districts, markers = con.sql("select count(*), count(*) filter (where map_shape = 'marker') "
+                                     "from marts.mart_district_profile").fetchone()
+        reference = con.sql("select count(*) from marts.dim_districts").fetchone()[0]
+    assert f"{features:,} boundary features landed ({null} with a null geometry)" in line, line
+    assert f"-> {polygons:,} polygons in marts.dim_district_boundaries" in line, line
+    assert f"{districts:,} districts of the reference on every map: {districts - markers:,} drawn by polygon, " \
+           f"{markers} by marker" in line, line
+    assert line.endswith("features dropped: 0") and features - null == polygons, line
+    assert districts >= reference
 
 
 def test_run_stops_with_a_clear_message_on_a_bad_folder(tmp_path: Path) -> None:

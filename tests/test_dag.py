@@ -94,7 +94,9 @@ def test_dbt_models_are_cosmos_tasks_in_order_in_the_warehouse_pool(parsed: dict
     # report its per-node results, after it, outside the pool (they would hold the one slot while it waits)
     producers = {t for t, v in tasks.items() if v["type"] == "DbtProducerWatcherOperator"}
     assert producers == {f"{g}.dbt_producer_watcher" for g in ("dbt_core", "dbt_predictions", "dbt_clusters")}
-    sensors = {t for t, v in tasks.items() if v["type"] in ("DbtRunWatcherOperator", "DbtTestWatcherOperator")}
+    sensors = {t for t, v in tasks.items()
+               if v["type"] in ("DbtRunWatcherOperator", "DbtTestWatcherOperator", "DbtSeedWatcherOperator")}
+    assert "dbt_core.district_boundary_crosswalk.seed" in sensors  # the seed is loaded by the core producer's build
     assert sensors and all(t.split(".")[0] + ".dbt_producer_watcher" in tasks[t]["upstream"] for t in sensors)
     assert {t: v["pool"] for t, v in tasks.items() if v["pool"] != POOL and t not in sensors} == {}
     assert all(tasks[t]["pool"] != POOL and tasks[t]["retries"] == 0 for t in sensors)

@@ -264,7 +264,7 @@ def test_docs_generate_and_every_model_and_column_documented(built_home, use_hom
             built = set(catalog["nodes"][node["unique_id"]]["columns"])
             assert {c.lower() for c in built} == {c.lower() for c in node["columns"]}, node["name"]
     exposures = manifest["exposures"].values()
-    assert {e["type"] for e in exposures} == {"dashboard", "ml"}
+    assert {e["type"] for e in exposures} == {"dashboard", "ml", "application"}  # application: the atlas and API
     assert sum(e["type"] == "dashboard" for e in exposures) == 4
     unit_tests = manifest.get("unit_tests", {})
     assert len(unit_tests) >= 3

@@ -10,6 +10,11 @@ Endpoints (the generated OpenAPI page at ``/docs``, the schema at ``/openapi.jso
   baseline and scenario predictions, both intervals and the difference;
 - ``GET /health``: which serving file, snapshot and run are being answered from.
 
+District answers come from ``marts.mart_district_profile``, the mart the atlas and the Grafana map read too (every
+district of the reference, with its polygon or marker). Human-readable messages (errors' ``msg``, the what-if's
+``note``) are in Spanish unless the request asks for English: ``?lang=en`` or ``Accept-Language: en``. Field names
+stay English. FastAPI's own request-validation messages (pydantic's) stay English.
+
 Every request value reaches SQL as a bound parameter; identifiers (sort columns) come from fixed tables.
 The model is applied through ``brecha_ml.predict.predict_frame`` only; concurrent what-ifs share one call of it
 (``brecha.api.batching``).
@@ -33,22 +38,19 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from brecha.api.batching import Batcher
 from brecha.api.served import (
     FEATURE_DESCRIPTIONS,
-    PRIORITIES,
+    PROFILE,
     NotServed,
     ServedCopy,
     Version,
     json_number,
     natural_bounds,
 )
+from brecha.words import message, pick
 from brecha_ml.features import FEATURE_NAMES
 
 MAX_PAGE_SIZE = 200
 UBIGEO_PATTERN = r"^\d{6}$"
-ASSOCIATIONAL = (
-    "Associational, not causal: the scenario is what the model predicts for a district whose features look like "
-    "this, learned from how districts differ from each other. It is not an estimate of what an intervention "
-    "would cause; the other features are held at the district's values, although in reality they move together."
-)
+ASSOCIATIONAL = message("associational", "en")
 RANK_COLUMNS = {"priority": "priority_rank", "divide": "national_rank"}
 # mart column -> answer field (the mart's columns keep their names except internet_pct)
 DISTRICT_FIELDS = {
@@ -59,19 +61,29 @@ DISTRICT_FIELDS = {
     "is_out_of_fold": "is_out_of_fold", "gap_pp": "gap_pp", "divide_index": "divide_index",
     "national_rank": "national_rank", "priority_rank": "priority_rank", "segment_id": "segment_id",
     "segment_label": "segment_label", "run_id": "run_id", "model_name": "model_name",
+    "households_offline": "households_offline", "map_shape": "map_shape", "map_reason": "map_reason",
+    "map_note": "map_note", "marker_latitude": "marker_latitude", "marker_longitude": "marker_longitude",
 }
 
 
 Ubigeo = Annotated[str, PathParam(pattern=UBIGEO_PATTERN, description="INEI 6-digit district code",
                                   examples=["010101"])]
+Lang = Annotated[str | None, Query(description="Language of the messages: es (default) or en; without it, the "
+                                   "Accept-Language header decides", pattern="^(es|en)$")]
+
+
+def request_lang(request: Request) -> str:
+    """The request's language: ``?lang=``, else Accept-Language, else Spanish."""
+    return pick(request.query_params.get("lang") or request.headers.get("accept-language"))
 
 
 class ApiError(Exception):
-    """A 4xx/5xx answer in FastAPI's validation-error shape: ``{"detail": [{"loc", "msg", "type"}]}``."""
+    """A 4xx/5xx answer in FastAPI's validation-error shape: ``{"detail": [{"loc", "msg", "type"}]}``; the message is
+    brecha.words.API[key] in the request's language."""
 
-    def __init__(self, status: int, loc: list[str | int], msg: str, kind: str) -> None:
-        super().__init__(msg)
-        self.status, self.loc, self.msg, self.kind = status, loc, msg, kind
+    def __init__(self, status: int, loc: list[str | int], key: str, kind: str, **fields: object) -> None:
+        super().__init__(message(key, "en", **fields))
+        self.status, self.loc, self.key, self.kind, self.fields = status, loc, key, kind, fields
 
 
 # --- response and request models ------------------------------------------------------------------------------
@@ -97,10 +109,17 @@ class District(BaseModel):
     priority_rank: int | None = Field(description="Rank by priority score (1 = act first)")
     segment_id: int | None = Field(description="Cluster (segment) of similar districts, when present")
     segment_label: str | None
-    run_id: str
+    run_id: str | None = Field(description="Model run (null for a district without reference data)")
     model_name: str | None
+    households_offline: float | None = Field(description="Households without internet (mart_district_priorities)")
+    map_shape: str | None = Field(description="How the maps draw it: polygon, or marker (no polygon of its own)")
+    map_reason: str | None = Field(description="Why: own_polygon, recoded_polygon, inside_parent_polygon, "
+                                   "null_geometry, not_in_boundaries, no_reference_data")
+    map_note: str | None = Field(description="The maps' note for a district not drawn by its own polygon (Spanish)")
+    marker_latitude: float | None = Field(description="Where the district's marker goes (always set)")
+    marker_longitude: float | None
     more: dict[str, Any] = Field(default_factory=dict,
-                                 description="Other columns of marts.mart_district_priorities, by name")
+                                 description="Other columns of marts.mart_district_profile, by name")
 
 
 class DistrictPage(BaseModel):
@@ -239,43 +258,44 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
     app.state.openapi_key = None
 
     @app.exception_handler(ApiError)
-    def _api_error(_: Request, err: ApiError) -> JSONResponse:
-        return JSONResponse({"detail": [{"loc": err.loc, "msg": err.msg, "type": err.kind}]}, status_code=err.status)
+    def _api_error(request: Request, err: ApiError) -> JSONResponse:
+        msg = message(err.key, request_lang(request), **err.fields)
+        return JSONResponse({"detail": [{"loc": err.loc, "msg": msg, "type": err.kind}]}, status_code=err.status)
 
     @app.exception_handler(RequestValidationError)
-    def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:
+    def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
         errors = []
         for e in err.errors():
             e = dict(e)
             if e.get("type") == "extra_forbidden" and tuple(e["loc"][:2]) == ("body", "overrides"):
-                e["msg"] = f"unknown feature {e['loc'][-1]!r}: GET /model lists the features a what-if may set"
+                e["msg"] = message("unknown_feature", request_lang(request), name=e["loc"][-1])
             if isinstance(e.get("input"), float) and not math.isfinite(e["input"]):
                 e["input"] = str(e["input"])  # NaN / Infinity: not valid JSON either
             errors.append(e)
         return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
     @app.exception_handler(NotServed)
-    def _not_served(_: Request, err: NotServed) -> JSONResponse:
-        return JSONResponse({"detail": [{"loc": ["serving_db"], "msg": str(err), "type": "not_served"}]},
+    def _not_served(request: Request, err: NotServed) -> JSONResponse:
+        return JSONResponse({"detail": [{"loc": ["serving_db"], "msg": err.text(request_lang(request)),
+                                         "type": "not_served"}]},
                             status_code=503)
 
     @app.get("/health", response_model=Health, tags=["service"])
-    def health() -> Health:
+    def health(lang: Lang = None) -> Health:
         """Which serving file, snapshot and model run the answers come from."""
         v = served.current()
         return Health(status="ok", serving_db=str(v.path), snapshot=v.snapshot, run_id=v.run_id)
 
     @app.get("/districts/{ubigeo}", response_model=District, tags=["districts"],
              responses={404: {"description": "Unknown ubigeo"}})
-    def district(ubigeo: Ubigeo) -> District:
-        """One district, as the map shows it."""
+    def district(ubigeo: Ubigeo, lang: Lang = None) -> District:
+        """One district, as the map and the atlas show it (its polygon as GeoJSON in ``more.geometry_geojson``)."""
         v = served.current()
-        v.require_predictions()
+        v.require_profile()
         with v.cursor() as con:
-            rows = _records(con.execute(f"SELECT * FROM {PRIORITIES} WHERE ubigeo = ?", [ubigeo]))
+            rows = _records(con.execute(f"SELECT * FROM {PROFILE} WHERE ubigeo = ?", [ubigeo]))
         if not rows:
-            raise ApiError(404, ["path", "ubigeo"], f"no district with ubigeo {ubigeo} in the served copy",
-                           "not_found")
+            raise ApiError(404, ["path", "ubigeo"], "not_found", "not_found", ubigeo=ubigeo)
         return _district(rows[0])
 
     @app.get("/districts", response_model=DistrictPage, tags=["districts"])
@@ -291,32 +311,34 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
         rank_max: Annotated[int | None, Query(ge=1, description="Largest rank to include")] = None,
         page: Annotated[int, Query(ge=1)] = 1,
         page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"At most {MAX_PAGE_SIZE}")] = 50,
+        lang: Lang = None,
     ) -> DistrictPage:
-        """Districts ordered by the chosen rank, filtered, one page at a time."""
+        """Districts ordered by the chosen rank, filtered, one page at a time (every district of the reference:
+        those without a rank come last; polygons are left out of the list, GET /districts/{ubigeo} has them)."""
         if rank_min is not None and rank_max is not None and rank_min > rank_max:
-            raise ApiError(422, ["query", "rank_min"], f"rank_min ({rank_min}) is greater than rank_max ({rank_max})",
-                           "value_error")
+            raise ApiError(422, ["query", "rank_min"], "rank_order", "value_error", rank_min=rank_min,
+                           rank_max=rank_max)
         v = served.current()
-        v.require_predictions()
+        v.require_profile()
         rank = RANK_COLUMNS[rank_by]
         where, params = [], []
         with v.cursor() as con:
             for field, value in (("department", department), ("province", province)):
                 if value is None:
                     continue
-                known = con.execute(f"SELECT count(*) FROM {PRIORITIES} WHERE upper({field}) = upper(?)",
+                known = con.execute(f"SELECT count(*) FROM {PROFILE} WHERE upper({field}) = upper(?)",
                                     [value]).fetchone()[0]
                 if not known:
-                    raise ApiError(422, ["query", field], f"{field} {value!r} is not in the served copy "
-                                   f"(e.g. {_example(con, field)})", "value_error")
+                    raise ApiError(422, ["query", field], "unknown_value", "value_error", field=field, value=value,
+                                   example=_example(con, field))
                 where.append(f"upper({field}) = upper(?)")
                 params.append(value)
             if segment_id is not None:
-                ids = [s for (s,) in con.execute(f"SELECT DISTINCT segment_id FROM {PRIORITIES} "
+                ids = [s for (s,) in con.execute(f"SELECT DISTINCT segment_id FROM {PROFILE} "
                                                  "WHERE segment_id IS NOT NULL ORDER BY 1").fetchall()]
                 if segment_id not in ids:
-                    raise ApiError(422, ["query", "segment_id"], f"segment_id {segment_id} is not in the served "
-                                   f"copy (known: {ids})", "value_error")
+                    raise ApiError(422, ["query", "segment_id"], "unknown_segment", "value_error", value=segment_id,
+                                   known=ids)
                 where.append("segment_id = ?")
                 params.append(segment_id)
             if rank_min is not None:
@@ -326,13 +348,14 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
                 where.append(f"{rank} <= ?")
                 params.append(rank_max)
             clause = f"WHERE {' AND '.join(where)}" if where else ""
-            total = con.execute(f"SELECT count(*) FROM {PRIORITIES} {clause}", params).fetchone()[0]
-            rows = _records(con.execute(f"SELECT * FROM {PRIORITIES} {clause} ORDER BY {rank} NULLS LAST, ubigeo "
+            total = con.execute(f"SELECT count(*) FROM {PROFILE} {clause}", params).fetchone()[0]
+            rows = _records(con.execute(f"SELECT * EXCLUDE (geometry_geojson) FROM {PROFILE} {clause} "
+                                        f"ORDER BY {rank} NULLS LAST, ubigeo "
                                         "LIMIT ? OFFSET ?", [*params, page_size, (page - 1) * page_size]))
         return DistrictPage(total=total, page=page, page_size=page_size, items=[_district(r) for r in rows])
 
     @app.get("/model", response_model=ModelInfo, tags=["model"])
-    def model() -> ModelInfo:
+    def model(lang: Lang = None) -> ModelInfo:
         """The model run served, its metrics, and the features a what-if may override with their ranges."""
         v = served.current()
         m = v.model()
@@ -352,28 +375,26 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
     @app.post("/districts/{ubigeo}/whatif", response_model=WhatIf, tags=["districts"],
               responses={404: {"description": "Unknown ubigeo"}, 422: {"description": "Unknown feature, "
                          "feature the model does not use, or a value out of its range"}})
-    def whatif(ubigeo: Ubigeo, body: Annotated[WhatIfRequest, Body()]) -> WhatIf:
+    def whatif(ubigeo: Ubigeo, body: Annotated[WhatIfRequest, Body()], request: Request, lang: Lang = None) -> WhatIf:
         """Predict the district's internet share with some of its features set to other values."""
         v = served.current()
         m = v.model()
         overrides = {k: val for k, val in body.overrides.model_dump().items() if val is not None}
         if not overrides:
-            raise ApiError(422, ["body", "overrides"], "give at least one feature to change, e.g. "
-                           '{"overrides": {"pct_centres_4g": 80}}', "missing")
+            raise ApiError(422, ["body", "overrides"], "no_overrides", "missing",
+                           example='{"overrides": {"pct_centres_4g": 80}}')
         feats = v.features()
         if ubigeo not in feats.index:
-            raise ApiError(404, ["path", "ubigeo"], f"no district with ubigeo {ubigeo} in the served copy",
-                           "not_found")
+            raise ApiError(404, ["path", "ubigeo"], "not_found", "not_found", ubigeo=ubigeo)
         ranges = v.ranges()
         for name, val in overrides.items():
             if name not in ranges:
-                raise ApiError(422, ["body", "overrides", name], f"feature {name} is not used by the served model "
-                               f"({m.model_name}, run {m.run_id}); it uses: {', '.join(m.features)}",
-                               "feature_not_used")
+                raise ApiError(422, ["body", "overrides", name], "not_used", "feature_not_used", name=name,
+                               model=m.model_name, run=m.run_id, features=", ".join(m.features))
             r = ranges[name]
             if not r.minimum <= val <= r.maximum:
-                raise ApiError(422, ["body", "overrides", name], f"{name} = {val:g} is outside its valid range "
-                               f"{r.minimum:g}..{r.maximum:g} ({r.source})", "out_of_range")
+                raise ApiError(422, ["body", "overrides", name], "out_of_range", "out_of_range", name=name,
+                               value=f"{val:g}", low=f"{r.minimum:g}", high=f"{r.maximum:g}", source=r.source)
         info = v.names.loc[ubigeo].tolist()  # district, department, internet_pct, department_code
         frame = pd.concat([feats.loc[[ubigeo]]] * 2)
         frame.index = pd.Index(["baseline", "scenario"])
@@ -390,14 +411,14 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
                                 valid_range=(ranges[n].minimum, ranges[n].maximum)) for n, val in overrides.items()],
             baseline=base, scenario=scen,
             difference_pp=scen.predicted_internet_pct - base.predicted_internet_pct,
-            actual_internet_pct=json_number(info[2]), note=ASSOCIATIONAL,
+            actual_internet_pct=json_number(info[2]), note=message("associational", request_lang(request)),
         )
 
     return app
 
 
 def _example(con, field: str) -> str:
-    row = con.execute(f"SELECT {field} FROM {PRIORITIES} WHERE {field} IS NOT NULL ORDER BY 1 LIMIT 1").fetchone()
+    row = con.execute(f"SELECT {field} FROM {PROFILE} WHERE {field} IS NOT NULL ORDER BY 1 LIMIT 1").fetchone()
     return repr(row[0]) if row else "none served"
 
 

@@ -27,9 +27,11 @@ import numpy as np
 import pandas as pd
 
 from brecha.publish import current_snapshot
+from brecha.words import message
 from brecha_ml.features import FEATURES, build_feature_table, load_marts
 
 PRIORITIES = "marts.mart_district_priorities"
+PROFILE = "marts.mart_district_profile"  # what the API answers about a district: the atlas and the map read it too
 CATALOG = "served"
 FEATURE_DESCRIPTIONS = {f.name: f.description for f in FEATURES}
 
@@ -48,7 +50,15 @@ def natural_bounds(feature: str) -> tuple[float, float] | None:
 
 
 class NotServed(Exception):
-    """The serving copy is missing or lacks what an endpoint needs (the message says what to run)."""
+    """The serving copy is missing or lacks what an endpoint needs (the message, brecha.words.API[key], says what to
+    run); ``fields`` fill it in the request's language."""
+
+    def __init__(self, key: str, **fields: object) -> None:
+        self.key, self.fields = key, fields
+        super().__init__(message(key, "en", **fields))
+
+    def text(self, lang: str) -> str:
+        return message(self.key, lang, **self.fields)
 
 
 @dataclass(frozen=True)
@@ -114,10 +124,16 @@ class Version:
         except NotServed:
             pass
 
+    def require_profile(self) -> str:
+        """The profile mart's name, once the copy has it and a model run (the district endpoints read it)."""
+        self.require_predictions()
+        if PROFILE not in self.tables:
+            raise NotServed("no_predictions", path=self.path, table=PROFILE)
+        return PROFILE
+
     def require_predictions(self) -> str:
         if not self.priority_columns or self.run_id is None:
-            raise NotServed(f"{self.path} has no {PRIORITIES} rows: run `brecha train`, `brecha build` and "
-                            "`brecha publish` (or `brecha run`)")
+            raise NotServed("no_predictions", path=self.path, table=PRIORITIES)
         return self.run_id
 
     def model(self) -> ServedModel:
@@ -125,12 +141,12 @@ class Version:
         if self._model is None:
             run_id = self.require_predictions()
             if "ml.model_runs" not in self.tables:
-                raise NotServed(f"{self.path} has no ml.model_runs table: publish a trained warehouse")
+                raise NotServed("no_runs_table", path=self.path)
             with self.cursor() as con:
                 rows = con.execute("SELECT * FROM ml.model_runs WHERE run_id = ? ORDER BY model_name", [run_id]).df()
             chosen = rows[rows["selected"].fillna(False).astype(bool)]
             if chosen.empty:
-                raise NotServed(f"{self.path}: run {run_id} has no selected model in ml.model_runs")
+                raise NotServed("no_selected", path=self.path, run=run_id)
             row = chosen.iloc[0]
             config = _read_config(Path(str(row["artifact_path"])), run_id, str(row["model_name"]))
             metrics = {k: json_number(row[k]) for k in ("cv_r2", "cv_mae", "cv_rmse", "interval_coverage", "n_train",
@@ -175,8 +191,7 @@ def _read_config(artifact_path: Path, run_id: str, model_name: str) -> dict:
         f = d / "model_config.json"
         if f.is_file():
             return json.loads(f.read_text())
-    raise NotServed(f"the artifact of run {run_id} ({model_name}) is not at {artifact_path} nor under "
-                    f"{artifacts.run_dir(run_id)}: serve from the BRECHA_HOME that trained it")
+    raise NotServed("no_artifact", run=run_id, model=model_name, path=artifact_path, run_dir=artifacts.run_dir(run_id))
 
 
 def json_number(v: object) -> float | int | None:
@@ -206,8 +221,7 @@ class ServedCopy:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            raise NotServed(f"{self.path} does not exist: publish first with `brecha publish` (or `brecha run`)") \
-                from None
+            raise NotServed("no_copy", path=self.path) from None
         return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
 
     def current(self) -> Version:

@@ -9,12 +9,23 @@ census as (
     select * from {{ ref('stg_inei__census_indicators') }}
 ),
 
+features as (
+    select * from {{ ref('stg_geo__district_boundaries') }}
+),
+
+recoded as (
+    select * from {{ ref('district_boundary_crosswalk') }}
+    where relation = 'recoded'
+),
+
+-- a feature counts for its own code and, when the crosswalk says it carries a district's older code, for that one
 boundaries as (
     select
-        ubigeo,
-        bool_or(has_geometry) as has_geometry
-    from {{ ref('stg_geo__district_boundaries') }}
-    group by ubigeo
+        coalesce(recoded.ubigeo, features.ubigeo) as ubigeo,
+        bool_or(features.has_geometry) as has_geometry
+    from features
+    left join recoded on features.ubigeo = recoded.boundary_ubigeo
+    group by coalesce(recoded.ubigeo, features.ubigeo)
 ),
 
 final as (
