@@ -87,6 +87,30 @@ def pipeline_run(_session_env: Path) -> PipelineRun:
 
 
 @pytest.fixture(scope="session")
+def real_run_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real extracts through the whole pipeline once per session, as `brecha run --input ../shared/data/real`
+    runs it (every step and gate, published), in a home of its own; skips when ../shared is absent. Tests read its
+    serving copy (Grafana's queries, the priority lenses, the what-if) and never change it."""
+    from brecha.pipeline import run_all
+
+    if not REAL_DIR.is_dir():
+        pytest.skip(f"real extracts not found at {REAL_DIR} (the ../shared folder is absent on this machine)")
+    home = tmp_path_factory.mktemp("real_home")
+    old = os.environ.get("BRECHA_HOME")
+    os.environ["BRECHA_HOME"] = str(home)
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            run_all(input_dir=REAL_DIR)
+        return home
+    finally:
+        if old is None:
+            os.environ.pop("BRECHA_HOME", None)
+        else:
+            os.environ["BRECHA_HOME"] = old
+
+
+@pytest.fixture(scope="session")
 def built_home(pipeline_run: PipelineRun) -> Path:
     """BRECHA_HOME whose warehouse has the core marts built by dbt (models and tests green) and the marts gate passed."""
     return pipeline_run.home

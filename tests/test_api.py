@@ -247,30 +247,49 @@ def _all_districts_whatif(served_home: Path, overrides) -> pd.DataFrame:
         difference_pp=lambda d: d["predicted_internet_pct_scenario"] - d["predicted_internet_pct"])
 
 
+@pytest.fixture(params=["synthetic", "real"])
+def whatif_home(request: pytest.FixtureRequest, use_home) -> Path:
+    """The synthetic served copy, then the real extracts' (the session's real run; skipped without ../shared)."""
+    return use_home(request.getfixturevalue("served_home" if request.param == "synthetic" else "real_run_home"))
+
+
 @pytest.mark.parametrize(("feature", "step"), [("electricity_pct", 10.0), ("poverty_pct", -10.0)])
-def test_whatif_effects_are_monotone_over_all_districts(client: TestClient, served_home: Path, feature: str,
-                                                        step: float) -> None:
+def test_whatif_effects_are_monotone_over_all_districts(whatif_home: Path, feature: str, step: float) -> None:
     """More electricity or less poverty never lowers any district's predicted share (the served model's own
     behaviour, every district of the served copy); the route answers what the batch computes."""
-    out = _all_districts_whatif(served_home, lambda f: {feature: (f[feature] + step).clip(0, 100)})
+    out = _all_districts_whatif(whatif_home, lambda f: {feature: (f[feature] + step).clip(0, 100)})
     wrong = out[out["difference_pp"] < -1e-6]
     assert wrong.empty, (f"{len(wrong)} of {len(out)} districts move the wrong way when {feature} changes by "
                          f"{step:+g} pp, e.g.\n{wrong.sort_values('difference_pp').head()}")
-    ubigeo = next(u for u in out.index if np.isfinite(_feature(served_home, u, feature)))
+    client = TestClient(create_app())
+    ubigeo = next(u for u in out.index if np.isfinite(_feature(whatif_home, u, feature)))
     own = client.get(f"/districts/{ubigeo}").json()
     body = client.post(f"/districts/{ubigeo}/whatif", json={"overrides": {feature: float(np.clip(
-        _feature(served_home, ubigeo, feature) + step, 0, 100))}}).json()
+        _feature(whatif_home, ubigeo, feature) + step, 0, 100))}}).json()
     assert body["baseline"]["predicted_internet_pct"] == own["predicted_internet_pct"]
     assert body["difference_pp"] == pytest.approx(out.loc[ubigeo, "difference_pp"], abs=1e-4)
 
 
-def test_whatif_full_electricity_moves_little(served_home: Path) -> None:
+def test_whatif_full_electricity_moves_little(whatif_home: Path) -> None:
     """Districts at about 93.5 % electricity (91-96 %) raised to 100 %: the predicted share rises by at most 1 pp
     on average (the audit found +2.5 pp, driven by the rich districts that happen to be fully electrified)."""
-    near = _feature(served_home, None, "electricity_pct").between(91, 96)
+    near = _feature(whatif_home, None, "electricity_pct").between(91, 96)
     assert near.sum() >= 20, "expected districts near 93.5 % electricity"
-    out = _all_districts_whatif(served_home, lambda f: {"electricity_pct": f["electricity_pct"].where(~near, 100.0)})
-    assert out.loc[near[near].index, "difference_pp"].mean() <= 1.0
+    out = _all_districts_whatif(whatif_home, lambda f: {"electricity_pct": f["electricity_pct"].where(~near, 100.0)})
+    effect = out.loc[near[near].index, "difference_pp"]
+    assert effect.mean() <= 1.0, f"{near.sum()} districts: mean {effect.mean():+.2f} pp, max {effect.max():+.2f} pp"
+
+
+def test_whatif_baseline_equals_the_lookup_on_the_real_extracts(real_run_home: Path, use_home) -> None:
+    """Every 10th district of the real run: the what-if's baseline is the lookup's prediction and interval."""
+    use_home(real_run_home)
+    client = TestClient(create_app())
+    ubigeos = mart(real_run_home)["ubigeo"].iloc[::10]
+    for ubigeo in ubigeos:
+        lookup = client.get(f"/districts/{ubigeo}").json()
+        body = client.post(f"/districts/{ubigeo}/whatif", json={"overrides": {"electricity_pct": 100.0}}).json()
+        for k in ("predicted_internet_pct", "lower_90", "upper_90"):
+            assert body["baseline"][k] == lookup[k], (ubigeo, k)
 
 
 def test_whatif_recomputes_derived_features_or_names_them(client: TestClient, served_home: Path) -> None:

@@ -581,25 +581,9 @@ print(len(job["queries"]))
 
 
 @pytest.fixture(scope="module")
-def real_serving_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real extracts through the whole pipeline once, published (skips when ../shared is absent)."""
-    import os
-
-    from conftest import REAL_DIR as real_dir
-
-    from brecha.config import paths
-    from brecha.pipeline import run_all
-
-    if not real_dir.is_dir():
-        pytest.skip(f"real extracts not found at {real_dir} (the ../shared folder is absent on this machine)")
-    home = tmp_path_factory.mktemp("grafana_real_home")
-    old = os.environ["BRECHA_HOME"]
-    os.environ["BRECHA_HOME"] = str(home)
-    try:
-        run_all(input_dir=real_dir)  # every step and gate, as `brecha run --input` does
-        return paths().serving_db
-    finally:
-        os.environ["BRECHA_HOME"] = old
+def real_serving_db(real_run_home: Path) -> Path:
+    """The real extracts through the whole pipeline once (the session's real run, tests/conftest.py), published."""
+    return real_run_home / "serving" / "brecha.duckdb"
 
 
 def test_every_query_runs_on_the_real_extracts(real_serving_db: Path, harness: Harness) -> None:
