@@ -304,8 +304,8 @@ def test_build_on_empty_raw_tables(brecha_home: Path, monkeypatch: pytest.Monkey
 
 # INEI's published national figures: the projection of Peru's population for 2025 (INEI, Día Mundial de la
 # Población, 11 July 2025: "según las proyecciones al 2025, el Perú alcanzará los 34 350 244 habitantes") and the
-# people counted by the 2017 census (INEI, Censos Nacionales 2017: 29,381,884 censados; 31,237,385 with the
-# omission estimate)
+# people counted by the 2017 census (INEI, Censos Nacionales 2017, as gob.pe/535 states them: 29,381,884 censados;
+# 31,237,385 with the omission estimate)
 INEI_POPULATION_2025 = 34_350_244
 CENSUS_2017_COUNTED = 29_381_884
 
