@@ -21,7 +21,8 @@
 Their parts:
 
 * ``households_offline`` = households × (1 − share/100), households = population / persons per household (the
-  dbt var ``persons_per_household``), share = the census one when known, else the model's prediction.
+  dbt var ``persons_per_household``, one national figure), share = the census one when known, else the model's
+  prediction. The population is ``dim_districts.population``: INEI's 2025 projection, not the 2017 census count.
 * ``shortfall_score`` = (√predicted − √actual) / h: the out-of-fold shortfall below expectation on the model's
   sqrt scale (which does not vanish near 0 %: 0.5 % against an expected 3 % is a large shortfall, 40 % against
   42.5 % a small one) in units of the district's own 90 % interval half-width ``h`` on that scale. 1 = at the
