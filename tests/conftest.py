@@ -96,18 +96,10 @@ def real_run_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not REAL_DIR.is_dir():
         pytest.skip(f"real extracts not found at {REAL_DIR} (the ../shared folder is absent on this machine)")
     home = tmp_path_factory.mktemp("real_home")
-    old = os.environ.get("BRECHA_HOME")
-    os.environ["BRECHA_HOME"] = str(home)
     out = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            run_all(input_dir=REAL_DIR)
-        return home
-    finally:
-        if old is None:
-            os.environ.pop("BRECHA_HOME", None)
-        else:
-            os.environ["BRECHA_HOME"] = old
+    with home_env(home), contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        run_all(input_dir=REAL_DIR)
+    return home
 
 
 @pytest.fixture(scope="session")
@@ -149,10 +141,17 @@ def own_home(src: Path, own: Path, artifacts: str | None = None) -> Iterator[Pat
         (own / "artifacts").symlink_to(src / "artifacts", target_is_directory=True)
     elif artifacts == "copy":
         shutil.copytree(src / "artifacts", own / "artifacts")
-    old = os.environ.get("BRECHA_HOME")
-    os.environ["BRECHA_HOME"] = str(own)
-    try:
+    with home_env(own):
         yield own
+
+
+@contextlib.contextmanager
+def home_env(home: Path) -> Iterator[Path]:
+    """BRECHA_HOME points at ``home`` inside the block and is restored afterwards."""
+    old = os.environ.get("BRECHA_HOME")
+    os.environ["BRECHA_HOME"] = str(home)
+    try:
+        yield home
     finally:
         if old is None:
             os.environ.pop("BRECHA_HOME", None)
