@@ -106,7 +106,7 @@ def _run_all(input_dir: Path | None, seed: int, scale: float) -> RunResults:
 
 
 def print_summary(results: RunResults) -> None:
-    from brecha.db import session
+    from brecha.db import session, table_exists
 
     ingest = results.get("ingest")
     if ingest is not None:
@@ -128,17 +128,11 @@ def print_summary(results: RunResults) -> None:
 
     with session(read_only=True) as con:
         counts = map_counts(con)
-        rows = con.sql(
-            "select national_rank, ubigeo, district, department, round(divide_index, 1) "
-            "from marts.mart_digital_divide_index order by national_rank limit 10"
-        ).fetchall()
+        lenses = table_exists(con, "marts", "mart_district_priorities")
+        tables = _lens_tables(con) if lenses else [_divide_index_table(con)]
         empty = gaps(con)
-    t = Table(title="The ten districts with the widest digital divide")
-    for col in ("rank", "ubigeo", "district", "department", "divide index"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(*(str(v) for v in r))
-    console.print(t)
+    for t in tables:
+        console.print(t)
     if counts is not None:
         console.print(str(counts), markup=False)
     if empty:
@@ -146,3 +140,41 @@ def print_summary(results: RunResults) -> None:
                       "(add one to the folder and run again)", markup=False)
         for gap in empty:
             console.print(f"  - {gap}", markup=False)
+
+
+# The closing tables: "where first?" through the divide lens, then the households-offline lens
+# (marts.mart_district_priorities, scores in brecha_ml.priority); the divide index alone when no model has run.
+LENS_COLUMNS = ("rank", "ubigeo", "district", "department", "internet %", "expected %", "divide index",
+                "households offline")
+
+
+def _lens_tables(con) -> list[Table]:
+    out = []
+    for rank, title in (
+            ("priority_rank", "Where first, divide lens (priority_rank): widest divide, far below what the profile "
+                              "predicts; for universal-service and rural programmes"),
+            ("offline_priority_rank", "Where first, households-offline lens (offline_priority_rank): most households "
+                                      "offline; for urban programmes")):
+        rows = con.sql(f"""
+            select {rank}, ubigeo, district, department, round(internet_pct, 1), round(predicted_internet_pct, 1),
+                   round(divide_index, 1), round(households_offline)::bigint
+            from marts.mart_district_priorities where {rank} is not null order by {rank} limit 10""").fetchall()
+        t = Table(title=title)
+        for col in LENS_COLUMNS:
+            t.add_column(col)
+        for r in rows:
+            *head, households = ("–" if v is None else str(v) for v in r)
+            t.add_row(*head, "–" if r[-1] is None else f"{r[-1]:,}")
+        out.append(t)
+    return out
+
+
+def _divide_index_table(con) -> Table:
+    rows = con.sql("select national_rank, ubigeo, district, department, round(divide_index, 1) "
+                   "from marts.mart_digital_divide_index order by national_rank limit 10").fetchall()
+    t = Table(title="The ten districts with the widest digital divide (divide index)")
+    for col in ("rank", "ubigeo", "district", "department", "divide index"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(*(str(v) for v in r))
+    return t

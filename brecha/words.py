@@ -129,7 +129,11 @@ ATLAS = {
         "trend_title": "Encuesta: hogares con internet",
         "trend_note": "ENAHO{years}, proporción ponderada con banda de 90 % (± 1,645 errores estándar).",
         "no_trend": "Ningún año de la ENAHO para este departamento.",
-        "top_title": "Distritos prioritarios",
+        "top_title": "Distritos prioritarios: lente de brecha",
+        "top_lens_note": "Orden de la lente de brecha (priority_rank): donde la brecha es más ancha y la proporción "
+                         "censal queda muy por debajo de lo que predice el perfil del distrito; para fondos de "
+                         "servicio universal y programas rurales. La lente de hogares sin internet "
+                         "(offline_priority_rank, para programas urbanos) está en marts.mart_district_priorities.",
         "headers": ["#", "Distrito", "Prioridad", "Censo", "Predicción (intervalo de 90 %)", "Diferencia", "Por qué"],
         "no_prediction": "Sin predicción para los distritos de este departamento.",
         "oof_note": "Predicción, intervalo y diferencia fuera de la muestra: del modelo de validación cruzada espacial "
@@ -214,7 +218,11 @@ ATLAS = {
         "trend_title": "Survey trend: households with internet",
         "trend_note": "ENAHO{years}, weighted share with a 90 % band (± 1.645 standard errors).",
         "no_trend": "No ENAHO survey year for this department.",
-        "top_title": "Top-priority districts",
+        "top_title": "Top-priority districts: divide lens",
+        "top_lens_note": "Ranked by the divide lens (priority_rank): where the divide is widest and the census share "
+                         "is far below what the district's profile predicts; for universal-service and rural "
+                         "programmes. The households-offline lens (offline_priority_rank, for urban programmes) is in "
+                         "marts.mart_district_priorities.",
         "headers": ["#", "District", "Priority", "Census", "Predicted (90 % interval)", "Gap", "Why"],
         "no_prediction": "No prediction for this department's districts.",
         "oof_note": "Prediction, interval and gap out of fold: from the spatial cross-validation model that never saw "
@@ -250,8 +258,10 @@ API = {
         "associational": "Asociativo, no causal: el escenario es lo que el modelo predice para un distrito cuyas "
                          "variables se vieran así, aprendido de cómo difieren los distritos entre sí. No estima lo que "
                          "causaría una intervención; las demás variables se mantienen en los valores del distrito, "
-                         "aunque en la realidad se mueven juntas.",
+                         "aunque en la realidad se mueven juntas (las variables calculadas a partir de una "
+                         "cambiada se recalculan, o se nombran en held_fixed).",
         "not_found": "no hay un distrito con ubigeo {ubigeo} en la copia publicada",
+        "no_prediction": "el distrito {ubigeo} no tiene una predicción publicada en la copia publicada",
         "rank_order": "rank_min ({rank_min}) es mayor que rank_max ({rank_max})",
         "unknown_value": "{field} {value!r} no está en la copia publicada (p. ej. {example})",
         "unknown_segment": "segment_id {value} no está en la copia publicada (conocidos: {known})",
@@ -271,8 +281,10 @@ API = {
         "associational": "Associational, not causal: the scenario is what the model predicts for a district whose "
                          "features look like this, learned from how districts differ from each other. It is not an "
                          "estimate of what an intervention would cause; the other features are held at the "
-                         "district's values, although in reality they move together.",
+                         "district's values, although in reality they move together (features computed from an "
+                         "overridden one are recomputed, or named in held_fixed).",
         "not_found": "no district with ubigeo {ubigeo} in the served copy",
+        "no_prediction": "district {ubigeo} has no published prediction in the served copy",
         "rank_order": "rank_min ({rank_min}) is greater than rank_max ({rank_max})",
         "unknown_value": "{field} {value!r} is not in the served copy (e.g. {example})",
         "unknown_segment": "segment_id {value} is not in the served copy (known: {known})",

@@ -402,7 +402,8 @@ def district_map(t: Tr) -> dict[str, Any]:
                            "Digital divide index (0-100, higher = wider)")),
         ("gap_pp", t("Brecha frente a la predicción (pp, negativo = por debajo de lo esperado)",
                      "Gap vs. prediction (pp, negative = below expected)")),
-        ("priority_rank", t("Orden de prioridad (1 = primero)", "Priority rank (1 = first)")),
+        ("priority_rank", t("Orden de prioridad: lente de brecha (1 = primero)",
+                            "Priority rank: divide lens (1 = first)")),
         ("internet_cluster_need", t("Donde el bajo acceso a internet se agrupa (LISA: 100 = bajo-bajo)",
                                     "Where low internet clusters (LISA: 100 = low-low, lagging together)")),
     ])
@@ -529,7 +530,8 @@ def district_map(t: Tr) -> dict[str, Any]:
                   ],
                   "tooltip": {"mode": "details"},
               }),
-        panel("table", t("Distritos de mayor prioridad", "Top-priority districts"), f"""
+        panel("table", t("Distritos de mayor prioridad: lente de brecha", "Top-priority districts: divide lens"),
+              f"""
             SELECT p.priority_rank, p.district, p.province, p.department,
                    round(p.internet_pct, 1) AS internet_pct, round(p.predicted_internet_pct, 1) AS predicted_pct,
                    round(p.lower_90, 1) AS lower_90, round(p.upper_90, 1) AS upper_90, round(p.gap_pp, 1) AS gap_pp,
@@ -541,11 +543,17 @@ def district_map(t: Tr) -> dict[str, Any]:
             ORDER BY p.priority_rank
             LIMIT 25""",
               (14, 4, 10, 20), fields=("priority_rank", "district", "gap_pp", "lower_90", "upper_90", "segment_label"),
-              description=t("Distritos donde actuar primero: orden de prioridad del modelo, porcentaje de hogares "
+              description=t("Distritos donde actuar primero según la lente de brecha (priority_rank: brecha más "
+                            "ancha y proporción censal muy por debajo de lo que predice el perfil; la lente de "
+                            "hogares sin internet, offline_priority_rank, está en marts.mart_district_priorities): "
+                            "orden de prioridad, porcentaje de hogares "
                             "con internet del censo frente al predicho con su intervalo de 90 %, la brecha en "
                             "puntos porcentuales y el segmento del distrito (su perfil nombra los factores que "
                             "comparten distritos parecidos).",
-                            "Districts to act on first: priority rank from the model, census share vs. predicted "
+                            "Districts to act on first by the divide lens (priority_rank: widest divide and census "
+                            "share far below what the profile predicts; the households-offline lens, "
+                            "offline_priority_rank, is in marts.mart_district_priorities): priority rank, census "
+                            "share vs. predicted "
                             "share with its 90 % interval, the gap in percentage points, and the district's segment "
                             "(its profile names the drivers shared by similar districts)."),
               options={"showHeader": True, "cellHeight": "sm"}),

@@ -35,7 +35,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("poverty_pct", "% of population in monetary poverty"),
     Feature("extreme_poverty_pct", "% of population in extreme poverty"),
     Feature("idh", "Human development index, 0-1"),
-    Feature("log_population", "log10 of the district population (census 2017)"),
+    Feature("log_population", "log10 of the district population (INEI's 2025 projection)"),
     Feature("log_density", "log10 of persons per km²"),
     Feature("log_area", "log10 of the district area in km²"),
     Feature("altitude_m", "Altitude of the district capital, metres"),

@@ -3,7 +3,7 @@
 Used by both ``train`` and ``predict`` so a reloaded artifact reproduces the run's predictions exactly.
 Districts with a known census share are scored out of fold (``is_out_of_fold``; see ``brecha_ml.selected``), the
 others by the final model; ``gap_pp = actual − predicted`` is therefore an out-of-fold gap. The priority
-score is documented in ``brecha_ml.priority``.
+scores (the divide lens and the households-offline lens) are documented in ``brecha_ml.priority``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def score_districts(predicted: pd.DataFrame, classifier, X: pd.DataFrame, marts:
     out["actual_internet_pct"] = actual
     out["gap_pp"] = out["actual_internet_pct"] - out["predicted_internet_pct"]
     out = out.join(priority(marts["population"].astype(float), out["predicted_internet_pct"], actual,
-                            out["half_width_scale"]))
+                            out["half_width_scale"], marts["divide_index"].astype(float), out["is_out_of_fold"]))
     prob = predict_probability(classifier, X)
     out["underserved_probability"] = prob
     out["underserved_predicted"] = pd.Series(prob >= DECISION_PROBABILITY, index=X.index).where(~np.isnan(prob))

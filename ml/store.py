@@ -15,7 +15,8 @@ DDL: dict[str, str] = {
         predicted_internet_pct DOUBLE, lower_90 DOUBLE, upper_90 DOUBLE, actual_internet_pct DOUBLE,
         gap_pp DOUBLE, priority_score DOUBLE, priority_rank INTEGER, underserved_predicted BOOLEAN,
         underserved_probability DOUBLE, is_out_of_fold BOOLEAN, households_offline DOUBLE, shortfall_score DOUBLE,
-        PRIMARY KEY (run_id, ubigeo)""",
+        error_group VARCHAR, error_group_mae_pp DOUBLE, shortfall_weight DOUBLE, offline_priority_score DOUBLE,
+        offline_priority_rank INTEGER, PRIMARY KEY (run_id, ubigeo)""",
     "model_runs": """run_id VARCHAR NOT NULL, run_at TIMESTAMP, data_fingerprint VARCHAR, seed INTEGER,
         model_name VARCHAR NOT NULL, model_family VARCHAR, params JSON, cv_r2 DOUBLE, cv_mae DOUBLE,
         cv_rmse DOUBLE, interval_coverage DOUBLE, selected BOOLEAN, artifact_path VARCHAR, n_train INTEGER,
@@ -49,7 +50,9 @@ LATER_DDL: dict[str, str] = {
 # columns added after a table was first released: warehouses created before get them with ALTER TABLE
 ADDED_COLUMNS: dict[str, dict[str, str]] = {
     "district_predictions": {"is_out_of_fold": "BOOLEAN", "households_offline": "DOUBLE",
-                             "shortfall_score": "DOUBLE"},
+                             "shortfall_score": "DOUBLE", "error_group": "VARCHAR", "error_group_mae_pp": "DOUBLE",
+                             "shortfall_weight": "DOUBLE", "offline_priority_score": "DOUBLE",
+                             "offline_priority_rank": "INTEGER"},
     "model_runs": {"cv_r2_household_weighted": "DOUBLE", "cv_mae_household_weighted": "DOUBLE"},
 }
 

@@ -87,6 +87,13 @@ def pipeline_run(_session_env: Path) -> PipelineRun:
 
 
 @pytest.fixture(scope="session")
+def real_run_home(real_run: PipelineRun) -> Path:
+    """The home of the session's one real run (``real_run``): tests read its serving copy (Grafana's queries, the
+    priority lenses, the what-if) and never change it."""
+    return real_run.home
+
+
+@pytest.fixture(scope="session")
 def built_home(pipeline_run: PipelineRun) -> Path:
     """BRECHA_HOME whose warehouse has the core marts built by dbt (models and tests green) and the marts gate passed."""
     return pipeline_run.home
@@ -125,10 +132,17 @@ def own_home(src: Path, own: Path, artifacts: str | None = None) -> Iterator[Pat
         (own / "artifacts").symlink_to(src / "artifacts", target_is_directory=True)
     elif artifacts == "copy":
         shutil.copytree(src / "artifacts", own / "artifacts")
-    old = os.environ.get("BRECHA_HOME")
-    os.environ["BRECHA_HOME"] = str(own)
-    try:
+    with home_env(own):
         yield own
+
+
+@contextlib.contextmanager
+def home_env(home: Path) -> Iterator[Path]:
+    """BRECHA_HOME points at ``home`` inside the block and is restored afterwards."""
+    old = os.environ.get("BRECHA_HOME")
+    os.environ["BRECHA_HOME"] = str(home)
+    try:
+        yield home
     finally:
         if old is None:
             os.environ.pop("BRECHA_HOME", None)
@@ -145,15 +159,7 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
     if not REAL_DIR.is_dir():
         pytest.skip(f"real extracts not found at {REAL_DIR} (the ../shared folder is absent on this machine)")
     home = tmp_path_factory.mktemp("real_home")
-    old = os.environ.get("BRECHA_HOME")
-    os.environ["BRECHA_HOME"] = str(home)
     out = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            results = pipeline.run_all(REAL_DIR)  # every step and gate, as `brecha run --input` does
-    finally:
-        if old is None:
-            os.environ.pop("BRECHA_HOME", None)
-        else:
-            os.environ["BRECHA_HOME"] = old
+    with home_env(home), contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        results = pipeline.run_all(REAL_DIR)  # every step and gate, as `brecha run --input` does
     return PipelineRun(home, results, out.getvalue())

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import duckdb
@@ -193,13 +194,16 @@ def test_model_endpoint_reports_the_served_run(client: TestClient, served_home: 
     assert (number["minimum"], number["maximum"]) == (observed["minimum"], observed["maximum"])
 
 
-def test_whatif_equals_the_artifacts_own_prediction(client: TestClient, served_home: Path) -> None:
-    """The answer is the run's selected artifact applied (outside the API) to the same modified features."""
+def test_whatif_is_the_published_prediction_moved_by_the_artifacts_own_change(client: TestClient,
+                                                                             served_home: Path) -> None:
+    """Baseline = the district's published prediction and interval (the mart, the lookup); scenario = baseline +
+    (the run's selected artifact, applied outside the API, at the modified features − at the district's own)."""
     from brecha_ml import artifacts
     from brecha_ml.features import build_feature_table, load_marts
     from brecha_ml.predict import apply_regressor
 
     rows = mart(served_home)
+    published = rows.set_index("ubigeo")
     run_id = rows["run_id"].iloc[0]
     sel = mart(served_home, "SELECT artifact_path FROM ml.model_runs WHERE run_id = ? AND selected", [run_id])
     model, config = artifacts.load_model(Path(sel["artifact_path"].iloc[0]))
@@ -219,32 +223,145 @@ def test_whatif_equals_the_artifacts_own_prediction(client: TestClient, served_h
         for k, val in overrides.items():
             X.loc["scenario", k] = val
         want = apply_regressor(model, X.astype(float), departments=pd.Series([department_of[ubigeo]] * 2))
-        for part in ("baseline", "scenario"):
-            for k in ("predicted_internet_pct", "lower_90", "upper_90"):
-                assert body[part][k] == pytest.approx(want.loc[part, k], abs=1e-9), (part, k)
-        assert body["difference_pp"] == pytest.approx(want.loc["scenario", "predicted_internet_pct"]
-                                                      - want.loc["baseline", "predicted_internet_pct"], abs=1e-9)
+        change = want.loc["scenario", "predicted_internet_pct"] - want.loc["baseline", "predicted_internet_pct"]
+        assert body["model_change_pp"] == pytest.approx(change, abs=1e-9)
+        for k in ("predicted_internet_pct", "lower_90", "upper_90"):
+            assert body["baseline"][k] == pytest.approx(published.loc[ubigeo, k], abs=1e-9), k
+            assert body["scenario"][k] == pytest.approx(min(100, max(0, published.loc[ubigeo, k] + change)),
+                                                        abs=1e-9), k
+        assert body["difference_pp"] == pytest.approx(body["scenario"]["predicted_internet_pct"]
+                                                      - body["baseline"]["predicted_internet_pct"], abs=1e-9)
         assert body["note"].startswith("Asociativo, no causal")  # Spanish by default
         english = client.post(f"/districts/{ubigeo}/whatif", params={"lang": "en"}, json={"overrides": overrides})
         assert english.json()["note"] == ASSOCIATIONAL and "not causal" in ASSOCIATIONAL
+        assert body["recomputed"] == []  # both overrides given explicitly: nothing to recompute
         changed = {o["feature"]: o for o in body["overrides"]}
         assert changed["pct_centres_4g"]["baseline_value"] == pytest.approx(feats.loc[ubigeo, "pct_centres_4g"])
         assert changed["pct_centres_4g"]["scenario_value"] == 80.0
-    # the baseline is the final model on the district's own features, as the batch path scores every district
-    # (float32 networks round differently in a batch of 1,874 rows than in one of 2: 1e-4 pp); where the run stored
-    # a final-model prediction (a district without a census share), it is that stored prediction too
-    from brecha_ml.predict import predict_frame
 
-    batch = predict_frame(run_id, feats, departments=department_of.loc[feats.index])
-    stored = rows.set_index("ubigeo")
-    final = stored.index[~stored["is_out_of_fold"].fillna(False)] if "is_out_of_fold" in stored else stored.index
-    for ubigeo in [feats.index[0], *final[:1]]:
-        base = client.post(f"/districts/{ubigeo}/whatif", json={"overrides": {"pct_centres_4g": 50}}).json()
-        assert base["baseline"]["predicted_internet_pct"] == pytest.approx(batch.loc[ubigeo, "predicted_internet_pct"],
-                                                                           abs=1e-4)
-        if ubigeo in final:
-            assert base["baseline"]["predicted_internet_pct"] == pytest.approx(
-                stored.loc[ubigeo, "predicted_internet_pct"], abs=1e-4)
+
+def test_whatif_baseline_equals_the_lookup_for_every_district_tried(client: TestClient, served_home: Path) -> None:
+    """Out of fold (census share known) or not, the what-if starts from the number the lookup shows; a scenario
+    that sets a feature to the district's own value answers that number unchanged."""
+    rows = mart(served_home)
+    # every 97th district out of fold, and the first five scored by the final model where the copy has any
+    tried = pd.concat([rows[rows["is_out_of_fold"]].iloc[::97], rows[~rows["is_out_of_fold"]].iloc[:5]])
+    assert len(tried) >= 20
+    feature = "electricity_pct"
+    own = _feature(served_home, None, feature)
+    for ubigeo in tried["ubigeo"]:
+        lookup = client.get(f"/districts/{ubigeo}").json()
+        value = own.loc[ubigeo] if np.isfinite(own.loc[ubigeo]) else 50.0
+        body = client.post(f"/districts/{ubigeo}/whatif", json={"overrides": {feature: value}}).json()
+        for k in ("predicted_internet_pct", "lower_90", "upper_90"):
+            assert body["baseline"][k] == lookup[k], (ubigeo, k)
+            if np.isfinite(own.loc[ubigeo]):
+                # float32 networks: the same row in a batch of two rounds within 1e-6 pp
+                assert body["scenario"][k] == pytest.approx(lookup[k], abs=1e-6), (ubigeo, k)
+
+
+def _all_districts_whatif(served_home: Path, overrides) -> pd.DataFrame:
+    """Every district of the serving copy through the route's own functions at once (scenario_features,
+    predict_frame, from_published): published baseline and scenario, index ubigeo."""
+    from brecha_ml.predict import predict_frame
+    from brecha_ml.whatif import INTERVAL, from_published, scenario_features
+
+    rows = mart(served_home).set_index("ubigeo")
+    marts, feats = _served(served_home)
+    feats = feats.loc[rows.index]
+    run_id = rows["run_id"].iloc[0]
+    deps = marts.set_index("ubigeo").loc[rows.index, "department_code"]
+    scen = scenario_features(feats, overrides(feats))
+    base_model = predict_frame(run_id, feats, departments=deps)
+    scen_model = predict_frame(run_id, scen.features, departments=deps)
+    moved = from_published(rows[INTERVAL], base_model, scen_model)
+    return rows[INTERVAL].join(moved.add_suffix("_scenario")).assign(
+        difference_pp=lambda d: d["predicted_internet_pct_scenario"] - d["predicted_internet_pct"])
+
+
+@pytest.fixture(params=["synthetic", "real"])
+def whatif_home(request: pytest.FixtureRequest, use_home) -> Path:
+    """The synthetic served copy, then the real extracts' (the session's real run; skipped without ../shared)."""
+    return use_home(request.getfixturevalue("served_home" if request.param == "synthetic" else "real_run_home"))
+
+
+@pytest.mark.parametrize(("feature", "step"), [("electricity_pct", 10.0), ("poverty_pct", -10.0)])
+def test_whatif_effects_are_monotone_over_all_districts(whatif_home: Path, feature: str, step: float) -> None:
+    """More electricity or less poverty never lowers any district's predicted share (the served model's own
+    behaviour, every district of the served copy); the route answers what the batch computes."""
+    out = _all_districts_whatif(whatif_home, lambda f: {feature: (f[feature] + step).clip(0, 100)})
+    wrong = out[out["difference_pp"] < -1e-6]
+    assert wrong.empty, (f"{len(wrong)} of {len(out)} districts move the wrong way when {feature} changes by "
+                         f"{step:+g} pp, e.g.\n{wrong.sort_values('difference_pp').head()}")
+    client = TestClient(create_app())
+    ubigeo = next(u for u in out.index if np.isfinite(_feature(whatif_home, u, feature)))
+    own = client.get(f"/districts/{ubigeo}").json()
+    body = client.post(f"/districts/{ubigeo}/whatif", json={"overrides": {feature: float(np.clip(
+        _feature(whatif_home, ubigeo, feature) + step, 0, 100))}}).json()
+    assert body["baseline"]["predicted_internet_pct"] == own["predicted_internet_pct"]
+    assert body["difference_pp"] == pytest.approx(out.loc[ubigeo, "difference_pp"], abs=1e-4)
+
+
+def test_whatif_full_electricity_moves_little(whatif_home: Path) -> None:
+    """Districts at about 93.5 % electricity (91-96 %) raised to 100 %: the predicted share rises by at most 1 pp
+    on average (the audit found +2.5 pp, driven by the rich districts that happen to be fully electrified)."""
+    near = _feature(whatif_home, None, "electricity_pct").between(91, 96)
+    assert near.sum() >= 20, "expected districts near 93.5 % electricity"
+    out = _all_districts_whatif(whatif_home, lambda f: {"electricity_pct": f["electricity_pct"].where(~near, 100.0)})
+    effect = out.loc[near[near].index, "difference_pp"]
+    assert effect.mean() <= 1.0, f"{near.sum()} districts: mean {effect.mean():+.2f} pp, max {effect.max():+.2f} pp"
+
+
+def test_whatif_baseline_equals_the_lookup_on_the_real_extracts(real_run_home: Path, use_home) -> None:
+    """Every 20th district of the real run (94): the what-if's baseline is the lookup's prediction and interval."""
+    use_home(real_run_home)
+    client = TestClient(create_app())
+    ubigeos = mart(real_run_home)["ubigeo"].iloc[::20]
+    for ubigeo in ubigeos:
+        lookup = client.get(f"/districts/{ubigeo}").json()
+        body = client.post(f"/districts/{ubigeo}/whatif", json={"overrides": {"electricity_pct": 100.0}}).json()
+        for k in ("predicted_internet_pct", "lower_90", "upper_90"):
+            assert body["baseline"][k] == lookup[k], (ubigeo, k)
+
+
+def test_whatif_recomputes_derived_features_or_names_them(client: TestClient, served_home: Path) -> None:
+    """Features computed from an overridden one follow it (density with population, extreme poverty within
+    poverty); composites computed outside the warehouse are held and named."""
+    model = client.get("/model").json()
+    used = {f["name"] for f in model["features"]}
+    rows = mart(served_home)
+    ubigeo = rows["ubigeo"].iloc[3]
+    if {"log_population", "log_density"} <= used:
+        base = _feature(served_home, ubigeo, "log_population")
+        body = client.post(f"/districts/{ubigeo}/whatif", json={"overrides": {"log_population": base + 1}}).json()
+        got = {r["feature"]: r for r in body["recomputed"]}
+        assert got["log_density"]["scenario_value"] == pytest.approx(got["log_density"]["baseline_value"] + 1)
+    if {"poverty_pct", "extreme_poverty_pct"} <= used:
+        body = client.post(f"/districts/{ubigeo}/whatif", json={"overrides": {"poverty_pct": 0.0}}).json()
+        got = {r["feature"]: r for r in body["recomputed"]}
+        assert got["extreme_poverty_pct"]["scenario_value"] == 0.0
+        held = {h["feature"] for h in body["held_fixed"]}
+        assert held == {"food_vulnerability_pct", "idh"} & used
+        # given explicitly, a feature is the user's, not recomputed
+        both = client.post(f"/districts/{ubigeo}/whatif",
+                           json={"overrides": {"poverty_pct": 0.0, "extreme_poverty_pct": 0.0}}).json()
+        assert "extreme_poverty_pct" not in {r["feature"] for r in both["recomputed"]}
+
+
+@lru_cache(maxsize=2)
+def _served(home: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(marts, feature table) of the serving copy, index ubigeo, built once per home."""
+    from brecha_ml.features import build_feature_table, load_marts
+
+    with duckdb.connect(str(home / "serving" / "brecha.duckdb"), read_only=True) as con:
+        marts = load_marts(con)
+    return marts, build_feature_table(marts)
+
+
+def _feature(home: Path, ubigeo: str | None, name: str):
+    col = _served(home)[1][name]
+    return col if ubigeo is None else float(col.loc[ubigeo])
+
 
 def test_concurrent_whatifs_batched_together_get_their_own_answers(client: TestClient, served_home: Path) -> None:
     """Concurrent what-ifs share model calls (brecha.api.batching); each must get exactly its own rows."""

@@ -59,7 +59,8 @@ def test_run_end_to_end_on_the_synthetic_default(pipeline_run) -> None:
     """The session's whole run (tests/conftest.py: what `brecha run --scale 0.25` calls, output captured without a
     terminal): its summary, the serving copy it published and the atlas it drew."""
     out, home = pipeline_run.output, pipeline_run.home
-    for expected in ("Rows landed and rejected per source", "dbt tests passed", "widest digital divide"):
+    for expected in ("Rows landed and rejected per source", "dbt tests passed", "Where first, divide lens (priority_rank)",
+                     "Where first, households-offline lens (offline_priority_rank)"):
         assert expected in out, f"summary lacks {expected!r}"
     # captured without a terminal: no ANSI colour codes (dbt's included), file names not wrapped at 80 columns
     assert "\x1b[" not in out
@@ -67,11 +68,13 @@ def test_run_end_to_end_on_the_synthetic_default(pipeline_run) -> None:
     assert "left out (15: no earlier ok batch from the same input folder" in out
     with duckdb.connect(str(home / "serving" / "brecha.duckdb"), read_only=True) as con:
         n = con.sql("select count(*) from marts.mart_district_priorities").fetchone()[0]
-        top = con.sql("select ubigeo from marts.mart_digital_divide_index where national_rank <= 10").fetchall()
+        top = con.sql("select ubigeo from marts.mart_district_priorities where priority_rank <= 10 "
+                      "or offline_priority_rank <= 10").fetchall()
     assert n == 1874
     assert (home / "atlas" / "index.html").is_file(), "brecha run ends with the atlas"
-    # the summary names the same ten districts as the mart
-    assert all(u in out for (u,) in top)
+    # the summary names the same ten districts of each lens as the mart, the divide lens first
+    assert len(top) >= 11 and all(u in out for (u,) in top)
+    assert out.index("divide lens (priority_rank)") < out.index("households-offline lens")
     assert_map_counts_reported(out, home / "brecha.duckdb")
 
 

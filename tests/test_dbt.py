@@ -302,6 +302,14 @@ def test_build_on_empty_raw_tables(brecha_home: Path, monkeypatch: pytest.Monkey
             assert c.sql(f"select count(*) from marts.{name}").fetchone()[0] == 0, name
 
 
+# INEI's published national figures: the projection of Peru's population for 2025 (INEI, Día Mundial de la
+# Población, 11 July 2025: "según las proyecciones al 2025, el Perú alcanzará los 34 350 244 habitantes") and the
+# people counted by the 2017 census (INEI, Censos Nacionales 2017, as gob.pe/535 states them: 29,381,884 censados;
+# 31,237,385 with the omission estimate)
+INEI_POPULATION_2025 = 34_350_244
+CENSUS_2017_COUNTED = 29_381_884
+
+
 @pytest.mark.real
 def test_real_extracts_after_a_synthetic_batch(brecha_home: Path, real_dir: Path, synthetic_dir: Path):
     """A synthetic batch then the real folder: the marts describe the real files only."""
@@ -314,7 +322,17 @@ def test_real_extracts_after_a_synthetic_batch(brecha_home: Path, real_dir: Path
         assert c.sql("select count(*) from marts.fct_fixed_connections_quarterly").fetchone()[0] == 0
         assert c.sql("select count(fixed_connections) from marts.fct_district_connectivity").fetchone()[0] == 0
         lines = mart(c, "fct_department_mobile_lines")
-    src = pd.DataFrame(json.loads((real_dir / "qhaway/indicadores-distrito.json").read_text()))
+        dim = mart(c, "dim_districts").set_index("ubigeo")
+    records = pd.DataFrame(json.loads((real_dir / "qhaway/indicadores-distrito.json").read_text()))
+    # the population is INEI's 2025 projection, as the marts now say: the file's total is INEI's published figure
+    # for 2025, and every person of it is in dim_districts or in a district the reference lacks
+    assert records["pob"].sum() == INEI_POPULATION_2025
+    assert (dim["population_source"] == "inei_projection_2025").all()
+    assert (dim["population"] == dim["population_projected_2025"]).all()
+    elsewhere = records.loc[~records["ubigeo"].isin(dim.index), "pob"].sum()
+    assert dim["population_projected_2025"].sum() + elsewhere == INEI_POPULATION_2025
+    assert dim["population"].sum() > 1.1 * CENSUS_2017_COUNTED  # not the census count the docs used to claim
+    src = records
     src = src[src.internet.notna()].set_index("ubigeo").internet
     assert len(src) >= 1874
     common = src.index.intersection(got.index)

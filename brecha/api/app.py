@@ -47,6 +47,7 @@ from brecha.api.served import (
 )
 from brecha.words import message, pick
 from brecha_ml.features import FEATURE_NAMES
+from brecha_ml.whatif import INTERVAL, from_published, scenario_features
 
 MAX_PAGE_SIZE = 200
 UBIGEO_PATTERN = r"^\d{6}$"
@@ -96,7 +97,8 @@ class District(BaseModel):
     department_code: str | None
     latitude: float | None
     longitude: float | None
-    population: float | None = Field(description="Census 2017 population")
+    population: float | None = Field(description="Population: INEI's 2025 projection, as marts.dim_districts.population "
+                                                 "(its population_source says where a district's value comes from)")
     actual_internet_pct: float | None = Field(description="Census share of households with internet (null: unknown)")
     predicted_internet_pct: float | None = Field(description="Model's predicted share of households online, %")
     lower_90: float | None = Field(description="Lower end of the 90 % prediction interval, %")
@@ -143,6 +145,19 @@ class Override(BaseModel):
     valid_range: tuple[float, float]
 
 
+class RecomputedFeature(BaseModel):
+    feature: str
+    baseline_value: float | None
+    scenario_value: float | None
+    rule: str = Field(description="How it follows from the overridden feature")
+
+
+class HeldFeature(BaseModel):
+    feature: str
+    value: float | None = Field(description="The district's own value, used in the scenario too")
+    reason: str
+
+
 class WhatIf(BaseModel):
     ubigeo: str
     district: str | None
@@ -150,9 +165,18 @@ class WhatIf(BaseModel):
     run_id: str
     model_name: str
     overrides: list[Override]
-    baseline: Interval = Field(description="The served model on the district's own features")
-    scenario: Interval = Field(description="The served model on the features with the overrides applied")
+    baseline: Interval = Field(description="The district's published prediction and 90 % interval: the numbers "
+                               "GET /districts/{ubigeo}, the atlas and the map show (out of fold for a district "
+                               "with a census share)")
+    scenario: Interval = Field(description="The baseline moved by model_change_pp (prediction and interval), "
+                               "clipped to 0-100")
     difference_pp: float = Field(description="scenario − baseline predicted share, percentage points")
+    model_change_pp: float = Field(description="The served final model on the scenario's features minus on the "
+                                   "district's own features, percentage points: the change applied to the baseline")
+    recomputed: list[RecomputedFeature] = Field(description="Features computed from an overridden one, recomputed "
+                                                "for the scenario")
+    held_fixed: list[HeldFeature] = Field(description="Features that depend on an overridden one in reality but "
+                                          "cannot be recomputed from the warehouse: held at the district's values")
     actual_internet_pct: float | None
     note: str = Field(description="How to read the answer")
 
@@ -396,21 +420,35 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
                 raise ApiError(422, ["body", "overrides", name], "out_of_range", "out_of_range", name=name,
                                value=f"{val:g}", low=f"{r.minimum:g}", high=f"{r.maximum:g}", source=r.source)
         info = v.names.loc[ubigeo].tolist()  # district, department, internet_pct, department_code
-        frame = pd.concat([feats.loc[[ubigeo]]] * 2)
+        with v.cursor() as con:
+            published = con.execute(f"SELECT {', '.join(INTERVAL)} FROM {PROFILE} WHERE ubigeo = ?",
+                                    [ubigeo]).df()
+        if published.empty or published.isna().any(axis=None):
+            raise ApiError(404, ["path", "ubigeo"], "no_prediction", "not_found", ubigeo=ubigeo)
+        base_row = feats.loc[[ubigeo], list(m.features)]
+        scen = scenario_features(base_row, overrides)
+        frame = pd.concat([base_row, scen.features])
         frame.index = pd.Index(["baseline", "scenario"])
-        for name, val in overrides.items():
-            frame.loc["scenario", name] = float(val)
         departments = pd.Series([info[3]] * 2, index=frame.index)  # intervals calibrated by region, where they are
         pred = batcher.predict(m.run_id, frame, departments)
-        base, scen = (Interval(**{k: float(pred.loc[i, k]) for k in Interval.model_fields})
-                      for i in ("baseline", "scenario"))
+        published.index = pd.Index(["published"])
+        moved = from_published(published, pred.loc[["baseline"]], pred.loc[["scenario"]])
+        base, scenario = (Interval(**{k: float(f.iloc[0][k]) for k in Interval.model_fields})
+                          for f in (published, moved))
         return WhatIf(
             ubigeo=ubigeo, district=_text(info[0]), department=_text(info[1]), run_id=m.run_id, model_name=m.model_name,
             overrides=[Override(feature=n, description=ranges[n].description,
                                 baseline_value=json_number(feats.loc[ubigeo, n]), scenario_value=float(val),
                                 valid_range=(ranges[n].minimum, ranges[n].maximum)) for n, val in overrides.items()],
-            baseline=base, scenario=scen,
-            difference_pp=scen.predicted_internet_pct - base.predicted_internet_pct,
+            baseline=base, scenario=scenario,
+            difference_pp=scenario.predicted_internet_pct - base.predicted_internet_pct,
+            model_change_pp=float(pred.loc["scenario", "predicted_internet_pct"]
+                                  - pred.loc["baseline", "predicted_internet_pct"]),
+            recomputed=[RecomputedFeature(feature=f, baseline_value=json_number(base_row.iloc[0][f]),
+                                          scenario_value=json_number(scen.features.iloc[0][f]), rule=rule)
+                        for f, rule in scen.recomputed.items()],
+            held_fixed=[HeldFeature(feature=f, value=json_number(base_row.iloc[0][f]), reason=reason)
+                        for f, reason in scen.held_fixed.items()],
             actual_internet_pct=json_number(info[2]), note=message("associational", request_lang(request)),
         )
 

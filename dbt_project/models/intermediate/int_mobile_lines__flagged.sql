@@ -27,7 +27,8 @@ department_population as (
 ),
 
 district_population as (
-    -- fallback when the department reference did not land: census 2017 population summed by department
+    -- fallback when the department reference did not land: the census file's population (INEI's 2025
+    -- projection) summed by department
     select
         left(ubigeo, 2) as department_code,
         sum(population) as population

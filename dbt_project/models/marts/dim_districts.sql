@@ -44,6 +44,13 @@ final as (
         reference.area_km2::double as area_km2,
         coalesce(census.population::double, reference.density_2020_per_km2 * reference.area_km2)::double
             as population,
+        census.population::double as population_projected_2025,
+        (
+            case
+                when census.population is not null then 'inei_projection_2025'
+                else 'density_2020_x_area'
+            end
+        )::varchar as population_source,
         (
             coalesce(census.population::double, reference.density_2020_per_km2 * reference.area_km2)
             / nullif(reference.area_km2, 0)

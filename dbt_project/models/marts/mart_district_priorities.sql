@@ -90,7 +90,13 @@ final as (
         predictions.is_out_of_fold::boolean as is_out_of_fold,
         predictions.households_offline::double as households_offline,
         predictions.shortfall_score::double as shortfall_score,
-        predictions.priority_score::double as priority_score
+        predictions.priority_score::double as priority_score,
+        -- the households-offline lens and the shortfall's weight (runs before the two lenses: null)
+        predictions.offline_priority_score::double as offline_priority_score,
+        predictions.offline_priority_rank::integer as offline_priority_rank,
+        predictions.error_group::varchar as error_group,
+        predictions.error_group_mae_pp::double as error_group_mae_pp,
+        predictions.shortfall_weight::double as shortfall_weight
     from predictions
     inner join districts on predictions.ubigeo = districts.ubigeo
     left join connectivity on districts.ubigeo = connectivity.ubigeo

@@ -174,6 +174,10 @@ final as (
         priorities.shortfall_score::double as shortfall_score,
         priorities.priority_score::double as priority_score,
         priorities.priority_rank::integer as priority_rank,
+        priorities.offline_priority_score::double as offline_priority_score,
+        priorities.offline_priority_rank::integer as offline_priority_rank,
+        priorities.error_group::varchar as error_group,
+        priorities.shortfall_weight::double as shortfall_weight,
         -- segments and spatial clusters
         priorities.segment_id::integer as segment_id,
         priorities.segment_label::varchar as segment_label,

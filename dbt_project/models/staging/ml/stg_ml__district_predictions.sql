@@ -20,7 +20,12 @@ renamed as (
         priority_rank,
         is_out_of_fold,
         households_offline,
-        shortfall_score
+        shortfall_score,
+        error_group,
+        error_group_mae_pp,
+        shortfall_weight,
+        offline_priority_score,
+        offline_priority_rank
     from source
 )
 
