@@ -1,0 +1,210 @@
+"""Faults around a run (issue 23): input paths that cannot be read, links, a file that changes while it is landed,
+encodings that cannot be read, a home or serving folder that cannot be written, a full disk. Each ends with the
+run landed in full or one `error:` line naming the path and what to do: never a traceback, never a silent skip.
+
+Permission cases need a user the file modes apply to. Tests run as root in CI, and root passes every mode check,
+so those commands run under ``setpriv`` with the two capabilities that let root ignore file modes
+(CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH) removed from its bounding set: a root process that mode 000 stops, as it
+stops any other user. (Run as another user, the commands run as they are.)
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from brecha.errors import InputFileError
+from brecha.landing.ingest import ingest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DISTRICTS = "ubigeo-aumentado/ubigeo_distrito.csv"
+C23 = "hubergilt-osiptel/IndMovil-C23.csv"
+C22 = "hubergilt-osiptel/moviles-lineas_C2.2_junio2014.csv"
+
+
+@pytest.fixture
+def src(synthetic_dir: Path) -> Path:
+    """The real extracts when ../shared is present, else the session's synthetic ones (same layouts and names)."""
+    from conftest import REAL_DIR
+
+    return REAL_DIR if REAL_DIR.is_dir() and not os.environ.get("BRECHA_TEST_SYNTHETIC_EXTRACTS") else synthetic_dir
+
+
+def copy_in(src: Path, dest: Path, *rels: str) -> Path:
+    for rel in rels:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / rel, dest / rel)
+    return dest
+
+
+def unprivileged(cmd: list[str]) -> list[str]:
+    """``cmd`` as a process that file modes apply to (see the module docstring)."""
+    if os.geteuid() != 0:
+        return cmd
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv (util-linux): file modes cannot be made to apply")
+    return ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+            "--bounding-set=-dac_override,-dac_read_search", "--", *cmd]
+
+
+def brecha(*args: str, home: Path, as_user: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    cmd = [str(BIN / "brecha"), *args]
+    env = {**os.environ, "BRECHA_HOME": str(home)}
+    return subprocess.run(unprivileged(cmd) if as_user else cmd, capture_output=True, text=True, env=env,
+                          timeout=timeout, cwd=REPO)
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    """The one `error:` line a failed command printed (and no traceback)."""
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    return errors[0]
+
+
+def batches(home: Path) -> list[tuple]:
+    import duckdb
+
+    db = home / "brecha.duckdb"
+    if not db.exists():
+        return []
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute("SELECT batch_id, status FROM raw._batches ORDER BY 1").fetchall()
+
+
+# --- input paths ----------------------------------------------------------------------------------------------
+def test_an_unlistable_subfolder_or_unreadable_file_stops_the_batch_naming_it(src: Path, brecha_home: Path,
+                                                                             tmp_path: Path) -> None:
+    folder = copy_in(src, tmp_path / "in", DISTRICTS, C23, C22)
+    locked = folder / "hubergilt-osiptel"
+    locked.chmod(0)
+    try:
+        line = one_error_line(brecha("ingest", str(folder), home=brecha_home))
+    finally:
+        locked.chmod(0o755)
+    assert "hubergilt-osiptel/: the folder cannot be listed (permission denied)" in line
+    assert "chmod" in line  # what to do
+    (folder / C23).chmod(0)
+    try:
+        line = one_error_line(brecha("ingest", str(folder), home=brecha_home))
+    finally:
+        (folder / C23).chmod(0o644)
+    assert f"error: {C23}: the file cannot be read (permission denied)" in line
+    assert all(status != "ok" for _, status in batches(brecha_home))  # nothing landed as a green batch
+    # readable again, the same folder lands in full
+    ok = brecha("ingest", str(folder), home=brecha_home)
+    assert ok.returncode == 0, ok.stderr
+    assert "IndMovil-C23.csv" in ok.stdout and "moviles-lineas_C2.2" in ok.stdout
+
+
+def test_a_linked_subfolder_is_followed_and_a_loop_or_broken_link_stops_the_batch(src: Path, brecha_home: Path,
+                                                                                  tmp_path: Path) -> None:
+    elsewhere = copy_in(src, tmp_path / "elsewhere", C23, C22)
+    folder = copy_in(src, tmp_path / "in", DISTRICTS)
+    (folder / "osiptel").symlink_to(elsewhere / "hubergilt-osiptel", target_is_directory=True)
+    (folder / "c23-link.csv").symlink_to(elsewhere / C23)  # a linked file: the same bytes, landed once
+    result = ingest(folder)
+    assert {f.source_file for f in result.files} == {
+        DISTRICTS, "c23-link.csv", "osiptel/moviles-lineas_C2.2_junio2014.csv"}  # the linked folder's files landed
+    assert dict(result.skipped) == {"osiptel/IndMovil-C23.csv": "same bytes as c23-link.csv"}
+    (elsewhere / "hubergilt-osiptel" / "up").symlink_to(elsewhere, target_is_directory=True)  # a loop
+    with pytest.raises(InputFileError, match="a folder that contains it: following it would loop") as err:
+        ingest(folder)
+    assert err.value.file == "osiptel/up"
+    (elsewhere / "hubergilt-osiptel" / "up").unlink()
+    (folder / "gone.csv").symlink_to(tmp_path / "nowhere.csv")
+    with pytest.raises(InputFileError, match="is a symbolic link to .*nowhere.csv, which cannot be followed") as err:
+        ingest(folder)
+    assert err.value.file == "gone.csv"
+
+
+def test_a_file_growing_while_it_is_landed_lands_exactly_as_archived(src: Path, brecha_home: Path,
+                                                                     tmp_path: Path) -> None:
+    """Rows appended every 10 ms during the whole batch: what is recorded, landed and archived is one version."""
+    import duckdb
+
+    folder = copy_in(src, tmp_path / "in", DISTRICTS)
+    growing = folder / DISTRICTS
+    raw = growing.read_bytes()
+    body = raw.decode("utf-8-sig" if raw.startswith(codecs.BOM_UTF8) else "latin-1").splitlines()[1:]
+    stop = threading.Event()
+
+    def append() -> None:
+        n = 0
+        while not stop.is_set():
+            with growing.open("ab") as fh:
+                fh.write((body[n % len(body)] + "\n").encode("utf-8"))
+            n += 1
+            time.sleep(0.01)
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    try:
+        time.sleep(0.2)
+        result = ingest(folder)
+    finally:
+        stop.set()
+        writer.join()
+    (landed,) = result.files
+    with duckdb.connect(str(brecha_home / "brecha.duckdb"), read_only=True) as con:
+        sha, archived_as = con.execute("SELECT sha256, archived_as FROM raw._batch_files").fetchone()
+    archived = brecha_home / "archive" / archived_as
+    assert pub_sha(archived) == sha == landed.sha256
+    text = archived.read_bytes().decode("utf-8-sig")
+    records = [r for r in csv.reader(io.StringIO(text, newline="")) if r][1:]
+    assert landed.rows_landed + landed.rows_rejected == len(records)
+    assert len(records) > len(body)  # rows appended before the batch read the file are in it
+    assert growing.stat().st_size > archived.stat().st_size  # and the file kept growing after its one read
+    assert not (brecha_home / "archive" / ".staging").exists()  # the batch's copies are gone
+
+
+def pub_sha(path: Path) -> str:
+    from brecha.files import sha256_of
+
+    return sha256_of(path)
+
+
+# --- encodings ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("codec, bom, name", [
+    ("utf-16-be", codecs.BOM_UTF16_BE, "UTF-16 big-endian"),
+    ("utf-16-be", b"", "UTF-16 big-endian"),
+    ("utf-32-le", codecs.BOM_UTF32_LE, "UTF-32 little-endian"),
+    ("utf-32-le", b"", "UTF-32 little-endian"),
+    ("utf-32-be", codecs.BOM_UTF32_BE, "UTF-32 big-endian"),
+    ("utf-32-be", b"", "UTF-32 big-endian"),
+])
+def test_an_encoding_that_cannot_be_read_is_named(src: Path, brecha_home: Path, tmp_path: Path, codec: str,
+                                                  bom: bytes, name: str) -> None:
+    text = (src / DISTRICTS).read_bytes().decode("utf-8-sig")
+    (tmp_path / "d.csv").write_bytes(bom + text.encode(codec))
+    with pytest.raises(InputFileError) as err:
+        ingest(tmp_path)
+    assert err.value.file == "d.csv"
+    assert f"the text is {name}" in err.value.problem
+    assert "truncated" not in str(err.value) and "ubigeo" not in str(err.value)  # no garbled header
+    assert "UTF-8" in err.value.fix
+
+
+def test_utf16_little_endian_lands_with_or_without_its_byte_order_mark(src: Path, brecha_home: Path,
+                                                                       tmp_path: Path) -> None:
+    text = (src / DISTRICTS).read_bytes().decode("utf-8-sig")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "d.csv").write_bytes(codecs.BOM_UTF16_LE + text.encode("utf-16-le"))
+    (tmp_path / "b" / "d.csv").write_bytes(text.encode("utf-16-le"))
+    with_bom, without = ingest(tmp_path / "a").files, ingest(tmp_path / "b").files
+    assert [(f.entity, f.rows_landed, f.rows_rejected) for f in with_bom] == \
+        [(f.entity, f.rows_landed, f.rows_rejected) for f in without]
+    assert with_bom[0].rows_landed > 1000
