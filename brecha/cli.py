@@ -280,6 +280,13 @@ def main() -> None:
     except BrechaError as err:
         click.secho(f"error: {err}", fg="red", err=True)
         sys.exit(1)
+    except Exception as err:  # an environment fault (permissions, a full disk, a missing folder): one line, no traceback
+        from brecha.errors import environment_error
+
+        if (fault := environment_error(err)) is None:
+            raise
+        click.secho(f"error: {fault}", fg="red", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -208,3 +208,146 @@ def test_utf16_little_endian_lands_with_or_without_its_byte_order_mark(src: Path
     assert [(f.entity, f.rows_landed, f.rows_rejected) for f in with_bom] == \
         [(f.entity, f.rows_landed, f.rows_rejected) for f in without]
     assert with_bom[0].rows_landed > 1000
+
+
+# --- a home, a serving folder or a disk that cannot be written --------------------------------------------------
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_only_copy(home: Path, dest: Path) -> Path:
+    """The warehouse and serving folder of ``home`` (artifacts linked), every file and folder without write bits."""
+    dest.mkdir()
+    shutil.copyfile(home / "brecha.duckdb", dest / "brecha.duckdb")
+    shutil.copytree(home / "serving", dest / "serving", symlinks=True)
+    (dest / "artifacts").symlink_to(home / "artifacts", target_is_directory=True)
+    for path in [dest, *dest.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode & ~0o222)
+    return dest
+
+
+def test_a_read_only_home_serves_readers_and_stops_writers_with_one_line(built_home: Path, tmp_path: Path) -> None:
+    import urllib.request
+
+    home = read_only_copy(built_home, tmp_path / "ro")
+    try:
+        for args in (["runs"], ["publish", "--list"], ["sql", "-csv", "-c", "SELECT count(*) FROM marts.dim_districts"]):
+            proc = brecha(*args, home=home)
+            assert proc.returncode == 0 and "Traceback" not in proc.stderr, (args, proc.stderr)
+        assert proc.stdout.split()[-1].isdigit() and int(proc.stdout.split()[-1]) > 1000
+        port = free_port()
+        server = subprocess.Popen(unprivileged([str(BIN / "brecha"), "serve", "--port", str(port)]), cwd=REPO,
+                                  env={**os.environ, "BRECHA_HOME": str(home)}, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            for _ in range(240):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+                        assert answer.status == 200
+                        break
+                except OSError:
+                    assert server.poll() is None, server.stderr.read()
+                    time.sleep(0.5)
+            else:
+                pytest.fail("brecha serve did not answer on a read-only home")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        for args in (["run"], ["ingest", str(REPO / "tests")], ["publish"], ["publish", "--rollback"], ["atlas"]):
+            line = one_error_line(brecha(*args, home=home))
+            assert f"{home}/.run.lock: cannot open the run lock (permission denied)" in line, (args, line)
+            assert "Readers (`brecha sql`, `runs`, `publish --list`, `serve`) still work" in line
+    finally:
+        for path in [home, *home.rglob("*")]:
+            if not path.is_symlink():
+                path.chmod(path.stat().st_mode | 0o200)
+
+
+def ledger_rows(home: Path) -> list[tuple]:
+    import duckdb
+
+    with duckdb.connect(str(home / "brecha.duckdb"), read_only=True) as con:
+        return con.execute("SELECT snapshot_id, action, sha256 FROM ops.snapshots ORDER BY published_at").fetchall()
+
+
+def test_a_serving_folder_or_snapshots_folder_that_cannot_be_written_stops_publish_with_one_line(
+        brecha_home: Path) -> None:
+    from test_publish import make_warehouse
+
+    from brecha import publish as pub
+    from brecha.config import paths
+
+    p = paths()
+    make_warehouse(p.db)
+    pub.publish()
+    make_warehouse(p.db, districts=40)
+    pub.publish()
+    served, ledger, listing = pub.sha256_of(p.serving_db), ledger_rows(brecha_home), pub.list_snapshots()
+    make_warehouse(p.db, districts=50)
+    for folder, commands in ((p.serving, (["publish"], ["publish", "--rollback"])), (p.snapshots, (["publish"],))):
+        folder.chmod(0o555)
+        try:
+            for args in commands:
+                line = one_error_line(brecha(*args, home=brecha_home))
+                assert f"{folder}: cannot write there (permission denied)" in line, line
+                assert "make both writable" in line and "The served copy is unchanged" in line
+        finally:
+            folder.chmod(0o755)
+        assert pub.sha256_of(p.serving_db) == served and ledger_rows(brecha_home) == ledger
+        assert pub.list_snapshots() == listing
+        assert not [f for f in p.serving.rglob("*") if pub.TMP_SUFFIX in f.name or "pending" in f.name]
+
+
+def _mount_namespace() -> list[str]:
+    """A command prefix giving a process a mount namespace of its own (to mount a small tmpfs: a disk that fills)."""
+    for prefix in (["unshare", "-m"], ["unshare", "-Urm"]):
+        if shutil.which("unshare") and subprocess.run([*prefix, "true"], capture_output=True).returncode == 0:
+            return prefix
+    pytest.skip("no mount namespace available here (unshare -m and unshare -Urm both refused): a full disk "
+                "cannot be made without changing the machine's own mounts")
+
+
+FULL_DISK = """
+set -e
+mount -t tmpfs -o size=$SIZE tmpfs "$SERVING"
+cp -a "$BACKUP/." "$SERVING/"
+set +e
+"$BRECHA" publish 2> "$ERR"
+echo "rc=$?"
+sha256sum "$SERVING/brecha.duckdb"
+find "$SERVING" -name '.*' ! -name .publish.lock
+"""
+
+
+def test_a_full_disk_stops_publish_with_one_line_and_leaves_nothing_behind(brecha_home: Path, tmp_path: Path) -> None:
+    """The serving folder on a tmpfs too small for one more copy (a mount namespace of the test's own)."""
+    from test_publish import make_warehouse
+
+    from brecha import publish as pub
+    from brecha.config import paths
+
+    prefix = _mount_namespace()
+    p = paths()
+    make_warehouse(p.db)
+    pub.publish()
+    served, ledger = pub.sha256_of(p.serving_db), ledger_rows(brecha_home)
+    backup = tmp_path / "backup"
+    shutil.copytree(p.serving, backup, symlinks=True)
+    used = sum(f.stat().st_size for f in backup.rglob("*") if f.is_file() and not f.is_symlink())
+    make_warehouse(p.db, districts=3000)  # a bigger copy to write
+    err = tmp_path / "stderr"
+    env = {**os.environ, "SIZE": str(used + p.serving_db.stat().st_size // 2), "SERVING": str(p.serving),
+           "BACKUP": str(backup), "BRECHA": str(BIN / "brecha"), "ERR": str(err)}
+    proc = subprocess.run([*prefix, "bash", "-c", FULL_DISK], capture_output=True, text=True, env=env, timeout=300)
+    out = proc.stdout.splitlines()
+    assert "rc=1" in out, proc.stdout + proc.stderr + err.read_text()
+    line = one_error_line(subprocess.CompletedProcess([], 1, "", err.read_text()))
+    assert "no space left on device" in line.lower() and "the disk is full: free space" in line, line
+    assert out[out.index("rc=1") + 1].split()[0] == served  # the served copy as it was
+    assert [ln for ln in out[out.index("rc=1") + 2:] if ln.strip()] == []  # no temporary file, no pending record
+    assert ledger_rows(brecha_home) == ledger  # the ledger as it was (the unfinished row removed)

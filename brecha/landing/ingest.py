@@ -498,7 +498,8 @@ def ingest(input_dir: Path) -> IngestResult:
                     finished = _finish(con, batch_id, "ok")
                     con.commit()
                 except BaseException:
-                    con.rollback()
+                    with suppress(duckdb.Error):  # a commit that failed (a full disk) has ended the transaction
+                        con.rollback()
                     raise
             finally:
                 if ahead is not None:
@@ -507,9 +508,12 @@ def ingest(input_dir: Path) -> IngestResult:
                 if ahead is not None:
                     ahead.close()
         except BaseException as err:
-            finished = _finish(con, batch_id, "failed")
-            archive.write_manifest(archive_dir, {**manifest, "finished_at": finished.isoformat(), "status": "failed",
-                                                 "error": str(err), "files": []})
+            # on a full or read-only disk this fails too: the batch then stays 'running', and the next ingest marks
+            # it 'aborted' (_abort_stale); the error raised is the first one
+            with suppress(duckdb.Error, OSError):
+                finished = _finish(con, batch_id, "failed")
+                archive.write_manifest(archive_dir, {**manifest, "finished_at": finished.isoformat(),
+                                                     "status": "failed", "error": str(err), "files": []})
             raise
         archive.write_manifest(archive_dir, {**manifest, "finished_at": finished.isoformat(), "status": "ok",
                                              "skipped": result.skipped, "notes": result.notes, "files": entries})
