@@ -495,7 +495,7 @@ def _write_pending(p: Paths, record: dict) -> None:
 def _read_pending(p: Paths) -> dict | None:
     try:
         return json.loads(p.ledger_pending.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except ValueError:  # cannot happen with an atomic write; a damaged record is no record
         return None

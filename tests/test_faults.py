@@ -11,6 +11,7 @@ stops any other user. (Run as another user, the commands run as they are.)
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import os
@@ -351,3 +352,46 @@ def test_a_full_disk_stops_publish_with_one_line_and_leaves_nothing_behind(brech
     assert out[out.index("rc=1") + 1].split()[0] == served  # the served copy as it was
     assert [ln for ln in out[out.index("rc=1") + 2:] if ln.strip()] == []  # no temporary file, no pending record
     assert ledger_rows(brecha_home) == ledger  # the ledger as it was (the unfinished row removed)
+
+
+# --- processes that outlive the command that started them ---------------------------------------------------------
+def wait_for(url: str, proc: subprocess.Popen, seconds: float = 180) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            assert proc.poll() is None, f"exited with {proc.returncode}"
+            time.sleep(0.5)
+    pytest.fail(f"{url} did not answer within {seconds} s")
+
+
+def test_serve_workers_end_with_the_server_killed_9_and_free_the_port(built_home: Path) -> None:
+    import signal
+    import socket
+
+    from brecha.lifetime import descendants
+
+    port = free_port()
+    server = subprocess.Popen([str(BIN / "brecha"), "serve", "--workers", "2", "--port", str(port)], cwd=REPO,
+                              env={**os.environ, "BRECHA_HOME": str(built_home)}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", server)
+        workers = descendants(server.pid)
+        assert len(workers) >= 2  # the two workers (and multiprocessing's resource tracker)
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=10)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and [p for p in workers if Path(f"/proc/{p}").exists()]:
+            time.sleep(0.2)
+        assert [p for p in workers if Path(f"/proc/{p}").exists()] == []
+        with socket.socket() as s:  # what a restart does first: bind the port (as uvicorn does, SO_REUSEADDR)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)  # the test's own session, should anything be left
