@@ -148,7 +148,7 @@ def serve_logs(host: str) -> None:
     from setproctitle import setproctitle
 
     setproctitle("airflow serve-logs")
-    uvicorn.run("airflow.utils.serve_logs.log_server:get_app", host=host,
+    uvicorn.run("airflow.utils.serve_logs.log_server:get_app", factory=True, host=host,
                 port=conf.getint("logging", "worker_log_server_port"), log_config=None, access_log=False,
                 log_level=conf.get("logging", "uvicorn_logging_level", fallback="info").lower())
 

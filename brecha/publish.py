@@ -255,6 +255,7 @@ def _restore(p: Paths, target: dict, action: str) -> PublishResult:
 def snapshot_listing() -> str:
     """The kept snapshots, oldest first, as a text table; the one being served is marked."""
     p = paths()
+    _repair_if_free(p)
     kept = list_snapshots()
     if not kept:
         return f"no snapshots kept in {p.snapshots}: publish with `brecha publish` (or `brecha run`)"
@@ -457,11 +458,11 @@ def _check_writable(p: Paths, *folders: Path) -> None:
 
 
 @contextmanager
-def _publish_lock(p: Paths) -> Iterator[None]:
-    """One publish or rollback at a time per serving folder."""
+def _publish_lock(p: Paths, wait: bool = True) -> Iterator[None]:
+    """One publish or rollback at a time per serving folder (``wait=False``: raise BlockingIOError when held)."""
     p.serving.mkdir(parents=True, exist_ok=True)
     with open(p.publish_lock, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         try:
             yield
         finally:
@@ -506,6 +507,21 @@ def _repair_ledger_of(p: Paths) -> None:
     if p.db.exists():
         with connect(p.db) as con:
             _repair_ledger(p, con)
+
+
+def _repair_if_free(p: Paths) -> None:
+    """``publish --list`` applies what a killed swap left (``_repair_ledger``) when it can at once: a home it may
+    write, held by no run and no publish. Otherwise it only reads, reading the pending record as the repair would:
+    a reader never waits or fails for this."""
+    from brecha.runlock import hold
+
+    if not p.db.exists():
+        return
+    try:
+        with hold(), _publish_lock(p, wait=False):
+            _repair_ledger_of(p)
+    except (BrechaError, OSError, duckdb.Error):  # held, read-only, or the warehouse busy: list what the files say
+        pass
 
 
 def _unserved_publish(p: Paths) -> str | None:
