@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from brecha.airflow_local import airflow_env, ensure_password
+from brecha.bench_api import free_port
 
 INIT = """
 from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
@@ -105,19 +106,13 @@ def _listening(pids: list[int]) -> set[tuple[str, int]]:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_brecha_airflow_listens_on_localhost_only_and_sigterm_to_its_group_stops_every_process(tmp_path: Path,
                                                                                              monkeypatch) -> None:
     """`brecha airflow` as a terminal starts it (a process group of its own): every socket of every process it
     started, the task log server's included, is on 127.0.0.1; SIGTERM to the group leaves no process behind."""
     monkeypatch.delenv("BRECHA_AIRFLOW_HOST", raising=False)
     home = tmp_path / "home"
-    api, logs = _free_port(), _free_port()
+    api, logs = free_port(), free_port()
     env = {**os.environ, "BRECHA_HOME": str(home), "AIRFLOW__API__PORT": str(api),
            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(logs)}
     cwd = tmp_path / "cwd"

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from brecha.bench_api import free_port
 from brecha.errors import InputFileError
 from brecha.landing.ingest import ingest
 
@@ -212,14 +213,6 @@ def test_utf16_little_endian_lands_with_or_without_its_byte_order_mark(src: Path
 
 
 # --- a home, a serving folder or a disk that cannot be written --------------------------------------------------
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def read_only_copy(home: Path, dest: Path) -> Path:
     """The warehouse and serving folder of ``home`` (artifacts linked), every file and folder without write bits."""
     dest.mkdir()
@@ -233,8 +226,6 @@ def read_only_copy(home: Path, dest: Path) -> Path:
 
 
 def test_a_read_only_home_serves_readers_and_stops_writers_with_one_line(built_home: Path, tmp_path: Path) -> None:
-    import urllib.request
-
     home = read_only_copy(built_home, tmp_path / "ro")
     try:
         for args in (["runs"], ["publish", "--list"], ["sql", "-csv", "-c", "SELECT count(*) FROM marts.dim_districts"]):
@@ -246,16 +237,7 @@ def test_a_read_only_home_serves_readers_and_stops_writers_with_one_line(built_h
                                   env={**os.environ, "BRECHA_HOME": str(home)}, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, text=True)
         try:
-            for _ in range(240):
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
-                        assert answer.status == 200
-                        break
-                except OSError:
-                    assert server.poll() is None, server.stderr.read()
-                    time.sleep(0.5)
-            else:
-                pytest.fail("brecha serve did not answer on a read-only home")
+            wait_for(f"http://127.0.0.1:{port}/health", server)
         finally:
             server.terminate()
             server.wait(timeout=30)
