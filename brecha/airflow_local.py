@@ -124,14 +124,89 @@ def prepare(env: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+# The components `airflow standalone` runs, each with the scheduler's and triggerer's own log server left out: Airflow
+# starts that one (`serve-logs`) on every interface, with no setting to change it; `brecha airflow` runs it itself,
+# on the API server's interface (``_serve_logs``).
+COMPONENTS = {
+    "scheduler": ["scheduler", "--skip-serve-logs"],
+    "dag-processor": ["dag-processor"],
+    "api-server": ["api-server"],
+    "triggerer": ["triggerer", "--skip-serve-logs"],
+}
+
+
+def loopback_hostname() -> str:
+    """Airflow's ``[core] hostname_callable`` under `brecha airflow`: the host a task's running log is fetched from
+    (the log server listens on 127.0.0.1, which the machine's name may not resolve to)."""
+    return "127.0.0.1"
+
+
+def serve_logs(host: str) -> None:
+    """Airflow's task log server (what ``airflow scheduler`` starts as `serve-logs`), listening on ``host`` only."""
+    import uvicorn
+    from airflow.configuration import conf
+    from setproctitle import setproctitle
+
+    setproctitle("airflow serve-logs")
+    uvicorn.run("airflow.utils.serve_logs.log_server:get_app", factory=True, host=host,
+                port=conf.getint("logging", "worker_log_server_port"), log_config=None, access_log=False,
+                log_level=conf.get("logging", "uvicorn_logging_level", fallback="info").lower())
+
+
 def standalone() -> None:
-    """Run ``airflow standalone`` (web UI on http://127.0.0.1:8080, this machine only) until interrupted."""
+    """Run a local Airflow (web UI on http://127.0.0.1:8080, this machine only) until stopped: its scheduler, DAG
+    processor, API server and triggerer, as `airflow standalone` runs them, and the task log server, every
+    listening socket on ``AIRFLOW__API__HOST`` (127.0.0.1 unless BRECHA_AIRFLOW_HOST says otherwise).
+
+    Ctrl-C, SIGTERM (to this process or its process group) or SIGHUP stops every process it started, their own
+    children included: Airflow starts task processes in sessions of their own, which a signal to the process group
+    never reaches, so this process adopts every descendant and stops them one by one (``brecha.lifetime``). Killed
+    with SIGKILL, its components get SIGTERM from the kernel."""
+    import signal
+    import threading
+
+    from brecha.lifetime import adopt_orphans, exit_with_parent, stop_tree
+
     env = prepare()
     secret = ensure_password(Path(env["AIRFLOW_HOME"]))
+    host = env["AIRFLOW__API__HOST"]
     port = os.environ.get("AIRFLOW__API__PORT", "8080")
-    print(f"Airflow home: {env['AIRFLOW_HOME']}; UI on http://{env['AIRFLOW__API__HOST']}:{port} "
+    env = {**os.environ, **env, "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
+           "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "PYTHONUNBUFFERED": "1"}
+    if host in ("127.0.0.1", "localhost"):
+        env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = f"{__name__}.loopback_hostname"
+    print(f"Airflow home: {env['AIRFLOW_HOME']}; UI on http://{host}:{port} "
           f"(set BRECHA_AIRFLOW_HOST=0.0.0.0 to listen on every interface). User 'admin', password in {secret} "
-          "(readable by you only; it is not printed). Ctrl-C stops every component.", file=sys.stderr)
-    # standalone starts its components as `airflow ...` subprocesses: the venv's bin must come first on PATH
-    path = os.pathsep.join([str(BIN), os.environ.get("PATH", "")])
-    os.execve(str(BIN / "airflow"), [str(BIN / "airflow"), "standalone"], {**os.environ, **env, "PATH": path})
+          "(readable by you only; it is not printed). Ctrl-C stops every component.", file=sys.stderr, flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    adopt_orphans()
+    me = os.getpid()
+    commands = {name: [str(BIN / "airflow"), *args] for name, args in COMPONENTS.items()}
+    commands["serve-logs"] = [sys.executable, "-c", f"from {__name__} import serve_logs; serve_logs({host!r})"]
+    procs = {name: subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, preexec_fn=lambda: exit_with_parent(parent=me))
+             for name, cmd in commands.items()}
+
+    def relay(name: str, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(f"{name:13} | {line.decode(errors='replace').rstrip()}\n")
+            sys.stdout.flush()
+
+    for name, proc in procs.items():
+        threading.Thread(target=relay, args=(name, proc), daemon=True).start()
+    failed = None
+    while not stop.wait(0.5):
+        failed = next((name for name, proc in procs.items() if proc.poll() is not None), None)
+        if failed:
+            break
+    print("stopping every Airflow component ...", file=sys.stderr, flush=True)
+    left = stop_tree(me)
+    if left:
+        print(f"processes still running after SIGKILL: {left}", file=sys.stderr)
+    if failed:
+        raise BrechaError(f"Airflow's {failed} stopped (exit code {procs[failed].returncode}; its output is above), "
+                          "so every other component was stopped too. Fix what it reports and run `brecha airflow` "
+                          "again.")

@@ -228,10 +228,10 @@ def docs(serve: bool, port: int, no_generate: bool) -> None:
 
 @cli.command()
 def airflow() -> None:
-    """Start a local Airflow 3 (`airflow standalone`, http://127.0.0.1:8080) with the brecha_pipeline DAG.
+    """Start a local Airflow 3 (http://127.0.0.1:8080, this machine only) with the brecha_pipeline DAG.
 
-    Stop it with Ctrl-C in its terminal; started in the background, kill its whole process group (killing the
-    `airflow standalone` process alone leaves its scheduler and API server running)."""
+    Its components (scheduler, DAG processor, API server, triggerer, task log server) listen on 127.0.0.1 only.
+    Ctrl-C, or SIGTERM to this process or its process group, stops every process it started."""
     from brecha.airflow_local import standalone
 
     standalone()
@@ -281,6 +281,13 @@ def main() -> None:
         sys.exit(err.exit_code)
     except BrechaError as err:
         click.secho(f"error: {err}", fg="red", err=True)
+        sys.exit(1)
+    except Exception as err:  # an environment fault (permissions, a full disk, a missing folder): one line, no traceback
+        from brecha.errors import environment_error
+
+        if (fault := environment_error(err)) is None:
+            raise
+        click.secho(f"error: {fault}", fg="red", err=True)
         sys.exit(1)
 
 

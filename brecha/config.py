@@ -63,6 +63,11 @@ class Paths:
         return self.serving / ".publish.lock"
 
     @property
+    def ledger_pending(self) -> Path:
+        """What the snapshot ledger must record once the swap under way is done (``brecha.publish``)."""
+        return self.serving / ".ledger-pending.json"
+
+    @property
     def atlas(self) -> Path:
         """The static HTML atlas (``brecha atlas``)."""
         return self.home / "atlas" / "index.html"

@@ -23,6 +23,7 @@ import fcntl
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,8 +37,8 @@ import yaml
 from brecha import gates
 from brecha.config import GRAFANA_DIR, Paths, paths
 from brecha.db import connect, table_exists
-from brecha.errors import BrechaError
-from brecha.files import fsync_dir, fsync_file, replacing, sha256_of
+from brecha.errors import BrechaError, env_fault
+from brecha.files import fsync_dir, fsync_file, replacing, sha256_of, write_atomic
 from brecha.gx.record import DDL as VALIDATION_DDL
 
 KEEP_SNAPSHOTS = 3
@@ -102,7 +103,7 @@ def publish(run_id: str | None = None) -> PublishResult:
     p = paths()
     if not p.db.exists():
         raise BrechaError(f"{p.db}: no warehouse to publish. Run `brecha run` (or ingest, build and train) first.")
-    p.snapshots.mkdir(parents=True, exist_ok=True)
+    _check_writable(p, p.serving, p.snapshots)
     with _publish_lock(p), connect(p.db) as con:
         src = con.sql("SELECT current_database()").fetchone()[0]
         _remove_stale(p, con)
@@ -122,15 +123,16 @@ def publish(run_id: str | None = None) -> PublishResult:
                 counts = build_serving_file(con, src, tmp, snapshot_row=row)
                 digest = sha256_of(tmp)
                 _verify(tmp, counts)
+                _write_pending(p, {"action": "publish", "snapshot_id": snapshot_id, "sha256": digest,
+                                   "size_bytes": tmp.stat().st_size})
                 with replacing(snapshot, TMP_SUFFIX) as copy:
                     shutil.copyfile(tmp, copy)
                     fsync_file(copy)
                     os.chmod(copy, 0o444)
         except BaseException:
-            _forget(con, snapshot_id)
+            _repair_ledger(p, con)  # the swap may or may not have happened: the pending record tells
             raise
-        con.execute("UPDATE ops.snapshots SET sha256 = ?, size_bytes = ? WHERE snapshot_id = ? AND action = 'publish'",
-                    [digest, p.serving_db.stat().st_size, snapshot_id])
+        _repair_ledger(p, con)  # completes this publish's row (checksum and size) and clears the pending record
         _prune(p.snapshots, KEEP_SNAPSHOTS)
     return PublishResult(snapshot_id, run_id, p.serving_db, snapshot, digest, counts)
 
@@ -141,10 +143,13 @@ def _swapping_in(p: Paths) -> Iterator[Path]:
     read-only, with an mtime newer than the old copy's, renamed over it, the Grafana watch link in place and the
     rename persisted. When the block raises, the serving copy is left as it was and the temporary file removed."""
     with replacing(p.serving_db, TMP_SUFFIX) as tmp:
-        yield tmp
-        fsync_file(tmp)
-        _mtime_after(tmp, p.serving_db)
-        os.chmod(tmp, 0o444)
+        try:
+            yield tmp
+            fsync_file(tmp)
+            _mtime_after(tmp, p.serving_db)
+            os.chmod(tmp, 0o444)
+        finally:
+            tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)  # DuckDB's log of a copy that failed
     _ensure_watch_link(p)
     fsync_dir(p.serving)
 
@@ -183,7 +188,9 @@ def _ensure_watch_link(p: Paths) -> None:
 def rollback() -> PublishResult:
     """Swap the snapshot published before the one being served back in (atomically)."""
     p = paths()
+    _check_writable(p, p.serving)
     with _publish_lock(p):
+        _repair_ledger_of(p)
         kept = list_snapshots()
         if not kept:
             raise BrechaError(f"{p.snapshots}: no snapshots to roll back to. Publish first with `brecha publish`.")
@@ -207,7 +214,9 @@ def serve_snapshot(snapshot_id: str) -> PublishResult:
     """Serve the kept snapshot ``snapshot_id`` (or the one snapshot whose id starts with it), older or newer than
     the one being served, with the same atomic swap as publish and rollback (new mtime, Grafana watch link)."""
     p = paths()
+    _check_writable(p, p.serving)
     with _publish_lock(p):
+        _repair_ledger_of(p)
         kept = list_snapshots()
         matches = [m for m in kept if m["snapshot_id"] == snapshot_id] or \
             [m for m in kept if m["snapshot_id"].startswith(snapshot_id)]
@@ -221,24 +230,32 @@ def serve_snapshot(snapshot_id: str) -> PublishResult:
 
 def _restore(p: Paths, target: dict, action: str) -> PublishResult:
     """Swap the kept snapshot ``target`` (from ``list_snapshots``) in as the serving copy; the caller holds the
-    publish lock."""
+    publish lock. The ledger row is written as a pending record first and enters ``ops.snapshots`` once the swap
+    is done (now, or at the next publish, rollback or serve when this one dies in between)."""
     source = p.snapshots / target["file"]
+    row = [target["snapshot_id"], action, datetime.now(UTC).replace(tzinfo=None).isoformat(), target.get("run_id"),
+           target.get("batch_id"), target["sha256"], source.stat().st_size, str(p.serving_db), str(source),
+           json.dumps(target.get("row_counts", {}))]
     with _swapping_in(p) as tmp:
         shutil.copyfile(source, tmp)
         if sha256_of(tmp) != target["sha256"]:
             raise BrechaError(f"{source}: changed while being restored; nothing was swapped. Try again.")
+        _write_pending(p, {"action": action, "snapshot_id": target["snapshot_id"], "sha256": target["sha256"],
+                           "row": row})
     result = PublishResult(target["snapshot_id"], target.get("run_id"), p.serving_db, source, target["sha256"],
                            target.get("row_counts", {}), action=action)
     try:
-        _record_rollback(target, source, action)
-    except duckdb.Error as err:  # the serving copy is restored; the warehouse log is secondary
-        result.notes.append(f"not recorded in {p.db} ops.snapshots: {err}")
+        _repair_ledger_of(p)
+    except duckdb.Error as err:  # the serving copy is restored; the pending record is entered by the next writer
+        result.notes.append(f"not yet recorded in {p.db} ops.snapshots ({err}); the next publish, rollback or "
+                            "serve records it")
     return result
 
 
 def snapshot_listing() -> str:
     """The kept snapshots, oldest first, as a text table; the one being served is marked."""
     p = paths()
+    _repair_if_free(p)
     kept = list_snapshots()
     if not kept:
         return f"no snapshots kept in {p.snapshots}: publish with `brecha publish` (or `brecha run`)"
@@ -259,7 +276,10 @@ def list_snapshots() -> list[dict]:
     """The kept snapshots, oldest first: each one's own ``ops.snapshots`` row, read from the snapshot file, with
     ``file`` (its name in the snapshots folder) and ``sha256`` (of its bytes)."""
     out = []
+    unserved = _unserved_publish(paths())  # a publish killed before its swap: not a kept snapshot
     for snapshot in sorted(paths().snapshots.glob("*.duckdb")):
+        if snapshot.stem == unserved:
+            continue
         own = _own_row(snapshot)
         if own is not None:
             out.append({**own, "file": snapshot.name, "sha256": sha256_of(snapshot)})
@@ -406,19 +426,6 @@ def _verify(path: Path, counts: dict[str, int]) -> None:
 
 # --- bookkeeping ------------------------------------------------------------------------------------------
 
-def _record_rollback(target: dict, source: Path, action: str = "rollback") -> None:
-    p = paths()
-    with connect(p.db) as con:
-        con.execute("CREATE SCHEMA IF NOT EXISTS ops")
-        con.execute(SNAPSHOTS_DDL)
-        con.execute(
-            "INSERT INTO ops.snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [target["snapshot_id"], action, datetime.now(UTC).replace(tzinfo=None), target.get("run_id"),
-             target.get("batch_id"), target["sha256"], source.stat().st_size, str(p.serving_db), str(source),
-             json.dumps(target.get("row_counts", {}))],
-        )
-
-
 def _forget(con: duckdb.DuckDBPyConnection, snapshot_id: str) -> None:
     """Remove what a publish that did not finish wrote to the warehouse (its ledger row and checks)."""
     con.execute("DELETE FROM ops.publish_checks WHERE snapshot_id = ?", [snapshot_id])
@@ -434,12 +441,28 @@ def _prune(snapshots_dir: Path, keep: int) -> None:
 
 # --- files ------------------------------------------------------------------------------------------------
 
+def _check_writable(p: Paths, *folders: Path) -> None:
+    """Before any work: each of ``folders`` (the serving folder, its ``snapshots/``) takes a new file. A file that
+    has no name (``O_TMPFILE``) is made and dropped, so nothing is left behind, even by a kill."""
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as err:
+            raise BrechaError(
+                f"{folder}: cannot write there ({env_fault(err)}). Publishing writes the new serving copy beside "
+                f"{p.serving_db.name} in {p.serving} and keeps a copy in {p.snapshots}: make both writable for this "
+                "user (or set BRECHA_HOME to a home you can write). The served copy is unchanged.") from err
+
+
+
 @contextmanager
-def _publish_lock(p: Paths) -> Iterator[None]:
-    """One publish or rollback at a time per serving folder."""
+def _publish_lock(p: Paths, wait: bool = True) -> Iterator[None]:
+    """One publish or rollback at a time per serving folder (``wait=False``: raise BlockingIOError when held)."""
     p.serving.mkdir(parents=True, exist_ok=True)
     with open(p.publish_lock, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         try:
             yield
         finally:
@@ -448,16 +471,96 @@ def _publish_lock(p: Paths) -> Iterator[None]:
 
 def _remove_stale(p: Paths, con: duckdb.DuckDBPyConnection) -> None:
     """Leftovers of a publish that died midway (we hold the lock, so nobody else is writing them): temporary files,
-    snapshot files that are not a readable snapshot, and a ledger row whose serving copy was never finished (the
-    row gets its checksum only once the copy is served)."""
+    snapshot files that are not a readable snapshot, and the ledger brought in line with what is served
+    (``_repair_ledger``)."""
     unreadable = [f for f in p.snapshots.glob("*.duckdb") if _own_row(f) is None]
     for stale in [*p.serving.glob(f".*{TMP_SUFFIX}"), *p.serving.glob(f".*{TMP_SUFFIX}.wal"),
                   *p.snapshots.glob(f".*{TMP_SUFFIX}"), *unreadable]:
         stale.unlink(missing_ok=True)
-    if table_exists(con, "ops", "snapshots"):
-        for (snapshot_id,) in con.execute(
-                "SELECT snapshot_id FROM ops.snapshots WHERE action = 'publish' AND sha256 IS NULL").fetchall():
-            _forget(con, snapshot_id)
+    _repair_ledger(p, con)
+
+
+# --- the ledger and the swap ------------------------------------------------------------------------------
+# A DuckDB table and a file rename cannot change in one atomic step. So each swap is preceded by a pending
+# record (serving/.ledger-pending.json, flushed to disk): what the ledger must say once the new file is served.
+# Whoever holds the publish lock next (this publish once its swap is done, or the next publish, rollback or serve
+# after a kill -9) compares the served file with the record: served, the ledger row is completed; not served, the
+# publish is undone (its row and its snapshot file removed). ``publish --list`` reads the record the same way, so
+# the listing agrees with the ledger even before the repair.
+
+def _write_pending(p: Paths, record: dict) -> None:
+    write_atomic(p.ledger_pending, json.dumps(record), fsync=True)
+    fsync_dir(p.serving)
+
+
+def _read_pending(p: Paths) -> dict | None:
+    try:
+        return json.loads(p.ledger_pending.read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except ValueError:  # cannot happen with an atomic write; a damaged record is no record
+        return None
+
+
+def _repair_ledger_of(p: Paths) -> None:
+    """``_repair_ledger`` on the warehouse, when there is one (a home may hold only a serving folder)."""
+    if p.db.exists():
+        with connect(p.db) as con:
+            _repair_ledger(p, con)
+
+
+def _repair_if_free(p: Paths) -> None:
+    """``publish --list`` applies what a killed swap left (``_repair_ledger``) when it can at once: a home it may
+    write, held by no run and no publish. Otherwise it only reads, reading the pending record as the repair would:
+    a reader never waits or fails for this."""
+    from brecha.runlock import hold
+
+    if not p.db.exists():
+        return
+    try:
+        with hold(), _publish_lock(p, wait=False):
+            _repair_ledger_of(p)
+    except (BrechaError, OSError, duckdb.Error):  # held, read-only, or the warehouse busy: list what the files say
+        pass
+
+
+def _unserved_publish(p: Paths) -> str | None:
+    """The snapshot id of a publish that wrote its snapshot but died before its swap (None: there is none)."""
+    pending = _read_pending(p)
+    if pending is None or pending["action"] != "publish":
+        return None
+    served = sha256_of(p.serving_db) if p.serving_db.exists() else None
+    return None if served == pending["sha256"] else pending["snapshot_id"]
+
+
+def _repair_ledger(p: Paths, con: duckdb.DuckDBPyConnection) -> None:
+    """Bring the ledger ``ops.snapshots`` in line with the served file after a publish, rollback or serve that
+    stopped between its swap and its ledger write (see above); the caller holds the publish lock. Idempotent."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS ops")
+    con.execute(SNAPSHOTS_DDL)
+    pending = _read_pending(p)
+    if pending is not None:
+        served = sha256_of(p.serving_db) if p.serving_db.exists() else None
+        done = served == pending["sha256"]
+        if pending["action"] == "publish" and done:
+            con.execute("UPDATE ops.snapshots SET sha256 = ?, size_bytes = ? WHERE snapshot_id = ? "
+                        "AND action = 'publish' AND sha256 IS NULL",
+                        [pending["sha256"], pending["size_bytes"], pending["snapshot_id"]])
+        elif pending["action"] == "publish":
+            _forget(con, pending["snapshot_id"])
+            (p.snapshots / f"{pending['snapshot_id']}.duckdb").unlink(missing_ok=True)
+        elif done:
+            row = pending["row"]
+            exists = con.execute("SELECT count(*) FROM ops.snapshots WHERE snapshot_id = ? AND action = ? "
+                                 "AND published_at = ?", row[:3]).fetchone()[0]
+            if not exists:
+                con.execute(f"INSERT INTO ops.snapshots VALUES ({', '.join('?' * len(row))})", row)
+        p.ledger_pending.unlink(missing_ok=True)
+    # a publish row still without its checksum: that publish died before its pending record, so before its swap
+    for (snapshot_id,) in con.execute(
+            "SELECT snapshot_id FROM ops.snapshots WHERE action = 'publish' AND sha256 IS NULL").fetchall():
+        _forget(con, snapshot_id)
+        (p.snapshots / f"{snapshot_id}.duckdb").unlink(missing_ok=True)
 
 
 def _safe(text: str) -> str:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from brecha.config import Paths, paths
-from brecha.errors import BrechaError
+from brecha.errors import BrechaError, env_fault
 from brecha.files import write_atomic
 
 WAIT_ENV = "BRECHA_LOCK_WAIT"  # seconds to wait for the lock before stopping (default 0: stop at once)
@@ -105,7 +105,14 @@ def hold(command: str | None = None, owner: str | None = None) -> Iterator[Path]
         finally:
             held[home] -= 1
         return
-    fh = open(Paths(home).run_lock, "a+", encoding="utf-8")  # noqa: SIM115 (closed in the finally below)
+    try:
+        fh = open(Paths(home).run_lock, "a+", encoding="utf-8")  # noqa: SIM115 (closed in the finally below)
+    except OSError as err:
+        raise BrechaError(
+            f"{Paths(home).run_lock}: cannot open the run lock ({env_fault(err)}): this home is read-only for you, "
+            "so no step can write it. Readers (`brecha sql`, `runs`, `publish --list`, `serve`) still work here; "
+            "to run steps, make the folder writable for this user or set BRECHA_HOME to a folder you can write"
+        ) from err
     try:
         deadline = time.monotonic() + float(os.environ.get(WAIT_ENV) or 0)
         while True:

@@ -432,3 +432,99 @@ def test_a_publish_killed_after_writing_its_ledger_row_leaves_no_trace_in_the_le
     with duckdb.connect(str(p.serving_db), read_only=True) as con:
         ids = [r[0] for r in con.execute("SELECT snapshot_id FROM ops.snapshots ORDER BY published_at").fetchall()]
     assert ids == [first.snapshot_id, second.snapshot_id]
+
+
+# --- kill -9 at every step of a publish or a rollback: ledger, `--list` and the served file agree ------------------
+KILL_AT = textwrap.dedent("""
+    # For each line "action before|after function n" on stdin: fork a process that runs the publish (or rollback)
+    # and kills itself with SIGKILL just before or after the n-th call of the function; print how it ended. The
+    # modules are imported once, before the forks (importing scikit-learn, which publish reads the run id with,
+    # takes seconds).
+    import os, signal, sys
+    from brecha import publish as pub
+    import brecha_ml.store
+
+    def run(action, where, name, nth):
+        owner = os if name == "replace" else pub
+        real, calls = getattr(owner, name), [0]
+
+        def hooked(*args, **kwargs):
+            calls[0] += 1
+            if where == "before" and calls[0] == nth:
+                os.kill(os.getpid(), signal.SIGKILL)
+            out = real(*args, **kwargs)
+            if where == "after" and calls[0] == nth:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return out
+
+        setattr(owner, name, hooked)
+        pub.publish() if action == "publish" else pub.rollback()
+
+    for line in sys.stdin:
+        action, where, name, nth = line.split()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                run(action, where, name, int(nth))
+            finally:
+                os._exit(0)
+        print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+""")
+# (action, before/after, function, which call): every step between the ledger row and the end of the swap. In a
+# publish, os.replace is called for the pending record (1), the snapshot file (2) and the serving copy (3); in a
+# rollback for the pending record (1) and the serving copy (2). _repair_ledger runs at the start and after the swap.
+KILL_POINTS = [
+    ("publish", "after", "build_serving_file", 1),  # the ledger row written, nothing else
+    ("publish", "after", "_write_pending", 1),
+    ("publish", "after", "replace", 2),  # the snapshot kept, not yet served
+    ("publish", "after", "replace", 3),  # served, the ledger row still without its checksum (the reported case)
+    ("publish", "before", "_repair_ledger", 2),
+    ("publish", "after", "_prune", 1),  # done
+    ("rollback", "after", "_write_pending", 1),
+    ("rollback", "after", "replace", 2),  # the older snapshot served, the ledger not yet told
+]
+
+
+def _ledger_agrees(p) -> None:
+    """Every kept snapshot `--list` shows has its publish row with its checksum; the ledger's newest row is the
+    file served, and the served file is one of the kept snapshots."""
+    kept = pub.list_snapshots()
+    served = pub.sha256_of(p.serving_db) if p.serving_db.exists() else None
+    with duckdb.connect(str(p.db), read_only=True) as con:
+        rows = con.execute("SELECT snapshot_id, action, sha256 FROM ops.snapshots ORDER BY published_at").fetchall()
+    published = {sid: sha for sid, action, sha in rows if action == "publish"}
+    assert None not in published.values(), rows
+    assert {m["snapshot_id"]: m["sha256"] for m in kept}.items() <= published.items(), (kept, rows)
+    if served is not None:
+        assert rows[-1][2] == served, (rows, served)
+        assert served in {m["sha256"] for m in kept}
+
+
+def test_kill_9_at_any_step_leaves_ledger_list_and_served_file_in_agreement(home: Path) -> None:
+    """One home, killed at each point in turn (each kill on top of what the one before left)."""
+    from brecha.cli import cli
+
+    p = paths()
+    pub.publish()
+    killer = subprocess.Popen([sys.executable, "-c", KILL_AT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "BRECHA_HOME": str(home)}, cwd=REPO)
+    try:
+        for n, point in enumerate(KILL_POINTS):
+            make_warehouse(p.db, districts=40 + n)
+            killer.stdin.write(" ".join(map(str, point)) + "\n")
+            killer.stdin.flush()
+            assert killer.stdout.readline().strip() == str(-signal.SIGKILL), point
+            listed = [(m["snapshot_id"], m["sha256"]) for m in pub.list_snapshots()]  # a reader, before any repair
+            served = pub.sha256_of(p.serving_db)
+            # `--list` applies what the kill left (as the next publish, rollback or serve would first)
+            assert CliRunner().invoke(cli, ["publish", "--list"]).output.count("*") == 2  # "* = served now", one row
+            assert [(m["snapshot_id"], m["sha256"]) for m in pub.list_snapshots()] == listed, point
+            assert pub.sha256_of(p.serving_db) == served
+            _ledger_agrees(p)
+    finally:
+        killer.stdin.close()
+        killer.wait(timeout=60)
+    make_warehouse(p.db, districts=99)
+    pub.publish()  # the next publish works on top of whatever the kills left
+    _ledger_agrees(p)
+    assert [f.name for f in p.serving.iterdir() if pub.TMP_SUFFIX in f.name or "pending" in f.name] == []

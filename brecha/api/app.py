@@ -524,6 +524,16 @@ def warm_app() -> FastAPI:
     return app
 
 
+def worker_app() -> FastAPI:
+    """``warm_app`` in one of ``serve``'s worker processes, which ends with the main process: killed with SIGKILL,
+    the main process takes its workers down with it (``brecha.lifetime.exit_with_parent``), so none is left
+    holding the port."""
+    from brecha.lifetime import exit_with_parent
+
+    exit_with_parent()
+    return warm_app()
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, log_level: str = "info", workers: int = 1) -> None:
     """Run the API with uvicorn: ``workers`` processes, each answering requests from its thread pool.
 
@@ -533,7 +543,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, log_level: str = "info", wo
     import uvicorn
 
     if workers > 1:
-        uvicorn.run("brecha.api.app:warm_app", factory=True, host=host, port=port, log_level=log_level,
+        uvicorn.run("brecha.api.app:worker_app", factory=True, host=host, port=port, log_level=log_level,
                     workers=workers)
     else:
         uvicorn.run(warm_app(), host=host, port=port, log_level=log_level)

@@ -4,8 +4,11 @@ manifest per batch (``archive/manifests/batch-000001.json``) from which the raw 
 from __future__ import annotations
 
 import json
+import os
 import shutil
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from brecha.files import replacing, write_atomic
@@ -14,17 +17,38 @@ from brecha.landing.scan import SourceFile
 MANIFESTS = "manifests"
 
 
+STAGING = ".staging"  # archive/.staging: the batch's copy of its input files (scan.inspect), removed after it
+
+
+@contextmanager
+def staged(staging: Path) -> Iterator[Path]:
+    """The batch's staging folder, empty at the start (a killed batch's copies are removed) and removed at the end.
+    Call it holding the run lock (one batch per home)."""
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def store(src: SourceFile, archive: Path) -> str:
-    """Copy ``src`` into the archive (once per checksum); return its path relative to the archive."""
+    """Keep ``src`` in the archive (once per checksum), under its original file name; return its path relative to
+    the archive. The batch's own copy of the file (under ``archive/.staging``, the bytes it hashed and landed) is
+    linked in, not copied again."""
     folder = archive / src.sha256[:2] / src.sha256
     existing = sorted(p for p in folder.glob("*") if p.is_file() and not p.name.startswith(".")) \
         if folder.is_dir() else []
     if existing:
         return existing[0].relative_to(archive).as_posix()
     folder.mkdir(parents=True, exist_ok=True)
-    dest = folder / src.path.name
+    dest = folder / PurePosixPath(src.rel).name
     with replacing(dest, ".partial") as tmp:
-        shutil.copyfile(src.path, tmp)
+        try:
+            if not src.path.is_relative_to(archive):
+                raise OSError("not the batch's own copy")  # never a link to a file the user may change
+            os.link(src.path, tmp)
+        except OSError:
+            shutil.copyfile(src.path, tmp)
     return dest.relative_to(archive).as_posix()
 
 

@@ -79,10 +79,12 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
 PLAN_THREADS = 2  # files recognised at once (hashing and DuckDB's CSV sniffer are one-threaded per file)
 
 
-def _plan_folder(con: duckdb.DuckDBPyConnection, root: Path) -> tuple[list[FilePlan], list[tuple[str, str]]]:
+def _plan_folder(con: duckdb.DuckDBPyConnection, root: Path,
+                 staging: Path | None = None) -> tuple[list[FilePlan], list[tuple[str, str]]]:
     """Recognise every file; raise one InputFileError (naming every bad file) before anything lands. Files are
-    hashed, then recognised, two at a time (each thread on a cursor of its own); the outcome is taken in file
-    order, so plans, skipped files and errors (their order included) are those of one file after the other."""
+    hashed (and copied into ``staging``, which the batch then reads: ``scan.inspect``), then recognised, two at a
+    time (each thread on a cursor of its own); the outcome is taken in file order, so plans, skipped files and
+    errors (their order included) are those of one file after the other."""
     files, skipped = walk(root, paths().home)
     plans: list[FilePlan] = []
     errors: list[InputFileError] = []
@@ -111,7 +113,7 @@ def _plan_folder(con: duckdb.DuckDBPyConnection, root: Path) -> tuple[list[FileP
 
     with _progress("checking", len(files)) as step, ThreadPoolExecutor(PLAN_THREADS) as pool:
         try:
-            inspected = list(pool.map(lambda path: attempt(inspect, path, root), files))
+            inspected = list(pool.map(lambda path: attempt(inspect, path, root, staging), files))
             holder: dict[str, str] = {}  # the same bytes are recognised once, as the first file holding them
             for src in inspected:
                 if isinstance(src, SourceFile):
@@ -470,7 +472,8 @@ def ingest(input_dir: Path) -> IngestResult:
         raise BrechaError(f"{input_dir}: not a folder. Give `brecha ingest` the folder holding the extracts.")
     archive_dir = paths().ensure().archive
     started = _now()
-    with hold(), session(extensions=("excel",)) as con:
+    staging = archive_dir / archive.STAGING
+    with hold(), session(extensions=("excel",)) as con, archive.staged(staging):
         _settings(con)
         ensure_tables(con)
         result_notes: list[str] = []
@@ -480,7 +483,7 @@ def ingest(input_dir: Path) -> IngestResult:
         manifest: dict[str, Any] = {"batch_id": batch_id, "started_at": started.isoformat(), "input_dir": str(root)}
         result = IngestResult(batch_id, str(root), notes=result_notes)
         try:
-            plans, result.skipped = _plan_folder(con, root)
+            plans, result.skipped = _plan_folder(con, root, staging)
             # files not landed before: sheets read ahead, in a background thread, while the files before them
             # land; files after the district reference checked ahead in two more
             priors = {p.source.sha256: _prior(con, p) for p in plans}
@@ -495,7 +498,8 @@ def ingest(input_dir: Path) -> IngestResult:
                     finished = _finish(con, batch_id, "ok")
                     con.commit()
                 except BaseException:
-                    con.rollback()
+                    with suppress(duckdb.Error):  # a commit that failed (a full disk) has ended the transaction
+                        con.rollback()
                     raise
             finally:
                 if ahead is not None:
@@ -504,9 +508,12 @@ def ingest(input_dir: Path) -> IngestResult:
                 if ahead is not None:
                     ahead.close()
         except BaseException as err:
-            finished = _finish(con, batch_id, "failed")
-            archive.write_manifest(archive_dir, {**manifest, "finished_at": finished.isoformat(), "status": "failed",
-                                                 "error": str(err), "files": []})
+            # on a full or read-only disk this fails too: the batch then stays 'running', and the next ingest marks
+            # it 'aborted' (_abort_stale); the error raised is the first one
+            with suppress(duckdb.Error, OSError):
+                finished = _finish(con, batch_id, "failed")
+                archive.write_manifest(archive_dir, {**manifest, "finished_at": finished.isoformat(),
+                                                     "status": "failed", "error": str(err), "files": []})
             raise
         archive.write_manifest(archive_dir, {**manifest, "finished_at": finished.isoformat(), "status": "ok",
                                              "skipped": result.skipped, "notes": result.notes, "files": entries})
