@@ -603,8 +603,11 @@ def render(data: AtlasData, lang: str = DEFAULT_LANG) -> str:
         fills = {u: divide_fills[u] for u in ubigeos}
         near = crowded(data, list(numbers), DEPARTMENT_MM, extent)
         inset, inset_title, frame = "", "", None
-        if near:  # an enlarged view of the crowded markers and the districts around them
-            lima_zoom = any(u[:4] in LIMA_CALLAO for u in near)
+        # an enlarged view of the crowded markers and the districts around them; Lima's and Callao's pages always
+        # show Lima Metropolitana and Callao enlarged (43 + 7 districts in a few centimetres of the page)
+        lima_page = any(code[:2] == dep.department_code for code in LIMA_CALLAO)
+        if near or lima_page:
+            lima_zoom = lima_page or any(u[:4] in LIMA_CALLAO for u in near)
             if lima_zoom:  # Lima Metropolitana and Callao whole, Callao's districts (another department) included
                 zoom = _extent([data.bbox[u] for u in lima + near], pad=0.04)
                 pool = sorted(set(ubigeos) | set(lima))

@@ -14,9 +14,10 @@
 * **The households-offline lens** (``offline_priority_score``, ``offline_priority_rank``; urban programmes):
   where the most households are offline, moved up by the same shortfall::
 
-      offline_priority_score = log10(1 + households_offline) + shortfall_weight × min(max(shortfall_score, 0), 3)
+      offline_priority_score = households_offline × (1 + shortfall_weight × min(max(shortfall_score, 0), 3) / 3)
 
-  One interval half-width below expectation weighs as much as ten times the offline households.
+  Households offline, counted up to twice where the census share is far below expectation (the same factor as
+  the divide lens): the order stays led by the number of households offline.
 
 Their parts:
 
@@ -104,7 +105,7 @@ def priority(population: pd.Series, predicted_pct: pd.Series, actual_pct: pd.Ser
     weights = shortfall_weight(predicted_pct, actual_pct, is_out_of_fold, groups)
     term = weights["shortfall_weight"] * short.clip(lower=0, upper=SHORTFALL_CAP).fillna(0)
     divide = divide_index.astype(float) * (1 + term / SHORTFALL_CAP)
-    offline_score = np.log10(1 + offline) + term
+    offline_score = offline * (1 + term / SHORTFALL_CAP)
     return pd.DataFrame({
         "households_offline": offline, "shortfall_score": short, "error_group": groups,
         "error_group_mae_pp": weights["error_group_mae_pp"], "shortfall_weight": weights["shortfall_weight"],

@@ -80,12 +80,12 @@ def test_the_worked_example_of_the_mart_docs() -> None:
     assert round(out.loc["080101", "shortfall_score"], 2) == 1.71
     assert round(out.loc["080101", "priority_score"], 1) == 125.6
     assert round(out.loc["080101", "households_offline"]) == 1_421
-    assert round(out.loc["080101", "offline_priority_score"], 2) == 4.86
+    assert round(out.loc["080101", "offline_priority_score"]) == 2_231
     lima_short = shortfall_score(pd.Series([50.0]), pd.Series([40.0]), pd.Series([0.9]))[0]
     weight = 2.1 / 7.8
     assert round(lima_short, 2) == 0.83 and round(weight, 2) == 0.27
     assert round(20 * (1 + weight * lima_short / SHORTFALL_CAP), 1) == 21.5
-    assert round(np.log10(1 + 400_000 / persons_per_household() * 0.6) + weight * lima_short, 2) == 5.06
+    assert round(400_000 / persons_per_household() * 0.6 * (1 + weight * lima_short / SHORTFALL_CAP)) == 73_676
 
 
 def test_the_shortfall_does_not_vanish_near_zero() -> None:
@@ -103,9 +103,9 @@ def test_households_offline_unknown_targets_missing_index_and_ties() -> None:
     hh = 35_000 / persons_per_household()
     np.testing.assert_allclose(out.loc["030303", "households_offline"], hh * 0.9)
     assert np.isnan(out.loc["030303", "shortfall_score"])
-    np.testing.assert_allclose(out.loc["030303", "offline_priority_score"], np.log10(1 + hh * 0.9))
+    np.testing.assert_allclose(out.loc["030303", "offline_priority_score"], hh * 0.9)
     np.testing.assert_allclose(out.loc["030303", "priority_score"], 50.0)
-    np.testing.assert_allclose(out.loc["030301", "offline_priority_score"], np.log10(1 + hh * 0.9) + SHORTFALL_CAP)
+    np.testing.assert_allclose(out.loc["030301", "offline_priority_score"], hh * 0.9 * 2)  # doubled at the cap
     assert list(out.sort_values("priority_rank").index) == ["030301", "030302", "030303", "030304"]
     assert list(out.sort_values("offline_priority_rank").index)[:3] == ["030301", "030302", "030303"]
     assert persons_per_household() == 3.5  # the dbt var persons_per_household
@@ -130,7 +130,8 @@ def test_the_divide_lens_on_the_real_extracts(real_run_home) -> None:
     assert offline["households_offline"].sum() > 5 * top20["households_offline"].sum()
     term = m["shortfall_weight"] * m["shortfall_score"].clip(lower=0, upper=SHORTFALL_CAP).fillna(0)
     np.testing.assert_allclose(m["priority_score"], m["divide_index"] * (1 + term / SHORTFALL_CAP), rtol=1e-9)
-    np.testing.assert_allclose(m["offline_priority_score"], np.log10(1 + m["households_offline"]) + term, rtol=1e-9)
+    np.testing.assert_allclose(m["offline_priority_score"], m["households_offline"] * (1 + term / SHORTFALL_CAP),
+                               rtol=1e-9)
     # the model is weakest in Lima Metropolitana and Callao: its shortfalls weigh least there
     weights = m.groupby("error_group")["shortfall_weight"].first()
     assert weights.idxmin() == LIMA_CALLAO and weights[LIMA_CALLAO] < 0.5
