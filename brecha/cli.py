@@ -236,6 +236,21 @@ def airflow() -> None:
 
 
 @cli.command()
+@click.option("--seeds", "seed_list", default="42,7,1,2,3", show_default=True,
+              help="Comma-separated seeds; the spatial CV of every candidate is repeated for each.")
+def seeds(seed_list: str) -> None:
+    """Model figures over several seeds: the spatial CV of `brecha train` for each seed (no model is served);
+    appends to ml.seed_metrics and prints mean ± SD per model (`brecha runs` shows the same)."""
+    from brecha import steps
+
+    try:
+        chosen = tuple(int(s) for s in seed_list.split(",") if s.strip())
+    except ValueError as err:
+        raise click.BadParameter(f"--seeds takes integers separated by commas, e.g. 42,7,1: {err}") from err
+    click.echo(str(steps.seeds(chosen)))
+
+
+@cli.command()
 @click.option("--limit", type=int, default=20, show_default=True, help="How many runs, newest first.")
 def runs(limit: int) -> None:
     """List the model runs (ml.model_runs) with the selected model's cross-validated metrics and rescorings."""

@@ -408,6 +408,22 @@ def model_performance() -> dict[str, Any]:
                           "c.group_value", (12, 26, 12, 12),
                           "The same coverage by the predicted share of households online (intervals are "
                           "calibrated per level and region, so every level should be near 90 %)."),
+        panel("table", "Figures over seeds (mean ± SD), data of run ${run_id}", f"""
+            SELECT model_name, bool_or(selected) AS served, count(DISTINCT seed) AS seeds,
+                   round(avg(r2), 4) AS r2_mean, round(stddev_samp(r2), 4) AS r2_sd,
+                   round(avg(mae), 3) AS mae_mean, round(stddev_samp(mae), 3) AS mae_sd,
+                   round(avg(r2_household_weighted), 3) AS r2_households_mean,
+                   round(avg(mae_lima_callao), 2) AS mae_lima_callao_mean,
+                   round(100 * avg(interval_coverage), 1) AS coverage_pct_mean,
+                   round(100 * avg(share_above_interval), 1) AS above_pct_mean,
+                   round(100 * avg(share_below_interval), 1) AS below_pct_mean,
+                   max(departments_below_85) AS departments_below_85_max
+            FROM ml.seed_metrics
+            WHERE data_fingerprint = (SELECT any_value(data_fingerprint) FROM ml.model_runs WHERE {run})
+            GROUP BY model_name ORDER BY mae_mean""",
+              (0, 38, 24, 8), fields=("model_name", "seeds", "r2_mean", "r2_sd", "mae_mean", "mae_sd"),
+              description="One run is one seed. Spatial CV repeated over seeds (`brecha seeds`; training adds its own) "
+                          "on the same data: mean and SD per model; served = the model the runs serve."),
     ]
     return dashboard("brecha-model-performance", "Brecha · Model performance",
                      "How good are the predictions? Cross-validated metrics, interval coverage, drivers and drift.",

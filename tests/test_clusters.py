@@ -155,3 +155,28 @@ def test_cluster_step_is_deterministic_and_replaces_its_run(clustered_home: Path
     with duckdb.connect(str(clustered_home / "brecha.duckdb"), read_only=True) as con:
         after = con.execute(query).df()
     pd.testing.assert_frame_equal(before, after)
+
+
+def test_false_discovery_rate_control_drops_the_chance_clusters_of_values_without_pattern() -> None:
+    """A 20 x 20 grid of shuffled values has no spatial pattern: the earlier rule (esda's directed p <= 0.05 for each
+    of 400 cells) still finds chance clusters; two-sided p-values under the Benjamini-Hochberg cut-off find none."""
+    n = 20
+    ids = [f"{r:02d}{c:02d}" for r in range(n) for c in range(n)]
+    geoms = {u: box(int(u[2:]), -int(u[:2]) - 1, int(u[2:]) + 1, -int(u[:2])) for u in ids}
+    lon = np.array([int(u[2:]) + 0.5 for u in ids])
+    lat = np.array([-int(u[:2]) - 0.5 for u in ids])
+    values = pd.Series(np.random.default_rng(3).normal(size=len(ids)), index=ids)
+    table, summary = lisa_table(values, build_graph(ids, lon, lat, geoms), seed=42)
+    assert summary["n_significant_directed"] >= 10  # ~5-10 % of 400 cells by chance
+    assert summary["n_significant_directed"] > summary["n_significant_two_sided"] > summary["n_significant"]
+    assert summary["n_significant"] <= 1 and summary["p_value_cutoff"] < 0.05
+    assert (table["cluster"] != "not significant").sum() == summary["n_significant"]
+
+
+def test_two_sided_p_values_keep_the_blocks_under_the_false_discovery_rate_cut_off() -> None:
+    ids, lon, lat, geoms, values = grid()
+    table, summary = lisa_table(values, build_graph(ids, lon, lat, geoms), seed=42)
+    significant = table["cluster"] != "not significant"
+    assert (table.loc[significant, "p_value"] <= summary["p_value_cutoff"]).all()
+    assert (table.loc[~significant, "p_value"] > summary["p_value_cutoff"]).all()
+    assert summary["n_significant"] == significant.sum() >= 12  # both 3 x 3 blocks' cores and more
