@@ -104,7 +104,8 @@ def _mlp(cfg: TrainConfig, seed: int, features: list[str] | None = None) -> Pipe
     return _standardised(TorchMLPRegressor(hidden=cfg.mlp_hidden, max_epochs=cfg.mlp_max_epochs,
                                            patience=cfg.mlp_patience, batch_size=cfg.mlp_batch_size,
                                            lr=cfg.mlp_lr, random_state=seed, n_bags=cfg.mlp_bags,
-                                           refit_all=cfg.mlp_refit_all, monotone=rules or None),
+                                           refit_all=cfg.mlp_refit_all, monotone=rules or None,
+                                           monotone_units=cfg.mlp_monotone_units),
                          named=bool(rules))
 
 
