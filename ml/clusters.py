@@ -290,8 +290,8 @@ def readme_block(con: duckdb.DuckDBPyConnection) -> str:
              "| two-sided p ≤ 0.05 | directed p ≤ 0.05 (before) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows.itertuples(index=False):
-        lines.append(f"| {r.measure} | {r.n_districts} | {r.moran_i:.3f} ({r.p_value:.3f}) | {r.n_high_high} | "
-                     f"{r.n_low_low} | {r.n_high_low} | {r.n_low_high} | {r.p_value_cutoff:.4f} | "
+        lines.append(f"| {r.measure} | {r.n_districts} | {r.moran_i:.3f} ({r.p_value:.4f}) | {r.n_high_high} | "
+                     f"{r.n_low_low} | {r.n_high_low} | {r.n_low_high} | {r.p_value_cutoff:.2g} | "
                      f"{r.n_significant_two_sided} | {r.n_significant_directed} |")
     lines.append(README_END)
     return "\n".join(lines)
