@@ -5,7 +5,8 @@ The pipeline steps (``extract``, ``ingest``, ``rebuild-raw``, ``build``, ``valid
 the functions the Airflow DAG's tasks call; ``run`` calls them in order (``brecha.pipeline.run_all``). The other
 commands run no step: ``serve`` (the HTTP API) and ``sql`` (a DuckDB prompt) read the serving copy, ``runs`` and
 ``publish --list`` list what was recorded, ``docs`` generates the dbt docs site and ``airflow`` starts a local
-Airflow whose DAG runs the steps.
+Airflow whose DAG runs the steps. ``seeds`` (a measurement, not a pipeline step: the DAG does not run it) repeats
+the training's spatial CV for several seeds through ``brecha.steps.seeds``.
 """
 
 from __future__ import annotations
