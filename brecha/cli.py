@@ -5,7 +5,8 @@ The pipeline steps (``extract``, ``ingest``, ``rebuild-raw``, ``build``, ``valid
 the functions the Airflow DAG's tasks call; ``run`` calls them in order (``brecha.pipeline.run_all``). The other
 commands run no step: ``serve`` (the HTTP API) and ``sql`` (a DuckDB prompt) read the serving copy, ``runs`` and
 ``publish --list`` list what was recorded, ``docs`` generates the dbt docs site and ``airflow`` starts a local
-Airflow whose DAG runs the steps.
+Airflow whose DAG runs the steps. ``seeds`` (a measurement, not a pipeline step: the DAG does not run it) repeats
+the training's spatial CV for several seeds through ``brecha.steps.seeds``.
 """
 
 from __future__ import annotations
@@ -235,6 +236,21 @@ def airflow() -> None:
     from brecha.airflow_local import standalone
 
     standalone()
+
+
+@cli.command()
+@click.option("--seeds", "seed_list", default="42,7,1,2,3", show_default=True,
+              help="Comma-separated seeds; the spatial CV of every candidate is repeated for each.")
+def seeds(seed_list: str) -> None:
+    """Model figures over several seeds: the spatial CV of `brecha train` for each seed (no model is served);
+    appends to ml.seed_metrics and prints mean ± SD per model (`brecha runs` shows the same)."""
+    from brecha import steps
+
+    try:
+        chosen = tuple(int(s) for s in seed_list.split(",") if s.strip())
+    except ValueError as err:
+        raise click.BadParameter(f"--seeds takes integers separated by commas, e.g. 42,7,1: {err}") from err
+    click.echo(str(steps.seeds(chosen)))
 
 
 @cli.command()

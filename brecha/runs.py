@@ -1,5 +1,7 @@
 """`brecha runs`: the model runs recorded in ``ml.model_runs``, newest first, with their cross-validated metrics and
-how often each run's artifact rescored the marts (``ml.rescored_predictions``, written by ``brecha predict``)."""
+how often each run's artifact rescored the marts (``ml.rescored_predictions``, written by ``brecha predict``), then
+the mean ± SD over seeds of the latest run's data (``ml.seed_metrics``, written by ``brecha train`` and ``brecha
+seeds``)."""
 
 from __future__ import annotations
 
@@ -49,8 +51,11 @@ def list_runs(limit: int = 20) -> str:
             raise BrechaError(f"no warehouse at {p.db} and no serving copy: run `brecha run` (or `brecha train`) first")
         source = p.serving_db
         con = duckdb.connect(str(p.serving_db), read_only=True)
+    from brecha_ml.seeds import format_table, latest
+
     with con:
         rows = _rows(con, limit)
+        by_seed = latest(con)
     if not rows:
         return f"no model runs in {source} (ml.model_runs): `brecha train` records one"
     head = ("run id", "run at (UTC)", "seed", "models", "selected", "CV MAE", "CV RMSE", "CV R²", "90 % coverage",
@@ -61,6 +66,10 @@ def list_runs(limit: int = 20) -> str:
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     lines.append(f"{len(rows)} run(s) from {source}; per model and fold: ml.model_runs, ml.model_fold_metrics; "
                  "rescore one with `brecha predict --run RUN_ID` (rows go to ml.rescored_predictions)")
+    # one run is one seed: the figures that hold are the mean ± SD over seeds of the latest run's data
+    lines += ["", format_table(by_seed) if len(by_seed) and by_seed["seed"].nunique() > 1 else
+              f"one seed so far for the latest run's data ({by_seed['seed'].nunique() if len(by_seed) else 0} in "
+              "ml.seed_metrics): `brecha seeds` repeats the spatial CV over 5 seeds and this shows mean ± SD"]
     return "\n".join(lines)
 
 

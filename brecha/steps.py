@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the steps import their libraries when they run: `brecha --h
     from brecha.validate import ValidationSummary
     from brecha_ml.clusters import ClusterResult
     from brecha_ml.predict import PredictResult
+    from brecha_ml.seeds import SeedsResult
     from brecha_ml.train import TrainResult
 
 
@@ -108,6 +109,14 @@ def predict(run_id: str) -> PredictResult:
         from brecha_ml.predict import predict as _predict
 
         return _predict(run_id)
+
+
+def seeds(chosen: tuple[int, ...]) -> SeedsResult:
+    """The spatial CV of every candidate repeated for each seed; append to ``ml.seed_metrics``."""
+    with hold():
+        from brecha_ml.seeds import run as _run
+
+        return _run(chosen)
 
 
 def clusters(seed: int = DEFAULT_SEED) -> ClusterResult:

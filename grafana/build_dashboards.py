@@ -103,6 +103,19 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "test_departments": ("Departamentos de prueba", "Test departments"),
     "n_test": ("Distritos de prueba", "Test districts"),
     "r2": ("R²", "R²"),
+    "served": ("Publicado", "Served"),
+    "seeds": ("Semillas", "Seeds"),
+    "r2_mean": ("R² (media)", "R² (mean)"),
+    "r2_sd": ("R² (DE)", "R² (SD)"),
+    "mae_mean": ("MAE (pp, media)", "MAE (pp, mean)"),
+    "mae_sd": ("MAE (pp, DE)", "MAE (pp, SD)"),
+    "r2_households_mean": ("R² ponderado por hogares (media)", "Household-weighted R² (mean)"),
+    "mae_lima_callao_mean": ("MAE Lima Metropolitana y Callao (pp, media)",
+                             "MAE Lima Metropolitana and Callao (pp, mean)"),
+    "coverage_pct_mean": ("Cobertura del intervalo de 90 % (%, media)", "Coverage of the 90 % interval (%, mean)"),
+    "above_pct_mean": ("Sobre el intervalo de 90 % (%, media)", "Above the 90 % interval (%, mean)"),
+    "below_pct_mean": ("Bajo el intervalo de 90 % (%, media)", "Below the 90 % interval (%, mean)"),
+    "departments_below_85_max": ("Departamentos bajo 85 % (máx.)", "Departments below 85 % (max)"),
     "mae": ("MAE (pp)", "MAE (pp)"),
     "rmse": ("RMSE (pp)", "RMSE (pp)"),
     "psi_vs_previous": ("PSI frente a la corrida anterior", "PSI vs. previous run"),
@@ -787,6 +800,28 @@ def model_performance(t: Tr) -> dict[str, Any]:
                             "se calibran por nivel y región, así que todo nivel debería acercarse al 90 %).",
                             "The same coverage by the predicted share of households online (the 90 % intervals are "
                             "calibrated per level and region, so every level should be near 90 %).")),
+        panel("table", t("Cifras sobre varias semillas (media ± DE), datos de la corrida ${run_id}",
+                          "Figures over seeds (mean ± SD), data of run ${run_id}"), f"""
+            SELECT model_name, bool_or(selected) AS served, count(DISTINCT seed) AS seeds,
+                   round(avg(r2), 4) AS r2_mean, round(stddev_samp(r2), 4) AS r2_sd,
+                   round(avg(mae), 3) AS mae_mean, round(stddev_samp(mae), 3) AS mae_sd,
+                   round(avg(r2_household_weighted), 3) AS r2_households_mean,
+                   round(avg(mae_lima_callao), 2) AS mae_lima_callao_mean,
+                   round(100 * avg(interval_coverage), 1) AS coverage_pct_mean,
+                   round(100 * avg(share_above_interval), 1) AS above_pct_mean,
+                   round(100 * avg(share_below_interval), 1) AS below_pct_mean,
+                   max(departments_below_85) AS departments_below_85_max
+            FROM ml.seed_metrics
+            WHERE data_fingerprint = (SELECT any_value(data_fingerprint) FROM ml.model_runs WHERE {run})
+            GROUP BY model_name ORDER BY mae_mean""",
+              (0, 38, 24, 8), fields=("model_name", "seeds", "r2_mean", "r2_sd", "mae_mean", "mae_sd"),
+              description=t("Una corrida es una semilla. Validación cruzada espacial repetida con varias semillas "
+                            "(`brecha seeds`; el entrenamiento añade la suya) sobre los mismos datos: media y "
+                            "desviación estándar (DE) por modelo; publicado = el modelo que sirven las corridas; "
+                            "cobertura del intervalo de 90 %.",
+                            "One run is one seed. Spatial CV repeated over seeds (`brecha seeds`; training adds its "
+                            "own) on the same data: mean and SD per model; served = the model the runs serve; "
+                            "coverage of the 90 % interval."),
     ]
     return dashboard(t, "brecha-model-performance", t("Brecha · Desempeño del modelo", "Brecha · Model performance"),
                      t("¿Qué tan buenas son las predicciones? Métricas de validación cruzada, cobertura de los "

@@ -1,7 +1,10 @@
 """90 % prediction intervals calibrated by predicted level: Mondrian conformal regression with crepes.
 
-Conformity scores are absolute out-of-fold residuals on the model's sqrt scale, from the spatial
-cross-validation (fold models that never saw the district's department). They are calibrated separately
+Conformity scores are out-of-fold residuals on the model's sqrt scale, from the spatial cross-validation (fold
+models that never saw the district's department), **one side at a time**: how far targets lay above their
+prediction calibrates the upper side, how far below the lower side (``Calibrator``), so each side of the interval
+leaves out its own share of districts (one symmetric quantile of |residual| left 6.7 % above and 2.9 % below on the
+real files: the residuals are skewed upwards on the sqrt scale). They are calibrated separately
 within bins of the *predicted* level (equal-frequency bins of the out-of-fold prediction, ``LEVEL_BINS``):
 ``crepes.ConformalRegressor`` with Mondrian categories (``bins=``) and ``crepes.extras.binning`` for the
 bin edges. One pooled quantile (the previous MAPIE CV+ intervals) over-covers near-zero districts and
@@ -80,12 +83,19 @@ def assign_bins(values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Calibrator:
-    """One Mondrian conformal regressor: bin thresholds on the model scale and the fitted crepes object. With
-    ``region_thresholds`` the Mondrian cells are level bins within each region (``region_of``)."""
+    """Mondrian conformal regressors, one per side: bin thresholds on the model scale and two fitted crepes objects.
+    With ``region_thresholds`` the Mondrian cells are level bins within each region (``region_of``).
+
+    Each side is its own split-conformal problem at level 1 − (1 − confidence) / 2: ``conformal`` is fitted on
+    how far each target lay *above* its prediction (max(y − ŷ, 0)), ``lower`` on how far *below* (max(ŷ − y, 0)),
+    so each side of a 90 % interval leaves out about 5 % of districts whatever the sign of the model's bias on
+    the sqrt scale (one symmetric quantile of |y − ŷ| left 6.7 % above and 2.9 % below on the real files). Artifacts
+    saved before this have no ``lower``: their intervals stay symmetric (``conformal`` then holds |y − ŷ|)."""
 
     thresholds: np.ndarray
     conformal: ConformalRegressor
     region_thresholds: dict[str, np.ndarray] | None = None
+    lower: ConformalRegressor | None = None
 
     @classmethod
     def fit(cls, pred_scale: np.ndarray, y_scale: np.ndarray, n_bins: int = LEVEL_BINS,
@@ -98,8 +108,11 @@ class Calibrator:
             per_region = {str(region): level_thresholds(pred_scale[regions == region],
                                                         min(n_bins, int((regions == region).sum()) // MIN_PER_BIN))
                           for region in sorted(set(regions))}
-        cal = cls(thresholds, ConformalRegressor(), per_region)
-        cal.conformal.fit(y_scale - pred_scale, bins=cal.bins(pred_scale, regions))
+        cal = cls(thresholds, ConformalRegressor(), per_region, ConformalRegressor())
+        bins = cal.bins(pred_scale, regions)
+        above = y_scale - pred_scale
+        cal.conformal.fit(np.maximum(above, 0), bins=bins)
+        cal.lower.fit(np.maximum(-above, 0), bins=bins)
         return cal
 
     def bins(self, pred_scale: np.ndarray, regions: np.ndarray | None = None) -> np.ndarray:
@@ -113,13 +126,30 @@ class Calibrator:
             out[rows] = [f"{region}|{b}" for b in assign_bins(pred_scale[rows], th)]
         return out
 
-    def half_width(self, pred_scale: np.ndarray, confidence: float, regions: np.ndarray | None = None) -> np.ndarray:
-        """The conformal half-width on the model scale for each prediction (its Mondrian cell's quantile)."""
+    def half_widths(self, pred_scale: np.ndarray, confidence: float,
+                    regions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(below, above): how far the interval reaches below and above each prediction on the model scale (its
+        Mondrian cell's conformal quantile of each side)."""
         pred_scale = np.asarray(pred_scale, float)
+        bins = self.bins(pred_scale, regions)
+        lower = getattr(self, "lower", None)
+        if lower is None:  # a symmetric calibrator of an earlier run
+            q = self._quantile(self.conformal, pred_scale, bins, confidence)
+            return q, q
+        side = 1 - (1 - confidence) / 2
+        return self._quantile(lower, pred_scale, bins, side), self._quantile(self.conformal, pred_scale, bins, side)
+
+    @staticmethod
+    def _quantile(conformal: ConformalRegressor, pred_scale: np.ndarray, bins: np.ndarray,
+                  confidence: float) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            iv = self.conformal.predict_int(pred_scale, bins=self.bins(pred_scale, regions), confidence=confidence)
+            iv = conformal.predict_int(pred_scale, bins=bins, confidence=confidence)
         return np.asarray(iv[:, 1], float) - pred_scale
+
+    def half_width(self, pred_scale: np.ndarray, confidence: float, regions: np.ndarray | None = None) -> np.ndarray:
+        """The half-width below each prediction (model scale): what a shortfall is measured against."""
+        return self.half_widths(pred_scale, confidence, regions)[0]
 
 
 @dataclass
@@ -146,7 +176,8 @@ class MondrianIntervals:
 
     def interval(self, pred_scale: np.ndarray, fold: np.ndarray | None = None,
                  regions: np.ndarray | None = None) -> pd.DataFrame:
-        """Prediction and interval in percent (0..100) plus the half-width on the model scale.
+        """Prediction and interval in percent (0..100) plus ``half_width_scale``, how far the interval reaches
+        below the prediction on the model scale (the unit of a shortfall, ``brecha_ml.priority``).
 
         ``fold``: for each row, the index of the fold whose calibrator to use (-1 or None: the full one).
         ``regions``: for each row, its region (``region_of``; "" when unknown), needed by region calibrators."""
@@ -155,20 +186,21 @@ class MondrianIntervals:
         fold = np.full(n, -1) if fold is None else np.asarray(fold)
         regional = getattr(self, "full_level", None) is not None
         reg = np.full(n, "", dtype=object) if regions is None else np.asarray(regions, dtype=object)
-        q = np.zeros(n)
+        below, above = np.zeros(n), np.zeros(n)
         for k, cal in [(-1, self.full), *enumerate(self.folds)]:
             rows = np.flatnonzero((fold == k) & ((reg != "") if regional else True))
             if len(rows):
-                q[rows] = cal.half_width(pred_scale[rows], self.confidence, reg[rows] if regional else None)
+                below[rows], above[rows] = cal.half_widths(pred_scale[rows], self.confidence,
+                                                           reg[rows] if regional else None)
         if regional:  # rows without a region: level bins only
             rows = np.flatnonzero(reg == "")
             if len(rows):
-                q[rows] = self.full_level.half_width(pred_scale[rows], self.confidence)
+                below[rows], above[rows] = self.full_level.half_widths(pred_scale[rows], self.confidence)
         pred = from_model_scale(pred_scale)
         return pd.DataFrame({"predicted_internet_pct": pred,
-                             "lower_90": np.minimum(from_model_scale(pred_scale - q), pred),
-                             "upper_90": np.maximum(from_model_scale(pred_scale + q), pred),
-                             "half_width_scale": q})
+                             "lower_90": np.minimum(from_model_scale(pred_scale - below), pred),
+                             "upper_90": np.maximum(from_model_scale(pred_scale + above), pred),
+                             "half_width_scale": below})
 
 
 def oof_intervals(oof_scale: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],

@@ -81,22 +81,32 @@ class Candidate:
     description: str
 
 
-def _standardised(final: RegressorMixin) -> Pipeline:
-    """Median imputation (with missing-value indicators), then standardisation, then ``final``."""
-    return make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler(), final)
+def _standardised(final: RegressorMixin, named: bool = False) -> Pipeline:
+    """Median imputation (with missing-value indicators), then standardisation, then ``final``; ``named``: the
+    steps hand ``final`` a DataFrame with the column names (what a ``TorchMLPRegressor`` with ``monotone`` needs)."""
+    pipe = make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler(), final)
+    return pipe.set_output(transform="pandas") if named else pipe
 
 
-def _hgb(cfg: TrainConfig, seed: int) -> HistGradientBoostingRegressor:
+def monotone_rules(cfg: TrainConfig, features: list[str] | None = None) -> dict[str, int]:
+    """``cfg.monotone`` as {feature: +1 / -1}, limited to ``features`` when given (a dropped feature has no rule)."""
+    return {name: sign for name, sign in cfg.monotone if features is None or name in features}
+
+
+def _hgb(cfg: TrainConfig, seed: int, features: list[str] | None = None) -> HistGradientBoostingRegressor:
     return HistGradientBoostingRegressor(learning_rate=cfg.hgb_learning_rate, max_iter=cfg.hgb_max_iter,
                                          max_depth=cfg.hgb_max_depth, min_samples_leaf=cfg.hgb_min_samples_leaf,
-                                         random_state=seed)
+                                         monotonic_cst=monotone_rules(cfg, features) or None, random_state=seed)
 
 
-def _mlp(cfg: TrainConfig, seed: int) -> Pipeline:
+def _mlp(cfg: TrainConfig, seed: int, features: list[str] | None = None) -> Pipeline:
+    rules = monotone_rules(cfg, features)
     return _standardised(TorchMLPRegressor(hidden=cfg.mlp_hidden, max_epochs=cfg.mlp_max_epochs,
                                            patience=cfg.mlp_patience, batch_size=cfg.mlp_batch_size,
                                            lr=cfg.mlp_lr, random_state=seed, n_bags=cfg.mlp_bags,
-                                           refit_all=cfg.mlp_refit_all))
+                                           refit_all=cfg.mlp_refit_all, monotone=rules or None,
+                                           monotone_units=cfg.mlp_monotone_units),
+                         named=bool(rules))
 
 
 ENSEMBLE = "ensemble_gbm_mlp"
@@ -113,15 +123,19 @@ def assemble_voting(template: VotingRegressor, fitted: dict[str, RegressorMixin]
     return vote
 
 
-def candidates(cfg: TrainConfig, seed: int) -> list[Candidate]:
+def candidates(cfg: TrainConfig, seed: int, features: list[str] | None = None) -> list[Candidate]:
+    """The candidates; ``features``: the columns they will be fitted on (monotone rules for absent ones are
+    dropped). ``hist_gbm`` and ``torch_mlp`` (and so their mean) are monotone in ``cfg.monotone``'s features:
+    ``monotonic_cst`` in the trees, ``brecha_ml.torch_model.MonotoneMLP`` in the network."""
     return [
         Candidate("ridge", "sklearn", _standardised(GroupedRidgeCV()),
                   "Linear baseline: ridge (alpha by GroupKFold over departments) on imputed, standardised features"),
-        Candidate("hist_gbm", "sklearn", _hgb(cfg, seed),
+        Candidate("hist_gbm", "sklearn", _hgb(cfg, seed, features),
                   "scikit-learn HistGradientBoostingRegressor (native missing-value handling)"),
-        Candidate("torch_mlp", "torch", _mlp(cfg, seed),
+        Candidate("torch_mlp", "torch", _mlp(cfg, seed, features),
                   "PyTorch MLP on imputed, standardised features; early stopping on held-out departments"),
         Candidate(ENSEMBLE, "torch",
-                  VotingRegressor([(ENSEMBLE_MEMBERS[0], _hgb(cfg, seed)), (ENSEMBLE_MEMBERS[1], _mlp(cfg, seed))]),
+                  VotingRegressor([(ENSEMBLE_MEMBERS[0], _hgb(cfg, seed, features)),
+                                   (ENSEMBLE_MEMBERS[1], _mlp(cfg, seed, features))]),
                   "Mean of hist_gbm and torch_mlp (on the sqrt scale)"),
     ]

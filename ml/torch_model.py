@@ -11,14 +11,51 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 
-def _mlp(n_in: int, hidden: tuple[int, ...], dropout: float) -> torch.nn.Sequential:
+def _body(n_in: int, hidden: tuple[int, ...], dropout: float) -> list[torch.nn.Module]:
     layers: list[torch.nn.Module] = []
     width = n_in
     for h in hidden:
         layers += [torch.nn.Linear(width, h), torch.nn.SiLU(), torch.nn.Dropout(dropout)]
         width = h
-    layers.append(torch.nn.Linear(width, 1))
-    return torch.nn.Sequential(*layers)
+    return layers
+
+
+def _mlp(n_in: int, hidden: tuple[int, ...], dropout: float) -> torch.nn.Sequential:
+    return torch.nn.Sequential(*_body(n_in, hidden, dropout), torch.nn.Linear(hidden[-1] if hidden else n_in, 1))
+
+
+class MonotoneMLP(torch.nn.Module):
+    """A network monotone by construction in some inputs, free in the others, with interactions between them.
+
+    The free inputs go through the usual SiLU body to a context ``h``. The monotone inputs ``m`` (each multiplied
+    by its sign, so that every one should *raise* the output) enter only through ``units`` terms
+
+        out = head(h) + sum_k softplus(a_k(h)) * tanh(sum_j softplus(w_kj) * m_j + c_k(h))
+
+    whose amplitudes (``softplus``) and slopes (``softplus(w)``) are positive whatever the weights, so
+    d out / d m_j >= 0 for every input row (tanh is increasing): no training run, seed or district can give a
+    monotone input the wrong sign. The context sets where each step sits and how tall it is (e.g. electricity
+    matters more where poverty is lower), so the effect of a monotone input still depends on the district."""
+
+    def __init__(self, n_in: int, hidden: tuple[int, ...], dropout: float, monotone: list[int], signs: list[int],
+                 units: int = 4) -> None:
+        super().__init__()
+        free = [i for i in range(n_in) if i not in set(monotone)]
+        self.register_buffer("free_idx", torch.tensor(free, dtype=torch.long))
+        self.register_buffer("mono_idx", torch.tensor(monotone, dtype=torch.long))
+        self.register_buffer("mono_sign", torch.tensor(signs, dtype=torch.float32))
+        self.body = torch.nn.Sequential(*_body(len(free), hidden, dropout))
+        width = hidden[-1] if hidden else len(free)
+        self.head = torch.nn.Linear(width, 1)
+        self.amplitude = torch.nn.Linear(width, units)
+        self.shift = torch.nn.Linear(width, units)
+        self.slope = torch.nn.Parameter(torch.zeros(units, len(monotone)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.body(x[:, self.free_idx])
+        m = x[:, self.mono_idx] * self.mono_sign
+        steps = torch.tanh(m @ torch.nn.functional.softplus(self.slope).T + self.shift(h))
+        return self.head(h) + (torch.nn.functional.softplus(self.amplitude(h)) * steps).sum(1, keepdim=True)
 
 
 class TorchMLPRegressor(RegressorMixin, BaseEstimator):
@@ -30,6 +67,9 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
     ``val_fraction`` of the rows, never all of them): the network stops when it stops improving on departments
     it does not train on, which is what spatial CV and the withheld-department case ask of it. Without
     ``groups`` it is a random ``val_fraction`` of the rows.
+    ``monotone`` maps input column names to +1 (the output must not fall when it rises) or -1 (must not rise):
+    those columns (found by name in the ``X`` given to ``fit``, a DataFrame) feed a ``MonotoneMLP``, which is
+    monotone in them by construction. Names absent from ``X`` are ignored; without any, the plain network.
     ``n_bags`` networks are trained with seeds ``random_state``, ``random_state + 1``, ... (each with its own
     initialisation, batch order and validation split) and their predictions averaged: bagging over seeds
     removes most of a single network's seed sensitivity.
@@ -38,7 +78,7 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
     def __init__(self, hidden: tuple[int, ...] = (64, 32), dropout: float = 0.1, lr: float = 3e-3,
                  weight_decay: float = 1e-3, batch_size: int = 64, max_epochs: int = 300, patience: int = 30,
                  val_fraction: float = 0.15, random_state: int = 0, n_threads: int = 1, n_bags: int = 1,
-                 refit_all: bool = False) -> None:
+                 refit_all: bool = False, monotone: dict[str, int] | None = None, monotone_units: int = 4) -> None:
         self.hidden = hidden
         self.dropout = dropout
         self.lr = lr
@@ -51,10 +91,16 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
         self.n_threads = n_threads
         self.n_bags = n_bags
         self.refit_all = refit_all
+        self.monotone = monotone
+        self.monotone_units = monotone_units
 
     def fit(self, X, y, groups=None) -> TorchMLPRegressor:  # noqa: N803 (scikit-learn naming)
         torch.set_num_threads(self.n_threads)
         torch.use_deterministic_algorithms(True)
+        names = [str(c) for c in getattr(X, "columns", [])]
+        rules = {n: int(np.sign(s)) for n, s in (self.monotone or {}).items() if n in names and s}
+        self.monotone_idx_ = [names.index(n) for n in rules]
+        self.monotone_sign_ = list(rules.values())
         x = np.asarray(X, dtype=np.float32)
         t = np.asarray(y, dtype=np.float32).ravel()
         self.n_features_in_ = x.shape[1]
@@ -84,7 +130,7 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
         return order[n_val:], order[:n_val]
 
     def _fit_one(self, x: np.ndarray, t: np.ndarray, seed: int,
-                 groups: np.ndarray | None = None) -> tuple[torch.nn.Sequential, float, int]:
+                 groups: np.ndarray | None = None) -> tuple[torch.nn.Module, float, int]:
         tr, val = self.validation_split(len(x), seed, groups)
         net, best, best_epoch = self._train(x, t, tr, val, seed, self.max_epochs)
         if self.refit_all:  # the early-stopping split chose the number of epochs; train that long on every row
@@ -92,12 +138,14 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
         return net, best, best_epoch
 
     def _train(self, x: np.ndarray, t: np.ndarray, tr: np.ndarray, val: np.ndarray | None, seed: int,
-               epochs: int) -> tuple[torch.nn.Sequential, float, int]:
+               epochs: int) -> tuple[torch.nn.Module, float, int]:
         """Train one network on rows ``tr``; with ``val``, keep the best epoch on those rows and stop after
         ``patience`` epochs without improvement; without, train ``epochs`` epochs."""
         torch.manual_seed(seed)
         xt, yt = torch.from_numpy(x[tr]), torch.from_numpy(t[tr])
-        net = _mlp(x.shape[1], tuple(self.hidden), self.dropout)
+        net = (MonotoneMLP(x.shape[1], tuple(self.hidden), self.dropout, self.monotone_idx_, self.monotone_sign_,
+                           getattr(self, "monotone_units", 4))
+               if getattr(self, "monotone_idx_", None) else _mlp(x.shape[1], tuple(self.hidden), self.dropout))
         # fused: one kernel per step for every parameter (CPU), ~30 % less time per network than the per-tensor loop
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=True)
         loss_fn = torch.nn.MSELoss()

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from brecha.config import DEFAULT_SEED
 from brecha.db import session
 from brecha.errors import BrechaError
-from brecha_ml import artifacts, drift, segments, store
+from brecha_ml import artifacts, drift, seeds, segments, store
 from brecha_ml.config import FULL, TrainConfig
 from brecha_ml.features import FEATURE_NAMES, GROUP, TARGET, build_feature_table, load_marts
 from brecha_ml.intervals import MIN_PER_BIN, coverage_tables, oof_intervals, region_of
@@ -69,9 +69,23 @@ class TrainResult:
             lines.append(f" {mark} {name:<18} R² {m['r2']:.3f}  MAE {m['mae']:.2f} pp  RMSE {m['rmse']:.2f} pp  "
                          f"90% interval coverage {m['coverage']:.1%}  (household-weighted: R² {m['r2_hh']:.3f}, "
                          f"MAE {m['mae_hh']:.2f} pp)")
-        lines.append(f"selected: {self.selected_model} (lowest spatial-CV MAE); its intervals cover less than 85 % "
+        why = ("its MAE beats the best single model's by at least the ensemble margin" if self.selected_model == ENSEMBLE
+               else "lowest spatial-CV MAE of the single models; the ensemble is served only when it beats that by "
+                    "the ensemble margin")
+        lines.append(f"selected: {self.selected_model} ({why}); its intervals cover less than 85 % "
                      f"in {self.departments_below_85} department(s)")
         return "\n".join(lines)
+
+
+def select(cands: list[Candidate], mae: dict[str, float], ensemble_margin_pp: float) -> Candidate:
+    """The candidate to serve: the lowest spatial-CV MAE among the single models, or the ensemble when its MAE is
+    lower than that by at least ``ensemble_margin_pp`` (an average of two models is served only when it earns its
+    extra moving part; a difference of a few hundredths of a point is noise between seeds)."""
+    single = min((c for c in cands if c.name != ENSEMBLE), key=lambda c: mae[c.name])
+    ensemble = next((c for c in cands if c.name == ENSEMBLE), None)
+    if ensemble is not None and mae[ensemble.name] <= mae[single.name] - ensemble_margin_pp:
+        return ensemble
+    return single
 
 
 def data_fingerprint(X: pd.DataFrame, y: pd.Series, groups: pd.Series) -> str:  # noqa: N803
@@ -122,8 +136,25 @@ def train(seed: int = DEFAULT_SEED, config: TrainConfig = FULL) -> TrainResult:
         return _train(seed, config)
 
 
-def _train(seed: int, config: TrainConfig) -> TrainResult:
-    started = time.perf_counter()
+@dataclass
+class TrainingData:
+    """The marts and the training rows every training-like step starts from (``load_training_data``)."""
+
+    marts: pd.DataFrame
+    features_all: pd.DataFrame  # every district, the used features
+    known: np.ndarray  # districts with a census share
+    used: list[str]
+    X: pd.DataFrame  # noqa: N815 (known districts, used features)
+    y: np.ndarray
+    groups: np.ndarray
+    folds: list[tuple[np.ndarray, np.ndarray]]
+    fingerprint: str
+    weights: np.ndarray  # households of the known districts
+    config: TrainConfig
+
+
+def load_training_data(config: TrainConfig = FULL) -> TrainingData:
+    """Marts → feature table, used features, spatial folds, data fingerprint (what ``brecha train`` trains on)."""
     marts = _load()
     features_all = build_feature_table(marts)
     known = marts[TARGET].notna().to_numpy()
@@ -133,33 +164,76 @@ def _train(seed: int, config: TrainConfig) -> TrainResult:
     used = active_features(features_all[known], config.min_feature_coverage)
     X_all = features_all[used]  # noqa: N806
     X = X_all[known]  # noqa: N806
-    y = marts[TARGET].to_numpy(float)[known]
     groups = marts[GROUP].astype(str).to_numpy()[known]
-    folds = fold_indices(X, groups, config.n_splits)
-    run_at = datetime.now(UTC).replace(tzinfo=None)
-    run_id = f"{run_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    fingerprint = data_fingerprint(X_all, marts[TARGET], marts[GROUP])
+    return TrainingData(marts, features_all, known, used, X, marts[TARGET].to_numpy(float)[known], groups,
+                        fold_indices(X, groups, config.n_splits), data_fingerprint(X_all, marts[TARGET], marts[GROUP]),
+                        household_weights(marts["population"].to_numpy(float)[known]), config)
 
-    cands = candidates(config, seed)
+
+@dataclass
+class CandidatesCV:
+    """Every candidate's spatial CV on ``data`` for one seed, its out-of-fold intervals and the selected one."""
+
+    data: TrainingData
+    seed: int
+    cands: list[Candidate]
+    cvs: dict[str, CVResult]
+    timing: dict[str, float]
+    calibrated: dict[str, tuple]  # name -> (MondrianIntervals, out-of-fold interval frame)
+    cover: dict[str, pd.DataFrame]
+    best: Candidate
+
+    def seed_rows(self, seconds: float, run_id: str | None = None) -> pd.DataFrame:
+        """One ``ml.seed_metrics`` row per candidate (``brecha_ml.seeds``)."""
+        d = self.data
+        ubigeos = d.marts["ubigeo"].astype(str).to_numpy()[d.known]
+        rows = [{"data_fingerprint": d.fingerprint, "seed": self.seed, "model_name": c.name, "run_id": run_id,
+                 "computed_at": datetime.now(UTC).replace(tzinfo=None), "selected": c is self.best,
+                 **seeds.figures(self.cvs[c.name], self.calibrated[c.name][1], d.y, d.groups, d.weights, ubigeos),
+                 "seconds": seconds} for c in self.cands]
+        return pd.DataFrame(rows)
+
+
+def cross_validate_candidates(data: TrainingData, seed: int) -> CandidatesCV:
+    """Spatial CV of every candidate (the ensemble assembled from its members' fold models), Mondrian intervals
+    from each one's out-of-fold residuals, and the one to serve (``select``)."""
+    config, X, y, groups, folds = data.config, data.X, data.y, data.groups, data.folds  # noqa: N806
+    cands = candidates(config, seed, data.used)
     cvs: dict[str, CVResult] = {}
     timing: dict[str, float] = {}
-    for cand in cands:
-        t = time.perf_counter()
-        if cand.name == ENSEMBLE:  # members are candidates too: reuse their fold models
-            members = {name: cvs[name] for name in ENSEMBLE_MEMBERS}
-            cvs[cand.name] = cross_validate_ensemble(cand.estimator, members, X, y, groups, folds)
-            timing[cand.name] = time.perf_counter() - t + sum(timing[name] for name in ENSEMBLE_MEMBERS)
-        else:
-            cvs[cand.name] = cross_validate(cand.estimator, X, y, groups, folds)
-            timing[cand.name] = time.perf_counter() - t
-    weights = household_weights(marts["population"].to_numpy(float)[known])
+    with threadpool_limits(limits=1):
+        torch.set_num_threads(1)
+        for cand in cands:
+            t = time.perf_counter()
+            if cand.name == ENSEMBLE:  # members are candidates too: reuse their fold models
+                members = {name: cvs[name] for name in ENSEMBLE_MEMBERS}
+                cvs[cand.name] = cross_validate_ensemble(cand.estimator, members, X, y, groups, folds)
+                timing[cand.name] = time.perf_counter() - t + sum(timing[name] for name in ENSEMBLE_MEMBERS)
+            else:
+                cvs[cand.name] = cross_validate(cand.estimator, X, y, groups, folds)
+                timing[cand.name] = time.perf_counter() - t
     regions = region_of(groups) if config.interval_regions else None
-    calibrated = {c.name: oof_intervals(cvs[c.name].oof_scale, y, folds, config.confidence,
+    calibrated = {c.name: oof_intervals(cvs[c.name].oof_scale, y, folds, config.conformal_level,
                                         config.interval_level_bins, regions) for c in cands}
-    cover = {c.name: coverage_tables(y, calibrated[c.name][1], groups, weights).assign(model_name=c.name)
+    cover = {c.name: coverage_tables(y, calibrated[c.name][1], groups, data.weights).assign(model_name=c.name)
              for c in cands}
+    best = select(cands, {name: cv.pooled["mae"] for name, cv in cvs.items()}, config.ensemble_margin_pp)
+    return CandidatesCV(data, seed, cands, cvs, timing, calibrated, cover, best)
+
+
+def _train(seed: int, config: TrainConfig) -> TrainResult:
+    started = time.perf_counter()
+    data = load_training_data(config)
+    marts, features_all, known, used = data.marts, data.features_all, data.known, data.used
+    X_all = features_all[used]  # noqa: N806
+    X, y, groups, folds, fingerprint, weights = data.X, data.y, data.groups, data.folds, data.fingerprint, data.weights  # noqa: N806
+    run_at = datetime.now(UTC).replace(tzinfo=None)
+    run_id = f"{run_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+    ccv = cross_validate_candidates(data, seed)
+    cands, cvs, timing, calibrated, cover, best = ccv.cands, ccv.cvs, ccv.timing, ccv.calibrated, ccv.cover, ccv.best
     coverage = {name: float(t.loc[t["scope"] == "pooled", "coverage"].iloc[0]) for name, t in cover.items()}
-    best = min(cands, key=lambda c: cvs[c.name].pooled["mae"])
+    seed_rows = ccv.seed_rows(sum(timing[c.name] for c in cands if c.name != ENSEMBLE), run_id)
 
     full_fits: dict = {}
     final = _fit_final(best, cands, X, y, groups, full_fits)
@@ -187,13 +261,16 @@ def _train(seed: int, config: TrainConfig) -> TrainResult:
         cfg = {**common, "model_name": cand.name, "description": cand.description, "params": params,
                "selected": is_best,
                "wrapper": "brecha_ml.selected.SelectedRegressor" if is_best else None,
-               "conformal": {"confidence": config.confidence, "library": "crepes.ConformalRegressor (Mondrian)",
+               "conformal": {"confidence": config.confidence, "conformal_level": config.conformal_level,
+                             "sides": "a conformal quantile per side (above / below the prediction), each at "
+                                      "1 - (1 - conformal_level) / 2",
+                             "library": "crepes.ConformalRegressor (Mondrian)",
                              "bins": f"up to {config.interval_level_bins} equal-frequency bins of the predicted level"
                                      f" (at least {MIN_PER_BIN} residuals each)"
                                      + (" within each region (costa/sierra/selva by department)"
                                         if config.interval_regions else ""),
                              "cv": f"GroupKFold({config.n_splits}) by {GROUP}",
-                             "score": "absolute out-of-fold residual, sqrt scale",
+                             "score": "out-of-fold residual above / below the prediction, sqrt scale",
                              "fold_departments": regressor.fold_departments}
                if is_best else None}
         path = artifacts.save_model(run_id, cand.name, model, cand.family, cfg, metrics)
@@ -230,6 +307,7 @@ def _train(seed: int, config: TrainConfig) -> TrainResult:
         store.append(con, "feature_drift", drift_df.assign(run_id=run_id))
         store.append(con, "interval_coverage_by_group", pd.concat(cover.values(), ignore_index=True)
                      .assign(run_id=run_id))
+        seeds.append(con, seed_rows)
         con.execute("COMMIT")
 
     summary = {}

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from shapely.geometry import box
 
-from brecha_ml.clusters import CLUSTER_LABELS, KNN_K, build_graph, lisa_table
+from brecha_ml.clusters import CLUSTER_LABELS, KNN_K, PERMUTATIONS, build_graph, lisa_table
 
 N = 7
 HIGH = {(r, c) for r in range(3) for c in range(3)}  # top-left 3x3 block
@@ -70,7 +70,7 @@ def test_lisa_finds_the_high_and_the_low_block_on_a_queen_grid() -> None:
     # global I: esda's value equals the formula; strongly positive, and the permutation p-value is at its floor
     neighbours = {u: list(graph.w.neighbors[u]) for u in ids}
     assert summary["moran_i"] == pytest.approx(moran_by_hand(values.to_numpy(), neighbours, ids), rel=1e-9)
-    assert summary["moran_i"] > 0.5 and summary["p_value"] == pytest.approx(1 / 1000)
+    assert summary["moran_i"] > 0.5 and summary["p_value"] == pytest.approx(1 / (PERMUTATIONS + 1))
     assert summary["expected_i"] == pytest.approx(-1 / (len(ids) - 1))
     # spatial lag = mean of the neighbours' values
     assert by.loc[cell(0, 0), "spatial_lag"] == pytest.approx(values[[cell(0, 1), cell(1, 0), cell(1, 1)]].mean())
@@ -155,3 +155,46 @@ def test_cluster_step_is_deterministic_and_replaces_its_run(clustered_home: Path
     with duckdb.connect(str(clustered_home / "brecha.duckdb"), read_only=True) as con:
         after = con.execute(query).df()
     pd.testing.assert_frame_equal(before, after)
+
+
+def test_false_discovery_rate_control_drops_the_chance_clusters_of_values_without_pattern() -> None:
+    """A 20 x 20 grid of shuffled values has no spatial pattern: the earlier rule (esda's directed p <= 0.05 for each
+    of 400 cells) still finds chance clusters; two-sided p-values under the Benjamini-Hochberg cut-off find none."""
+    n = 20
+    ids = [f"{r:02d}{c:02d}" for r in range(n) for c in range(n)]
+    geoms = {u: box(int(u[2:]), -int(u[:2]) - 1, int(u[2:]) + 1, -int(u[:2])) for u in ids}
+    lon = np.array([int(u[2:]) + 0.5 for u in ids])
+    lat = np.array([-int(u[:2]) - 0.5 for u in ids])
+    values = pd.Series(np.random.default_rng(3).normal(size=len(ids)), index=ids)
+    table, summary = lisa_table(values, build_graph(ids, lon, lat, geoms), seed=42)
+    assert summary["n_significant_directed"] >= 10  # ~5-10 % of 400 cells by chance
+    assert summary["n_significant_directed"] > summary["n_significant_two_sided"] > summary["n_significant"]
+    assert summary["n_significant"] <= 1 and summary["p_value_cutoff"] < 0.05
+    assert (table["cluster"] != "not significant").sum() == summary["n_significant"]
+
+
+def test_two_sided_p_values_keep_the_blocks_under_the_false_discovery_rate_cut_off() -> None:
+    ids, lon, lat, geoms, values = grid()
+    table, summary = lisa_table(values, build_graph(ids, lon, lat, geoms), seed=42)
+    significant = table["cluster"] != "not significant"
+    assert (table.loc[significant, "p_value"] <= summary["p_value_cutoff"]).all()
+    assert (table.loc[~significant, "p_value"] > summary["p_value_cutoff"]).all()
+    assert summary["n_significant"] == significant.sum() >= 12  # both 3 x 3 blocks' cores and more
+
+
+def test_readme_cluster_figures_are_generated_from_the_marts(clustered_home: Path) -> None:
+    from brecha_ml.clusters import README_END, README_START, readme_block, replace_readme_block
+
+    with duckdb.connect(str(clustered_home / "brecha.duckdb"), read_only=True) as con:
+        block = readme_block(con)
+        glob = con.execute("SELECT measure, n_high_high, n_low_low, n_significant_directed, run_id "
+                           "FROM marts.mart_spatial_autocorrelation ORDER BY measure").fetchall()
+    for measure, hh, ll, directed, run_id in glob:
+        row = next(x for x in block.splitlines() if x.startswith(f"| {measure} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[3:5] == [str(hh), str(ll)] and cells[-1] == str(directed)
+        assert run_id in block
+    text = f"before\n{README_START}\nold figures\n{README_END}\nafter\n"
+    assert replace_readme_block(text, block) == f"before\n{block}\nafter\n"
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    assert readme.count(README_START) == 1 and readme.count(README_END) == 1  # the README holds the block

@@ -13,7 +13,7 @@ import duckdb
 import pytest
 from browser import dump_dom, visible_text
 from click.testing import CliRunner
-from conftest import own_home
+from conftest import TEST_SEED, own_home
 
 from brecha.cli import cli
 
@@ -63,6 +63,29 @@ def test_brecha_runs_lists_runs_with_metrics(published: dict) -> None:
     line = next(x for x in proc.stdout.splitlines() if x.startswith(run_id))
     assert name in line and f"{mae:.3f}" in line
     assert times >= 1 and line.split()[-3] == str(times), line  # the fixture rescored it (other tests may have too)
+
+
+def test_brecha_runs_shows_mean_and_sd_over_seeds(published: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training recorded its own seed in ml.seed_metrics; one more seed (the FAST settings, to keep the test short)
+    and `brecha runs` prints the mean ± SD over both for the latest run's data."""
+    from brecha_ml import seeds
+    from brecha_ml.config import FAST
+
+    home = published["home"]
+    monkeypatch.setenv("BRECHA_HOME", str(home))
+    seeds.run((1,), FAST)
+    with duckdb.connect(str(home / "brecha.duckdb"), read_only=True) as con:
+        rows = seeds.latest(con)
+    assert sorted(set(rows["seed"])) == sorted({1, TEST_SEED})
+    r2 = rows.loc[rows["selected"].astype(bool)].groupby("seed")["r2"].first()
+    proc = _brecha(["runs"], home)
+    assert proc.returncode == 0, proc.stderr
+    assert "spatial CV over 2 seed(s)" in proc.stdout
+    served = next(x for x in proc.stdout.splitlines() if x.startswith(" * "))
+    name = rows.loc[rows["selected"].astype(bool) & (rows["seed"] == 1), "model_name"].iloc[0]
+    mean = rows.loc[rows["model_name"] == name, "r2"]
+    assert f"R² {mean.mean():.4f} ± {mean.std():.4f}" in proc.stdout
+    assert len(r2) == 2 and served.split()[1] in set(rows["model_name"])
 
 
 def test_sql_prompt_reads_the_serving_copy_and_cannot_write(published: dict) -> None:

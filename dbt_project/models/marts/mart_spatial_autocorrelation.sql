@@ -29,7 +29,11 @@ final as (
         autocorrelation.n_high_high::integer as n_high_high,
         autocorrelation.n_low_low::integer as n_low_low,
         autocorrelation.n_high_low::integer as n_high_low,
-        autocorrelation.n_low_high::integer as n_low_high
+        autocorrelation.n_low_high::integer as n_low_high,
+        autocorrelation.p_value_cutoff::double as p_value_cutoff,
+        autocorrelation.n_significant::integer as n_significant,
+        autocorrelation.n_significant_two_sided::integer as n_significant_two_sided,
+        autocorrelation.n_significant_directed::integer as n_significant_directed
     from autocorrelation
     inner join priorities_run on autocorrelation.run_id = priorities_run.run_id
 )

@@ -21,7 +21,11 @@ source as (
         ['n_high_high', 'integer'],
         ['n_low_low', 'integer'],
         ['n_high_low', 'integer'],
-        ['n_low_high', 'integer']
+        ['n_low_high', 'integer'],
+        ['p_value_cutoff', 'double'],
+        ['n_significant', 'integer'],
+        ['n_significant_two_sided', 'integer'],
+        ['n_significant_directed', 'integer']
     ]) }}
 ),
 
@@ -43,7 +47,11 @@ renamed as (
         n_high_high,
         n_low_low,
         n_high_low,
-        n_low_high
+        n_low_high,
+        p_value_cutoff,
+        n_significant,
+        n_significant_two_sided,
+        n_significant_directed
     from source
 )
 
