@@ -821,7 +821,7 @@ def model_performance(t: Tr) -> dict[str, Any]:
                             "cobertura del intervalo de 90 %.",
                             "One run is one seed. Spatial CV repeated over seeds (`brecha seeds`; training adds its "
                             "own) on the same data: mean and SD per model; served = the model the runs serve; "
-                            "coverage of the 90 % interval."),
+                            "coverage of the 90 % interval.")),
     ]
     return dashboard(t, "brecha-model-performance", t("Brecha · Desempeño del modelo", "Brecha · Model performance"),
                      t("¿Qué tan buenas son las predicciones? Métricas de validación cruzada, cobertura de los "
