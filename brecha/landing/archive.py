@@ -22,9 +22,9 @@ def store(src: SourceFile, archive: Path) -> str:
     if existing:
         return existing[0].relative_to(archive).as_posix()
     folder.mkdir(parents=True, exist_ok=True)
-    dest = folder / src.path.name
+    dest = folder / src.original.name
     with replacing(dest, ".partial") as tmp:
-        shutil.copyfile(src.path, tmp)
+        shutil.copyfile(src.original, tmp)
     return dest.relative_to(archive).as_posix()
 
 

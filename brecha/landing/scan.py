@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from brecha.errors import InputFileError
+from brecha.landing import convert
 
 DOC_SUFFIXES = frozenset({".md", ".txt", ".pdf"})
 CHUNK = 1 << 20
@@ -28,6 +29,14 @@ class SourceFile:
     size: int
     fmt: str  # 'csv' | 'json' | 'xlsx'
     encoding: str  # DuckDB encoding name for text files: 'utf-8' | 'latin-1' | 'utf-16'; '' for xlsx
+    container: str = ""  # '' or how the file was found when ``path`` is a CSV made from it (brecha.landing.convert)
+    member: str = ""  # the zip member read, for a zip
+    origin: Path | None = None  # the file as found, when ``path`` is a CSV converted from it
+
+    @property
+    def original(self) -> Path:
+        """The file as found (what the archive keeps)."""
+        return self.origin or self.path
 
 
 def walk(root: Path, runtime: Path | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -53,15 +62,34 @@ def walk(root: Path, runtime: Path | None = None) -> tuple[list[Path], list[tupl
     return files, skipped
 
 
+def _digest(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in _chunks(path):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
 def _chunks(path: Path) -> Iterator[bytes]:
     with path.open("rb") as fh:
         while chunk := fh.read(CHUNK):
             yield chunk
 
 
-def inspect(path: Path, root: Path) -> SourceFile:
-    """Hash the file and tell its format and encoding from its bytes (never from its name)."""
+def inspect(path: Path, root: Path, cache: Path | None = None) -> SourceFile:
+    """Hash the file and tell its format and encoding from its bytes (never from its name). A zip (not a
+    workbook), a Stata or an SPSS file is converted into a CSV in ``cache`` (``brecha.landing.convert``) and
+    described as that CSV, keeping its own name, checksum and size."""
     rel = path.relative_to(root).as_posix()
+    if cache is not None:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    if cache is not None and (kind := convert.container_of(head, path)):
+        sha, size = _digest(path)
+        done = convert.to_csv(rel, path, sha, kind, cache)
+        inner = inspect(done.path, done.path.parent)
+        return SourceFile(done.path, rel, sha, size, inner.fmt, inner.encoding, done.container, done.member, path)
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
     head = b""
