@@ -17,6 +17,8 @@ from brecha.config import paths
 from brecha.runlock import hold
 
 if TYPE_CHECKING:
+    import duckdb
+
     from brecha.atlas import AtlasResult
     from brecha.dbt import DbtSummary
     from brecha.landing.result import IngestResult
@@ -132,6 +134,9 @@ def print_summary(results: RunResults) -> None:
             "from marts.mart_digital_divide_index order by national_rank limit 10"
         ).fetchall()
         empty = gaps(con)
+        survey = survey_summary(con)
+    if survey:
+        console.print(survey, markup=False)
     t = Table(title="The ten districts with the widest digital divide")
     for col in ("rank", "ubigeo", "district", "department", "divide index"):
         t.add_column(col)
@@ -143,3 +148,24 @@ def print_summary(results: RunResults) -> None:
                       "(add one to the folder and run again)", markup=False)
         for gap in empty:
             console.print(f"  - {gap}", markup=False)
+
+
+def survey_summary(con: duckdb.DuckDBPyConnection) -> str:
+    """ENAHO's interviews left out (RESULT other than 1: blank ICT answers) and the 2023 questionnaire break, from
+    fct_department_adoption_yearly; '' when it is empty or absent."""
+    try:
+        row = con.execute(
+            "SELECT sum(households_sampled), sum(households_incomplete), min(year), max(year), "
+            "min(year) FILTER (WHERE is_series_break) FROM marts.fct_department_adoption_yearly").fetchone()
+    except Exception:  # noqa: BLE001 - a warehouse built before the mart had these columns
+        return ""
+    complete, incomplete, first, last, brk = row
+    if not complete:
+        return ""
+    total = complete + incomplete
+    text = (f"ENAHO {first}-{last}: {complete:,} complete interviews in the survey shares; {incomplete:,} not "
+            f"completed (RESULT other than 1, {100 * incomplete / total:.1f} %) left out of numerator and denominator")
+    if brk is not None:
+        text += (f"; from {brk} P1144 counts any internet access (members' mobile data included): internet_pct "
+                 f"and fixed_internet_pct are not comparable across {brk} (is_series_break)")
+    return text

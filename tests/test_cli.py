@@ -72,6 +72,12 @@ def test_run_end_to_end_on_the_synthetic_default(pipeline_run) -> None:
     assert (home / "atlas" / "index.html").is_file(), "brecha run ends with the atlas"
     # the summary names the same ten districts as the mart
     assert all(u in out for (u,) in top)
+    # ENAHO's incomplete interviews are counted as the mart counts them, and the 2023 break is named
+    with duckdb.connect(str(home / "serving" / "brecha.duckdb"), read_only=True) as con:
+        incomplete, brk = con.sql("select sum(households_incomplete), min(year) filter (where is_series_break) "
+                                  "from marts.fct_department_adoption_yearly").fetchone()
+    assert incomplete > 0 and brk == 2023
+    assert f"{incomplete:,} not completed (RESULT other than 1" in out and "not comparable across 2023" in out
 
 
 def test_run_stops_with_a_clear_message_on_a_bad_folder(tmp_path: Path) -> None:
