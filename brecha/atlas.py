@@ -167,6 +167,7 @@ class AtlasData:
     proj: Projection
     paths: dict[str, str]
     bbox: dict[str, tuple[float, float, float, float]]
+    fixed: pd.DataFrame = field(default_factory=pd.DataFrame)  # PUNKU connections per 100 households by quarter
 
 
 def load(con: duckdb.DuckDBPyConnection) -> AtlasData:
@@ -204,10 +205,16 @@ def load(con: duckdb.DuckDBPyConnection) -> AtlasData:
     departments = (districts.groupby(["department_code", "department"], as_index=False)
                    .agg(n_districts=("ubigeo", "size"), population=("population", "sum"))
                    .sort_values("department_code").reset_index(drop=True))
-    trend = (con.execute("SELECT department_code, year, internet_pct, internet_se, households_sampled "
+    trend = (con.execute("SELECT department_code, year, internet_pct, internet_se, fixed_internet_pct, "
+                         "fixed_internet_se, households_sampled "
                          "FROM marts.fct_department_adoption_yearly WHERE internet_pct IS NOT NULL "
+                         "AND internet_se IS NOT NULL "  # one conglomerate: no standard error, no band; not drawn
                          "ORDER BY department_code, year").df()
              if table_exists(con, "marts", "fct_department_adoption_yearly") else pd.DataFrame())
+    fixed = (con.execute("SELECT department_code, year(quarter_start) + (month(quarter_start) + 2) / 12.0 AS t, "
+                         "connections_per_100_households FROM marts.fct_department_fixed_connections_quarterly "
+                         "ORDER BY department_code, t").df()
+             if table_exists(con, "marts", "fct_department_fixed_connections_quarterly") else pd.DataFrame())
     moran = (con.execute("SELECT * FROM marts.mart_spatial_autocorrelation ORDER BY measure").df()
              if table_exists(con, "marts", "mart_spatial_autocorrelation") else pd.DataFrame())
     current = current_snapshot(con)
@@ -234,7 +241,7 @@ def load(con: duckdb.DuckDBPyConnection) -> AtlasData:
                 outline_paths[code] = d
     return AtlasData(districts=districts, boundaries=boundaries, departments=departments,
                      department_outlines=outline_paths, trend=trend, moran=moran, snapshot=snapshot, proj=proj,
-                     paths=svg_paths, bbox=bbox)
+                     paths=svg_paths, bbox=bbox, fixed=fixed)
 
 
 # --- colours and words ------------------------------------------------------------------------------------------
@@ -365,34 +372,76 @@ def _class_labels(breaks: list[float], unit: str, worse_when_high: bool) -> list
     return items
 
 
-def trend_svg(trend: pd.DataFrame) -> str:
-    """Survey share of households with internet by year, with a 95 % band (± 1.96 standard errors)."""
-    if trend.empty:
-        return '<p class="note">No ENAHO survey year for this department.</p>'
-    w, h, m = 360, 150, 34
-    years = trend["year"].astype(int).tolist()
-    lo = (trend["internet_pct"] - 1.96 * trend["internet_se"].fillna(0)).clip(lower=0)
-    hi = (trend["internet_pct"] + 1.96 * trend["internet_se"].fillna(0)).clip(upper=100)
-    ymax = max(10.0, math.ceil(float(hi.max()) / 10) * 10)
-    x0, x1 = min(years), max(years)
+NEW_QUESTIONNAIRE = 2023  # ENAHO: from this year P1144 counts any internet access and P114B1 is fixed internet
+Z90 = 1.645
+# (column, years, css class, Spanish label): each question its own line, none drawn across the 2023 break
+TREND_SERIES = (
+    ("internet_pct", "before", "s-hogar", "Internet del hogar (P1144, hasta 2022)"),
+    ("internet_pct", "after", "s-acceso", "Cualquier acceso (P1144, desde 2023)"),
+    ("fixed_internet_pct", "after", "s-fijo", "Internet fijo (P114B1, desde 2023)"),
+)
 
-    def sx(y: int) -> float:
+
+def trend_svg(trend: pd.DataFrame, fixed: pd.DataFrame | None = None) -> str:
+    """ENAHO's shares of households by year with their 90 % bands (± 1.645 design standard errors), one line per
+    question on each side of the 2023 questionnaire change (marked), and PUNKU's fixed connections per 100
+    households by quarter (dashed)."""
+    if trend.empty:
+        return '<p class="note">Sin años de la encuesta ENAHO para este departamento.</p>'
+    fixed = fixed if fixed is not None else pd.DataFrame()
+    w, h, m = 360, 200, 34
+    years = trend["year"].astype(int).tolist()
+    x0 = min([*years, *(fixed["t"].tolist() if len(fixed) else [])])
+    x1 = max([*years, *(fixed["t"].tolist() if len(fixed) else [])])
+    series = []
+    for column, side, css, label in TREND_SERIES:
+        sel = trend[(trend.year < NEW_QUESTIONNAIRE) if side == "before" else (trend.year >= NEW_QUESTIONNAIRE)]
+        sel = sel[sel[column].notna()]
+        if len(sel):
+            se = sel[column.replace("_pct", "_se")].fillna(0)
+            series.append((sel.year.astype(int).tolist(), sel[column].tolist(), (sel[column] - Z90 * se).clip(lower=0)
+                           .tolist(), (sel[column] + Z90 * se).clip(upper=100).tolist(), css, label))
+    top = max([max(s[3]) for s in series] + (fixed["connections_per_100_households"].tolist() if len(fixed) else []))
+    ymax = max(10.0, math.ceil(float(top) / 10) * 10)
+
+    def sx(y: float) -> float:
         return m + (w - m - 10) * ((y - x0) / (x1 - x0) if x1 > x0 else 0.5)
 
     def sy(v: float) -> float:
-        return h - 22 - (h - 32) * v / ymax
+        return h - 62 - (h - 72) * v / ymax
 
-    band = " ".join(f"{sx(y):.1f},{sy(v):.1f}" for y, v in zip(years, hi, strict=True))
-    band += " " + " ".join(f"{sx(y):.1f},{sy(v):.1f}" for y, v in zip(reversed(years), reversed(lo.tolist()), strict=True))
-    line = " ".join(f"{sx(y):.1f},{sy(v):.1f}" for y, v in zip(years, trend["internet_pct"], strict=True))
-    parts = [f'<svg class="trend" viewBox="0 0 {w} {h}" role="img">',
-             f'<polygon points="{band}" class="band"/>', f'<polyline points="{line}" class="line"/>']
-    for y, v in zip(years, trend["internet_pct"], strict=True):
-        parts.append(f'<circle cx="{sx(y):.1f}" cy="{sy(v):.1f}" r="2.5" class="dot"><title>{y}: {v:.1f} %</title></circle>')
+    parts = [f'<svg class="trend" viewBox="0 0 {w} {h}" role="img">']
+    if min(years) < NEW_QUESTIONNAIRE <= max(years):
+        bx = sx(NEW_QUESTIONNAIRE - 0.5)
+        parts.append(f'<line x1="{bx:.1f}" x2="{bx:.1f}" y1="{sy(ymax):.1f}" y2="{sy(0):.1f}" class="break">'
+                     '<title>2023: cambia la pregunta P1144 (cualquier acceso, datos móviles incluidos); las series '
+                     'no son comparables</title></line>')
+        parts.append(f'<text x="{bx - 2:.1f}" y="{sy(0) - 3:.1f}" class="axis" text-anchor="end">cambio de '
+                     'cuestionario →</text>')
+    for ys, vs, lo, hi, css, label in series:
+        band = " ".join(f"{sx(y):.1f},{sy(v):.1f}" for y, v in zip(ys, hi, strict=True))
+        band += " " + " ".join(f"{sx(y):.1f},{sy(v):.1f}" for y, v in zip(reversed(ys), reversed(lo), strict=True))
+        parts.append(f'<polygon points="{band}" class="band {css}"/>')
+        parts.append(f'<polyline points="{" ".join(f"{sx(y):.1f},{sy(v):.1f}" for y, v in zip(ys, vs, strict=True))}" '
+                     f'class="line {css}"><title>{label}</title></polyline>')
+        for y, v in zip(ys, vs, strict=True):
+            parts.append(f'<circle cx="{sx(y):.1f}" cy="{sy(v):.1f}" r="2.5" class="dot {css}"><title>{label}, {y}: '
+                         f'{v:.1f} %</title></circle>')
+    if len(fixed):
+        pts = " ".join(f"{sx(t):.1f},{sy(v):.1f}" for t, v in zip(fixed.t, fixed.connections_per_100_households,
+                                                                   strict=True))
+        parts.append(f'<polyline points="{pts}" class="line s-punku"><title>Conexiones fijas por 100 hogares '
+                     '(PUNKU)</title></polyline>')
     for t in (0, ymax / 2, ymax):
-        parts.append(f'<text x="{m - 4}" y="{sy(t) + 3:.1f}" class="axis" text-anchor="end">{t:.0f} %</text>')
-    for y in sorted({x0, x1}):
-        parts.append(f'<text x="{sx(y):.1f}" y="{h - 6}" class="axis" text-anchor="middle">{y}</text>')
+        parts.append(f'<text x="{m - 4}" y="{sy(t) + 3:.1f}" class="axis" text-anchor="end">{t:.0f}</text>')
+    for y in sorted({int(x0), int(x1)}):
+        parts.append(f'<text x="{sx(y):.1f}" y="{sy(0) + 11:.1f}" class="axis" text-anchor="middle">{y}</text>')
+    legend = [(css, label) for *_, css, label in series] + ([("s-punku", "Conexiones fijas por 100 hogares (PUNKU)")]
+                                                          if len(fixed) else [])
+    for i, (css, label) in enumerate(legend):
+        x, y = m, h - 4 - 10 * (len(legend) - 1 - i)
+        parts.append(f'<line x1="{x}" x2="{x + 12}" y1="{y - 3}" y2="{y - 3}" class="line {css}"/>'
+                     f'<text x="{x + 15}" y="{y}" class="axis">{label}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -469,6 +518,7 @@ def render(data: AtlasData) -> str:
         ubigeos = members.ubigeo.tolist()
         missing = [f"{r.district}" for r in members.itertuples(index=False) if r.ubigeo not in data.paths]
         trend = data.trend[data.trend.department_code == dep.department_code] if not data.trend.empty else data.trend
+        fixed = data.fixed[data.fixed.department_code == dep.department_code] if not data.fixed.empty else data.fixed
         pages.append({
             "code": dep.department_code, "name": dep.department, "n_districts": int(dep.n_districts),
             "population": f"{dep.population:,.0f}",
@@ -476,7 +526,7 @@ def render(data: AtlasData) -> str:
                            map_id=f"dep-{dep.department_code}", ubigeos=ubigeos, titles=titles,
                            labels={r.ubigeo: str(i) for i, r in enumerate(top.itertuples(index=False), start=1)
                                    if r.ubigeo in data.paths}),
-            "rows": rows, "missing": missing, "trend": trend_svg(trend),
+            "rows": rows, "missing": missing, "trend": trend_svg(trend, fixed),
             "trend_years": f"{int(trend.year.min())}–{int(trend.year.max())}" if len(trend) else "",
             "median_internet": _fmt(members.internet_pct.median(), 1, " %"),
         })

@@ -247,36 +247,84 @@ def district_map() -> dict[str, Any]:
 
 # --- 2. department trends -------------------------------------------------------------------------------------
 
+# The ENAHO series, split at the 2023 questionnaire change (P1144 counts any access from 2023, P114B1 is fixed
+# internet): (field, Spanish label, mart column, years) -- each its own line, so none is drawn across the break.
+SURVEY_SERIES = (
+    ("hogar_hasta_2022", "Internet del hogar (P1144, hasta 2022)", "internet_pct", "year < 2023"),
+    ("acceso_desde_2023", "Cualquier acceso a internet (P1144, desde 2023)", "internet_pct", "year >= 2023"),
+    ("fijo_desde_2023", "Internet fijo (P114B1, desde 2023)", "fixed_internet_pct", "year >= 2023"),
+)
+PUNKU_SERIES = ("conexiones_fijas_por_100_hogares", "Conexiones fijas por 100 hogares (PUNKU)")
+
+
+def _survey_band(field: str, label: str, color: str) -> list[dict[str, Any]]:
+    """A series named in Spanish and its 90 % band (the two band lines hidden from the legend)."""
+    fixed = {"id": "color", "value": {"mode": "fixed", "fixedColor": color}}
+    hidden = {"id": "custom.hideFrom", "value": {"legend": True, "tooltip": False, "viz": False}}
+    return [
+        {"matcher": {"id": "byName", "options": field}, "properties": [{"id": "displayName", "value": label}, fixed]},
+        {"matcher": {"id": "byName", "options": f"{field}_sup_90"},
+         "properties": [{"id": "custom.fillBelowTo", "value": f"{field}_inf_90"}, {"id": "custom.lineWidth", "value": 0},
+                        {"id": "custom.fillOpacity", "value": 20}, fixed, hidden]},
+        {"matcher": {"id": "byName", "options": f"{field}_inf_90"},
+         "properties": [{"id": "custom.lineWidth", "value": 0}, fixed, hidden]},
+    ]
+
+
 def department_trends() -> dict[str, Any]:
     z = 1.645
-    band = [
-        {"matcher": {"id": "byName", "options": "upper_90"},
-         "properties": [{"id": "custom.fillBelowTo", "value": "lower_90"}, {"id": "custom.lineWidth", "value": 0},
-                        {"id": "custom.fillOpacity", "value": 20}, {"id": "color", "value": {"mode": "fixed", "fixedColor": "blue"}}]},
-        {"matcher": {"id": "byName", "options": "lower_90"},
-         "properties": [{"id": "custom.lineWidth", "value": 0}, {"id": "color", "value": {"mode": "fixed", "fixedColor": "blue"}}]},
-    ]
+    colors = ("blue", "purple", "orange")
+    overrides = [o for (field, label, _, _), color in zip(SURVEY_SERIES, colors, strict=True)
+                 for o in _survey_band(field, label, color)]
+    overrides.append({"matcher": {"id": "byName", "options": PUNKU_SERIES[0]},
+                      "properties": [{"id": "displayName", "value": PUNKU_SERIES[1]},
+                                     {"id": "color", "value": {"mode": "fixed", "fixedColor": "green"}},
+                                     {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}]})
+    combined = ",\n".join(
+        f"sum(share * {column}) FILTER (WHERE {years}) AS {field}, "
+        f"sqrt(sum(share * share * {column.replace('_pct', '_se')} * {column.replace('_pct', '_se')}) "
+        f"FILTER (WHERE {years})) AS {field}_se" for field, _, column, years in SURVEY_SERIES)
+    bands = ",\n".join(f"{field}, {field} - {z} * {field}_se AS {field}_inf_90, {field} + {z} * {field}_se AS {field}_sup_90"
+                        for field, _, _, _ in SURVEY_SERIES)
+    survey_fields = tuple(f for field, _, _, _ in SURVEY_SERIES for f in (field, f"{field}_inf_90", f"{field}_sup_90"))
+    nulls = ", ".join(f"NULL::DOUBLE AS {f}" for f in survey_fields)
     panels = [
-        panel("timeseries", "Households with internet (ENAHO), ${department}", f"""
+        panel("timeseries", "Hogares con internet (ENAHO) y conexiones fijas (PUNKU), ${department}", f"""
             WITH d AS (
-                SELECT year, internet_pct, internet_se,
+                SELECT year, internet_pct, internet_se, fixed_internet_pct, fixed_internet_se,
                        households_weighted / sum(households_weighted) OVER (PARTITION BY year) AS share
                 FROM marts.fct_department_adoption_yearly
-                WHERE {dept_filter()} AND internet_pct IS NOT NULL
+                -- a department-year with one conglomerate has no standard error (no band): not drawn
+                WHERE {dept_filter()} AND internet_pct IS NOT NULL AND internet_se IS NOT NULL
             ), y AS (
-                SELECT year, sum(share * internet_pct) AS internet_pct,
-                       sqrt(sum(share * share * internet_se * internet_se)) AS internet_se
+                SELECT year, {combined}
                 FROM d GROUP BY year
+            ), survey AS (
+                SELECT make_date(year, 7, 1)::TIMESTAMP AS time, {bands}, NULL::DOUBLE AS {PUNKU_SERIES[0]}
+                FROM y
+            ), fixed AS (
+                SELECT quarter_start::TIMESTAMP + INTERVAL 3 MONTH - INTERVAL 1 DAY AS time, {nulls},
+                       100.0 * sum(connections) / sum(households_estimate) AS {PUNKU_SERIES[0]}
+                FROM marts.fct_department_fixed_connections_quarterly
+                WHERE {dept_filter()}
+                GROUP BY quarter_start
             )
-            SELECT make_date(year, 1, 1)::TIMESTAMP AS time, internet_pct,
-                   internet_pct - {z} * internet_se AS lower_90, internet_pct + {z} * internet_se AS upper_90
-            FROM y WHERE $__timeFilter(make_date(year, 1, 1)::TIMESTAMP) ORDER BY time""",
-              (0, 0, 12, 10), fields=("time", "internet_pct", "lower_90", "upper_90"),
-              description=f"Weighted share of households with internet (FACTOR07) with its 90 % band "
-                          f"(pct ± {z}·se). 'All' combines departments weighted by households; departments are "
-                          "independent strata, so their variances add.",
-              defaults={"unit": "percent", "min": 0, "custom": {"fillOpacity": 0, "lineWidth": 2}},
-              overrides=band),
+            SELECT * FROM (SELECT * FROM survey UNION ALL SELECT * FROM fixed)
+            WHERE $__timeFilter(time) ORDER BY time""",
+              (0, 0, 12, 10), fields=("time", *survey_fields, PUNKU_SERIES[0]),
+              numeric=(*survey_fields, PUNKU_SERIES[0]),
+              description=f"Encuesta ENAHO (INEI): porcentaje de hogares, ponderado por FACTOR07, con su banda de 90 % "
+                          f"(valor ± {z}·error estándar de diseño). En 2023 cambió la pregunta: desde entonces P1144 "
+                          "cuenta cualquier acceso a internet, incluidos los datos móviles de los miembros, y P114B1 "
+                          "mide el internet fijo; por eso cada pregunta es una serie propia y ninguna línea cruza "
+                          "2023 (las series no son comparables). La línea discontinua verde son las conexiones fijas "
+                          "de OSIPTEL PUNKU por cada 100 hogares (población censal / 3,5) al cierre de cada "
+                          "trimestre. 'All' combina departamentos ponderados por hogares. Un año con un solo conglomerado "
+                          "encuestado en el departamento no tiene error estándar y no se dibuja.",
+              # each series joins its own points across the other series' rows; a series has no value on the other
+              # side of 2023, so no line crosses the break
+              defaults={"unit": "percent", "min": 0, "custom": {"fillOpacity": 0, "lineWidth": 2, "spanNulls": True}},
+              overrides=overrides),
         panel("timeseries", "Fixed internet connections by technology, ${department} / ${province}", f"""
             SELECT f.quarter_start::TIMESTAMP AS time, f.technology, sum(f.connections) AS connections
             FROM marts.fct_fixed_connections_quarterly AS f
@@ -308,12 +356,15 @@ def department_trends() -> dict[str, Any]:
               may_be_empty="a department may have no flagged value"),
         panel("table", "Adoption by department, latest survey year", """
             SELECT department, year, round(internet_pct, 1) AS internet_pct, round(internet_se, 2) AS internet_se,
+                   round(fixed_internet_pct, 1) AS fixed_internet_pct, round(fixed_internet_se, 2) AS fixed_internet_se,
                    round(mobile_pct, 1) AS mobile_pct, households_sampled
             FROM marts.fct_department_adoption_yearly
             WHERE year = (SELECT max(year) FROM marts.fct_department_adoption_yearly)
             ORDER BY internet_pct""",
               (0, 20, 24, 9), fields=("department", "year", "internet_pct", "internet_se"),
-              description="All departments in the latest ENAHO year, lowest internet share first."),
+              description="All departments in the latest ENAHO year, lowest internet share first. Desde 2023 "
+                          "internet_pct (P1144) cuenta cualquier acceso, datos móviles incluidos; fixed_internet_pct "
+                          "(P114B1) es el internet fijo."),
     ]
     return dashboard("brecha-department-trends", "Brecha · Department trends",
                      "How is adoption changing? ENAHO survey estimates, fixed connections and mobile lines over time.",

@@ -284,16 +284,16 @@ def _punku_sheet(ex: Path) -> pd.DataFrame:
 
 def test_fixed_connections(ex: Path, census: pd.DataFrame, reference: pd.DataFrame) -> None:
     quarterly = pd.read_csv(ex / FIXED)
-    assert sorted(quarterly.Periodo.unique()) == [f"{y}-T{q}" for y in range(2015, 2024) for q in range(1, 5)]
+    assert sorted(quarterly.Periodo.unique()) == [f"{y}-T{q}" for y in range(2015, 2025) for q in range(1, 5)][:-2]
     monthly = _punku_sheet(ex)
-    # monthly stocks, January to November 2024 (the last quarter has two months), Segmento in mixed case
-    assert sorted(monthly.Periodo.unique()) == [f"2024-{m:02d}" for m in range(1, 12)]
+    # monthly stocks, July to November 2024 (the last quarter has two months), Segmento in mixed case
+    assert sorted(monthly.Periodo.unique()) == [f"2024-{m:02d}" for m in range(7, 12)]
     assert set(monthly.Segmento) == {"Residencial", "RESIDENCIAL", "Empresarial"}
     assert pd.api.types.is_integer_dtype(monthly.Conexiones)
-    # a stock: March's national total is near December 2023's, not three months of it
-    march, december = monthly[monthly.Periodo == "2024-03"].Conexiones.sum(), \
-        quarterly[quarterly.Periodo == "2023-T4"].Conexiones.sum()
-    assert 0.95 < march / december < 1.1
+    # a stock: September's national total is near June's (2024-T2), not three months of it
+    september, june = monthly[monthly.Periodo == "2024-09"].Conexiones.sum(), \
+        quarterly[quarterly.Periodo == "2024-T2"].Conexiones.sum()
+    assert 0.95 < september / june < 1.1
     fx = pd.concat([quarterly, monthly.assign(Segmento=monthly.Segmento.str.capitalize())])
     assert set(fx.Segmento) == {"Residencial", "Empresarial"}
     assert {"Fibra óptica", "Cable coaxial", "ADSL", "Inalámbrico", "Satelital"} <= set(fx.Tecnología)
@@ -309,7 +309,8 @@ def test_fixed_connections(ex: Path, census: pd.DataFrame, reference: pd.DataFra
 
 
 ENAHO_FILES = {2015: "enaho01-2015-100.csv", 2016: "enaho01-2016-100.csv", 2017: "enaho01-2017-100.csv",
-               2018: "634-Modulo01.zip", 2019: "687-Modulo01.zip", 2020: "737-Modulo01.zip", 2021: "759-Modulo01.zip",
+               2018: "634-Modulo01.zip", 2019: "enaho01-2019-100.csv", 2020: "enaho01-2020-100.csv",
+               2021: "759-Modulo01.zip",
                2022: "784-Modulo01.zip", 2023: "906-Modulo01.zip", 2024: "966-Modulo01.zip", 2025: "enaho01-2025-100.csv"}
 
 

@@ -1,10 +1,10 @@
 """INEI ENAHO module 01 household microdata (table ``enaho01-<year>-100``), one file per year, in the flavours
 INEI publishes and analysts use, so the default run reads each of them:
 
-* INEI's CSV: latin-1, upper-case headers (``AÑO``), codes; 2015 and 2016 as plain files, 2019 zipped, 2025
-  ``;``-separated (as INEI's 2025 file is);
-* the Stata ``.dta`` (2020, 2022, 2023) and SPSS ``.sav`` (2018, 2021, 2024) with their value labels, each
-  inside ``{code}-Modulo01.zip`` as downloaded (beside a documentation stub);
+* INEI's CSV: latin-1, upper-case headers (``AÑO``), codes; 2015, 2016, 2019 and 2020 as plain files, 2018
+  zipped, 2025 ``;``-separated (as INEI's 2025 file is);
+* the Stata ``.dta`` (2022, 2023) and SPSS ``.sav`` (2021, 2024) with their value labels, each inside
+  ``{code}-Modulo01.zip`` as downloaded (beside a documentation stub);
 * 2017 as an analyst's CSV export of the Stata file with the labels applied (UTF-8 with a BOM, ``aÑo``,
   ``conexion a internet`` / ``pase``, `` de 20 000 a 49 999 habitantes``), like the real 5-household sample.
 
@@ -42,7 +42,7 @@ INCOMPLETE_SHARE = 0.25  # interviews not completed (RESULT 2-7): ICT answers le
 # INEI's code of each year's module zips ({code}-Modulo01.zip); 2025's is not known here: that year is a plain CSV
 INEI_CODES = {2015: 498, 2016: 546, 2017: 603, 2018: 634, 2019: 687, 2020: 737, 2021: 759, 2022: 784, 2023: 906,
               2024: 966}
-FLAVOURS = {2015: "csv", 2016: "csv", 2017: "labelled", 2018: "sav", 2019: "zip_csv", 2020: "dta", 2021: "sav",
+FLAVOURS = {2015: "csv", 2016: "csv", 2017: "labelled", 2018: "zip_csv", 2019: "csv", 2020: "csv", 2021: "sav",
             2022: "dta", 2023: "dta", 2024: "sav", 2025: "csv_semicolon"}
 # the goods' own value labels (0 is 'pase' for each); p1142, p1144, p114b2 and p114b3 as in the real sample
 GOOD_LABELS = {"P1141": "telefono fijo", "P1142": "telefono celular", "P1143": "tv. cable",

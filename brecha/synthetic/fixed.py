@@ -3,10 +3,10 @@
 No real sample exists; the published layout is ``Periodo, Empresa, Departamento, Provincia, Distrito,
 Tecnología, Segmento, Conexiones``, keyed by names (upper case with accents here, with a few spelling
 variants) rather than ubigeo. Two files, as a user holds them: the quarterly history 2015-2022 as a CSV
-(``conexiones_internet_fijo_distrito.csv``, periods ``2015-T1``) to 2023, and PUNKU's dataset download for 2024,
+(``conexiones_internet_fijo_distrito.csv``, periods ``2015-T1``) to 2024-T2, and PUNKU's dataset download after,
 ``2.3 CONEXIONES DE INTERNET FIJO POR DISTRITO.xlsx``: sheet ``Dataset`` after a presentation sheet, title rows
-above the header, **monthly** periods (``2024-01``) up to November 2024 (so the last quarter has two months),
-``Segmento`` in mixed case (``RESIDENCIAL`` from the second half). Connections are a stock at the end of each period. The latest quarter's connections per district are its census internet share ×
+above the header, **monthly** periods (``2024-07``) up to November 2024 (so the last quarter has two months),
+``Segmento`` in mixed case (``RESIDENCIAL`` from September). Connections are a stock at the end of each period. The latest quarter's connections per district are its census internet share ×
 households × growth since 2017; fibre replaces ADSL and coaxial cable over time, earlier in urban districts.
 At ``scale`` < 1 only a share of the districts is listed (larger ones more likely); small local ISPs appear
 in proportion to ``scale``.
@@ -37,8 +37,8 @@ XLSX_NAME = "2.3 CONEXIONES DE INTERNET FIJO POR DISTRITO.xlsx"
 SHEET = "Dataset"
 TITLE_ROWS = ("2.3 CONEXIONES DE INTERNET FIJO POR DISTRITO",
               "Fuente: Empresas operadoras. Elaboración: OSIPTEL - PUNKU", "")
-QUARTERS = [f"{y}-T{q}" for y in range(2015, 2024) for q in range(1, 5)]  # the CSV's history
-MONTHS = [f"2024-{m:02d}" for m in range(1, 12)]  # the xlsx: 2024-01 .. 2024-11
+QUARTERS = [f"{y}-T{q}" for y in range(2015, 2025) for q in range(1, 5)][:-2]  # the CSV's history, to 2024-T2
+MONTHS = [f"2024-{m:02d}" for m in range(7, 12)]  # the xlsx: 2024-07 .. 2024-11
 PERIODS = QUARTERS + MONTHS
 # time in quarters since 2015-T1, at the end of each period: a quarter and its closing month coincide
 PERIOD_T = [float(i) for i in range(len(QUARTERS))] + [
@@ -155,7 +155,7 @@ def write_fixed(world: World, out: Path, rng: np.random.Generator, scale: float)
     monthly = df.Periodo.isin(MONTHS).to_numpy()
     written = {f"{PUNKU_DIR}/{FILE_NAME}": write_frame(df[~monthly], out / PUNKU_DIR / FILE_NAME)}
     sheet = df[monthly].reset_index(drop=True)
-    upper = (sheet.Periodo >= "2024-07") & sheet.Segmento.eq("Residencial")
+    upper = (sheet.Periodo >= "2024-09") & sheet.Segmento.eq("Residencial")
     sheet.loc[upper, "Segmento"] = "RESIDENCIAL"
     written[f"{PUNKU_DIR}/{XLSX_NAME}"] = write_punku_xlsx(sheet, out / PUNKU_DIR / XLSX_NAME)
     return written
