@@ -10,7 +10,8 @@ departments as (
 
 first_new_year as (
     -- the first survey year of the 2023 questionnaire present in the data (null when there is none)
-    select min(survey_year) as year from estimates where survey_year >= 2023
+    select min(survey_year) as year from estimates
+    where survey_year >= 2023
 ),
 
 final as (

@@ -24,30 +24,30 @@ parsed as (
         case
             -- an Excel date serial (a date cell read as text): days since 1899-12-30
             when regexp_matches(period_clean, '^\d{5}(\.0+)?$')
-                then year(date '1899-12-30' + cast(floor(period_clean::double) as integer))
+                then year(date '1899-12-30' + cast(floor(cast(period_clean as double)) as integer))
             when regexp_matches(period_clean, '^\d{1,2}[/-]\d{4}$')
-                then regexp_extract(period_clean, '(\d{4})$', 1)::integer
-            else regexp_extract(period_clean, '(\d{4})', 1)::integer
+                then cast(regexp_extract(period_clean, '(\d{4})$', 1) as integer)
+            else cast(regexp_extract(period_clean, '(\d{4})', 1) as integer)
         end as period_year,
         case
             when regexp_matches(period_clean, '^\d{5}(\.0+)?$')
-                then month(date '1899-12-30' + cast(floor(period_clean::double) as integer))
+                then month(date '1899-12-30' + cast(floor(cast(period_clean as double)) as integer))
             -- 2024-01, 202401, 2024-01-31, 2024/01
             when regexp_matches(period_clean, '^\d{4}[-/]?\d{1,2}([-/]\d{1,2}([T ].*)?)?$')
-                then regexp_extract(period_clean, '^\d{4}[-/]?(\d{1,2})', 1)::integer
+                then cast(regexp_extract(period_clean, '^\d{4}[-/]?(\d{1,2})', 1) as integer)
             -- 01/2024, 1-2024
             when regexp_matches(period_clean, '^\d{1,2}[/-]\d{4}$')
-                then regexp_extract(period_clean, '^(\d{1,2})', 1)::integer
+                then cast(regexp_extract(period_clean, '^(\d{1,2})', 1) as integer)
             {%- for m in months %}
-            when regexp_matches(period_clean, '{{ m }}') and not regexp_matches(period_clean, '\d{4}-?[TQ][1-4]')
-                then {{ loop.index }}
+                when regexp_matches(period_clean, '{{ m }}') and not regexp_matches(period_clean, '\d{4}-?[TQ][1-4]')
+                    then {{ loop.index }}
             {%- endfor %}
             when regexp_matches(period_clean, 'SEP') then 9
         end as period_month,
         case
             -- 2015-T1, 2015T1, 2015-Q1, 2015Q1 (T = trimestre)
             when regexp_matches(period_clean, '^\d{4}-?[TQ][1-4]$')
-                then regexp_extract(period_clean, '[TQ]([1-4])$', 1)::integer
+                then cast(regexp_extract(period_clean, '[TQ]([1-4])$', 1) as integer)
         end as period_quarter
     from periods
 ),
@@ -65,7 +65,7 @@ renamed as (
         period_year as year,
         quarter_of_period as quarter_number,
         period_month,
-        period_year::varchar || '-Q' || quarter_of_period::varchar as quarter,
+        cast(period_year as varchar) || '-Q' || cast(quarter_of_period as varchar) as quarter,
         make_date(period_year, (quarter_of_period - 1) * 3 + 1, 1) as quarter_start,
         trim(empresa) as operator,
         trim(departamento) as department,
