@@ -271,14 +271,16 @@ OSIPTEL_INTERNET_BOOTHS = Layout(
 )
 
 # --- OSIPTEL PUNKU fixed internet connections by district (no real sample: synthetic only) ------------
+# PUNKU's download is an xlsx (sheet Dataset, title rows above the header, monthly periods, Segmento in mixed
+# case); older extracts are CSVs of quarters. Connections are a stock at the end of each period.
 OSIPTEL_FIXED_CONNECTIONS = Layout(
     entity="osiptel__fixed_connections",
     kind="csv",
-    description="Fixed internet connections by district, quarter, operator, technology and segment (PUNKU); "
-    "keyed by names, not ubigeo",
-    example_names=("conexiones_internet_fijo_distrito.csv",),
+    description="Fixed internet connections by district, period (month or quarter), operator, technology and "
+    "segment (PUNKU); keyed by names, not ubigeo",
+    example_names=("2.3 CONEXIONES DE INTERNET FIJO POR DISTRITO.xlsx", "conexiones_internet_fijo_distrito.csv"),
     columns=(
-        _c("periodo", "Periodo", key=True, not_null=True),  # e.g. 2015-T1 (also 2015T1, 2015-Q1, 2015-03)
+        _c("periodo", "Periodo", key=True, not_null=True),  # a month 2024-01 (PUNKU), or a quarter 2015-T1
         _c("empresa", "Empresa", key=True, not_null=True),
         _c("departamento", "Departamento", key=True, not_null=True),
         _c("provincia", "Provincia", key=True, not_null=True),

@@ -23,14 +23,13 @@ from __future__ import annotations
 import io
 import re
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from brecha.layouts import ENAHO_DOMAINS, ENAHO_RESULTS, ENAHO_STRATA, INEI_ENAHO
-from brecha.synthetic.io import FIXED_ZIP_TIME
+from brecha.synthetic.io import zip_bytes
 from brecha.synthetic.world import World
 
 ENAHO_DIR = "inei-enaho"
@@ -207,17 +206,6 @@ def _statistical(df: pd.DataFrame, kind: str) -> bytes:
     return data[:92] + b"01 Jan 2400:00:00" + data[109:]
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            info = zipfile.ZipInfo(name, date_time=FIXED_ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, data)
-    return buf.getvalue()
-
-
 def write_year(df: pd.DataFrame, year: int, out: Path) -> str:
     """Write one year in its flavour (``FLAVOURS``); return the file written, relative to ``out``."""
     flavour = FLAVOURS[year]
@@ -230,7 +218,7 @@ def write_year(df: pd.DataFrame, year: int, out: Path) -> str:
         ext = "csv" if flavour == "zip_csv" else flavour
         member = _inei_csv(df) if flavour == "zip_csv" else _statistical(df, flavour)
         rel = f"{ENAHO_DIR}/{code}-Modulo01.zip"
-        data = _zip({f"{code}-Modulo01/{table}.{ext}": member,
+        data = zip_bytes({f"{code}-Modulo01/{table}.{ext}": member,
                      f"{code}-Modulo01/Diccionario_{table}.txt": f"ENAHO {year}, modulo 01: diccionario (sintetico)\n"
                      .encode()})
     path = out / rel

@@ -27,7 +27,7 @@ import pandas as pd
 from brecha.db import load_extension
 from brecha.layouts import OSIPTEL_FIXED_CONNECTIONS
 from brecha.synthetic.catalog import BY_CODE
-from brecha.synthetic.io import FIXED_ZIP_TIME, write_frame
+from brecha.synthetic.io import write_frame, zip_bytes
 from brecha.synthetic.names import accented_upper, quechua, reference_form, spelling_variant
 from brecha.synthetic.world import World
 
@@ -197,12 +197,7 @@ def write_punku_xlsx(df: pd.DataFrame, path: Path) -> int:
     dimension = f'<dimension ref="A1:{cols[len(headers) - 1]}{top + len(df)}"/>'.encode()
     parts[sheet_part] = xml.replace(b"<sheetData>", dimension + b"<sheetData>", 1)
     _add_presentation_sheet(parts)
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zout:
-        for name, data in parts.items():
-            info = zipfile.ZipInfo(name, date_time=FIXED_ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zout.writestr(info, data)
+    path.write_bytes(zip_bytes(parts))
     return len(df)
 
 
