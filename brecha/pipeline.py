@@ -163,7 +163,8 @@ def survey_summary(con: duckdb.DuckDBPyConnection) -> str:
     if not complete:
         return ""
     total = complete + incomplete
-    text = (f"ENAHO {first}-{last}: {complete:,} complete interviews in the survey shares; {incomplete:,} not "
+    years = f"{first}" if first == last else f"{first}-{last}"
+    text = (f"ENAHO {years}: {complete:,} complete interviews in the survey shares; {incomplete:,} not "
             f"completed (RESULT other than 1, {100 * incomplete / total:.1f} %) left out of numerator and denominator")
     if brk is not None:
         text += (f"; from {brk} P1144 counts any internet access (members' mobile data included): internet_pct "
