@@ -288,13 +288,14 @@ def department_trends() -> dict[str, Any]:
                         for field, _, _, _ in SURVEY_SERIES)
     survey_fields = tuple(f for field, _, _, _ in SURVEY_SERIES for f in (field, f"{field}_inf_90", f"{field}_sup_90"))
     nulls = ", ".join(f"NULL::DOUBLE AS {f}" for f in survey_fields)
+    # (a department-year surveyed in one conglomerate has no standard error, so no band: it is not drawn; the SQL is
+    # sent as one line, so it carries no comment)
     panels = [
         panel("timeseries", "Hogares con internet (ENAHO) y conexiones fijas (PUNKU), ${department}", f"""
             WITH d AS (
                 SELECT year, internet_pct, internet_se, fixed_internet_pct, fixed_internet_se,
                        households_weighted / sum(households_weighted) OVER (PARTITION BY year) AS share
                 FROM marts.fct_department_adoption_yearly
-                -- a department-year with one conglomerate has no standard error (no band): not drawn
                 WHERE {dept_filter()} AND internet_pct IS NOT NULL AND internet_se IS NOT NULL
             ), y AS (
                 SELECT year, {combined}
