@@ -174,6 +174,7 @@ class AtlasData:
     def points(self) -> list[str]:
         """Districts drawn as a point (no polygon of their own), by ubigeo."""
         return [u for u in self.districts.ubigeo if u not in self.paths]
+    fixed: pd.DataFrame = field(default_factory=pd.DataFrame)  # PUNKU connections per 100 households by quarter
 
 
 def load(con: duckdb.DuckDBPyConnection) -> AtlasData:
@@ -190,10 +191,16 @@ def load(con: duckdb.DuckDBPyConnection) -> AtlasData:
     departments = (districts.groupby(["department_code", "department"], as_index=False)
                    .agg(n_districts=("ubigeo", "size"), population=("population", "sum"))
                    .sort_values("department_code").reset_index(drop=True))
-    trend = (con.execute("SELECT department_code, year, internet_pct, internet_se, households_sampled "
+    trend = (con.execute("SELECT department_code, year, internet_pct, internet_se, fixed_internet_pct, "
+                         "fixed_internet_se, households_sampled "
                          "FROM marts.fct_department_adoption_yearly WHERE internet_pct IS NOT NULL "
+                         "AND internet_se IS NOT NULL "  # one conglomerate: no standard error, no band; not drawn
                          "ORDER BY department_code, year").df()
              if table_exists(con, "marts", "fct_department_adoption_yearly") else pd.DataFrame())
+    fixed = (con.execute("SELECT department_code, year(quarter_start) + (month(quarter_start) + 2) / 12.0 AS t, "
+                         "connections_per_100_households FROM marts.fct_department_fixed_connections_quarterly "
+                         "ORDER BY department_code, t").df()
+             if table_exists(con, "marts", "fct_department_fixed_connections_quarterly") else pd.DataFrame())
     moran = (con.execute("SELECT * FROM marts.mart_spatial_autocorrelation ORDER BY measure").df()
              if table_exists(con, "marts", "mart_spatial_autocorrelation") else pd.DataFrame())
     current = current_snapshot(con)
@@ -228,7 +235,8 @@ def load(con: duckdb.DuckDBPyConnection) -> AtlasData:
             if d:
                 outline_paths[code] = d
     return AtlasData(districts=districts, departments=departments, department_outlines=outline_paths, trend=trend,
-                     moran=moran, snapshot=snapshot, proj=proj, paths=svg_paths, bbox=bbox, xy=xy)
+                     moran=moran, snapshot=snapshot, proj=proj, paths=svg_paths, bbox=bbox, xy=xy,
+                     fixed=fixed)
 
 
 # --- colours and words ------------------------------------------------------------------------------------------
@@ -463,39 +471,76 @@ def _classes(breaks: list[float], unit: str, worse_when_high: bool, lang: str,
     return items
 
 
-def trend_svg(trend: pd.DataFrame, lang: str) -> str:
-    """Survey share of households with internet by year, with a 90 % band (± 1.645 standard errors), as Grafana and
-    the README show it."""
+NEW_QUESTIONNAIRE = 2023  # ENAHO: from this year P1144 counts any internet access and P114B1 is fixed internet
+Z90 = 1.645
+# (column, years, css class): each question its own line, none drawn across the 2023 break; labels in
+# brecha.words.ATLAS[lang]["trend_series"], in this order
+TREND_SERIES = (
+    ("internet_pct", "before", "s-hogar"),
+    ("internet_pct", "after", "s-acceso"),
+    ("fixed_internet_pct", "after", "s-fijo"),
+)
+
+
+def trend_svg(trend: pd.DataFrame, lang: str, fixed: pd.DataFrame | None = None) -> str:
+    """ENAHO's shares of households by year with their 90 % bands (± 1.645 design standard errors), one line per
+    question on each side of the 2023 questionnaire change (marked), and PUNKU's fixed connections per 100
+    households by quarter (dashed)."""
     if trend.empty:
         return f'<p class="note">{_esc(ATLAS[lang]["no_trend"])}</p>'
-    w, h, m = 360, 150, 34
-    z = 1.645
+    words = ATLAS[lang]
+    fixed = fixed if fixed is not None else pd.DataFrame()
+    w, h, m = 360, 200, 34
     years = trend["year"].astype(int).tolist()
-    lo = (trend["internet_pct"] - z * trend["internet_se"].fillna(0)).clip(lower=0)
-    hi = (trend["internet_pct"] + z * trend["internet_se"].fillna(0)).clip(upper=100)
-    ymax = max(10.0, math.ceil(float(hi.max()) / 10) * 10)
-    x0, x1 = min(years), max(years)
+    x0 = min([*years, *(fixed["t"].tolist() if len(fixed) else [])])
+    x1 = max([*years, *(fixed["t"].tolist() if len(fixed) else [])])
+    series = []
+    for (column, side, css), label in zip(TREND_SERIES, words["trend_series"], strict=True):
+        sel = trend[(trend.year < NEW_QUESTIONNAIRE) if side == "before" else (trend.year >= NEW_QUESTIONNAIRE)]
+        sel = sel[sel[column].notna()]
+        if len(sel):
+            se = sel[column.replace("_pct", "_se")].fillna(0)
+            series.append((sel.year.astype(int).tolist(), sel[column].tolist(), (sel[column] - Z90 * se).clip(lower=0)
+                           .tolist(), (sel[column] + Z90 * se).clip(upper=100).tolist(), css, label))
+    top = max([max(s[3]) for s in series] + (fixed["connections_per_100_households"].tolist() if len(fixed) else []))
+    ymax = max(10.0, math.ceil(float(top) / 10) * 10)
 
-    def sx(y: int) -> float:
+    def sx(y: float) -> float:
         return m + (w - m - 10) * ((y - x0) / (x1 - x0) if x1 > x0 else 0.5)
 
     def sy(v: float) -> float:
-        return h - 22 - (h - 32) * v / ymax
+        return h - 62 - (h - 72) * v / ymax
 
-    band = " ".join(f"{sx(y):.1f},{sy(v):.1f}" for y, v in zip(years, hi, strict=True))
-    band += " " + " ".join(f"{sx(y):.1f},{sy(v):.1f}" for y, v in zip(reversed(years), reversed(lo.tolist()), strict=True))
-    line = " ".join(f"{sx(y):.1f},{sy(v):.1f}" for y, v in zip(years, trend["internet_pct"], strict=True))
-    parts = [f'<svg class="trend" viewBox="0 0 {w} {h}" role="img">',
-             f'<polygon points="{band}" class="band"/>', f'<polyline points="{line}" class="line"/>']
-    for y, v in zip(years, trend["internet_pct"], strict=True):
-        parts.append(f'<circle cx="{sx(y):.1f}" cy="{sy(v):.1f}" r="2.5" class="dot"><title>{y}: '
-                     f'{number(v, 1, " %", lang)}</title></circle>')
+    parts = [f'<svg class="trend" viewBox="0 0 {w} {h}" role="img">']
+    if min(years) < NEW_QUESTIONNAIRE <= max(years):
+        bx = sx(NEW_QUESTIONNAIRE - 0.5)
+        parts.append(f'<line x1="{bx:.1f}" x2="{bx:.1f}" y1="{sy(ymax):.1f}" y2="{sy(0):.1f}" class="break">'
+                     f'<title>{_esc(words["trend_break_tip"])}</title></line>')
+        parts.append(f'<text x="{bx - 2:.1f}" y="{sy(0) - 3:.1f}" class="axis" text-anchor="end">'
+                     f'{_esc(words["trend_break"])}</text>')
+    for ys, vs, lo, hi, css, label in series:
+        band = " ".join(f"{sx(y):.1f},{sy(v):.1f}" for y, v in zip(ys, hi, strict=True))
+        band += " " + " ".join(f"{sx(y):.1f},{sy(v):.1f}" for y, v in zip(reversed(ys), reversed(lo), strict=True))
+        parts.append(f'<polygon points="{band}" class="band {css}"/>')
+        parts.append(f'<polyline points="{" ".join(f"{sx(y):.1f},{sy(v):.1f}" for y, v in zip(ys, vs, strict=True))}" '
+                     f'class="line {css}"><title>{_esc(label)}</title></polyline>')
+        for y, v in zip(ys, vs, strict=True):
+            parts.append(f'<circle cx="{sx(y):.1f}" cy="{sy(v):.1f}" r="2.5" class="dot {css}"><title>{_esc(label)}, {y}: '
+                         f'{number(v, 1, " %", lang)}</title></circle>')
+    if len(fixed):
+        pts = " ".join(f"{sx(t):.1f},{sy(v):.1f}" for t, v in zip(fixed.t, fixed.connections_per_100_households,
+                                                                   strict=True))
+        parts.append(f'<polyline points="{pts}" class="line s-punku"><title>{_esc(words["trend_punku"])}</title>'
+                     '</polyline>')
     for t in (0, ymax / 2, ymax):
-        parts.append(f'<text x="{m - 4}" y="{sy(t) + 3:.1f}" class="axis" text-anchor="end">{t:.0f} %</text>')
-    for y in sorted({x0, x1}):
-        parts.append(f'<text x="{sx(y):.1f}" y="{h - 6}" class="axis" text-anchor="middle">{y}</text>')
-    parts.append(f'<text x="{w - 10}" y="12" class="axis" text-anchor="end">IC 90 %</text>' if lang == "es" else
-                 f'<text x="{w - 10}" y="12" class="axis" text-anchor="end">90 % band</text>')
+        parts.append(f'<text x="{m - 4}" y="{sy(t) + 3:.1f}" class="axis" text-anchor="end">{t:.0f}</text>')
+    for y in sorted({int(x0), int(x1)}):
+        parts.append(f'<text x="{sx(y):.1f}" y="{sy(0) + 11:.1f}" class="axis" text-anchor="middle">{y}</text>')
+    legend = [(css, label) for *_, css, label in series] + ([("s-punku", words["trend_punku"])] if len(fixed) else [])
+    for i, (css, label) in enumerate(legend):
+        x, y = m, h - 4 - 10 * (len(legend) - 1 - i)
+        parts.append(f'<line x1="{x}" x2="{x + 12}" y1="{y - 3}" y2="{y - 3}" class="line {css}"/>'
+                     f'<text x="{x + 15}" y="{y}" class="axis">{_esc(label)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -624,6 +669,7 @@ def render(data: AtlasData, lang: str = DEFAULT_LANG) -> str:
                 names=", ".join(numbers[u] for u in near))
         points = [r for r in members.itertuples(index=False) if r.ubigeo not in data.paths]
         trend = data.trend[data.trend.department_code == dep.department_code] if not data.trend.empty else data.trend
+        fixed = data.fixed[data.fixed.department_code == dep.department_code] if not data.fixed.empty else data.fixed
         pages.append({
             "code": dep.department_code, "name": dep.department,
             "note": t["dep_note"].format(n=number(dep.n_districts, 0, lang=lang),
@@ -636,7 +682,7 @@ def render(data: AtlasData, lang: str = DEFAULT_LANG) -> str:
             "inset": inset, "inset_title": inset_title,
             "points": t["dep_points"].format(n=len(points), names=", ".join(r.district for r in points))
             if points else "",
-            "rows": rows, "trend": trend_svg(trend, lang),
+            "rows": rows, "trend": trend_svg(trend, lang, fixed),
             "trend_note": t["trend_note"].format(
                 years=f" {int(trend.year.min())}–{int(trend.year.max())}") if len(trend) else "",
             "fold_note": t["fold_note"] if any(r["in_fold"] for r in rows) else t["oof_note"],

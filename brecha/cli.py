@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -160,17 +161,71 @@ def publish(rollback: bool, list_: bool, snapshot_id: str | None) -> None:
         click.echo(str(steps.rollback() if rollback else steps.publish()))
 
 
+def _years(text: str) -> list[int]:
+    """'2019-2024' or '2019,2021,2023'."""
+    years: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            years += list(range(int(lo), int(hi or lo) + 1))
+    except ValueError as err:
+        raise click.BadParameter(f"{text!r}: give years as 2019-2024 or 2019,2021,2023") from err
+    return years
+
+
+_fetch_options = [
+    click.option("--years", default="2015-2024", show_default=True,
+                 help="ENAHO years to download (2019-2024 or 2019,2021,2023)."),
+    click.option("--flavour", type=click.Choice(["STATA", "CSV", "SPSS"], case_sensitive=False), default="STATA",
+                 show_default=True, help="Which of INEI's three ENAHO files to download (all three land the same)."),
+    click.option("--punku-url", default=None,
+                 help="Address of OSIPTEL PUNKU's fixed-connections dataset (xlsx, or a zip holding it): PUNKU "
+                      "publishes no stable one."),
+    click.option("--mirror", default=None,
+                 help="Fetch every file from this server instead, at <mirror>/<host>/<path> (a local copy)."),
+]
+
+
+def _with_fetch_options(fn: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(_fetch_options):
+        fn = option(fn)
+    return fn
+
+
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder to download into [default: $BRECHA_HOME/fetched].")
+@_with_fetch_options
+def fetch(out: Path | None, years: str, flavour: str, punku_url: str | None, mirror: str | None) -> None:
+    """Download ENAHO module 01 per year from INEI, PUNKU's dataset and the other public extracts (resumable,
+    checksummed, cached); then `brecha run --input` the folder, or `brecha run --fetch`."""
+    from brecha import steps
+
+    click.echo(str(steps.fetch(_years(years), out, flavour, punku_url, mirror)))
+
+
 @cli.command()
 @click.option("--input", "input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder of real extracts; without it, synthetic extracts are generated.")
+@click.option("--fetch", "fetch_first", is_flag=True,
+              help="Download the extracts first (as `brecha fetch`, same options) and run on them.")
+@_with_fetch_options
 @click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True,
               help="Seed for the synthetic extracts and the models.")
 @click.option("--scale", type=float, default=1.0, show_default=True,
               help="Size of the synthetic large tables (ignored with --input).")
-def run(input_dir: Path | None, seed: int, scale: float) -> None:
+def run(input_dir: Path | None, fetch_first: bool, years: str, flavour: str, punku_url: str | None,
+        mirror: str | None, seed: int, scale: float) -> None:
     """The whole pipeline: extract, ingest, gates, dbt build, train, prediction marts, clusters, publish, atlas."""
+    from brecha import steps
     from brecha.pipeline import run_all
 
+    if fetch_first:
+        if input_dir is not None:
+            raise click.UsageError("use --fetch or --input, not both")
+        fetched = steps.fetch(_years(years), None, flavour, punku_url, mirror)
+        click.echo(str(fetched), err=True)
+        input_dir = fetched.folder
     run_all(input_dir=input_dir, seed=seed, scale=scale)
 
 

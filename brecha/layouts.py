@@ -44,6 +44,11 @@ class Column:
     geometry: bool = False  # GeoJSON geometry: a non-null value that is not a well-formed (Multi)Polygon or
     #                         Point (closed rings of numeric positions) is rejected ("invalid geometry")
     between: tuple[float, float] | None = None  # (lo, hi): a value outside lo..hi is rejected ("outside lo..hi")
+    # Value labels (Stata / SPSS, or a CSV exported from them with the labels applied): (label, code) pairs. A
+    # value that is not a number is looked up by its label (case, accents, surrounding and repeated blanks
+    # ignored) and lands as the code, so a labelled file lands to the same values as INEI's coded CSV.
+    labels: tuple[tuple[str, str], ...] = ()
+    other_label: str = ""  # the code of any other label: for INEI's two-valued "good or 'pase'" questions
 
 
 # Peru's bounding box, in decimal degrees (WGS84), with a small margin: the country spans about -18.35..-0.04
@@ -266,14 +271,16 @@ OSIPTEL_INTERNET_BOOTHS = Layout(
 )
 
 # --- OSIPTEL PUNKU fixed internet connections by district (no real sample: synthetic only) ------------
+# PUNKU's download is an xlsx (sheet Dataset, title rows above the header, monthly periods, Segmento in mixed
+# case); older extracts are CSVs of quarters. Connections are a stock at the end of each period.
 OSIPTEL_FIXED_CONNECTIONS = Layout(
     entity="osiptel__fixed_connections",
     kind="csv",
-    description="Fixed internet connections by district, quarter, operator, technology and segment (PUNKU); "
-    "keyed by names, not ubigeo",
-    example_names=("conexiones_internet_fijo_distrito.csv",),
+    description="Fixed internet connections by district, period (month or quarter), operator, technology and "
+    "segment (PUNKU); keyed by names, not ubigeo",
+    example_names=("2.3 CONEXIONES DE INTERNET FIJO POR DISTRITO.xlsx", "conexiones_internet_fijo_distrito.csv"),
     columns=(
-        _c("periodo", "Periodo", key=True, not_null=True),  # e.g. 2015-T1 (also 2015T1, 2015-Q1, 2015-03)
+        _c("periodo", "Periodo", key=True, not_null=True),  # a month 2024-01 (PUNKU), or a quarter 2015-T1
         _c("empresa", "Empresa", key=True, not_null=True),
         _c("departamento", "Departamento", key=True, not_null=True),
         _c("provincia", "Provincia", key=True, not_null=True),
@@ -284,27 +291,53 @@ OSIPTEL_FIXED_CONNECTIONS = Layout(
     ),
 )
 
-# --- INEI ENAHO module 100, one row per household (no real sample: synthetic only) ---------------------
+# --- INEI ENAHO module 01 (table enaho01-YYYY-100), one row per household (5 real rows; synthetic otherwise) ---
+# INEI publishes it per year as ``{code}-Modulo01.zip`` in three flavours: CSV (latin-1, codes; upper-case
+# headers AÑO, MES, ...; the 2025 file ';'-separated), Stata .dta and SPSS .sav (codes with value labels; Stata
+# names are lower case, ``aÑo``). Analysts also export the .dta to CSV with the labels applied (the real sample:
+# UTF-8 with a BOM, ``aÑo``, ``dominio`` = ``selva``, ``estrato`` = `` de 20 000 a 49 999 habitantes``, ``result``
+# = ``completa``, ``p1144`` = ``conexion a internet`` or ``pase``). Headers match without case or accents (AÑO,
+# aÑo and ANO all read as ``ano``); the labels below map such an export back to INEI's codes. From 2023 P1144
+# counts any internet access (members' mobile data included) and P114B1..3 split it (fixed, mobile postpaid,
+# mobile prepaid); earlier files have no P114B columns.
+ENAHO_DOMAINS = (("costa norte", "1"), ("costa centro", "2"), ("costa sur", "3"), ("sierra norte", "4"),
+                 ("sierra centro", "5"), ("sierra sur", "6"), ("selva", "7"), ("lima metropolitana", "8"))
+ENAHO_STRATA = (("de 500 000 a mas habitantes", "1"), ("de 100 000 a 499 999 habitantes", "2"),
+                ("de 50 000 a 99 999 habitantes", "3"), ("de 20 000 a 49 999 habitantes", "4"),
+                ("de 2 000 a 19 999 habitantes", "5"), ("de 500 a 1 999 habitantes", "6"),
+                ("area de empadronamiento rural (aer) compuesto", "7"), ("aer compuesto", "7"),
+                ("area de empadronamiento rural (aer) simple", "8"), ("aer simple", "8"))
+ENAHO_RESULTS = (("completa", "1"), ("incompleta", "2"), ("rechazo", "3"), ("ausente", "4"),
+                 ("vivienda desocupada", "5"), ("no se inicio entrevista", "6"), ("otro", "7"))
+ENAHO_COMPLETE = 1  # RESULT of a completed interview; the others have blank ICT answers
+# P1141..P1145 and P114B1..3 are two-valued: 0 'pase' (the good was not named), 1 the good's own label
+ENAHO_GOOD = {"labels": (("pase", "0"),), "other_label": "1", "flag": True}
+
 INEI_ENAHO = Layout(
     entity="inei__enaho_households",
     kind="csv",
     encoding="latin-1",
-    description="ENAHO module 100 (dwelling and household): ICT goods per household with expansion weight",
-    example_names=("enaho01-2015-100.csv",),
+    description="ENAHO module 01 (dwelling and household, table enaho01-YYYY-100): ICT goods per household "
+    "with interview result, design variables and expansion weight",
+    example_names=("enaho01-2023-100.csv", "enaho01-2023-100.dta", "enaho01-2023-100.sav", "906-Modulo01.zip"),
     columns=(
         _c("anio", "AÑO", "INTEGER", key=True, not_null=True, between=(2000, 2035)),  # survey year
         _c("mes", "MES", "INTEGER", between=(1, 12)),  # interview month
-        _c("conglome", "CONGLOME", key=True, not_null=True),
+        _c("conglome", "CONGLOME", key=True, not_null=True),  # conglomerate: the primary sampling unit
         _c("vivienda", "VIVIENDA", key=True, not_null=True),
         _c("hogar", "HOGAR", key=True, not_null=True),
         _c("ubigeo", "UBIGEO", not_null=True, ubigeo=6, pad=6),
-        _c("dominio", "DOMINIO", "INTEGER"),
-        _c("estrato", "ESTRATO", "INTEGER"),
-        _c("p1141", "P1141", "INTEGER", flag=True),  # fixed phone
-        _c("p1142", "P1142", "INTEGER", flag=True),  # mobile phone
-        _c("p1143", "P1143", "INTEGER", flag=True),  # cable TV
-        _c("p1144", "P1144", "INTEGER", flag=True),  # internet
-        _c("p1145", "P1145", "INTEGER", flag=True),  # none of these
+        _c("dominio", "DOMINIO", "INTEGER", labels=ENAHO_DOMAINS),
+        _c("estrato", "ESTRATO", "INTEGER", labels=ENAHO_STRATA),  # the design's stratum within a department
+        _optional("result", "RESULT", "INTEGER", labels=ENAHO_RESULTS, between=(1, 7)),  # interview result
+        _c("p1141", "P1141", "INTEGER", **ENAHO_GOOD),  # fixed phone
+        _c("p1142", "P1142", "INTEGER", **ENAHO_GOOD),  # mobile phone
+        _c("p1143", "P1143", "INTEGER", **ENAHO_GOOD),  # cable TV
+        _c("p1144", "P1144", "INTEGER", **ENAHO_GOOD),  # internet (from 2023 any access, mobile data included)
+        _c("p1145", "P1145", "INTEGER", **ENAHO_GOOD),  # none of these
+        _optional("p114b1", "P114B1", "INTEGER", **ENAHO_GOOD),  # from 2023: fixed internet
+        _optional("p114b2", "P114B2", "INTEGER", **ENAHO_GOOD),  # from 2023: mobile internet, postpaid
+        _optional("p114b3", "P114B3", "INTEGER", **ENAHO_GOOD),  # from 2023: mobile internet, prepaid
         _c("factor07", "FACTOR07", "DOUBLE", not_null=True, positive=True),  # expansion weight: must be > 0
     ),
 )

@@ -17,6 +17,8 @@ from brecha.config import paths
 from brecha.runlock import hold
 
 if TYPE_CHECKING:
+    import duckdb
+
     from brecha.atlas import AtlasResult
     from brecha.dbt import DbtSummary
     from brecha.landing.result import IngestResult
@@ -131,6 +133,9 @@ def print_summary(results: RunResults) -> None:
         lenses = table_exists(con, "marts", "mart_district_priorities")
         tables = _lens_tables(con) if lenses else [_divide_index_table(con)]
         empty = gaps(con)
+        survey = survey_summary(con)
+    if survey:
+        console.print(survey, markup=False)
     for t in tables:
         console.print(t)
     if counts is not None:
@@ -178,3 +183,25 @@ def _divide_index_table(con) -> Table:
     for r in rows:
         t.add_row(*(str(v) for v in r))
     return t
+
+
+def survey_summary(con: duckdb.DuckDBPyConnection) -> str:
+    """ENAHO's interviews left out (RESULT other than 1: blank ICT answers) and the 2023 questionnaire break, from
+    fct_department_adoption_yearly; '' when it is empty or absent."""
+    try:
+        row = con.execute(
+            "SELECT sum(households_sampled), sum(households_incomplete), min(year), max(year), "
+            "min(year) FILTER (WHERE is_series_break) FROM marts.fct_department_adoption_yearly").fetchone()
+    except Exception:  # noqa: BLE001 - a warehouse built before the mart had these columns
+        return ""
+    complete, incomplete, first, last, brk = row
+    if not complete:
+        return ""
+    total = complete + incomplete
+    years = f"{first}" if first == last else f"{first}-{last}"
+    text = (f"ENAHO {years}: {complete:,} complete interviews in the survey shares; {incomplete:,} not "
+            f"completed (RESULT other than 1, {100 * incomplete / total:.1f} %) left out of numerator and denominator")
+    if brk is not None:
+        text += (f"; from {brk} P1144 counts any internet access (members' mobile data included): internet_pct "
+                 f"and fixed_internet_pct are not comparable across {brk} (is_series_break)")
+    return text

@@ -18,6 +18,7 @@ from brecha.runlock import hold
 if TYPE_CHECKING:  # the steps import their libraries when they run: `brecha --help` stays fast
     from brecha.atlas import AtlasResult
     from brecha.dbt import DbtSummary
+    from brecha.fetch import FetchResult
     from brecha.landing.result import IngestResult
     from brecha.publish import PublishResult
     from brecha.synthetic import ExtractResult
@@ -34,6 +35,18 @@ def extract(out: Path | None = None, seed: int = DEFAULT_SEED, scale: float = 1.
         from brecha.synthetic import generate
 
         return generate(out or paths().ensure().extracts, seed=seed, scale=scale)
+
+
+FETCHED = "fetched"  # $BRECHA_HOME/fetched: what `brecha fetch` downloads, ready to ingest
+
+
+def fetch(years: list[int], out: Path | None = None, flavour: str = "STATA", punku_url: str | None = None,
+          mirror: str | None = None) -> FetchResult:
+    """Download ENAHO module 01 for ``years``, PUNKU's dataset (when its address is given) and the other public
+    extracts into ``out`` (default ``$BRECHA_HOME/fetched``), resumable and checksummed (``brecha.fetch``)."""
+    from brecha.fetch import fetch as _fetch
+
+    return _fetch(out or paths().ensure().home / FETCHED, years, flavour, punku_url, mirror)
 
 
 def ingest(input_dir: Path) -> IngestResult:

@@ -126,8 +126,18 @@ ATLAS = {
         "no_polygon_dep": "Ningún distrito de este departamento tiene polígono en el archivo de límites.",
         "inset_lima": "Lima Metropolitana y Callao",
         "inset_zoom": "Ampliación: {names}",
-        "trend_title": "Encuesta: hogares con internet",
-        "trend_note": "ENAHO{years}, proporción ponderada con banda de 90 % (± 1,645 errores estándar).",
+        "trend_title": "Tendencia: hogares con internet (ENAHO) y conexiones fijas (PUNKU)",
+        "trend_note": "ENAHO{years}: porcentaje ponderado de hogares con banda de 90 % (± 1,645 errores estándar del "
+                      "diseño). En 2023 cambió la pregunta (P1144 cuenta desde entonces cualquier acceso, datos "
+                      "móviles incluidos; P114B1 es el internet fijo): cada pregunta es una línea propia y no se "
+                      "comparan a través de la marca. Línea discontinua: conexiones fijas de OSIPTEL por 100 hogares "
+                      "al cierre de cada trimestre.",
+        "trend_series": ["Internet del hogar (P1144, hasta 2022)", "Cualquier acceso (P1144, desde 2023)",
+                         "Internet fijo (P114B1, desde 2023)"],
+        "trend_punku": "Conexiones fijas por 100 hogares (PUNKU)",
+        "trend_break": "cambio de cuestionario →",
+        "trend_break_tip": "2023: cambia la pregunta P1144 (cualquier acceso, datos móviles incluidos); las series no "
+                           "son comparables",
         "no_trend": "Ningún año de la ENAHO para este departamento.",
         "top_title": "Distritos prioritarios: lente de brecha",
         "top_lens_note": "Orden de la lente de brecha (priority_rank): donde la brecha es más ancha y la proporción "
@@ -215,8 +225,17 @@ ATLAS = {
         "no_polygon_dep": "No district of this department has a polygon in the boundaries file.",
         "inset_lima": "Lima Metropolitana and Callao",
         "inset_zoom": "Enlarged: {names}",
-        "trend_title": "Survey trend: households with internet",
-        "trend_note": "ENAHO{years}, weighted share with a 90 % band (± 1.645 standard errors).",
+        "trend_title": "Trend: households with internet (ENAHO) and fixed connections (PUNKU)",
+        "trend_note": "ENAHO{years}: weighted share of households with a 90 % band (± 1.645 design standard errors). "
+                      "In 2023 the question changed (P1144 counts any access since, members' mobile data included; "
+                      "P114B1 is fixed internet): each question is its own line, not compared across the mark. "
+                      "Dashed line: OSIPTEL fixed connections per 100 households at the end of each quarter.",
+        "trend_series": ["Household internet (P1144, to 2022)", "Any access (P1144, from 2023)",
+                         "Fixed internet (P114B1, from 2023)"],
+        "trend_punku": "Fixed connections per 100 households (PUNKU)",
+        "trend_break": "questionnaire change →",
+        "trend_break_tip": "2023: question P1144 changes (any access, members' mobile data included); the series are "
+                           "not comparable",
         "no_trend": "No ENAHO survey year for this department.",
         "top_title": "Top-priority districts: divide lens",
         "top_lens_note": "Ranked by the divide lens (priority_rank): where the divide is widest and the census share "

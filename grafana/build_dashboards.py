@@ -86,6 +86,8 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "outlier_reason": ("Motivo del descarte", "Why it was flagged"),
     "source_file": ("Archivo de origen", "Source file"),
     "internet_se": ("Error estándar (pp)", "Standard error (pp)"),
+    "fixed_internet_pct": ("Hogares con internet fijo (%)", "Households with fixed internet (%)"),
+    "fixed_internet_se": ("Error estándar, internet fijo (pp)", "Standard error, fixed internet (pp)"),
     "mobile_pct": ("Hogares con celular (%)", "Households with a mobile phone (%)"),
     "households_sampled": ("Hogares encuestados", "Households sampled"),
     "model_name": ("Modelo", "Model"),
@@ -595,39 +597,102 @@ def district_map(t: Tr) -> dict[str, Any]:
 
 # --- 2. department trends -------------------------------------------------------------------------------------
 
-def department_trends(t: Tr) -> dict[str, Any]:
-    band = [  # fillBelowTo names the field (Grafana matches its name or its display name)
-        {"matcher": {"id": "byName", "options": "upper_90"},
-         "properties": [{"id": "custom.fillBelowTo", "value": "lower_90"}, {"id": "custom.lineWidth", "value": 0},
-                        {"id": "custom.fillOpacity", "value": 20}, {"id": "color", "value": {"mode": "fixed", "fixedColor": "blue"}}]},
-        {"matcher": {"id": "byName", "options": "lower_90"},
-         "properties": [{"id": "custom.lineWidth", "value": 0}, {"id": "color", "value": {"mode": "fixed", "fixedColor": "blue"}}]},
+# The ENAHO series, split at the 2023 questionnaire change (P1144 counts any access from 2023, P114B1 is fixed
+# internet): (field, (Spanish, English) label, mart column, years) -- each its own line, so none is drawn across the
+# break.
+SURVEY_SERIES = (
+    ("hogar_hasta_2022", ("Internet del hogar (P1144, hasta 2022)", "Household internet (P1144, to 2022)"),
+     "internet_pct", "year < 2023"),
+    ("acceso_desde_2023", ("Cualquier acceso a internet (P1144, desde 2023)", "Any internet access (P1144, from 2023)"),
+     "internet_pct", "year >= 2023"),
+    ("fijo_desde_2023", ("Internet fijo (P114B1, desde 2023)", "Fixed internet (P114B1, from 2023)"),
+     "fixed_internet_pct", "year >= 2023"),
+)
+PUNKU_SERIES = ("conexiones_fijas_por_100_hogares",
+                ("Conexiones fijas por 100 hogares (PUNKU)", "Fixed connections per 100 households (PUNKU)"))
+for _field, (_es, _en), _, _ in SURVEY_SERIES:  # the band's two edges, named in both languages
+    COLUMNS[f"{_field}_inf_90"] = (f"{_es}: límite inferior del intervalo de 90 %", f"{_en}: lower 90 % bound")
+    COLUMNS[f"{_field}_sup_90"] = (f"{_es}: límite superior del intervalo de 90 %", f"{_en}: upper 90 % bound")
+
+
+def _survey_band(field: str, label: str, color: str) -> list[dict[str, Any]]:
+    """A series named in the dashboard's language and its 90 % band (the two band lines hidden from the legend)."""
+    fixed = {"id": "color", "value": {"mode": "fixed", "fixedColor": color}}
+    hidden = {"id": "custom.hideFrom", "value": {"legend": True, "tooltip": False, "viz": False}}
+    return [
+        {"matcher": {"id": "byName", "options": field}, "properties": [{"id": "displayName", "value": label}, fixed]},
+        {"matcher": {"id": "byName", "options": f"{field}_sup_90"},
+         "properties": [{"id": "custom.fillBelowTo", "value": f"{field}_inf_90"}, {"id": "custom.lineWidth", "value": 0},
+                        {"id": "custom.fillOpacity", "value": 20}, fixed, hidden]},
+        {"matcher": {"id": "byName", "options": f"{field}_inf_90"},
+         "properties": [{"id": "custom.lineWidth", "value": 0}, fixed, hidden]},
     ]
+
+
+def department_trends(t: Tr) -> dict[str, Any]:
+    colors = ("blue", "purple", "orange")
+    overrides = [o for (field, label, _, _), color in zip(SURVEY_SERIES, colors, strict=True)
+                 for o in _survey_band(field, t(*label), color)]
+    overrides.append({"matcher": {"id": "byName", "options": PUNKU_SERIES[0]},
+                      "properties": [{"id": "displayName", "value": t(*PUNKU_SERIES[1])},
+                                     {"id": "color", "value": {"mode": "fixed", "fixedColor": "green"}},
+                                     {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}]})
+    combined = ",\n".join(
+        f"sum(share * {column}) FILTER (WHERE {years}) AS {field}, "
+        f"sqrt(sum(share * share * {column.replace('_pct', '_se')} * {column.replace('_pct', '_se')}) "
+        f"FILTER (WHERE {years})) AS {field}_se" for field, _, column, years in SURVEY_SERIES)
+    bands = ",\n".join(f"{field}, {field} - {Z90} * {field}_se AS {field}_inf_90, "
+                        f"{field} + {Z90} * {field}_se AS {field}_sup_90" for field, _, _, _ in SURVEY_SERIES)
+    survey_fields = tuple(f for field, _, _, _ in SURVEY_SERIES for f in (field, f"{field}_inf_90", f"{field}_sup_90"))
+    nulls = ", ".join(f"NULL::DOUBLE AS {f}" for f in survey_fields)
+    # (a department-year surveyed in one conglomerate has no standard error, so no band: it is not drawn; the SQL is
+    # sent as one line, so it carries no comment)
     panels = [
-        panel("timeseries", t("Hogares con internet (ENAHO), departamentos del filtro",
-                                "Households with internet (ENAHO), departments of the filter"), f"""
+        panel("timeseries", t("Hogares con internet (ENAHO) y conexiones fijas (PUNKU), departamentos del filtro",
+                              "Households with internet (ENAHO) and fixed connections (PUNKU), departments of the "
+                              "filter"), f"""
             WITH d AS (
-                SELECT year, internet_pct, internet_se,
+                SELECT year, internet_pct, internet_se, fixed_internet_pct, fixed_internet_se,
                        households_weighted / sum(households_weighted) OVER (PARTITION BY year) AS share
                 FROM marts.fct_department_adoption_yearly
-                WHERE {dept_filter()} AND internet_pct IS NOT NULL
+                WHERE {dept_filter()} AND internet_pct IS NOT NULL AND internet_se IS NOT NULL
             ), y AS (
-                SELECT year, sum(share * internet_pct) AS internet_pct,
-                       sqrt(sum(share * share * internet_se * internet_se)) AS internet_se
+                SELECT year, {combined}
                 FROM d GROUP BY year
+            ), survey AS (
+                SELECT make_date(year, 7, 1)::TIMESTAMP AS time, {bands}, NULL::DOUBLE AS {PUNKU_SERIES[0]}
+                FROM y
+            ), fixed AS (
+                SELECT quarter_start::TIMESTAMP + INTERVAL 3 MONTH - INTERVAL 1 DAY AS time, {nulls},
+                       100.0 * sum(connections) / sum(households_estimate) AS {PUNKU_SERIES[0]}
+                FROM marts.fct_department_fixed_connections_quarterly
+                WHERE {dept_filter()}
+                GROUP BY quarter_start
             )
-            SELECT make_date(year, 1, 1)::TIMESTAMP AS time, internet_pct,
-                   internet_pct - {Z90} * internet_se AS lower_90, internet_pct + {Z90} * internet_se AS upper_90
-            FROM y WHERE $__timeFilter(make_date(year, 1, 1)::TIMESTAMP) ORDER BY time""",
-              (0, 0, 12, 10), fields=("time", "internet_pct", "lower_90", "upper_90"),
-              description=t(f"Porcentaje ponderado de hogares con internet (FACTOR07) con su banda de 90 % "
-                            f"(% ± {Z90}·ee). «All» combina los departamentos ponderados por hogares; los "
-                            "departamentos son estratos independientes, así que sus varianzas se suman.",
-                            f"Weighted share of households with internet (FACTOR07) with its 90 % band "
-                            f"(pct ± {Z90}·se). 'All' combines departments weighted by households; departments are "
-                            "independent strata, so their variances add."),
-              defaults={"unit": "percent", "min": 0, "custom": {"fillOpacity": 0, "lineWidth": 2}},
-              overrides=band),
+            SELECT * FROM (SELECT * FROM survey UNION ALL SELECT * FROM fixed)
+            WHERE $__timeFilter(time) ORDER BY time""",
+              (0, 0, 12, 10), fields=("time", *survey_fields, PUNKU_SERIES[0]),
+              numeric=(*survey_fields, PUNKU_SERIES[0]),
+              description=t(f"Encuesta ENAHO (INEI): porcentaje de hogares, ponderado por FACTOR07, con su banda de "
+                            f"90 % (valor ± {Z90}·error estándar de diseño). En 2023 cambió la pregunta: desde entonces "
+                            "P1144 cuenta cualquier acceso a internet, incluidos los datos móviles de los miembros, y "
+                            "P114B1 mide el internet fijo; por eso cada pregunta es una serie propia y ninguna línea "
+                            "cruza 2023 (las series no son comparables). La línea discontinua verde son las conexiones "
+                            "fijas de OSIPTEL PUNKU por cada 100 hogares (población / 3,5) al cierre de cada "
+                            "trimestre. «All» combina departamentos ponderados por hogares. Un año con un solo "
+                            "conglomerado encuestado en el departamento no tiene error estándar y no se dibuja.",
+                            f"ENAHO survey (INEI): share of households, weighted by FACTOR07, with its 90 % band "
+                            f"(value ± {Z90}·design standard error). In 2023 the question changed: since then P1144 "
+                            "counts any internet access, members' mobile data included, and P114B1 measures fixed "
+                            "internet; so each question is its own series and no line crosses 2023 (the series are not "
+                            "comparable). The dashed green line is OSIPTEL PUNKU fixed connections per 100 households "
+                            "(population / 3.5) at the end of each quarter. 'All' combines departments weighted by "
+                            "households. A year with a single surveyed conglomerate in the department has no standard "
+                            "error and is not drawn."),
+              # each series joins its own points across the other series' rows; a series has no value on the other
+              # side of 2023, so no line crosses the break
+              defaults={"unit": "percent", "min": 0, "custom": {"fillOpacity": 0, "lineWidth": 2, "spanNulls": True}},
+              overrides=overrides),
         panel("timeseries", t("Conexiones fijas a internet por tecnología, lugares del filtro",
                               "Fixed internet connections by technology, places of the filter"), f"""
             SELECT f.quarter_start::TIMESTAMP AS time, f.technology, sum(f.connections) AS connections
@@ -668,14 +733,18 @@ def department_trends(t: Tr) -> dict[str, Any]:
         panel("table", t("Adopción por departamento, último año de la encuesta",
                          "Adoption by department, latest survey year"), """
             SELECT department, year, round(internet_pct, 1) AS internet_pct, round(internet_se, 2) AS internet_se,
+                   round(fixed_internet_pct, 1) AS fixed_internet_pct, round(fixed_internet_se, 2) AS fixed_internet_se,
                    round(mobile_pct, 1) AS mobile_pct, households_sampled
             FROM marts.fct_department_adoption_yearly
             WHERE year = (SELECT max(year) FROM marts.fct_department_adoption_yearly)
             ORDER BY internet_pct""",
               (0, 20, 24, 9), fields=("department", "year", "internet_pct", "internet_se"),
               description=t("Todos los departamentos en el último año de la ENAHO, primero el de menor porcentaje "
-                            "de hogares con internet.",
-                            "All departments in the latest ENAHO year, lowest internet share first.")),
+                            "de hogares con internet. Desde 2023 el porcentaje de hogares con internet (P1144) cuenta "
+                            "cualquier acceso, datos móviles incluidos; el de internet fijo (P114B1) es el fijo.",
+                            "All departments in the latest ENAHO year, lowest internet share first. From 2023 the "
+                            "internet share (P1144) counts any access, mobile data included; fixed internet (P114B1) "
+                            "is fixed access only.")),
     ]
     return dashboard(t, "brecha-department-trends",
                      t("Brecha · Tendencias por departamento", "Brecha · Department trends"),

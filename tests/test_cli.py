@@ -76,6 +76,12 @@ def test_run_end_to_end_on_the_synthetic_default(pipeline_run) -> None:
     assert len(top) >= 11 and all(u in out for (u,) in top)
     assert out.index("divide lens (priority_rank)") < out.index("households-offline lens")
     assert_map_counts_reported(out, home / "brecha.duckdb")
+    # ENAHO's incomplete interviews are counted as the mart counts them, and the 2023 break is named
+    with duckdb.connect(str(home / "serving" / "brecha.duckdb"), read_only=True) as con:
+        incomplete, brk = con.sql("select sum(households_incomplete), min(year) filter (where is_series_break) "
+                                  "from marts.fct_department_adoption_yearly").fetchone()
+    assert incomplete > 0 and brk == 2023
+    assert f"{incomplete:,} not completed (RESULT other than 1" in out and "not comparable across 2023" in out
 
 
 def assert_map_counts_reported(out: str, db: Path) -> None:

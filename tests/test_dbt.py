@@ -123,11 +123,29 @@ def test_fixed_connections_latest_quarter_and_hhi(con):
     totals = latest.groupby("ubigeo").connections.sum()
     np.testing.assert_array_equal(got.loc[totals.index, "fixed_connections"], totals)
     assert (got.drop(totals.index).fixed_connections == 0).all()  # a landed file: absent district = 0
-    # every connection of the raw file reaches the quarterly mart unless its names matched no district
-    raw_total = raw(con, "osiptel__fixed_connections").conexiones.sum()
-    unmatched = con.sql("select coalesce(sum(connections), 0) from intermediate.int_fixed_connections__unmatched").fetchone()[0]
+    # a quarter is the stock of its last month in the data (PUNKU's monthly download), never a sum of months: the
+    # connections of those months (and of quarterly periods) reach the mart, less the few whose names matched no
+    # district
+    fx = raw(con, "osiptel__fixed_connections")
+    monthly = fx.periodo.str.fullmatch(r"\d{4}-\d{2}")
+    assert monthly.any() and (~monthly).any()
+    month = fx.periodo.str[5:7].where(monthly).astype(float)
+    quarter = fx.periodo.str[:4] + "-Q" + np.where(monthly, ((month - 1) // 3 + 1).fillna(0).astype(int).astype(str),
+                                                   fx.periodo.str[-1])
+    closing = month.groupby(quarter).transform("max")
+    kept_raw = fx[~monthly | (month == closing)].conexiones.sum()
     kept = quarterly.connections.sum()
-    assert kept + unmatched <= raw_total and kept >= 0.99 * raw_total
+    assert 0.99 * kept_raw <= kept <= kept_raw
+    # the months a quarter has: complete quarters show March/June/..., the last (two months) is flagged
+    months = month.groupby(quarter).nunique()
+    flags = quarterly.groupby("quarter").agg(incomplete=("is_quarter_incomplete", "max"),
+                                             reported=("months_reported", "max"), closing=("closing_month", "max"))
+    for q, row in flags.iterrows():
+        assert row.reported == months.get(q, 0)
+        assert bool(row.incomplete) == (0 < months.get(q, 0) < 3)
+        if months.get(q, 0) == 3:
+            assert row.closing == 3 * int(q[-1])
+    assert flags.incomplete.sum() >= 1
 
 
 def test_name_matching_leaves_few_names_unmatched(con):
@@ -142,22 +160,37 @@ def test_name_matching_leaves_few_names_unmatched(con):
 
 
 def test_survey_shares_equal_a_weighted_mean_and_linearised_se(con):
+    """Every share of fct_department_adoption_yearly against a direct computation from the raw households: complete
+    interviews only (RESULT 1), weighted by FACTOR07; the standard error with ENAHO's design (PSU = CONGLOME,
+    stratum = ESTRATO, a one-PSU stratum adding nothing); fixed internet from P1144 before 2023 and P114B1 after."""
     hh = raw(con, "inei__enaho_households")
     hh = hh[hh.factor07 > 0].assign(dep=hh.ubigeo.str.zfill(6).str[:2])
+    hh["fixed"] = np.where(hh.anio >= 2023, hh.p114b1, hh.p1144)
+    complete = hh.result.isna() | (hh.result == 1)
     got = mart(con, "fct_department_adoption_yearly").set_index(["department_code", "year"])
     assert len(got) >= 24 * 10
-    for (dep, year), g in hh.groupby(["dep", "anio"]):
+    for (dep, year), everyone in hh.groupby(["dep", "anio"]):
+        g = everyone[complete.loc[everyone.index]]
         row = got.loc[(dep, year)]
-        assert row.households_sampled == len(g)
-        for column, good in (("p1144", "internet"), ("p1142", "mobile"), ("p1141", "fixed_phone"), ("p1143", "cable_tv")):
+        assert row.households_sampled == len(g) and row.households_incomplete == len(everyone) - len(g)
+        assert row.questionnaire == ("desde 2023" if year >= 2023 else "hasta 2022")
+        for column, good in (("p1144", "internet"), ("fixed", "fixed_internet"), ("p1142", "mobile"),
+                             ("p1141", "fixed_phone"), ("p1143", "cable_tv")):
             a = g[g[column].notna()]
             w, y = a.factor07.to_numpy(), a[column].to_numpy(dtype=float)
             p = np.average(y, weights=w)
             assert row[f"{good}_pct"] == pytest.approx(100 * p, abs=1e-9)
-            z = (a.assign(s=w * (y - p) / w.sum())).groupby("conglome").s.sum()
-            m = len(z)
-            se = 100 * np.sqrt(m / (m - 1) * (z**2).sum())
-            assert row[f"{good}_se"] == pytest.approx(se, rel=1e-9)
+            z = a.assign(s=w * (y - p) / w.sum()).groupby(["estrato", "conglome"]).s.sum()
+            var = 0.0
+            for _, zh in z.groupby(level="estrato"):
+                n = len(zh)
+                if n > 1:
+                    var += n / (n - 1) * ((zh - zh.mean()) ** 2).sum()
+            assert row[f"{good}_se"] == pytest.approx(100 * np.sqrt(var), rel=1e-6, abs=1e-9)
+    # the break: marked once per department, in the first year of the new questionnaire
+    marked = got.reset_index().groupby("department_code").apply(lambda d: d.year[d.is_series_break].tolist(),
+                                                               include_groups=False)
+    assert (marked == [[2023]] * len(marked)).all()
     latest = got.reset_index().sort_values("year").groupby("department_code").tail(1).set_index("department_code")
     conn = mart(con, "fct_district_connectivity")
     expected = conn.ubigeo.str[:2].map(latest.internet_pct)

@@ -158,7 +158,7 @@ def test_run_summary_names_empty_marts_and_the_file_that_fills_them(built_home: 
         con.execute("UPDATE marts.fct_district_connectivity SET survey_internet_pct_department = NULL, survey_year = NULL")
         found = {g.relation: g for g in gaps(con, built_home / "dbt_target" / "manifest.json")}
     adoption = found.pop("marts.fct_department_adoption_yearly")
-    assert "ENAHO module 100" in str(adoption) and "enaho01-2015-100.csv" in str(adoption)
+    assert "ENAHO module 01" in str(adoption) and "906-Modulo01.zip" in str(adoption)
     # the panels as a reader finds them in Grafana's default (Spanish) set
     assert adoption.panels and all(p.startswith("Tendencias por departamento: \"") for p in adoption.panels)
     columns = found.pop("marts.fct_district_connectivity columns survey_internet_pct_department, survey_year")

@@ -44,6 +44,7 @@ SMALL_CSVS = (
 GEO_DIST = "peru-geojson/peru_distrital_simple.geojson"
 GEO_DEP = "peru-geojson/peru_departamental_simple.geojson"
 FIXED = "osiptel-punku/conexiones_internet_fijo_distrito.csv"
+PUNKU_XLSX = "osiptel-punku/2.3 CONEXIONES DE INTERNET FIJO POR DISTRITO.xlsx"
 OPERATORS = {"Viettel Perú S.A.C.", "Telefónica del Perú S.A.A.", "América Móvil Perú S.A.C.", "Entel Perú S.A."}
 
 
@@ -130,11 +131,11 @@ def test_headers_follow_the_layouts_contract(ex: Path) -> None:
     assert _first_line(ex / SMALL_CSVS[3])[0] == OSIPTEL_INTERNET_BOOTHS.headers[0]
     assert tuple(json.loads((ex / CENSUS).read_text(encoding="utf-8"))[0]) == INEI_CENSUS.headers
     assert tuple(pd.read_excel(ex / COVERAGE, nrows=1).columns) == OSIPTEL_MOBILE_COVERAGE.headers
-    enaho = sorted((ex / "inei-enaho").glob("enaho01-*-100.csv"))
-    assert [p.name for p in enaho] == [f"enaho01-{y}-100.csv" for y in range(2015, 2025)]
-    raw = enaho[0].read_bytes()
+    assert sorted(p.name for p in (ex / "inei-enaho").iterdir()) == sorted(ENAHO_FILES.values())
+    raw = (ex / "inei-enaho" / ENAHO_FILES[2015]).read_bytes()
     assert raw.startswith("AÑO,".encode("latin-1"))  # latin-1, not utf-8
-    assert tuple(_first_line(enaho[0], "latin-1")) == INEI_ENAHO.headers
+    assert tuple(_first_line(ex / "inei-enaho" / ENAHO_FILES[2015], "latin-1")) == tuple(
+        h for h in INEI_ENAHO.headers if not h.startswith("P114B"))
 
 
 # --- reference quirks and counts --------------------------------------------------------------------------
@@ -271,9 +272,29 @@ def test_geojson_boundaries(ex: Path, reference: pd.DataFrame) -> None:
 
 # --- fixed connections and ENAHO (no real sample) ---------------------------------------------------------
 
+def _punku_sheet(ex: Path) -> pd.DataFrame:
+    """PUNKU's download read with openpyxl: sheet 'Dataset', the header below the title rows."""
+    wb = openpyxl.load_workbook(ex / PUNKU_XLSX, read_only=True)
+    assert wb.sheetnames == ["Presentación", "Dataset"]
+    rows = list(wb["Dataset"].iter_rows(values_only=True))
+    assert rows[0][0].startswith("2.3 CONEXIONES DE INTERNET FIJO") and not any(rows[2])
+    assert tuple(rows[3]) == OSIPTEL_FIXED_CONNECTIONS.headers
+    return pd.DataFrame(rows[4:], columns=rows[3])
+
+
 def test_fixed_connections(ex: Path, census: pd.DataFrame, reference: pd.DataFrame) -> None:
-    fx = pd.read_csv(ex / FIXED)
-    assert sorted(fx.Periodo.unique()) == [f"{y}-T{q}" for y in range(2015, 2025) for q in range(1, 5)]
+    quarterly = pd.read_csv(ex / FIXED)
+    assert sorted(quarterly.Periodo.unique()) == [f"{y}-T{q}" for y in range(2015, 2025) for q in range(1, 5)][:-2]
+    monthly = _punku_sheet(ex)
+    # monthly stocks, July to November 2024 (the last quarter has two months), Segmento in mixed case
+    assert sorted(monthly.Periodo.unique()) == [f"2024-{m:02d}" for m in range(7, 12)]
+    assert set(monthly.Segmento) == {"Residencial", "RESIDENCIAL", "Empresarial"}
+    assert pd.api.types.is_integer_dtype(monthly.Conexiones)
+    # a stock: September's national total is near June's (2024-T2), not three months of it
+    september, june = monthly[monthly.Periodo == "2024-09"].Conexiones.sum(), \
+        quarterly[quarterly.Periodo == "2024-T2"].Conexiones.sum()
+    assert 0.95 < september / june < 1.1
+    fx = pd.concat([quarterly, monthly.assign(Segmento=monthly.Segmento.str.capitalize())])
     assert set(fx.Segmento) == {"Residencial", "Empresarial"}
     assert {"Fibra óptica", "Cable coaxial", "ADSL", "Inalámbrico", "Satelital"} <= set(fx.Tecnología)
     assert (fx.Conexiones > 0).all()
@@ -287,19 +308,83 @@ def test_fixed_connections(ex: Path, census: pd.DataFrame, reference: pd.DataFra
     assert 0 < fx.Distrito.drop_duplicates().isin(ref_names).mean() < 1
 
 
+ENAHO_FILES = {2015: "enaho01-2015-100.csv", 2016: "enaho01-2016-100.csv", 2017: "enaho01-2017-100.csv",
+               2018: "634-Modulo01.zip", 2019: "enaho01-2019-100.csv", 2020: "enaho01-2020-100.csv",
+               2021: "759-Modulo01.zip",
+               2022: "784-Modulo01.zip", 2023: "906-Modulo01.zip", 2024: "966-Modulo01.zip", 2025: "enaho01-2025-100.csv"}
+
+
+def enaho_year(ex: Path, year: int) -> pd.DataFrame:
+    """One year's households in INEI's codes and upper-case names, read with pandas / pyreadstat (not the landing
+    code): the flavour is checked on the way (latin-1 CSV, labelled UTF-8 export, zipped .dta / .sav / CSV)."""
+    import io
+    import tempfile
+    import zipfile
+
+    import pyreadstat
+
+    path = ex / "inei-enaho" / ENAHO_FILES[year]
+    if path.suffix == ".csv":
+        raw = path.read_bytes()
+        if year == 2017:  # the labelled export: BOM, Stata names, labels
+            assert raw.startswith(b"\xef\xbb\xbfa\xc3\x91o,")
+            df = pd.read_csv(io.BytesIO(raw), encoding="utf-8-sig", dtype=str, keep_default_na=False)
+            assert set(df.p1144) == {"conexion a internet", "pase", ""} and df.estrato.str.startswith(" de ").any()
+            assert set(df.result) >= {"completa", "rechazo"}
+            codes = {"pase": "0", "": None}
+            for col in ("p1141", "p1142", "p1143", "p1144", "p1145"):
+                df[col] = df[col].map(lambda v: codes.get(v, "1"))
+            df["result"] = (df.result == "completa").map({True: 1, False: 2})
+            df = df.rename(columns=str.upper)
+            df = df.assign(AÑO=df["AÑO"].astype(int), FACTOR07=df.FACTOR07.astype(float),
+                           **{c: pd.to_numeric(df[c]) for c in ("P1141", "P1142", "P1143", "P1144", "P1145")})
+            return df
+        assert raw.decode("latin-1").startswith("AÑO" + (";" if year == 2025 else ","))
+        return pd.read_csv(path, encoding="latin-1", sep=";" if year == 2025 else ",",
+                           dtype={"UBIGEO": str, "CONGLOME": str})
+    with zipfile.ZipFile(path) as zf:
+        code = ENAHO_FILES[year].split("-")[0]
+        data = [n for n in zf.namelist() if not n.endswith(".txt")]
+        assert len(data) == 1 and data[0].startswith(f"{code}-Modulo01/enaho01-{year}-100.")
+        with tempfile.TemporaryDirectory() as tmp:
+            member = Path(tmp) / Path(data[0]).name
+            member.write_bytes(zf.read(data[0]))
+            if member.suffix == ".csv":
+                return pd.read_csv(member, encoding="latin-1", dtype={"UBIGEO": str, "CONGLOME": str})
+            reader = pyreadstat.read_dta if member.suffix == ".dta" else pyreadstat.read_sav
+            df, meta = reader(str(member))
+    labels = {k.upper(): v for k, v in meta.variable_value_labels.items()}
+    assert labels["P1144"] == {0: "pase", 1: "conexion a internet"} and labels["RESULT"][1] == "completa"
+    assert ("aÑo" if member.suffix == ".dta" else "AÑO") in df.columns  # Stata names are lower case
+    df = df.rename(columns=str.upper)
+    return df.assign(AÑO=df["AÑO"].astype(int))
+
+
 def test_enaho_households(ex: Path) -> None:
-    shares = []
-    for year in range(2015, 2025):
-        df = pd.read_csv(ex / f"inei-enaho/enaho01-{year}-100.csv", encoding="latin-1", dtype={"UBIGEO": str, "CONGLOME": str})
+    shares, fixed = {}, {}
+    for year in range(2015, 2026):
+        df = enaho_year(ex, year)
         assert (df["AÑO"] == year).all()
         assert df.UBIGEO.str.fullmatch(r"\d{6}").all() and df.CONGLOME.str.len().eq(6).all()
-        assert 8e6 <= df.FACTOR07.sum() <= 1.05e7 and (df.FACTOR07 > 0).all()
         assert df.UBIGEO.str[:2].nunique() == 25
-        ok = df.dropna(subset=["P1144"])
+        # about a quarter of the interviews are not complete, and their ICT answers are blank
+        complete = df.RESULT == 1
+        assert 0.2 < 1 - complete.mean() < 0.3
+        assert df.loc[~complete, "P1144"].isna().all() and df.loc[complete, "P1144"].notna().all()
+        ok = df[complete]
+        assert 8e6 <= ok.FACTOR07.sum() <= 1.05e7 and (df.FACTOR07 > 0).all()
+        # the stratum is the conglomerate's (ENAHO's design)
+        assert df.groupby("CONGLOME").ESTRATO.nunique().max() == 1
         none = (ok[["P1141", "P1142", "P1143", "P1144"]].sum(axis=1) == 0).astype(int)
         assert (ok.P1145 == none).all()
-        shares.append(np.average(ok.P1144, weights=ok.FACTOR07))
-    assert shares[-1] > shares[0] + 0.15 and 0.1 < shares[0] < 0.5
+        shares[year] = np.average(ok.P1144, weights=ok.FACTOR07)
+        assert ("P114B1" in df.columns) == (year >= 2023)
+        if year >= 2023:
+            fixed[year] = np.average(ok.P114B1, weights=ok.FACTOR07)
+            assert (ok.P1144 == (ok[["P114B1", "P114B2", "P114B3"]].max(axis=1))).all()  # P1144 = any access
+    # ~55 % up to 2022, ~90 % from 2023 (any access), fixed ~30 %
+    assert 0.5 < shares[2022] < 0.62 and 0.85 < shares[2023] < 0.95 and 0.25 < fixed[2023] < 0.4
+    assert shares[2022] > shares[2015] + 0.15 and 0.1 < shares[2015] < 0.5
 
 
 # --- determinism and scale ------------------------------------------------------------------------------------
@@ -313,7 +398,7 @@ def test_same_seed_gives_identical_bytes_and_other_seeds_differ(tmp_path: Path) 
     b = _generate(tmp_path / "b", seed=7, scale=0.03)
     c = _generate(tmp_path / "c", seed=8, scale=0.03)
     names = _files(a)
-    assert names == _files(b) == _files(c) and len(names) == 23
+    assert names == _files(b) == _files(c) and len(names) == 25
     match, mismatch, errors = filecmp.cmpfiles(a, b, names, shallow=False)
     assert not mismatch and not errors
     _, differ, _ = filecmp.cmpfiles(a, c, names, shallow=False)
@@ -324,8 +409,8 @@ def test_scale_multiplies_only_the_large_tables(tmp_path: Path, ex: Path) -> Non
     small = _generate(tmp_path, scale=SCALE / 2)
     for rel in (DISTRICTS, PROVINCES, DEPARTMENTS, CENSUS, GEO_DIST, C21_CSV):
         assert filecmp.cmp(small / rel, ex / rel, shallow=False), rel
-    ratio_enaho = len(pd.read_csv(ex / "inei-enaho/enaho01-2020-100.csv", encoding="latin-1")) / len(
-        pd.read_csv(small / "inei-enaho/enaho01-2020-100.csv", encoding="latin-1"))
+    ratio_enaho = len(pd.read_csv(ex / "inei-enaho/enaho01-2016-100.csv", encoding="latin-1")) / len(
+        pd.read_csv(small / "inei-enaho/enaho01-2016-100.csv", encoding="latin-1"))
     assert 1.7 < ratio_enaho < 2.3
     cov_full, cov_small = pd.read_excel(ex / COVERAGE), pd.read_excel(small / COVERAGE)
     assert 1.3 < cov_full.UBIGEO_CCPP.nunique() / cov_small.UBIGEO_CCPP.nunique() < 2.3

@@ -44,11 +44,11 @@ def store(src: SourceFile, archive: Path) -> str:
     dest = folder / PurePosixPath(src.rel).name
     with replacing(dest, ".partial") as tmp:
         try:
-            if not src.path.is_relative_to(archive):
+            if not src.original.is_relative_to(archive):
                 raise OSError("not the batch's own copy")  # never a link to a file the user may change
-            os.link(src.path, tmp)
+            os.link(src.original, tmp)
         except OSError:
-            shutil.copyfile(src.path, tmp)
+            shutil.copyfile(src.original, tmp)
     return dest.relative_to(archive).as_posix()
 
 

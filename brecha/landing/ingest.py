@@ -74,8 +74,16 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(ddl)
     for layout in LAYOUTS:
         con.execute(raw_table_ddl(layout))
+        # a warehouse made before a layout gained columns (ENAHO's RESULT and P114B1..3) gets them, empty
+        have = {r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'raw' "
+            f"AND table_name = {value(layout.entity)}").fetchall()}
+        for col in layout.columns:
+            if col.name not in have:
+                con.execute(f"ALTER TABLE {layout.table} ADD COLUMN {ident(col.name)} {col.type}")
 
 
+CONVERTED = "converted"  # $BRECHA_HOME/converted: CSVs made from zips, Stata and SPSS files (brecha.landing.convert)
 PLAN_THREADS = 2  # files recognised at once (hashing and DuckDB's CSV sniffer are one-threaded per file)
 
 
@@ -113,7 +121,8 @@ def _plan_folder(con: duckdb.DuckDBPyConnection, root: Path,
 
     with _progress("checking", len(files)) as step, ThreadPoolExecutor(PLAN_THREADS) as pool:
         try:
-            inspected = list(pool.map(lambda path: attempt(inspect, path, root, staging), files))
+            cache = paths().home / CONVERTED
+            inspected = list(pool.map(lambda path: attempt(inspect, path, root, staging, cache), files))
             holder: dict[str, str] = {}  # the same bytes are recognised once, as the first file holding them
             for src in inspected:
                 if isinstance(src, SourceFile):
@@ -546,7 +555,7 @@ def _replay(con: duckdb.DuckDBPyConnection, batches: Iterable[dict[str, Any]], a
         con.execute(f"INSERT INTO raw._batches VALUES ({row})")
         for entry in batch["files"]:
             if entry["newly_landed"]:
-                plan = FilePlan.from_manifest(entry, _verified(entry, archive_dir))
+                plan = FilePlan.from_manifest(entry, _verified(entry, archive_dir), paths().home / CONVERTED)
                 reference = entry["reference_sha256"]
                 if reference:
                     _load_reference(con, reference)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from brecha.landing import convert
 from brecha.landing.scan import SourceFile
 from brecha.layouts import BY_ENTITY, Layout
 
@@ -22,6 +23,7 @@ class FilePlan:
     sheet: str = ""  # xlsx sheet
     value_columns: tuple[str, ...] = ()  # wide tables: headers spread over columns (years, operators)
     note: str = ""  # how the layout was told apart, when the header alone could not
+    cell_range: str = ""  # xlsx: the cells from the header row down, when title rows sit above it ('A4:H1048576')
 
     @property
     def layout(self) -> Layout:
@@ -30,14 +32,21 @@ class FilePlan:
     def to_manifest(self) -> dict[str, Any]:
         src = asdict(self.source)
         src.pop("path")
+        src.pop("origin")
         return {**src, "entity": self.entity, "reader": self.reader, "columns": self.columns,
                 "headers": list(self.headers), "sheet": self.sheet, "value_columns": list(self.value_columns),
-                "note": self.note}
+                "note": self.note, "cell_range": self.cell_range}
 
     @classmethod
-    def from_manifest(cls, entry: dict[str, Any], path: Path) -> FilePlan:
+    def from_manifest(cls, entry: dict[str, Any], path: Path, cache: Path | None = None) -> FilePlan:
+        """``path``: the archived original; a zip, Stata or SPSS file is converted again into ``cache``."""
         source = SourceFile(path=path, rel=entry["rel"], sha256=entry["sha256"], size=entry["size"],
                             fmt=entry["fmt"], encoding=entry["encoding"])
+        if entry.get("container"):
+            kind = entry["container"].split(":")[0]
+            done = convert.to_csv(entry["rel"], path, entry["sha256"], kind, cache or path.parent)
+            source = replace(source, path=done.path, container=done.container, member=done.member, origin=path)
         return cls(source=source, entity=entry["entity"], reader=entry["reader"], columns=dict(entry["columns"]),
                    headers=tuple(entry["headers"]), sheet=entry["sheet"],
-                   value_columns=tuple(entry["value_columns"]), note=entry["note"])
+                   value_columns=tuple(entry["value_columns"]), note=entry["note"],
+                   cell_range=entry.get("cell_range", ""))

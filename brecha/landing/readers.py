@@ -20,6 +20,7 @@ from brecha.landing import stacked
 from brecha.landing.plan import FilePlan
 from brecha.landing.scan import SourceFile
 from brecha.landing.sql import ident, lit, null_list
+from brecha.layouts import Column
 
 MAX_JSON_BYTES = 1 << 30  # a whole GeoJSON document is one JSON value
 STACKED_CELLS = {"sheet_row": "BIGINT", "block": "BIGINT", "departamento": "VARCHAR", "period": "VARCHAR",
@@ -40,10 +41,12 @@ def read_csv(src: SourceFile) -> str:
     return f"read_csv({lit(str(src.path))}, all_varchar = true, header = true, encoding = {lit(src.encoding)})"
 
 
-def read_xlsx(path: Path, sheet: str) -> str:
-    # stop_at_empty=false: by default read_xlsx silently stops at the first blank row
+def read_xlsx(path: Path, sheet: str, cell_range: str = "") -> str:
+    # stop_at_empty=false: by default read_xlsx silently stops at the first blank row; a range starts at a header
+    # below title rows (its empty rows to the sheet's end are skipped as blank, like any blank row)
+    within = f", range = {lit(cell_range)}" if cell_range else ""
     return (f"read_xlsx({lit(str(path))}, sheet = {lit(sheet)}, all_varchar = true, header = true, "
-            "stop_at_empty = false)")
+            f"stop_at_empty = false{within})")
 
 
 def read_json_array(path: Path) -> str:
@@ -144,7 +147,7 @@ class SheetPrefetch:
         if self._closing or self._cursor is None:
             return
         table = f"{ident(self._dbs[plan.source.sha256])}.main.source"
-        self._cursor.execute(f"CREATE TABLE {table} AS {_numbered_sql(read_xlsx(plan.source.path, plan.sheet))}")
+        self._cursor.execute(f"CREATE TABLE {table} AS {_numbered_sql(read_xlsx(plan.source.path, plan.sheet, plan.cell_range))}")
 
     def __contains__(self, plan: FilePlan) -> bool:
         return plan.source.sha256 in self._futures
@@ -177,6 +180,34 @@ class SheetPrefetch:
             self._con.execute(f"DETACH DATABASE IF EXISTS {ident(db)}")
 
 
+NUMBER_TEXT = "[+-]?[0-9]+([.][0-9]*)?"
+
+
+def label_key_sql(expr: str) -> str:
+    """SQL: a label as it is looked up: lower case, no accents, blanks trimmed and runs of blanks made one."""
+    return f"lower(strip_accents(regexp_replace(trim({expr}), '\\s+', ' ', 'g')))"
+
+
+def label_key(text: str) -> str:
+    """``label_key_sql`` in Python (for the layouts' label tables)."""
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFKD", " ".join(text.split()))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
+
+
+def decode_labels(col: Column, expr: str) -> str:
+    """SQL: the text ``expr`` of ``col`` with a value label replaced by its code (``Column.labels``); numbers,
+    null texts and unknown labels are kept as they are (an unknown label is then rejected as unparseable)."""
+    if not col.labels:
+        return expr
+    cases = " ".join(f"WHEN {lit(label_key(label))} THEN {lit(code)}" for label, code in col.labels)
+    other = lit(col.other_label) if col.other_label else expr
+    return (f"CASE WHEN {expr} IS NULL OR regexp_full_match(trim({expr}), '{NUMBER_TEXT}') "
+            f"OR trim({expr}) IN {null_list()} THEN {expr} "
+            f"ELSE CASE {label_key_sql(expr)} {cases} ELSE {other} END END")
+
+
 def _flat(plan: FilePlan, table_sql: str, skip_blank: bool, con: duckdb.DuckDBPyConnection | None = None,
           numbered: str | None = None) -> str:
     """``con`` given: the file is read once into a temp table first (landing a sheet); ``numbered`` given: the
@@ -186,8 +217,8 @@ def _flat(plan: FilePlan, table_sql: str, skip_blank: bool, con: duckdb.DuckDBPy
         numbered = materialise(con, table_sql) if con is not None else \
             f"(SELECT row_number() OVER () AS __row, s AS __rec, * FROM {table_sql} s)"
     cols = [
-        f"CAST(t.{ident(plan.columns[c.name])} AS VARCHAR) AS {ident(c.name)}" if c.name in plan.columns
-        else f"NULL::VARCHAR AS {ident(c.name)}"
+        f"{decode_labels(c, f'CAST(t.{ident(plan.columns[c.name])} AS VARCHAR)')} AS {ident(c.name)}"
+        if c.name in plan.columns else f"NULL::VARCHAR AS {ident(c.name)}"
         for c in plan.layout.columns
     ]
     where = ""
@@ -268,7 +299,8 @@ def select_sql(con: duckdb.DuckDBPyConnection, plan: FilePlan, landing: bool = F
     if plan.reader == "csv":
         return _flat(plan, read_csv(plan.source), skip_blank=False)
     if plan.reader == "xlsx":
-        return _flat(plan, read_xlsx(plan.source.path, plan.sheet), skip_blank=True, con=con if landing else None)
+        return _flat(plan, read_xlsx(plan.source.path, plan.sheet, plan.cell_range), skip_blank=True,
+                     con=con if landing else None)
     if plan.reader == "json_array":
         return _json_array(plan)
     if plan.reader == "geojson":

@@ -6,6 +6,7 @@ Whole-file problems (unknown layout, missing required column, no data rows, unre
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 import zipfile
 
@@ -120,7 +121,7 @@ def _has_rows(con: duckdb.DuckDBPyConnection, select_sql: str) -> bool:
 
 
 def _from_match(con: duckdb.DuckDBPyConnection, src: SourceFile, m: HeaderMatch, reader: str,
-                headers: list[str], sheet: str = "", has_rows: bool | None = None) -> FilePlan:
+                headers: list[str], sheet: str = "", has_rows: bool | None = None, cell_range: str = "") -> FilePlan:
     """The plan for a file whose header matched ``m``; ``has_rows`` when the caller already knows whether the
     reader yields a row."""
     layout = m.layout
@@ -136,7 +137,7 @@ def _from_match(con: duckdb.DuckDBPyConnection, src: SourceFile, m: HeaderMatch,
             f"(e.g. in {', '.join(layout.example_names)}), or remove the file from the folder".lstrip(),
             column=col,
         )
-    plan = FilePlan(src, layout.entity, reader, m.columns, tuple(headers), sheet)
+    plan = FilePlan(src, layout.entity, reader, m.columns, tuple(headers), sheet, cell_range=cell_range)
     if not (_has_rows(con, readers.select_sql(con, plan)) if has_rows is None else has_rows):
         raise InputFileError(src.rel, f"the file has the header of {layout.entity} but no data rows",
                              "Download it again (it may be cut short) or remove it from the folder")
@@ -229,6 +230,47 @@ def _plan_csv(con: duckdb.DuckDBPyConnection, src: SourceFile) -> FilePlan:
     raise _unknown(src, f"its header ({', '.join(headers[:12])})")
 
 
+TITLE_ROWS_MAX = 30  # rows above a sheet's header (titles, source notes) looked through for the header
+XLSX_LAST_ROW = 1_048_576  # a sheet's last row
+
+
+def _header_below_titles(con: duckdb.DuckDBPyConnection, src: SourceFile, sheet: str) -> tuple[str, list[str]] | None:
+    """A sheet whose header sits below title rows (PUNKU's ``Dataset``): the cell range from the header row down,
+    and its headers, when one of the first rows matches a layout; else None."""
+    # a range makes the reader keep every column (without one it takes as many as the first row has), named by
+    # their letters
+    rows = con.execute(f"SELECT * FROM read_xlsx({lit(str(src.path))}, sheet = {lit(sheet)}, all_varchar = true, "
+                       f"header = false, stop_at_empty = false, range = 'A1:AZ{TITLE_ROWS_MAX}')")
+    letters = [d[0] for d in rows.description]
+    for offset, row in enumerate(rows.fetchall()):
+        cells = [(letter, str(v).strip()) for letter, v in zip(letters, row, strict=True) if v is not None and str(v).strip()]
+        if len(cells) < 2:
+            continue
+        m = best_match([v for _, v in cells], TABULAR)
+        if m is not None and m.share_required >= MIN_REQUIRED_SHARE:
+            cell_range = f"{cells[0][0]}{offset + 1}:{cells[-1][0]}{_last_row(src, sheet)}"
+            return cell_range, readers.column_names(con, readers.read_xlsx(src.path, sheet, cell_range))
+    return None
+
+
+def _last_row(src: SourceFile, sheet: str) -> int:
+    """The sheet's last row as its ``<dimension ref="A1:H128738"/>`` states it (Excel writes one at the top of
+    every sheet), or the last row a sheet can have: the reader then pads the range with empty rows, which are
+    skipped, at the cost of reading them."""
+    with zipfile.ZipFile(src.path) as book:
+        rels = ET.fromstring(book.read("xl/_rels/workbook.xml.rels"))
+        root = ET.fromstring(book.read("xl/workbook.xml"))
+        rid = next((v for el in root.iter() if el.tag.endswith("}sheet") and el.attrib.get("name") == sheet
+                    for k, v in el.attrib.items() if k.endswith("}id")), None)
+        target = next((el.attrib["Target"] for el in rels if el.attrib.get("Id") == rid), None)
+        if target is None:
+            return XLSX_LAST_ROW
+        with book.open(target.lstrip("/") if target.startswith("/") else f"xl/{target}") as fh:
+            head = fh.read(1 << 14).decode("utf-8", errors="ignore")
+    found = re.search(r'<dimension ref="[A-Z]+[0-9]+:[A-Z]+([0-9]+)"', head)
+    return int(found.group(1)) if found else XLSX_LAST_ROW
+
+
 def _plan_xlsx(con: duckdb.DuckDBPyConnection, src: SourceFile) -> FilePlan:
     seen: list[str] = []
     for sheet in readers.xlsx_sheets(src.path):
@@ -240,6 +282,11 @@ def _plan_xlsx(con: duckdb.DuckDBPyConnection, src: SourceFile) -> FilePlan:
         m = best_match(headers, TABULAR)
         if m is not None and m.share_required >= MIN_REQUIRED_SHARE:
             return _from_match(con, src, m, "xlsx", headers, sheet)
+        if below := _header_below_titles(con, src, sheet):
+            cell_range, headers = below
+            m = best_match(headers, TABULAR)
+            if m is not None and m.share_required >= MIN_REQUIRED_SHARE:
+                return _from_match(con, src, m, "xlsx", headers, sheet, cell_range=cell_range)
     # Only Cuadro 2.1 (lines in service) is published as a stacked sheet of yearly and monthly blocks.
     if parsed := stacked.parse(src.path):
         if not parsed.cells:

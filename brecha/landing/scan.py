@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from brecha.errors import BrechaError, InputFileError
+from brecha.landing import convert
 
 DOC_SUFFIXES = frozenset({".md", ".txt", ".pdf"})
 CHUNK = 1 << 20
@@ -36,6 +37,14 @@ class SourceFile:
     size: int
     fmt: str  # 'csv' | 'json' | 'xlsx'
     encoding: str  # DuckDB encoding name for text files: 'utf-8' | 'latin-1' | 'utf-16'; '' for xlsx
+    container: str = ""  # '' or how the file was found when ``path`` is a CSV made from it (brecha.landing.convert)
+    member: str = ""  # the zip member read, for a zip
+    origin: Path | None = None  # the file as found, when ``path`` is a CSV converted from it
+
+    @property
+    def original(self) -> Path:
+        """The file as found (what the archive keeps)."""
+        return self.origin or self.path
 
 
 def walk(root: Path, runtime: Path | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -156,13 +165,17 @@ def _wide_encoding(head: bytes) -> str | None:
     return None
 
 
-def inspect(path: Path, root: Path, staging: Path | None = None) -> SourceFile:
+def inspect(path: Path, root: Path, staging: Path | None = None, cache: Path | None = None) -> SourceFile:
     """Hash the file and tell its format and encoding from its bytes (never from its name).
 
     With ``staging`` (a folder of the batch's own), the bytes are copied there as they are read, from the one
     read that hashes them, and the returned ``path`` is that copy: every later read of the batch (recognition,
     landing, the archive) reads the copy, so a file that changes while it is landed (a log being appended to)
-    is landed exactly as hashed and archived."""
+    is landed exactly as hashed and archived.
+
+    With ``cache``, a zip (not a workbook), a Stata or an SPSS file is converted (from that same copy) into a CSV
+    in ``cache`` (``brecha.landing.convert``) and described as that CSV, keeping its own name, checksum and size;
+    ``origin`` is the file as read, which the archive keeps."""
     rel = path.relative_to(root).as_posix()
     copy = None
     if staging is not None:
@@ -204,6 +217,10 @@ def inspect(path: Path, root: Path, staging: Path | None = None) -> SourceFile:
     sha = digest.hexdigest()
     if not head.strip(b" \t\r\n\x00" + codecs.BOM_UTF8):
         raise InputFileError(rel, "the file is empty", "Download it again or remove it from the folder.")
+    if cache is not None and (kind := convert.container_of(head, path)):
+        done = convert.to_csv(rel, path, sha, kind, cache)
+        inner = inspect(done.path, done.path.parent)
+        return SourceFile(done.path, rel, sha, size, inner.fmt, inner.encoding, done.container, done.member, path)
     if head.startswith(_XLSX_MAGIC):
         return SourceFile(path, rel, sha, size, "xlsx", "")
     if head.startswith(_OLE2_MAGIC):

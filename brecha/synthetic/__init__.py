@@ -72,7 +72,7 @@ def generate(out: Path, seed: int = 42, scale: float = 1.0) -> ExtractResult:
     r[f"{o}/moviles-lineas_C2.2_junio2014.csv"] = mobile_lines.write_c22_csv(world, lines, out)
     r[f"{o}/8.8_Cabina_Publicas_de_Acceso_a_Internet_por_departamento.csv"] = mobile_lines.write_booths_csv(
         world, out, _rng(seed, 9))
-    r[f"{fixed.PUNKU_DIR}/{fixed.FILE_NAME}"] = fixed.write_fixed(world, out, _rng(seed, 10), scale)
+    r.update(fixed.write_fixed(world, out, _rng(seed, 10), scale))
     r.update(enaho.write_enaho(world, out, _rng(seed, 11), scale))
     result.seconds = time.perf_counter() - start
     return result

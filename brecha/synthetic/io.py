@@ -52,18 +52,24 @@ def write_frame(df: pd.DataFrame, path: Path, encoding: str = "utf-8") -> int:
     return len(df)
 
 
-def normalize_xlsx(path: Path) -> None:
-    """Rewrite an xlsx so its bytes depend on content only: fixed zip entry times and document dates."""
-    with zipfile.ZipFile(path) as zin:
-        entries = [(info.filename, zin.read(info.filename)) for info in zin.infolist()]
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    """A zip of ``members`` (name -> bytes, in order) whose bytes depend on content only: fixed entry times."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zout:
-        for name, data in entries:
-            if name == "docProps/core.xml":
-                data = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(<)",
-                              rb"\g<1>" + FIXED_DOC_TIME.encode() + rb"\g<2>", data)
+        for name, data in members.items():
             info = zipfile.ZipInfo(name, date_time=FIXED_ZIP_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             zout.writestr(info, data)
-    path.write_bytes(buf.getvalue())
+    return buf.getvalue()
+
+
+def normalize_xlsx(path: Path) -> None:
+    """Rewrite an xlsx so its bytes depend on content only: fixed zip entry times and document dates."""
+    with zipfile.ZipFile(path) as zin:
+        entries = {info.filename: zin.read(info.filename) for info in zin.infolist()}
+    for name, data in entries.items():
+        if name == "docProps/core.xml":
+            entries[name] = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(<)",
+                                   rb"\g<1>" + FIXED_DOC_TIME.encode() + rb"\g<2>", data)
+    path.write_bytes(zip_bytes(entries))

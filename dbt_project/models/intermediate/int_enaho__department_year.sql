@@ -1,18 +1,23 @@
 {#-
-  ENAHO module 100: weighted share of households with each ICT good, per department and survey year,
-  and its standard error by Taylor linearisation of the weighted mean (a ratio estimator):
+  ENAHO module 01: weighted share of households with each ICT good, per department and survey year, and its
+  design-based standard error by Taylor linearisation of the weighted mean (a ratio estimator), with the
+  design ENAHO publishes (Stata: svyset conglome [pw=factor07], strata(estrato)):
 
-    p    = sum(w_i * y_i) / W,           W = sum(w_i)  over households with an answer
-    z_c  = sum over households i of PSU c of w_i * (y_i - p) / W
-    var  = m / (m - 1) * sum_c z_c^2     (m = number of PSUs, CONGLOME, in the department-year)
-    se   = sqrt(var)
+    p     = sum(w_i * y_i) / W,            W = sum(w_i)  over complete interviews with an answer
+    z_hc  = sum over households i of PSU c in stratum h of w_i * (y_i - p) / W
+    var   = sum_h n_h / (n_h - 1) * sum_c (z_hc - mean_h(z))^2    (n_h = PSUs of stratum h)
+    se    = sqrt(var)
 
-  This is the with-replacement "ultimate cluster" estimator with the conglomerate as primary sampling
-  unit and no stratification (Stata: svyset conglome [pw=factor07]). Shares and standard errors are in
-  percent / percentage points. The standard error is null when the department-year has a single PSU.
+  PSU = conglomerate (CONGLOME), stratum = ESTRATO within the department (the department-year is the
+  domain of estimation). A stratum with a single PSU in the department-year adds nothing (Stata's
+  singleunit(certainty)); the standard error is null when the department-year has a single PSU.
+  Only complete interviews (RESULT = 1) count, in numerator and denominator: the others have blank ICT
+  answers; they are counted in households_incomplete. Shares and standard errors are in percent /
+  percentage points.
 -#}
 {%- set goods = {
     'internet': 'has_internet',
+    'fixed_internet': 'has_fixed_internet',
     'mobile': 'has_mobile_phone',
     'fixed_phone': 'has_fixed_phone',
     'cable_tv': 'has_cable_tv',
@@ -20,13 +25,16 @@
 
 with
 
-households as (
+all_households as (
     select
         department_code,
         survey_year,
+        coalesce(stratum, 0) as stratum,
         conglomerate,
         expansion_weight,
+        is_complete_interview,
         has_internet,
+        has_fixed_internet,
         has_mobile_phone,
         has_fixed_phone,
         has_cable_tv
@@ -34,11 +42,17 @@ households as (
     where expansion_weight > 0
 ),
 
+households as (
+    select * from all_households
+    where is_complete_interview
+),
+
 answers as (
     {%- for good, column in goods.items() %}
         select
             department_code,
             survey_year,
+            stratum,
             conglomerate,
             '{{ good }}' as good,
             expansion_weight as weight,
@@ -68,6 +82,7 @@ psu_scores as (
         answers.department_code,
         answers.survey_year,
         answers.good,
+        answers.stratum,
         answers.conglomerate,
         sum(answers.weight * (answers.owns - means.share)) / means.weight_total as score
     from answers
@@ -76,7 +91,24 @@ psu_scores as (
             answers.department_code = means.department_code
             and answers.survey_year = means.survey_year
             and answers.good = means.good
-    group by answers.department_code, answers.survey_year, answers.good, answers.conglomerate, means.weight_total
+    group by
+        answers.department_code, answers.survey_year, answers.good, answers.stratum, answers.conglomerate,
+        means.weight_total
+),
+
+strata as (
+    select
+        department_code,
+        survey_year,
+        good,
+        stratum,
+        case
+            when count(*) > 1
+                then count(*) / (count(*) - 1.0) * sum(score * score) - sum(score) * sum(score) / (count(*) - 1.0)
+            else 0.0
+        end as variance
+    from psu_scores
+    group by department_code, survey_year, good, stratum
 ),
 
 variances as (
@@ -85,15 +117,13 @@ variances as (
         means.survey_year,
         means.good,
         means.share,
-        case
-            when means.psus > 1 then means.psus / (means.psus - 1.0) * sum(psu_scores.score * psu_scores.score)
-        end as variance
+        case when means.psus > 1 then greatest(sum(strata.variance), 0.0) end as variance
     from means
-    inner join psu_scores
+    inner join strata
         on
-            means.department_code = psu_scores.department_code
-            and means.survey_year = psu_scores.survey_year
-            and means.good = psu_scores.good
+            means.department_code = strata.department_code
+            and means.survey_year = strata.survey_year
+            and means.good = strata.good
     group by means.department_code, means.survey_year, means.good, means.share, means.psus
 ),
 
@@ -101,9 +131,10 @@ sample_sizes as (
     select
         department_code,
         survey_year,
-        count(*) as households_sampled,
-        sum(expansion_weight) as households_weighted
-    from households
+        count(*) filter (where is_complete_interview) as households_sampled,
+        count(*) filter (where not is_complete_interview) as households_incomplete,
+        sum(expansion_weight) filter (where is_complete_interview) as households_weighted
+    from all_households
     group by department_code, survey_year
 ),
 
@@ -112,6 +143,7 @@ final as (
         sample_sizes.department_code,
         sample_sizes.survey_year,
         sample_sizes.households_sampled,
+        sample_sizes.households_incomplete,
         sample_sizes.households_weighted,
     {%- for good in goods %}
         100.0 * max(case when variances.good = '{{ good }}' then variances.share end) as {{ good }}_pct,
@@ -123,10 +155,12 @@ final as (
         on
             sample_sizes.department_code = variances.department_code
             and sample_sizes.survey_year = variances.survey_year
+    where sample_sizes.households_sampled > 0
     group by
         sample_sizes.department_code,
         sample_sizes.survey_year,
         sample_sizes.households_sampled,
+        sample_sizes.households_incomplete,
         sample_sizes.households_weighted
 )
 

@@ -74,9 +74,12 @@ scaled as (
         *,
         case
             when max(raw_index) over () > min(raw_index) over ()
+                -- least(): the top district's 100 * x / x can round to 100.00000000000001
                 then
-                    100.0 * (raw_index - min(raw_index) over ())
-                    / (max(raw_index) over () - min(raw_index) over ())
+                    least(
+                        100.0, 100.0 * (raw_index - min(raw_index) over ())
+                        / (max(raw_index) over () - min(raw_index) over ())
+                    )
             when raw_index is not null then 50.0
         end as divide_index
     from composite
