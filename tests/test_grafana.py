@@ -238,8 +238,8 @@ def test_provisioning_points_read_only_at_the_mounted_serving_copy() -> None:
     assert Path(file).parent == Path("/var/lib/brecha/serving")
     assert Path(file).name == "brecha.duckdb"  # = paths().serving_db.name
     assert options["access_mode"] == "read_only" and options["enable_external_access"] == "false"
-    assert "enable_external_access=false" in ds["jsonData"]["initSql"].replace(" ", "")
-    assert "lock_configuration=true" in ds["jsonData"]["initSql"].replace(" ", "")
+    assert options["lock_configuration"] == "true"  # in the path: initSql does not run on a reopen
+    assert "current_setting('lock_configuration')" in ds["jsonData"]["initSql"]  # checks it (tests/test_grafana_lockdown.py)
     providers = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "brecha.yaml").read_text())["providers"]
     es, en = providers  # Spanish (the default, the home dashboard) and English, each in its own folder
     assert mounts[es["options"]["path"]].startswith("./dashboards:")
@@ -254,7 +254,7 @@ def test_provisioning_points_read_only_at_the_mounted_serving_copy() -> None:
     assert re.fullmatch(r"grafana/grafana:\$\{GRAFANA_VERSION:-\d+\.\d+\.\d+\}-ubuntu", svc["image"])
     assert env["GF_PLUGINS_ALLOW_LOADING_UNSIGNED_PLUGINS"] == "motherduck-duckdb-datasource"
     assert env["GF_PLUGINS_PREINSTALL_SYNC"].startswith("motherduck-duckdb-datasource@")
-    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true" and env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "${GRAFANA_ANONYMOUS:-false}" and env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
     assert env["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")  # from the environment only
 
 
