@@ -37,7 +37,8 @@ class TrainConfig:
     mlp_refit_all: bool = True
     # monotone effects (feature, +1: the prediction never falls when it rises / -1: never rises): enforced in
     # hist_gbm (monotonic_cst) and torch_mlp (MonotoneMLP), so a what-if cannot move a district the wrong way
-    monotone: tuple[tuple[str, int], ...] = (("electricity_pct", 1), ("poverty_pct", -1))
+    # (extreme poverty too: a what-if lowering poverty lowers extreme poverty where it would exceed it)
+    monotone: tuple[tuple[str, int], ...] = (("electricity_pct", 1), ("poverty_pct", -1), ("extreme_poverty_pct", -1))
     # terms of the MLP's monotone part (brecha_ml.torch_model.MonotoneMLP); 4 beat 16 by 0.20 pp inner MAE (MLP) and
     # 0.07 pp (ensemble) under the nested rule, in all five outer folds (ml/README.md, sixth round)
     mlp_monotone_units: int = 4

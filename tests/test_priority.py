@@ -118,7 +118,8 @@ def test_the_divide_lens_on_the_real_extracts(real_run_home) -> None:
     mart's own columns."""
     import duckdb
 
-    with duckdb.connect(str(real_run_home / "serving" / "brecha.duckdb"), read_only=True) as con:
+    # the warehouse (the same marts as the published copy, which the API's tests hold open with other settings)
+    with duckdb.connect(str(real_run_home / "brecha.duckdb"), read_only=True) as con:
         m = con.sql("select * from marts.mart_district_priorities").df().set_index("ubigeo")
     divide = m.sort_values("priority_rank")
     top20, top50 = divide.head(20), divide.head(50)

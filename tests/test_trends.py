@@ -67,7 +67,7 @@ def test_atlas_trend_draws_each_question_on_its_side_with_the_break_marked() -> 
         "households_sampled": 100})
     fixed = pd.DataFrame({"department_code": "01", "t": [2021.25, 2022.25, 2023.25, 2024.25],
                           "connections_per_100_households": [20.0, 22.0, 24.0, 26.0]})
-    svg = trend_svg(trend, fixed)
+    svg = trend_svg(trend, "es", fixed)
     by_class = {css: [tuple(map(float, p.split(","))) for p in pts.split()] for pts, css in
                 re.findall(r'<polyline points="([^"]+)" class="line (s-[a-z]+)"', svg)}
     assert set(by_class) == {"s-hogar", "s-acceso", "s-fijo", "s-punku"}
