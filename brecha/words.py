@@ -298,6 +298,8 @@ API = {
                        "y publique",
         "unreadable_copy": "{path} no se puede abrir como base DuckDB: publique de nuevo con `brecha publish` (o "
                            "vuelva a la copia anterior con `brecha publish --rollback`)",
+        "bad_body": "el cuerpo de la solicitud no es un JSON legible (UTF-8, anidamiento moderado, números de menos "
+                    "de 4300 cifras), p. ej. {example}",
         "body_too_large": "el cuerpo de la solicitud supera el límite de {limit}: un escenario ocupa unos pocos "
                           "cientos de bytes",
     },
@@ -325,6 +327,8 @@ API = {
                        "serve from the BRECHA_HOME that trained it, or train again (`brecha train`) and publish",
         "unreadable_copy": "{path} cannot be opened as a DuckDB file: publish again with `brecha publish` (or go "
                            "back to the previous copy with `brecha publish --rollback`)",
+        "bad_body": "the request body is not readable JSON (UTF-8, moderate nesting, numbers of fewer than 4300 "
+                    "digits), e.g. {example}",
         "body_too_large": "the request body is larger than the limit of {limit}: a scenario takes a few hundred "
                           "bytes",
     },

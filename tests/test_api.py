@@ -463,6 +463,12 @@ def test_whatif_numbers_must_be_json_numbers(client: TestClient, served_home: Pa
         assert r.status_code == 422, r.text
     for value in [80, 80.0]:  # an integer is a JSON number
         assert client.post(url, json={"overrides": {"pct_centres_4g": value}}).status_code == 200
+    # bodies the JSON parser cannot read: 400 in the shape and language of the other errors
+    for body in [b'{"overrides": {"pct_centres_4g": "\xff"}}', b"[" * 100_000 + b"]" * 100_000,
+                 b'{"overrides": {"pct_centres_4g": ' + b"9" * 5000 + b"}}"]:
+        msg = assert_error(client.post(url, content=body, headers={"content-type": "application/json"}), 400, "body")
+        assert msg.startswith("el cuerpo de la solicitud no es un JSON legible"), msg
+    assert client.get("/nowhere").status_code == 404  # an unknown route keeps FastAPI's answer
 
 
 def test_a_large_body_is_refused_unparsed_and_errors_echo_little(client: TestClient, served_home: Path) -> None:

@@ -37,11 +37,13 @@ import pandas as pd
 from fastapi import Body, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from brecha.api.batching import Batcher
@@ -66,6 +68,7 @@ from brecha_ml.whatif import INTERVAL, from_published, scenario_features
 MAX_PAGE_SIZE = 200
 MAX_INT = 2**31 - 1  # any integer of a query (page, ranks, segment) above this is a 422; pages stay within BIGINT
 MAX_BODY_BYTES = 1_000_000  # a what-if body is a few hundred bytes
+EXAMPLE = '{"overrides": {"pct_centres_4g": 80}}'  # a what-if body, for messages
 MAX_ECHO = 100  # characters of a request value an error answer may echo back
 UBIGEO_PATTERN = r"^\d{1,6}$"  # six digits, or fewer when leading zeros were lost (padded like landing pads them)
 # the reference's key column: landing left-pads its all-digit values to 6 digits; the API pads a path's ubigeo with
@@ -322,6 +325,15 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
             errors.append(e)
         return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, err: HTTPException) -> JSONResponse:
+        if err.status_code != 400:  # an unknown route or method: FastAPI's own answer
+            return await http_exception_handler(request, err)
+        # FastAPI's only 400 here: a body that is not JSON it can read (bad UTF-8, nesting too deep for the
+        # parser, an integer of thousands of digits); answered in the shape and language of every other error
+        msg = message("bad_body", request_lang(request), example=EXAMPLE)
+        return JSONResponse({"detail": [{"loc": ["body"], "msg": msg, "type": "json_invalid"}]}, status_code=400)
+
     @app.exception_handler(NotServed)
     def _not_served(request: Request, err: NotServed) -> JSONResponse:
         return JSONResponse({"detail": [{"loc": ["serving_db"], "msg": err.text(request_lang(request)),
@@ -432,8 +444,7 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
             ubigeo = padded(con, ubigeo)
         overrides = {k: val for k, val in body.overrides.model_dump().items() if val is not None}
         if not overrides:
-            raise ApiError(422, ["body", "overrides"], "no_overrides", "missing",
-                           example='{"overrides": {"pct_centres_4g": 80}}')
+            raise ApiError(422, ["body", "overrides"], "no_overrides", "missing", example=EXAMPLE)
         feats = v.features()
         if ubigeo not in feats.index:
             raise ApiError(404, ["path", "ubigeo"], "not_found", "not_found", ubigeo=ubigeo)
