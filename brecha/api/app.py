@@ -16,14 +16,15 @@ district of the reference, with its polygon or marker). Human-readable messages 
 stay English. FastAPI's own request-validation messages (pydantic's) stay English.
 
 Every request value reaches SQL as a bound parameter; identifiers (sort columns) come from fixed tables.
-
-Under abuse the API answers 4xx, never 5xx: integers are bounded (``MAX_INT``), what-if numbers must be JSON
-numbers (strict: no ``"80"``, no ``true``), a body over ``MAX_BODY_BYTES`` is refused with 413 before it is parsed,
-an error echoes at most ``MAX_ECHO`` characters of a request value, and no answer (nor the schema) shows an
-absolute server path (``served.shown``). A ubigeo that lost its leading zeros (``10101``) is padded to six digits
-by landing's own rule for the reference's code column, so the API accepts what landing accepts.
 The model is applied through ``brecha_ml.predict.predict_frame`` only; concurrent what-ifs share one call of it
 (``brecha.api.batching``).
+
+Under abuse the API answers 4xx (503 when what it serves is missing), never 5xx: integers are bounded
+(``MAX_INT``), what-if numbers must be JSON numbers (strict: no ``"80"``, no ``true``), a body over
+``MAX_BODY_BYTES`` is refused with 413 before it is parsed, an error echoes at most ``MAX_ECHO`` characters of a
+request value, and no answer (nor the schema) shows an absolute server path (``served.shown``). A ubigeo that lost
+its leading zeros (``10101``) is padded to six digits by landing's own rule for the reference's code column, so the
+API accepts what landing accepts.
 """
 
 from __future__ import annotations
@@ -271,8 +272,8 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
         title="Brecha prediction API",
         version="1",
         summary="District answers and what-if scenarios over the published serving copy (read-only).",
-        description=f"Reads only the published serving copy ({shown(served.path)}) and the model artifact of the run it "
-                    f"serves; a new `brecha publish` or a rollback is picked up without a restart.\n\n{ASSOCIATIONAL}",
+        description=f"Reads only the published serving copy ({shown(served.path)}) and the model artifact of the run "
+                    f"it serves; a new `brecha publish` or a rollback is picked up without a restart.\n\n{ASSOCIATIONAL}",
     )
     app.state.served = served
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)

@@ -239,6 +239,8 @@ class ServedCopy:
             st = os.stat(self.path)
         except FileNotFoundError:
             raise NotServed("no_copy", path=shown(self.path)) from None
+        except OSError:  # e.g. a serving folder this process may not read
+            raise NotServed("unreadable_copy", path=shown(self.path)) from None
         return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
 
     def current(self) -> Version:
