@@ -293,8 +293,15 @@ API = {
                           "(o `brecha run`)",
         "no_runs_table": "{path} no tiene la tabla ml.model_runs: publique un almacén entrenado",
         "no_selected": "{path}: la corrida {run} no tiene modelo seleccionado en ml.model_runs",
-        "no_artifact": "el artefacto de la corrida {run} ({model}) no está en {path} ni en {run_dir}: sirva desde el "
-                       "BRECHA_HOME que lo entrenó",
+        "no_artifact": "falta o no se puede leer el artefacto de la corrida {run} ({model}) en {path} de este "
+                       "BRECHA_HOME: sirva desde el BRECHA_HOME que lo entrenó, o entrene de nuevo (`brecha train`) "
+                       "y publique",
+        "unreadable_copy": "{path} no se puede abrir como base DuckDB: publique de nuevo con `brecha publish` (o "
+                           "vuelva a la copia anterior con `brecha publish --rollback`)",
+        "bad_body": "el cuerpo de la solicitud no es un JSON legible (UTF-8, anidamiento moderado, números de menos "
+                    "de 4300 cifras), p. ej. {example}",
+        "body_too_large": "el cuerpo de la solicitud supera el límite de {limit}: un escenario ocupa unos pocos "
+                          "cientos de bytes",
     },
     "en": {
         "associational": "Associational, not causal: the scenario is what the model predicts for a district whose "
@@ -316,8 +323,14 @@ API = {
                           "`brecha run`)",
         "no_runs_table": "{path} has no ml.model_runs table: publish a trained warehouse",
         "no_selected": "{path}: run {run} has no selected model in ml.model_runs",
-        "no_artifact": "the artifact of run {run} ({model}) is not at {path} nor under {run_dir}: serve from the "
-                       "BRECHA_HOME that trained it",
+        "no_artifact": "the artifact of run {run} ({model}) is missing or unreadable at {path} in this BRECHA_HOME: "
+                       "serve from the BRECHA_HOME that trained it, or train again (`brecha train`) and publish",
+        "unreadable_copy": "{path} cannot be opened as a DuckDB file: publish again with `brecha publish` (or go "
+                           "back to the previous copy with `brecha publish --rollback`)",
+        "bad_body": "the request body is not readable JSON (UTF-8, moderate nesting, numbers of fewer than 4300 "
+                    "digits), e.g. {example}",
+        "body_too_large": "the request body is larger than the limit of {limit}: a scenario takes a few hundred "
+                          "bytes",
     },
 }
 

@@ -24,7 +24,7 @@ from conftest import own_home
 from fastapi.testclient import TestClient
 
 from brecha.api import create_app
-from brecha.api.app import ASSOCIATIONAL, MAX_PAGE_SIZE
+from brecha.api.app import ASSOCIATIONAL, MAX_BODY_BYTES, MAX_ECHO, MAX_INT, MAX_PAGE_SIZE
 from brecha.bench_api import free_port
 
 PROFILE = "marts.mart_district_profile"  # what the district endpoints answer from
@@ -437,6 +437,136 @@ def test_new_publish_and_rollback_are_picked_up_without_restart(client: TestClie
 def test_without_a_serving_copy_the_api_says_what_to_run(brecha_home: Path) -> None:
     r = TestClient(create_app()).get("/districts/010101")
     assert r.status_code == 503 and "brecha publish" in r.json()["detail"][0]["msg"]
+
+
+# --- abuse: never a 5xx, never a large echo, never a server path ----------------------------------------------
+
+def test_integers_past_their_range_are_422_or_an_empty_page(client: TestClient) -> None:
+    for field, value in [("page", 10**18), ("page", 2**64), ("page", 10**40), ("page", -1), ("page", MAX_INT + 1),
+                         ("page_size", -5), ("page_size", 10**20), ("rank_min", 2**63), ("rank_max", 10**19),
+                         ("rank_min", -(2**70)), ("segment_id", 2**64), ("segment_id", -1)]:
+        assert_error(client.get("/districts", params={field: str(value)}), 422, field)
+    assert_error(client.get("/districts", params={"page": "9" * 5000}), 422, "page")  # past Python's int parsing
+    last = client.get("/districts", params={"page": MAX_INT, "page_size": MAX_PAGE_SIZE})  # the largest page asked
+    assert last.status_code == 200 and last.json()["items"] == [] and last.json()["total"] > 0
+    assert client.get("/districts", params={"rank_min": MAX_INT, "rank_by": "divide"}).json()["total"] == 0
+
+
+def test_whatif_numbers_must_be_json_numbers(client: TestClient, served_home: Path) -> None:
+    url = f"/districts/{mart(served_home)['ubigeo'].iloc[0]}/whatif"
+    for value in ["80", "1e1", True, False, [80], {"value": 80}]:
+        r = client.post(url, json={"overrides": {"pct_centres_4g": value}})
+        assert_error(r, 422, "pct_centres_4g")
+    for value in [1e400, -1e400, 10**400]:  # JSON numbers too large for a float, and a 400-digit integer
+        r = client.post(url, content=json.dumps({"overrides": {"pct_centres_4g": value}}).replace("Infinity", "1e400"),
+                        headers={"content-type": "application/json"})
+        assert r.status_code == 422, r.text
+    for value in [80, 80.0]:  # an integer is a JSON number
+        assert client.post(url, json={"overrides": {"pct_centres_4g": value}}).status_code == 200
+    # bodies the JSON parser cannot read: 400 in the shape and language of the other errors
+    for body in [b'{"overrides": {"pct_centres_4g": "\xff"}}', b"[" * 100_000 + b"]" * 100_000,
+                 b'{"overrides": {"pct_centres_4g": ' + b"9" * 5000 + b"}}"]:
+        msg = assert_error(client.post(url, content=body, headers={"content-type": "application/json"}), 400, "body")
+        assert msg.startswith("el cuerpo de la solicitud no es un JSON legible"), msg
+    assert client.get("/nowhere").status_code == 404  # an unknown route keeps FastAPI's answer
+
+
+def test_a_large_body_is_refused_unparsed_and_errors_echo_little(client: TestClient, served_home: Path) -> None:
+    url = f"/districts/{mart(served_home)['ubigeo'].iloc[0]}/whatif"
+    garbage = b"{" * (20 * 1024 * 1024)  # 20 MB of invalid JSON: a parser would answer 422 or 400, not 413
+    r = client.post(url, content=garbage, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["detail"][0]["msg"].startswith("el cuerpo de la solicitud supera")
+    r = client.post(url, params={"lang": "en"}, content=garbage, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "larger than the limit of 1 MB" in r.json()["detail"][0]["msg"]
+
+    def chunks():  # no Content-Length: refused once the bytes received pass the limit
+        for _ in range(20):
+            yield b"[" * (1024 * 1024)
+
+    assert client.post(url, content=chunks(), headers={"content-type": "application/json"}).status_code == 413
+    at_limit = json.dumps({"overrides": {"pct_centres_4g": 50}}).encode().ljust(MAX_BODY_BYTES)  # trailing blanks
+    assert client.post(url, content=at_limit, headers={"content-type": "application/json"}).status_code == 200
+
+    big = "x" * 100_000
+    for r, loc in [(client.post(url, json={"overrides": {"pct_centres_4g": big}}), "pct_centres_4g"),
+                   (client.post(url, json={"overrides": {big: 1}}), big[:MAX_ECHO] + "…"),
+                   (client.post(url, json={"overrides": [big]}), "overrides"),
+                   (client.post(url, content=json.dumps({"overrides": {"pct_centres_4g": [float("nan")] * 1000}}),
+                                headers={"content-type": "application/json"}), "pct_centres_4g"),
+                   (client.get(f"/districts/{big[:20_000]}"), "ubigeo"),  # URLs: within the client's limit
+                   (client.get("/districts", params={"department": big[:20_000]}), "department"),
+                   (client.get("/districts", params={"page": big[:20_000]}), "page")]:
+        assert_error(r, 422, loc)
+        assert len(r.content) < 2_000, (loc[:20], len(r.content), r.text[:300])
+    short = client.post(url, json={"overrides": {"pct_centres_4g": "80"}}).json()["detail"][0]
+    assert short["input"] == "80"  # a short input is still echoed as it came
+
+
+def test_a_ubigeo_that_lost_its_leading_zero_is_padded_like_landing(client: TestClient, served_home: Path) -> None:
+    from brecha.api.app import UBIGEO_COLUMN
+
+    assert UBIGEO_COLUMN.pad == 6  # the reference's code column, which landing left-pads
+    rows = mart(served_home)
+    ubigeo = rows.loc[rows["ubigeo"].str.startswith("0"), "ubigeo"].iloc[0]
+    short = ubigeo.lstrip("0")
+    r = client.get(f"/districts/{short}")
+    assert r.status_code == 200 and r.json() == client.get(f"/districts/{ubigeo}").json()
+    w = client.post(f"/districts/{short}/whatif", json={"overrides": {"pct_centres_4g": 50}})
+    assert w.status_code == 200 and w.json()["ubigeo"] == ubigeo
+    assert assert_error(client.get("/districts/7", params={"lang": "en"}), 404, "ubigeo") == \
+        "no district with ubigeo 000007 in the served copy"
+    for bad in ("-10101", "10 101", "1e5", "0x1F"):
+        assert_error(client.get(f"/districts/{bad}"), 422, "ubigeo")
+
+
+def _no_server_path(r: httpx.Response, *homes: Path) -> None:
+    from brecha.config import PROJECT_ROOT
+
+    for where in {str(h) for h in homes} | {str(h.resolve()) for h in homes} | {str(PROJECT_ROOT), "/tmp/"}:
+        assert where not in r.text, f"{r.request.url}: {where} in {r.text[:500]}"
+
+
+def test_no_absolute_server_path_in_any_answer(client: TestClient, served_home: Path) -> None:
+    ubigeo = mart(served_home)["ubigeo"].iloc[0]
+    answers = [client.get("/health"), client.get("/openapi.json"), client.get("/model"),
+               client.get(f"/districts/{ubigeo}"), client.get("/districts/999999"),
+               client.get("/districts", params={"department": "ATLANTIS"}),
+               client.post(f"/districts/{ubigeo}/whatif", json={"overrides": {"pct_centres_4g": 500}})]
+    for r in answers:
+        _no_server_path(r, served_home)
+    assert answers[0].json()["serving_db"] == "serving/brecha.duckdb"
+    assert "serving/brecha.duckdb" in answers[1].json()["info"]["description"]
+
+
+def test_a_copied_home_without_its_artifacts_answers_503(served_home: Path, use_home, tmp_path: Path) -> None:
+    """A home copied without artifacts/: ml.model_runs still names the original's artifact folder (which exists),
+    but the model is loaded from this home's: the what-if and /model say what is missing; districts still answer."""
+    import shutil
+
+    copy = use_home(tmp_path / "copied_home")
+    shutil.copytree(served_home / "serving", copy / "serving")
+    client = TestClient(create_app())
+    ubigeo = mart(copy)["ubigeo"].iloc[0]
+    assert client.get(f"/districts/{ubigeo}").status_code == 200
+    for lang, words in [(None, "falta o no se puede leer el artefacto"), ("en", "is missing or unreadable")]:
+        params = {"lang": lang} if lang else {}
+        for r in (client.post(f"/districts/{ubigeo}/whatif", params=params,
+                              json={"overrides": {"pct_centres_4g": 50}}),
+                  client.get("/model", params=params)):
+            assert r.status_code == 503, r.text
+            msg = r.json()["detail"][0]["msg"]
+            assert words in msg and "artifacts/" in msg and "brecha train" in msg, msg
+            _no_server_path(r, copy, served_home)
+    empty = TestClient(create_app())  # no serving copy at all: 503 naming the relative path
+    shutil.rmtree(copy / "serving")
+    r = empty.get("/health")
+    assert r.status_code == 503 and "serving/brecha.duckdb" in r.json()["detail"][0]["msg"]
+    _no_server_path(r, copy)
+    (copy / "serving").mkdir()
+    (copy / "serving" / "brecha.duckdb").write_bytes(b"not a database" * 100)
+    r = empty.get("/districts/010101")
+    assert r.status_code == 503 and "no se puede abrir" in r.json()["detail"][0]["msg"]
+    _no_server_path(r, copy)
 
 
 # --- the real server ------------------------------------------------------------------------------------------

@@ -18,11 +18,19 @@ stay English. FastAPI's own request-validation messages (pydantic's) stay Englis
 Every request value reaches SQL as a bound parameter; identifiers (sort columns) come from fixed tables.
 The model is applied through ``brecha_ml.predict.predict_frame`` only; concurrent what-ifs share one call of it
 (``brecha.api.batching``).
+
+Under abuse the API answers 4xx (503 when what it serves is missing), never 5xx: integers are bounded
+(``MAX_INT``), what-if numbers must be JSON numbers (strict: no ``"80"``, no ``true``), a body over
+``MAX_BODY_BYTES`` is refused with 413 before it is parsed, an error echoes at most ``MAX_ECHO`` characters of a
+request value, and no answer (nor the schema) shows an absolute server path (``served.shown``). A ubigeo that lost
+its leading zeros (``10101``) is padded to six digits by landing's own rule for the reference's code column, so the
+API accepts what landing accepts.
 """
 
 from __future__ import annotations
 
-import math
+import json
+import pickle
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,10 +38,14 @@ import pandas as pd
 from fastapi import Body, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from brecha.api.batching import Batcher
 from brecha.api.served import (
@@ -42,15 +54,27 @@ from brecha.api.served import (
     NotServed,
     ServedCopy,
     Version,
+    artifact_dir,
     json_number,
     natural_bounds,
+    shown,
 )
+from brecha.errors import BrechaError
+from brecha.landing.checks import _text as landed_code_sql
+from brecha.layouts import INEI_DISTRICTS
 from brecha.words import message, pick
 from brecha_ml.features import FEATURE_NAMES
 from brecha_ml.whatif import INTERVAL, from_published, scenario_features
 
 MAX_PAGE_SIZE = 200
-UBIGEO_PATTERN = r"^\d{6}$"
+MAX_INT = 2**31 - 1  # any integer of a query (page, ranks, segment) above this is a 422; pages stay within BIGINT
+MAX_BODY_BYTES = 1_000_000  # a what-if body is a few hundred bytes
+EXAMPLE = '{"overrides": {"pct_centres_4g": 80}}'  # a what-if body, for messages
+MAX_ECHO = 100  # characters of a request value an error answer may echo back
+UBIGEO_PATTERN = r"^\d{1,6}$"  # six digits, or fewer when leading zeros were lost (padded like landing pads them)
+# the reference's key column: landing left-pads its all-digit values to 6 digits; the API pads a path's ubigeo with
+# the same SQL (brecha.landing.checks), so both accept the same codes
+UBIGEO_COLUMN = next(c for c in INEI_DISTRICTS.columns if c.key and c.pad)
 ASSOCIATIONAL = message("associational", "en")
 RANK_COLUMNS = {"priority": "priority_rank", "divide": "national_rank"}
 # mart column -> answer field (the mart's columns keep their names except internet_pct)
@@ -67,7 +91,8 @@ DISTRICT_FIELDS = {
 }
 
 
-Ubigeo = Annotated[str, PathParam(pattern=UBIGEO_PATTERN, description="INEI 6-digit district code",
+Ubigeo = Annotated[str, PathParam(pattern=UBIGEO_PATTERN, description="INEI 6-digit district code; a code that "
+                                  "lost its leading zeros (10101) is read as 010101, as landing reads it",
                                   examples=["010101"])]
 Lang = Annotated[str | None, Query(description="Language of the messages: es (default) or en; without it, the "
                                    "Accept-Language header decides", pattern="^(es|en)$")]
@@ -213,10 +238,11 @@ class Health(BaseModel):
 def _override_field(name: str) -> tuple[type, Any]:
     bounds = natural_bounds(name)
     desc = FEATURE_DESCRIPTIONS[name]
+    # strict: a JSON number only (an integer is one); "80" and true are refused
     if bounds is None:
-        return float | None, Field(None, description=f"{desc}. Valid range: the min-max observed in the served "
-                                   "copy (GET /model lists it)")
-    return float | None, Field(None, ge=bounds[0], le=bounds[1],
+        return float | None, Field(None, strict=True, description=f"{desc}. Valid range: the min-max observed in "
+                                   "the served copy (GET /model lists it)")
+    return float | None, Field(None, strict=True, ge=bounds[0], le=bounds[1],
                                description=f"{desc}. Valid range: {bounds[0]:g}-{bounds[1]:g}")
 
 
@@ -246,10 +272,11 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
         title="Brecha prediction API",
         version="1",
         summary="District answers and what-if scenarios over the published serving copy (read-only).",
-        description=f"Reads only the published serving copy ({served.path}) and the model artifact of the run it "
-                    f"serves; a new `brecha publish` or a rollback is picked up without a restart.\n\n{ASSOCIATIONAL}",
+        description=f"Reads only the published serving copy ({shown(served.path)}) and the model artifact of the run "
+                    f"it serves; a new `brecha publish` or a rollback is picked up without a restart.\n\n{ASSOCIATIONAL}",
     )
     app.state.served = served
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     batcher = Batcher(_predict_frame)
 
     def openapi() -> dict[str, Any]:
@@ -291,12 +318,22 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
         errors = []
         for e in err.errors():
             e = dict(e)
+            e["loc"] = [echo(part) for part in e.get("loc", ())]  # a dict key of the body is the user's too
             if e.get("type") == "extra_forbidden" and tuple(e["loc"][:2]) == ("body", "overrides"):
                 e["msg"] = message("unknown_feature", request_lang(request), name=e["loc"][-1])
-            if isinstance(e.get("input"), float) and not math.isfinite(e["input"]):
-                e["input"] = str(e["input"])  # NaN / Infinity: not valid JSON either
+            if "input" in e:
+                e["input"] = echo(e["input"])
             errors.append(e)
         return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, err: HTTPException) -> JSONResponse:
+        if err.status_code != 400:  # an unknown route or method: FastAPI's own answer
+            return await http_exception_handler(request, err)
+        # FastAPI's only 400 here: a body that is not JSON it can read (bad UTF-8, nesting too deep for the
+        # parser, an integer of thousands of digits); answered in the shape and language of every other error
+        msg = message("bad_body", request_lang(request), example=EXAMPLE)
+        return JSONResponse({"detail": [{"loc": ["body"], "msg": msg, "type": "json_invalid"}]}, status_code=400)
 
     @app.exception_handler(NotServed)
     def _not_served(request: Request, err: NotServed) -> JSONResponse:
@@ -308,7 +345,7 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
     def health(lang: Lang = None) -> Health:
         """Which serving file, snapshot and model run the answers come from."""
         v = served.current()
-        return Health(status="ok", serving_db=str(v.path), snapshot=v.snapshot, run_id=v.run_id)
+        return Health(status="ok", serving_db=shown(v.path), snapshot=v.snapshot, run_id=v.run_id)
 
     @app.get("/districts/{ubigeo}", response_model=District, tags=["districts"],
              responses={404: {"description": "Unknown ubigeo"}})
@@ -317,6 +354,7 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
         v = served.current()
         v.require_profile()
         with v.cursor() as con:
+            ubigeo = padded(con, ubigeo)
             rows = _records(con.execute(f"SELECT * FROM {PROFILE} WHERE ubigeo = ?", [ubigeo]))
         if not rows:
             raise ApiError(404, ["path", "ubigeo"], "not_found", "not_found", ubigeo=ubigeo)
@@ -327,13 +365,13 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
         department: Annotated[str | None, Query(description="Department name (case-insensitive)",
                                                 examples=["AMAZONAS"])] = None,
         province: Annotated[str | None, Query(description="Province name (case-insensitive)")] = None,
-        segment_id: Annotated[int | None, Query(description="Segment (cluster) id")] = None,
+        segment_id: Annotated[int | None, Query(ge=0, le=MAX_INT, description="Segment (cluster) id")] = None,
         rank_by: Annotated[Literal["priority", "divide"], Query(
             description="Which rank the range and the order use: priority_rank or national_rank (divide index)")
         ] = "priority",
-        rank_min: Annotated[int | None, Query(ge=1, description="Smallest rank to include")] = None,
-        rank_max: Annotated[int | None, Query(ge=1, description="Largest rank to include")] = None,
-        page: Annotated[int, Query(ge=1)] = 1,
+        rank_min: Annotated[int | None, Query(ge=1, le=MAX_INT, description="Smallest rank to include")] = None,
+        rank_max: Annotated[int | None, Query(ge=1, le=MAX_INT, description="Largest rank to include")] = None,
+        page: Annotated[int, Query(ge=1, le=MAX_INT, description="A page past the last is empty")] = 1,
         page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"At most {MAX_PAGE_SIZE}")] = 50,
         lang: Lang = None,
     ) -> DistrictPage:
@@ -353,8 +391,8 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
                 known = con.execute(f"SELECT count(*) FROM {PROFILE} WHERE upper({field}) = upper(?)",
                                     [value]).fetchone()[0]
                 if not known:
-                    raise ApiError(422, ["query", field], "unknown_value", "value_error", field=field, value=value,
-                                   example=_example(con, field))
+                    raise ApiError(422, ["query", field], "unknown_value", "value_error", field=field,
+                                   value=echo(value), example=_example(con, field))
                 where.append(f"upper({field}) = upper(?)")
                 params.append(value)
             if segment_id is not None:
@@ -403,10 +441,11 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
         """Predict the district's internet share with some of its features set to other values."""
         v = served.current()
         m = v.model()
+        with v.cursor() as con:
+            ubigeo = padded(con, ubigeo)
         overrides = {k: val for k, val in body.overrides.model_dump().items() if val is not None}
         if not overrides:
-            raise ApiError(422, ["body", "overrides"], "no_overrides", "missing",
-                           example='{"overrides": {"pct_centres_4g": 80}}')
+            raise ApiError(422, ["body", "overrides"], "no_overrides", "missing", example=EXAMPLE)
         feats = v.features()
         if ubigeo not in feats.index:
             raise ApiError(404, ["path", "ubigeo"], "not_found", "not_found", ubigeo=ubigeo)
@@ -430,7 +469,11 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
         frame = pd.concat([base_row, scen.features])
         frame.index = pd.Index(["baseline", "scenario"])
         departments = pd.Series([info[3]] * 2, index=frame.index)  # intervals calibrated by region, where they are
-        pred = batcher.predict(m.run_id, frame, departments)
+        try:
+            pred = batcher.predict(m.run_id, frame, departments)
+        except (BrechaError, OSError, EOFError, pickle.UnpicklingError):  # the artifact went missing or is damaged
+            raise NotServed("no_artifact", run=m.run_id, model=m.model_name,
+                            path=shown(artifact_dir(m.run_id, m.model_name))) from None
         published.index = pd.Index(["published"])
         moved = from_published(published, pred.loc[["baseline"]], pred.loc[["scenario"]])
         base, scenario = (Interval(**{k: float(f.iloc[0][k]) for k in Interval.model_fields})
@@ -453,6 +496,69 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
         )
 
     return app
+
+
+def padded(con, ubigeo: str) -> str:
+    """``ubigeo`` as landing stores it: all digits and shorter than six, left-padded with zeros (``10101`` ->
+    ``010101``); by landing's own SQL for the reference's code column, run on the request's connection."""
+    return con.execute(f"SELECT {landed_code_sql(UBIGEO_COLUMN, '$1')}", [ubigeo]).fetchone()[0]
+
+
+def echo(value: object) -> object:
+    """``value`` (part of a request) as an error answer may show it: unchanged when its JSON text is short,
+    else its first ``MAX_ECHO`` characters and an ellipsis; NaN and Infinity (not JSON) as text."""
+    if isinstance(value, str):
+        return value if len(value) <= MAX_ECHO else value[:MAX_ECHO] + "…"
+    try:
+        text = json.dumps(jsonable_encoder(value), allow_nan=False, ensure_ascii=False)
+    except ValueError:  # NaN / Infinity somewhere in it, or an integer too long to print
+        try:
+            text = repr(value)
+        except ValueError:
+            return "…"
+        return text if len(text) <= MAX_ECHO else text[:MAX_ECHO] + "…"
+    return value if len(text) <= MAX_ECHO else text[:MAX_ECHO] + "…"
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes is answered 413 before anything reads it whole or
+    parses it: at once when its Content-Length says so, else (a chunked body) as soon as the bytes received pass
+    the limit. A body within it is buffered and handed on unchanged."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and length.strip().isdigit() and (len(length.strip()) > 18 or int(length) > self.limit):
+            await self._refuse(scope, receive, send)
+            return
+        received: list[Message] = []
+        size, more = 0, True
+        while more:
+            msg = await receive()
+            received.append(msg)
+            if msg["type"] != "http.request":
+                break
+            size += len(msg.get("body", b""))
+            if size > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            more = msg.get("more_body", False)
+
+        async def replay() -> Message:
+            return received.pop(0) if received else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lang = request_lang(Request(scope))
+        limit = f"{self.limit / 1e6:g} MB"
+        await JSONResponse({"detail": [{"loc": ["body"], "msg": message("body_too_large", lang, limit=limit),
+                                        "type": "too_large"}]}, status_code=413)(scope, receive, send)
 
 
 def _example(con, field: str) -> str:
@@ -515,6 +621,8 @@ def warm(app: FastAPI) -> None:
         predict_frame(m.run_id, v.features().iloc[:1])
     except NotServed as err:
         print(f"warning: {err}; the API answers 503 until a copy is published")
+    except (BrechaError, OSError) as err:  # e.g. the artifact folder of a copied home is gone
+        print(f"warning: {err}; what-ifs answer 503 until the served run's artifacts are there")
 
 
 def warm_app() -> FastAPI:

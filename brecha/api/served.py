@@ -26,6 +26,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from brecha.config import paths
 from brecha.publish import current_snapshot
 from brecha.words import message
 from brecha_ml.features import FEATURES, build_feature_table, load_marts
@@ -47,6 +48,15 @@ def natural_bounds(feature: str) -> tuple[float, float] | None:
     if "pct" in feature.split("_"):
         return 0.0, 100.0
     return None
+
+
+def shown(path: Path) -> str:
+    """``path`` as an answer may show it: relative to ``$BRECHA_HOME`` (``serving/brecha.duckdb``), or only its
+    name when it lies elsewhere. No absolute server path reaches a client."""
+    try:
+        return Path(os.path.abspath(path)).relative_to(os.path.abspath(paths().home)).as_posix()
+    except ValueError:
+        return path.name
 
 
 class NotServed(Exception):
@@ -128,12 +138,12 @@ class Version:
         """The profile mart's name, once the copy has it and a model run (the district endpoints read it)."""
         self.require_predictions()
         if PROFILE not in self.tables:
-            raise NotServed("no_predictions", path=self.path, table=PROFILE)
+            raise NotServed("no_predictions", path=shown(self.path), table=PROFILE)
         return PROFILE
 
     def require_predictions(self) -> str:
         if not self.priority_columns or self.run_id is None:
-            raise NotServed("no_predictions", path=self.path, table=PRIORITIES)
+            raise NotServed("no_predictions", path=shown(self.path), table=PRIORITIES)
         return self.run_id
 
     def model(self) -> ServedModel:
@@ -141,14 +151,14 @@ class Version:
         if self._model is None:
             run_id = self.require_predictions()
             if "ml.model_runs" not in self.tables:
-                raise NotServed("no_runs_table", path=self.path)
+                raise NotServed("no_runs_table", path=shown(self.path))
             with self.cursor() as con:
                 rows = con.execute("SELECT * FROM ml.model_runs WHERE run_id = ? ORDER BY model_name", [run_id]).df()
             chosen = rows[rows["selected"].fillna(False).astype(bool)]
             if chosen.empty:
-                raise NotServed("no_selected", path=self.path, run=run_id)
+                raise NotServed("no_selected", path=shown(self.path), run=run_id)
             row = chosen.iloc[0]
-            config = _read_config(Path(str(row["artifact_path"])), run_id, str(row["model_name"]))
+            config = _read_config(run_id, str(row["model_name"]))
             metrics = {k: json_number(row[k]) for k in ("cv_r2", "cv_mae", "cv_rmse", "interval_coverage", "n_train",
                                                  "n_features", "fit_seconds") if k in row}
             self._model = ServedModel(run_id, str(row["model_name"]), _str(row.get("model_family")),
@@ -184,14 +194,21 @@ class Version:
         return self._ranges
 
 
-def _read_config(artifact_path: Path, run_id: str, model_name: str) -> dict:
+def _read_config(run_id: str, model_name: str) -> dict:
+    """The model's config from this home's artifacts, the folder the what-if's model is loaded from
+    (``brecha_ml.predict.load_selected``), not from the ``artifact_path`` recorded in ``ml.model_runs``: in a copied
+    home that still names the original's folder."""
+    d = artifact_dir(run_id, model_name)
+    try:
+        return json.loads((d / "model_config.json").read_text())
+    except (OSError, ValueError):
+        raise NotServed("no_artifact", run=run_id, model=model_name, path=shown(d)) from None
+
+
+def artifact_dir(run_id: str, model_name: str) -> Path:
     from brecha_ml import artifacts
 
-    for d in (artifact_path, artifacts.model_dir(run_id, model_name)):
-        f = d / "model_config.json"
-        if f.is_file():
-            return json.loads(f.read_text())
-    raise NotServed("no_artifact", run=run_id, model=model_name, path=artifact_path, run_dir=artifacts.run_dir(run_id))
+    return artifacts.model_dir(run_id, model_name)
 
 
 def json_number(v: object) -> float | int | None:
@@ -221,7 +238,9 @@ class ServedCopy:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            raise NotServed("no_copy", path=self.path) from None
+            raise NotServed("no_copy", path=shown(self.path)) from None
+        except OSError:  # e.g. a serving folder this process may not read
+            raise NotServed("unreadable_copy", path=shown(self.path)) from None
         return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
 
     def current(self) -> Version:
@@ -239,7 +258,10 @@ class ServedCopy:
             if v is None or v.key != key:
                 # a swap between stat and ATTACH opens the newer file under the older key: the next request
                 # sees the key differ and opens it again, never the other way round
-                new = Version(self.path, key)
+                try:
+                    new = Version(self.path, key)
+                except duckdb.Error:  # not a DuckDB file, unreadable, or from a newer DuckDB
+                    raise NotServed("unreadable_copy", path=shown(self.path)) from None
                 new.prepare()
                 self._version = new  # the replaced version closes when its last request drops it
             return self._version
