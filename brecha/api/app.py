@@ -60,7 +60,7 @@ from brecha.api.served import (
     shown,
 )
 from brecha.errors import BrechaError
-from brecha.landing.checks import _text as landed_code_sql
+from brecha.landing.checks import text_sql as landed_code_sql
 from brecha.layouts import INEI_DISTRICTS
 from brecha.words import message, pick
 from brecha_ml.features import FEATURE_NAMES

@@ -84,7 +84,7 @@ def _plain(source: str) -> str:
     return "(" + " OR ".join(f"({source} >= {lit(lo)} AND {source} < {lit(hi)})" for lo, hi in _PLAIN_RANGES) + ")"
 
 
-def _text(col: Column, source: str) -> str:
+def text_sql(col: Column, source: str) -> str:
     """The source text, NULL when it means "no value". JSON columns come from JSON readers already parsed.
     A code (``Column.pad``) is normalised here, once: trimmed and, when all digits, left-padded to its width.
     The first branch (``_plain``) only saves the trim for the common case: the result is the same without it."""
@@ -153,7 +153,7 @@ def check_sql(layout: Layout, select_sql: str, with_reference: bool, table: str 
     """``CREATE TEMP TABLE _checked`` (or ``table``, e.g. in an attached database): ``__row``, the typed columns
     and ``__problem`` (NULL = good row so far; duplicates are marked afterwards by ``mark_duplicates``). The
     source record is not carried along: only rejected rows need it, and ``land_checked`` reads it for them alone."""
-    texts = ", ".join(f"{_text(c, 's.' + ident(c.name))} AS {ident(c.name + '__t')}, "
+    texts = ", ".join(f"{text_sql(c, 's.' + ident(c.name))} AS {ident(c.name + '__t')}, "
                       f"s.{ident(c.name)} AS {ident(c.name + '__raw')}" for c in layout.columns)
     typed = ", ".join(f"{_typed(c, ident(c.name + '__t'))} AS {ident(c.name)}" for c in layout.columns)
     joins, checks = [], []
