@@ -294,7 +294,7 @@ def test_corpus_runner_reports_a_case_end_to_end(tmp_path: Path) -> None:
 
 
 def test_null_text_shortcut_changes_no_value() -> None:
-    """``checks._text`` skips the trim for texts that cannot be a null text (``_PLAIN_RANGES``): over every text of
+    """``checks.text_sql`` skips the trim for texts that cannot be a null text (``_PLAIN_RANGES``): over every text of
     up to three characters from an alphabet of spaces (ASCII and Unicode), null-text letters, digits and range
     edges, it gives exactly what the plain definition (trim, then compare with every null text) gives."""
     alphabet = [" ", "\u00a0", "\u3000", "\u2009", "\t", "-", "N", "S", "A", ".", "I", "0", "7", "/", "B", "\x7f", "Á",
@@ -312,7 +312,7 @@ def test_null_text_shortcut_changes_no_value() -> None:
          f"THEN lpad({trimmed}, 6, '0') ELSE x END"),
     ]:
         total, differ, short = con.execute(
-            f"SELECT count(*), count(*) FILTER (WHERE ({checks._text(col, 'x')}) IS DISTINCT FROM ({plain})), "
+            f"SELECT count(*), count(*) FILTER (WHERE ({checks.text_sql(col, 'x')}) IS DISTINCT FROM ({plain})), "
             f"count(*) FILTER (WHERE {checks._plain('x')}) FROM v").fetchone()
         assert total == len(texts) + 1 and differ == 0
         assert 0 < short < total  # both branches are taken
