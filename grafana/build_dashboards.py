@@ -610,9 +610,11 @@ SURVEY_SERIES = (
 )
 PUNKU_SERIES = ("conexiones_fijas_por_100_hogares",
                 ("Conexiones fijas por 100 hogares (PUNKU)", "Fixed connections per 100 households (PUNKU)"))
-for _field, (_es, _en), _, _ in SURVEY_SERIES:  # the band's two edges, named in both languages
-    COLUMNS[f"{_field}_inf_90"] = (f"{_es}: límite inferior del intervalo de 90 %", f"{_en}: lower 90 % bound")
-    COLUMNS[f"{_field}_sup_90"] = (f"{_es}: límite superior del intervalo de 90 %", f"{_en}: upper 90 % bound")
+COLUMNS.update({  # the band's two edges of each survey series, named in both languages
+    f"{field}_{edge}_90": (f"{es}: límite {word} del intervalo de 90 %", f"{en}: {bound} 90 % bound")
+    for field, (es, en), _, _ in SURVEY_SERIES
+    for edge, word, bound in (("inf", "inferior", "lower"), ("sup", "superior", "upper"))
+})
 
 
 def _survey_band(field: str, label: str, color: str) -> list[dict[str, Any]]:

@@ -133,7 +133,9 @@ class District(BaseModel):
     gap_pp: float | None = Field(description="actual − predicted, percentage points (null when actual unknown)")
     divide_index: float | None = Field(description="Digital divide index, 0-100 (higher = wider divide)")
     national_rank: int | None = Field(description="Rank by divide index (1 = widest divide)")
-    priority_rank: int | None = Field(description="Rank by priority score (1 = act first)")
+    priority_rank: int | None = Field(description="The divide lens's rank (1 = act first: widest divide, far below "
+                                      "what the profile predicts); the households-offline lens's "
+                                      "offline_priority_rank is under `more`")
     segment_id: int | None = Field(description="Cluster (segment) of similar districts, when present")
     segment_label: str | None
     run_id: str | None = Field(description="Model run (null for a district without reference data)")
