@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 # the parsed dbt project (dbt_project/target/manifest.json) the Airflow DAG loads; re-parsed when the project changed
 manifest: $(STAMP)
-	$(BIN)/python -c 'from brecha.dbt import parse_project; parse_project()'
+	$(BIN)/python -c 'from brecha.warehouse.dbt import parse_project; parse_project()'
 
 run: install
 	$(BIN)/brecha run
@@ -50,20 +50,20 @@ $(VENV)/plugin-duckdb-$(PLUGIN_DUCKDB)/duckdb: $(STAMP)
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --target $(VENV)/plugin-duckdb-$(PLUGIN_DUCKDB) duckdb==$(PLUGIN_DUCKDB)
 
 lint: install
-	$(BIN)/ruff check brecha ml dags tests grafana
+	$(BIN)/ruff check brecha ml dags tests tools grafana
 	@# sqlfluff's dbt templater renders the models with dbt itself, in a scratch home (an empty DuckDB file)
 	scratch=$$(mktemp -d) && cd dbt_project && BRECHA_HOME=$$scratch DBT_TARGET_PATH=$$scratch/target \
 		DBT_LOG_PATH=$$scratch/logs ../$(BIN)/sqlfluff lint models --processes 2; rc=$$?; rm -rf "$$scratch"; exit $$rc
 
 bench: install
-	$(BIN)/python -m brecha.bench
+	$(BIN)/python -m tools.bench
 
 # damaged copies of the extracts (../shared/data/real, else synthetic), each through `brecha run --input`
 corpus: install
-	$(BIN)/python -m brecha.corpus
+	$(BIN)/python -m tools.corpus
 
 bench-api: install
-	$(BIN)/python -m brecha.bench_api
+	$(BIN)/python -m tools.bench_api
 
 serve: install
 	$(BIN)/brecha serve $(SERVE_ARGS)

@@ -4,12 +4,12 @@ claim → extract (no-op when ``input_dir`` is given) → ingest → validate la
 dbt_core_passed → validate marts → train → dbt prediction marts (Cosmos, ``tag:needs_predictions``) →
 dbt_predictions_passed → spatial clusters → dbt cluster marts (Cosmos, ``tag:needs_clusters``) → publish → atlas
 (from the serving copy) → release. ``claim``/``release`` (setup/teardown) hold the home for the DAG
-run (brecha/runlock.py); the ``*_passed`` tasks record the Cosmos groups' success per batch (brecha/gates.py).
+run (brecha/core/runlock.py); the ``*_passed`` tasks record the Cosmos groups' success per batch (brecha/warehouse/gates.py).
 
-Every task calls one function of ``brecha.steps`` (the same ones ``brecha run`` calls). Every task that writes
+Every task calls one function of ``brecha.orchestrate.steps`` (the same ones ``brecha run`` calls). Every task that writes
 the warehouse runs in the one-slot pool ``brecha_warehouse`` (DuckDB has one writer) and ``max_active_runs=1``;
 transient errors (a DuckDB lock) are retried with exponential back-off, user-fixable ones (bad input, a failed
-gate) fail at once. Start it with ``make airflow``; see brecha/airflow_local.py for the environment.
+gate) fail at once. Start it with ``make airflow``; see brecha/orchestrate/airflow_local.py for the environment.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from cosmos.constants import (
     TestBehavior,
 )
 
-from brecha.airflow_local import POOL, dag_run_owner, run_step
-from brecha.config import DBT_PROJECT_DIR, DEFAULT_SEED, paths
-from brecha.dbt import dbt_env, parse_project, release_warehouse
-from brecha.pipeline import CLUSTER_MARTS, PREDICTION_MARTS
+from brecha.core.settings import DBT_PROJECT_DIR, DEFAULT_SEED, paths
+from brecha.orchestrate.airflow_local import POOL, dag_run_owner, run_step
+from brecha.warehouse.dbt import dbt_env, parse_project, release_warehouse
+from brecha.warehouse.selectors import CLUSTER_MARTS, PREDICTION_MARTS
 
 # Cosmos's usage telemetry (an HTTP call per task and run) stays off however Airflow is started (`brecha airflow` also
 # sets AIRFLOW__COSMOS__ENABLE_TELEMETRY=False): with no route out it cost ~13 s of a `airflow dags test` here. The DAG
@@ -48,7 +48,7 @@ cosmos.settings.enable_watcher_reliable_retry = False
 
 # The parsed project (dbt_project/target/manifest.json, written by `make install` / `brecha airflow`): the DAG always
 # loads from it, so parsing this file never runs dbt. When the project changed since (or no manifest exists yet),
-# dbt parses it here once, in a subprocess, and every later parse is fast again (brecha.dbt.parse_project).
+# dbt parses it here once, in a subprocess, and every later parse is fast again (brecha.warehouse.dbt.parse_project).
 MANIFEST = parse_project()
 
 RETRIES = {
@@ -71,7 +71,7 @@ def _dbt_group(group_id: str, *, select: list[str] | None = None, exclude: list[
     """The dbt models of one selection as a Cosmos group in WATCHER mode: ONE ``dbt build`` (the producer task, in the
     warehouse pool), then one sensor per model and per model's tests that reports that node's result from the
     producer's events. The producer runs dbt as ``brecha build`` does: dbt's ``dbtRunner`` in the task's process, with
-    the environment of ``brecha.dbt.dbt_env``, then lets go of the warehouse (``brecha.dbt.release_warehouse``)."""
+    the environment of ``brecha.warehouse.dbt.dbt_env``, then lets go of the warehouse (``brecha.warehouse.dbt.release_warehouse``)."""
     group = DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(
@@ -83,7 +83,7 @@ def _dbt_group(group_id: str, *, select: list[str] | None = None, exclude: list[
         profile_config=_profile(),
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.WATCHER,
-            invocation_mode=InvocationMode.DBT_RUNNER,  # as brecha.dbt.invoke: no dbt process start-up per group
+            invocation_mode=InvocationMode.DBT_RUNNER,  # as brecha.warehouse.dbt.invoke: no dbt process start-up per group
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
@@ -150,19 +150,19 @@ def _tests_dbt_runs(group: DbtTaskGroup, *, select: list[str] | None, exclude: l
     doc_md=__doc__,
 )
 def brecha_pipeline() -> None:
-    from brecha import steps
+    from brecha.orchestrate import steps
 
     @setup
     def claim() -> str:
-        """Claim the home for this DAG run (brecha.runlock): a CLI run, or another DAG run, cannot interleave."""
-        from brecha import runlock
+        """Claim the home for this DAG run (brecha.core.runlock): a CLI run, or another DAG run, cannot interleave."""
+        from brecha.core import runlock
 
         return str(run_step(runlock.claim, dag_run_owner()))
 
     @teardown
     def release() -> bool:
         """Give the home back, whatever happened upstream (a teardown: it does not decide the run's state)."""
-        from brecha import runlock
+        from brecha.core import runlock
 
         return runlock.release(dag_run_owner())
 

@@ -20,7 +20,7 @@ def warehouse() -> dict:
     """The mart tables in the warehouse and the failed expectations of the latest validation, if any."""
     import duckdb
 
-    from brecha.config import paths
+    from brecha.core.settings import paths
 
     db = paths().db
     if not db.exists():
@@ -56,7 +56,7 @@ def load_dag():
     """Parse the DAGs folder once for every configuration of this process."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from brecha.config import DAGS_DIR
+    from brecha.core.settings import DAGS_DIR
 
     bag = DagBag(dag_folder=str(DAGS_DIR))
     if bag.import_errors:

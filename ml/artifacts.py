@@ -18,7 +18,7 @@ import joblib
 import pandas as pd
 import torch
 
-from brecha.config import paths
+from brecha.core.settings import paths
 
 FEATURES_SNAPSHOT = "features.parquet"
 

@@ -252,7 +252,7 @@ def write(con: duckdb.DuckDBPyConnection, local_df: pd.DataFrame, global_df: pd.
 
 def run(seed: int, permutations: int = PERMUTATIONS) -> ClusterResult:
     """The pipeline step: compute the clusters from the warehouse's marts and write them to ``ml.*``."""
-    from brecha.db import session
+    from brecha.core.db import session
 
     started = time.perf_counter()
     with session(read_only=False) as con:
@@ -311,7 +311,7 @@ def main() -> None:
     import argparse
     from pathlib import Path
 
-    from brecha.db import session
+    from brecha.core.db import session
 
     parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
     parser.add_argument("--readme", type=Path, required=True, help="the markdown file holding the block")

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from brecha.db import session
-from brecha.errors import BrechaError
+from brecha.core.db import session
+from brecha.core.errors import BrechaError
 from brecha_ml import artifacts, store
 from brecha_ml.features import GROUP, build_feature_table, load_marts
 from brecha_ml.intervals import legacy_mapie_interval

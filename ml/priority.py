@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from brecha.config import DBT_PROJECT_DIR
+from brecha.core.settings import DBT_PROJECT_DIR
 from brecha_ml.intervals import region_of
 
 SHORTFALL_CAP = 3.0

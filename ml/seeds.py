@@ -1,7 +1,7 @@
 """Model figures that hold on every seed: the spatial CV of ``brecha train`` repeated for several seeds.
 
 One training run is one seed: the networks' initialisation and batch order (and so the MLP's and the ensemble's
-figures) change with it, by as much as 0.007 R² between seeds on the real extracts. ``brecha seeds`` (``run``)
+figures) change with it, by as much as 0.007 R² between seeds on the real extracts. ``brecha seeds`` (``brecha_ml.multiseed.run``)
 cross-validates every candidate on the current marts for each seed, with the same folds, features, selection rule
 and intervals as ``brecha train`` (``brecha_ml.train.cross_validate_candidates``), and appends one row per seed and
 candidate to ``ml.seed_metrics``; ``brecha runs`` and the model dashboard show their mean ± SD for the warehouse's
@@ -11,13 +11,9 @@ written: this measures, it does not serve.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
-from brecha_ml.config import FULL, TrainConfig
 from brecha_ml.intervals import coverage_tables
 from brecha_ml.spatial_cv import CVResult, regression_metrics
 
@@ -104,7 +100,7 @@ def append(con, rows: pd.DataFrame) -> None:
 
 def latest(con, fingerprint: str | None = None) -> pd.DataFrame:
     """The seed rows of ``fingerprint``'s data, by default the data of the latest training run (empty when none)."""
-    from brecha.db import table_exists
+    from brecha.core.db import table_exists
 
     if not table_exists(con, "ml", "seed_metrics"):
         return pd.DataFrame()
@@ -115,30 +111,3 @@ def latest(con, fingerprint: str | None = None) -> pd.DataFrame:
         fingerprint = row[0] if row else None
     return con.execute("SELECT * FROM ml.seed_metrics WHERE data_fingerprint = ? ORDER BY seed, model_name",
                        [fingerprint]).df()
-
-
-@dataclass
-class SeedsResult:
-    table: str
-    seconds: float
-
-    def __str__(self) -> str:
-        return f"{self.table}\n({self.seconds:.0f} s; rows in ml.seed_metrics)"
-
-
-def run(seeds: tuple[int, ...] = DEFAULT_SEEDS, config: TrainConfig = FULL) -> SeedsResult:
-    """Cross-validate every candidate for each seed on the warehouse's marts; append to ``ml.seed_metrics``."""
-    from brecha.db import session
-    from brecha_ml.train import cross_validate_candidates, load_training_data
-
-    started = time.perf_counter()
-    data = load_training_data(config)
-    for seed in seeds:
-        t = time.perf_counter()
-        rows = cross_validate_candidates(data, seed).seed_rows(time.perf_counter() - t)
-        with session() as con:
-            append(con, rows)
-        print(f"seed {seed}: {time.perf_counter() - t:.0f} s", flush=True)
-    with session(read_only=True) as con:
-        table = format_table(latest(con, data.fingerprint))
-    return SeedsResult(table, time.perf_counter() - started)

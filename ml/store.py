@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from brecha.db import table_exists
+from brecha.core.db import table_exists
 from brecha_ml.segments import SEGMENT_FEATURES
 
 _CENTROIDS = ", ".join(f"centroid_{c} DOUBLE" for c in SEGMENT_FEATURES)

@@ -18,9 +18,9 @@ from sklearn.base import clone
 from sklearn.inspection import permutation_importance
 from threadpoolctl import threadpool_limits
 
-from brecha.config import DEFAULT_SEED
-from brecha.db import session
-from brecha.errors import BrechaError
+from brecha.core.db import session
+from brecha.core.errors import BrechaError
+from brecha.core.settings import DEFAULT_SEED
 from brecha_ml import artifacts, drift, seeds, segments, store
 from brecha_ml.config import FULL, TrainConfig
 from brecha_ml.features import FEATURE_NAMES, GROUP, TARGET, build_feature_table, load_marts

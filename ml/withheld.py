@@ -19,7 +19,7 @@ import torch
 from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 
-from brecha.db import session
+from brecha.core.db import session
 from brecha_ml.config import FULL, TrainConfig
 from brecha_ml.features import GROUP, TARGET, build_feature_table, load_marts
 from brecha_ml.intervals import MondrianIntervals, coverage_tables, region_of

@@ -54,7 +54,7 @@ def _session_env(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory: pytest.TempPathFactory, _session_env: Path) -> Path:
     """Synthetic extracts in the real layouts (seed 42, reduced scale), generated once per session."""
-    from brecha.synthetic import generate
+    from brecha.extract.synthetic import generate
 
     out = tmp_path_factory.mktemp("synthetic")
     generate(out, seed=TEST_SEED, scale=TEST_SCALE)
@@ -77,7 +77,7 @@ def pipeline_run(_session_env: Path) -> PipelineRun:
     command calls; its output captured as a pipe would, without a terminal), in the session home. Every test that
     reads a landed, built, trained or clustered warehouse reads this one (tests/test_cli.py checks its summary,
     serving copy and atlas); tests that change a warehouse copy it first."""
-    from brecha import pipeline
+    from brecha.orchestrate import pipeline
 
     os.environ["BRECHA_HOME"] = str(_session_env)
     out = io.StringIO()
@@ -154,7 +154,7 @@ def home_env(home: Path) -> Iterator[Path]:
 def real_run(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
     """The real extracts (../shared/data/real) through the whole pipeline once per session, as `brecha run --input`
     runs it, in a home of its own (skips when ../shared is absent): its serving copy, atlas and report."""
-    from brecha import pipeline
+    from brecha.orchestrate import pipeline
 
     if not REAL_DIR.is_dir():
         pytest.skip(f"real extracts not found at {REAL_DIR} (the ../shared folder is absent on this machine)")

@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from brecha.airflow_local import airflow_env, ensure_password
-from brecha.bench_api import free_port
+from brecha.orchestrate.airflow_local import airflow_env, ensure_password
+from tools.bench_api import free_port
 
 INIT = """
 from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
@@ -65,7 +65,7 @@ def _ours(cwd: Path, root: int | None = None) -> list[int]:
     """Live processes started for this test: below ``root`` (``brecha airflow`` adopts every orphan of its tree), or
     working in ``cwd``, the folder the test started it in (their environment cannot tell: Airflow's processes set
     their title over it)."""
-    from brecha.lifetime import descendants
+    from brecha.core.lifetime import descendants
 
     below = set(descendants(root)) if root is not None else set()
     found = []

@@ -23,9 +23,9 @@ import pytest
 from conftest import own_home
 from fastapi.testclient import TestClient
 
-from brecha.api import create_app
-from brecha.api.app import ASSOCIATIONAL, MAX_BODY_BYTES, MAX_ECHO, MAX_INT, MAX_PAGE_SIZE
-from brecha.bench_api import free_port
+from brecha.serve.api import create_app
+from brecha.serve.api.app import ASSOCIATIONAL, MAX_BODY_BYTES, MAX_ECHO, MAX_INT, MAX_PAGE_SIZE
+from tools.bench_api import free_port
 
 PROFILE = "marts.mart_district_profile"  # what the district endpoints answer from
 
@@ -33,7 +33,7 @@ PROFILE = "marts.mart_district_profile"  # what the district endpoints answer fr
 @pytest.fixture(scope="module")
 def served_home(trained_home, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home of our own: a copy of the trained warehouse, the session's artifacts, one publish."""
-    from brecha import publish
+    from brecha.warehouse import publish
 
     home, _ = trained_home
     with own_home(home, tmp_path_factory.mktemp("api_home"), artifacts="link") as own:
@@ -364,7 +364,7 @@ def _feature(home: Path, ubigeo: str | None, name: str):
 
 
 def test_concurrent_whatifs_batched_together_get_their_own_answers(client: TestClient, served_home: Path) -> None:
-    """Concurrent what-ifs share model calls (brecha.api.batching); each must get exactly its own rows."""
+    """Concurrent what-ifs share model calls (brecha.serve.api.batching); each must get exactly its own rows."""
     from concurrent.futures import ThreadPoolExecutor
 
     ubigeos = list(mart(served_home)["ubigeo"].iloc[:6])
@@ -414,7 +414,7 @@ def test_whatif_errors_name_the_field(client: TestClient, served_home: Path) -> 
 # --- publish and rollback without restart ---------------------------------------------------------------------
 
 def test_new_publish_and_rollback_are_picked_up_without_restart(client: TestClient, served_home: Path) -> None:
-    from brecha import publish
+    from brecha.warehouse import publish
 
     ubigeo = mart(served_home)["ubigeo"].iloc[0]
     before = client.get(f"/districts/{ubigeo}").json()
@@ -503,7 +503,7 @@ def test_a_large_body_is_refused_unparsed_and_errors_echo_little(client: TestCli
 
 
 def test_a_ubigeo_that_lost_its_leading_zero_is_padded_like_landing(client: TestClient, served_home: Path) -> None:
-    from brecha.api.app import UBIGEO_COLUMN
+    from brecha.serve.api.app import UBIGEO_COLUMN
 
     assert UBIGEO_COLUMN.pad == 6  # the reference's code column, which landing left-pads
     rows = mart(served_home)
@@ -520,7 +520,7 @@ def test_a_ubigeo_that_lost_its_leading_zero_is_padded_like_landing(client: Test
 
 
 def _no_server_path(r: httpx.Response, *homes: Path) -> None:
-    from brecha.config import PROJECT_ROOT
+    from brecha.core.settings import PROJECT_ROOT
 
     for where in {str(h) for h in homes} | {str(h.resolve()) for h in homes} | {str(PROJECT_ROOT), "/tmp/"}:
         assert where not in r.text, f"{r.request.url}: {where} in {r.text[:500]}"
@@ -576,7 +576,7 @@ def test_brecha_serve_answers_over_http(served_home: Path, use_home) -> None:
     """The real server: endpoints over HTTP, then a publish and a rollback while clients keep asking."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from brecha import publish
+    from brecha.warehouse import publish
 
     use_home(served_home)
     port = free_port()
@@ -642,7 +642,7 @@ def test_brecha_serve_answers_over_http(served_home: Path, use_home) -> None:
 
 
 def test_language_and_number_style() -> None:
-    from brecha.words import number, pick, signed
+    from brecha.serve.words import number, pick, signed
 
     assert [pick(x) for x in (None, "", "en", "en-GB,en;q=0.9", "fr-FR, es;q=0.8", "de")] == \
         ["es", "es", "en", "en", "es", "es"]

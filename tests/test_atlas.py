@@ -16,13 +16,14 @@ import duckdb
 import pytest
 from conftest import own_home
 
-from brecha.atlas import GAP_SCALE, NO_VALUE, WORSE_SCALE
+from brecha.serve.atlas import GAP_SCALE, NO_VALUE, WORSE_SCALE
 
 
 @pytest.fixture(scope="module")
 def atlas(clustered_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Publish a copy of the clustered session warehouse in a home of our own, then write the atlas from it."""
-    from brecha import publish, steps
+    from brecha.orchestrate import steps
+    from brecha.warehouse import publish
 
     with own_home(clustered_home, tmp_path_factory.mktemp("atlas_home")) as own:
         published = publish.publish()  # the session fixtures ran (and recorded) every gate
@@ -107,8 +108,8 @@ def test_atlas_is_self_contained_and_deterministic(atlas: dict) -> None:
 
 
 def test_atlas_refuses_without_a_serving_copy(brecha_home: Path) -> None:
-    from brecha.errors import BrechaError
-    from brecha.steps import atlas
+    from brecha.core.errors import BrechaError
+    from brecha.orchestrate.steps import atlas
 
     with pytest.raises(BrechaError, match="no serving copy"):
         atlas()
@@ -242,7 +243,7 @@ def duckdb_names(atlas: dict) -> list[str]:
 def test_reason_in_words_follows_the_numbers() -> None:
     import pandas as pd
 
-    from brecha.atlas import reason
+    from brecha.serve.atlas import reason
 
     base = {"households_offline": 1980.0, "internet_pct": 1.0, "predicted_internet_pct": 6.0, "lower_90": 2.0,
             "upper_90": 11.0, "gap_pp": -5.0, "internet_pct_cluster": "low-low", "divide_index": 81.4,
@@ -262,7 +263,7 @@ def test_reason_in_words_follows_the_numbers() -> None:
 
 
 def test_markers_are_pushed_apart_until_none_overlaps() -> None:
-    from brecha.atlas import overlaps, place
+    from brecha.serve.atlas import overlaps, place
 
     spots = {"a": (10.0, 10.0, 2.0), "b": (10.0, 10.0, 2.0), "c": (11.0, 10.5, 2.0), "d": (40.0, 40.0, 1.0)}
     placed = place(spots, (0, 0, 50, 50))

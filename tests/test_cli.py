@@ -11,7 +11,7 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from brecha.cli import cli
+from brecha.orchestrate.cli import cli
 
 BRECHA = str(Path(sys.executable).with_name("brecha"))
 
@@ -33,7 +33,7 @@ def test_help_documents_every_command() -> None:
 
 def test_help_is_not_cut_without_a_terminal() -> None:
     """`brecha --help` piped (as in a log): every command's first sentence whole, and the default home as the code has it."""
-    from brecha.config import PROJECT_ROOT
+    from brecha.core.settings import PROJECT_ROOT
 
     proc = subprocess.run([BRECHA, "--help"], capture_output=True, text=True, timeout=60,
                           env={k: v for k, v in os.environ.items() if k != "COLUMNS"})
@@ -45,7 +45,7 @@ def test_help_is_not_cut_without_a_terminal() -> None:
     assert "the warehouse/ folder of this project, whatever the current folder" in flat
     # ... which is what the code does: run from another folder without BRECHA_HOME
     env = {k: v for k, v in os.environ.items() if k != "BRECHA_HOME"}
-    home = subprocess.run([sys.executable, "-c", "from brecha.config import paths; print(paths().home)"], cwd="/",
+    home = subprocess.run([sys.executable, "-c", "from brecha.core.settings import paths; print(paths().home)"], cwd="/",
                           env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert Path(home) == (PROJECT_ROOT / "warehouse").resolve()
 

@@ -146,7 +146,7 @@ def test_cluster_step_writes_one_row_per_district_and_measure_and_the_marts_read
 
 
 def test_cluster_step_is_deterministic_and_replaces_its_run(clustered_home: Path) -> None:
-    from brecha import steps
+    from brecha.orchestrate import steps
 
     query = "SELECT * EXCLUDE (computed_at) FROM ml.district_clusters ORDER BY run_id, ubigeo, measure"
     with duckdb.connect(str(clustered_home / "brecha.duckdb"), read_only=True) as con:

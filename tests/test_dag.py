@@ -3,7 +3,7 @@ Cosmos tasks in the right order and pool, stops at the landed gate on a bad extr
 ``dag.test()`` on the synthetic default.
 
 The two DAG runs happen one after the other in ONE subprocess (one Airflow start-up, one DAG parse) with its own
-AIRFLOW_HOME and BRECHA_HOME (brecha.airflow_local)."""
+AIRFLOW_HOME and BRECHA_HOME (brecha.orchestrate.airflow_local)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from brecha.airflow_local import POOL, airflow_env, prepare
-from brecha.config import DAGS_DIR, DBT_PROJECT_DIR
+from brecha.core.settings import DAGS_DIR, DBT_PROJECT_DIR
+from brecha.orchestrate.airflow_local import POOL, airflow_env, prepare
 
 DAG_TEST_TIMEOUT = 1800
 

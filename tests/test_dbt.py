@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brecha import steps
-from brecha.db import session
-from brecha.layouts import BOOKKEEPING_DDL, LAYOUTS, raw_table_ddl
-from brecha.pipeline import PREDICTION_MARTS
+from brecha.core.db import session
+from brecha.core.layouts import BOOKKEEPING_DDL, LAYOUTS, raw_table_ddl
+from brecha.orchestrate import steps
+from brecha.warehouse.selectors import PREDICTION_MARTS
 
 MARTS = (
     "dim_districts",
@@ -304,7 +304,7 @@ def test_docs_generate_and_every_model_and_column_documented(built_home, use_hom
 
 
 def steps_docs() -> str:
-    from brecha.dbt import docs
+    from brecha.warehouse.dbt import docs
 
     return docs()
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from brecha.db import session
+from brecha.core.db import session
 from brecha.landing.ingest import ingest, rebuild_from_archive
 
 SAMPLE = "enaho-sample/906-Modulo01__enaho01-2023-100.csv"
@@ -157,7 +157,7 @@ def test_zip_and_stata_rebuild_from_the_archive(tmp_path: Path, brecha_home: Pat
 
 
 def test_zip_without_a_data_table_is_refused(tmp_path: Path, brecha_home: Path, reference_dir: Path) -> None:
-    from brecha.errors import InputFileError
+    from brecha.core.errors import InputFileError
 
     folder = tmp_path / "in"
     folder.mkdir()

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from brecha.bench_api import free_port
-from brecha.errors import InputFileError
+from brecha.core.errors import InputFileError
 from brecha.landing.ingest import ingest
+from tools.bench_api import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -173,7 +173,7 @@ def test_a_file_growing_while_it_is_landed_lands_exactly_as_archived(src: Path, 
 
 
 def pub_sha(path: Path) -> str:
-    from brecha.files import sha256_of
+    from brecha.core.files import sha256_of
 
     return sha256_of(path)
 
@@ -262,8 +262,8 @@ def test_a_serving_folder_or_snapshots_folder_that_cannot_be_written_stops_publi
         brecha_home: Path) -> None:
     from test_publish import make_warehouse
 
-    from brecha import publish as pub
-    from brecha.config import paths
+    from brecha.core.settings import paths
+    from brecha.warehouse import publish as pub
 
     p = paths()
     make_warehouse(p.db)
@@ -311,8 +311,8 @@ def test_a_full_disk_stops_publish_with_one_line_and_leaves_nothing_behind(brech
     """The serving folder on a tmpfs too small for one more copy (a mount namespace of the test's own)."""
     from test_publish import make_warehouse
 
-    from brecha import publish as pub
-    from brecha.config import paths
+    from brecha.core.settings import paths
+    from brecha.warehouse import publish as pub
 
     prefix = _mount_namespace()
     p = paths()
@@ -355,7 +355,7 @@ def test_serve_workers_end_with_the_server_killed_9_and_free_the_port(built_home
     import signal
     import socket
 
-    from brecha.lifetime import descendants
+    from brecha.core.lifetime import descendants
 
     port = free_port()
     server = subprocess.Popen([str(BIN / "brecha"), "serve", "--workers", "2", "--port", str(port)], cwd=REPO,

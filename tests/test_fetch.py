@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from brecha import fetch as fetch_module
-from brecha.errors import BrechaError
-from brecha.fetch import ENAHO_CODES, PINNED, PUNKU_MEMBER, USER_AGENT, fetch
+from brecha.core.errors import BrechaError
+from brecha.extract import fetch as fetch_module
+from brecha.extract.fetch import ENAHO_CODES, PINNED, PUNKU_MEMBER, USER_AGENT, fetch
 
 
 class Recorded:

@@ -8,9 +8,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from brecha import gates, steps
-from brecha.errors import BrechaError, GateFailed
-from brecha.pipeline import PREDICTION_MARTS
+from brecha.core.errors import BrechaError, GateFailed
+from brecha.orchestrate import steps
+from brecha.warehouse import gates
+from brecha.warehouse.selectors import PREDICTION_MARTS
 
 
 def test_dbt_selections_map_to_gates() -> None:
@@ -49,9 +50,9 @@ def test_a_failed_landed_gate_is_recorded_and_publish_refuses(built_home: Path, 
 def test_the_latest_ok_batch_skips_a_newer_failed_batch(synthetic_dir: Path, brecha_home: Path, tmp_path: Path) -> None:
     """raw._latest_ok_batch, the one definition every reader uses (dbt staging, the gates, the GX batches): a
     newer batch that failed (an unusable file stopped it) is not the latest ok batch; an empty ledger has none."""
-    from brecha.db import session
-    from brecha.gx.batches import latest_batch
+    from brecha.core.db import session
     from brecha.landing.ingest import ensure_tables, ingest
+    from brecha.warehouse.gx.batches import latest_batch
 
     with session() as con:
         ensure_tables(con)

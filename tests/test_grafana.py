@@ -517,7 +517,7 @@ def serving_db(clustered_home: Path, tmp_path_factory: pytest.TempPathFactory) -
 def _publish_copy(home: Path, own: Path) -> Path:
     from conftest import own_home
 
-    from brecha import publish
+    from brecha.warehouse import publish
 
     with own_home(home, own):
         return publish.publish().serving_db  # the session fixtures ran (and recorded) every gate
@@ -638,7 +638,7 @@ def tables_read(sql: str, con: duckdb.DuckDBPyConnection) -> set[str]:
 def test_exposures_declare_what_each_dashboard_reads(serving_db: Path, harness: Harness) -> None:
     """Each dashboard's exposure in dbt (exposures.yml, as dbt's manifest resolves it) depends on exactly the
     models and sources that the dashboard's queries read, once Grafana has expanded them."""
-    from brecha.dbt import parse_project
+    from brecha.warehouse.dbt import parse_project
 
     manifest = json.loads(parse_project().read_text())
     relation = {f"{n['schema']}.{n.get('alias') or n['name']}": uid for uid, n in manifest["nodes"].items()

@@ -15,10 +15,10 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from brecha.db import session
-from brecha.errors import InputFileError
+from brecha.core.db import session
+from brecha.core.errors import InputFileError
+from brecha.core.layouts import LAYOUTS
 from brecha.landing.ingest import ingest, rebuild_from_archive
-from brecha.layouts import LAYOUTS
 
 DISTRICTS = "ubigeo-aumentado/ubigeo_distrito.csv"
 CENSUS = "qhaway/indicadores-distrito.json"
@@ -283,11 +283,11 @@ def test_bad_values_are_rejected_with_reason(src: Path, brecha_home: Path, tmp_p
 
 def test_out_of_range_rows_are_rejected_with_file_row_column_and_reason(src: Path, synthetic_dir: Path,
                                                                         brecha_home: Path, tmp_path: Path) -> None:
-    """The ranges landing alone checks (brecha/layouts.py): a district centroid outside Peru's bounding box, an
+    """The ranges landing alone checks (brecha/core/layouts.py): a district centroid outside Peru's bounding box, an
     ENAHO survey year and month out of range. Each bad row is rejected, named by file, row, column and reason;
     the other rows land. (ENAHO has no real sample: its file comes from the synthetic extracts, with their
     district reference.)"""
-    from brecha.layouts import PERU_LATITUDE, PERU_LONGITUDE
+    from brecha.core.layouts import PERU_LATITUDE, PERU_LONGITUDE
 
     enaho = next(synthetic_dir.glob("**/enaho01-*-100.csv"))
     e_header, e_rows = csv_records(enaho)
@@ -396,7 +396,7 @@ def test_ubigeo_check_uses_the_latest_reference_or_says_it_skipped(src: Path, br
 def test_cli_ingest_ok_and_failure(src: Path, brecha_home: Path, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from brecha.cli import cli
+    from brecha.orchestrate.cli import cli
 
     good = copy_real(src, tmp_path / "good", C23, C22)
     ok = CliRunner().invoke(cli, ["ingest", str(good)])

@@ -12,12 +12,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from brecha.config import paths
-from brecha.errors import InputFileError
+from brecha.core.errors import InputFileError
+from brecha.core.layouts import NULL_STRINGS, Column
+from brecha.core.settings import paths
 from brecha.landing import checks
 from brecha.landing.ingest import ingest
 from brecha.landing.sql import is_null_text
-from brecha.layouts import NULL_STRINGS, Column
 
 REF_HEADER = ("inei,reniec,departamento,provincia,distrito,region,macroregion_inei,macroregion_minsa,iso_3166_2,fips,"
               "capital,superficie,pob_densidad_2020,altitude,latitude,longitude,indice_vulnerabilidad_alimentaria,"
@@ -283,7 +283,7 @@ def test_a_batch_left_running_by_a_killed_run_is_marked_aborted(brecha_home: Pat
 # --- the corpus runner (make corpus), on one cheap case ---------------------------------------------------
 
 def test_corpus_runner_reports_a_case_end_to_end(tmp_path: Path) -> None:
-    from brecha import corpus
+    from tools import corpus
 
     source = tmp_path / "src"
     write_ref(source, ref_rows([f"{d:02d}{p:02d}{i:02d}" for d in (1, 2) for p in (1, 2) for i in range(1, 16)]))

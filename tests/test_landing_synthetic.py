@@ -9,8 +9,8 @@ import openpyxl
 import pytest
 from test_landing import csv_records, query, wide_cells
 
+from brecha.core.layouts import LAYOUTS
 from brecha.landing.ingest import ingest
-from brecha.layouts import LAYOUTS
 
 WIDE = ("osiptel__mobile_line_share", "osiptel__mobile_teledensity", "osiptel__internet_booths")
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brecha.config import paths
+from brecha.core.settings import paths
 from brecha_ml.config import FAST
 from brecha_ml.features import FEATURE_NAMES, FEATURES, build_feature_table, load_marts
 from brecha_ml.spatial_cv import fold_indices
@@ -195,7 +195,7 @@ def test_known_districts_are_predicted_by_the_model_that_never_saw_their_departm
 
 
 def test_predict_reproduces_the_run(trained_home, use_home) -> None:
-    from brecha import steps
+    from brecha.orchestrate import steps
 
     home, result = trained_home
     use_home(home)
@@ -212,8 +212,8 @@ def test_unknown_targets_are_predicted_and_runs_are_deterministic(built_home: Pa
     """Withhold the census share of three whole departments: the marts gate counts them and passes, training
     predicts them with the final model, the prediction marts and publish succeed; the predictions are compared
     with the withheld values. Trained twice (FAST) in two homes: identical."""
-    from brecha import steps
-    from brecha.pipeline import PREDICTION_MARTS
+    from brecha.orchestrate import steps
+    from brecha.warehouse.selectors import PREDICTION_MARTS
     from brecha_ml.train import train
 
     results = {}

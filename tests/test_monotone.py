@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brecha.config import paths
+from brecha.core.settings import paths
 from brecha_ml.monotone import RULES, Rule, check, effect_of_setting, percent_predictor
 from brecha_ml.torch_model import TorchMLPRegressor
 

@@ -14,11 +14,11 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from brecha import gates
-from brecha import publish as pub
-from brecha.config import paths
-from brecha.errors import BrechaError
-from brecha.layouts import BOOKKEEPING_DDL
+from brecha.core.errors import BrechaError
+from brecha.core.layouts import BOOKKEEPING_DDL
+from brecha.core.settings import paths
+from brecha.warehouse import gates
+from brecha.warehouse import publish as pub
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -145,7 +145,7 @@ def test_refuses_when_latest_batch_failed(home: Path) -> None:
 
 
 def test_refuses_unless_the_latest_batch_passed_every_gate_and_build(home: Path) -> None:
-    from brecha.cli import cli
+    from brecha.orchestrate.cli import cli
 
     pub.publish()
     p = paths()
@@ -210,7 +210,7 @@ def test_copy_step_raising_leaves_old_copy_whole(home: Path, monkeypatch: pytest
 
 KILLED_PUBLISH = textwrap.dedent("""
     import sys, time
-    from brecha import publish as pub
+    from brecha.warehouse import publish as pub
 
     real = pub.build_serving_file
 
@@ -291,7 +291,7 @@ def test_keeps_the_newest_snapshots_only(home: Path) -> None:
 
 
 def test_cli_publish_and_rollback(home: Path) -> None:
-    from brecha.cli import cli
+    from brecha.orchestrate.cli import cli
 
     runner = CliRunner()
     out = runner.invoke(cli, ["publish"])
@@ -370,7 +370,7 @@ def test_serve_any_kept_snapshot_by_id_back_and_forward(home: Path) -> None:
 
 
 def test_cli_publish_list_and_serve(home: Path) -> None:
-    from brecha.cli import cli
+    from brecha.orchestrate.cli import cli
 
     runner = CliRunner()
     first = pub.publish().snapshot_id
@@ -441,7 +441,7 @@ KILL_AT = textwrap.dedent("""
     # modules are imported once, before the forks (importing scikit-learn, which publish reads the run id with,
     # takes seconds).
     import os, signal, sys
-    from brecha import publish as pub
+    from brecha.warehouse import publish as pub
     import brecha_ml.store
 
     def run(action, where, name, nth):
@@ -502,7 +502,7 @@ def _ledger_agrees(p) -> None:
 
 def test_kill_9_at_any_step_leaves_ledger_list_and_served_file_in_agreement(home: Path) -> None:
     """One home, killed at each point in turn (each kill on top of what the one before left)."""
-    from brecha.cli import cli
+    from brecha.orchestrate.cli import cli
 
     p = paths()
     pub.publish()

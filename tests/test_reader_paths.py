@@ -15,7 +15,7 @@ from browser import dump_dom, visible_text
 from click.testing import CliRunner
 from conftest import TEST_SEED, own_home
 
-from brecha.cli import cli
+from brecha.orchestrate.cli import cli
 
 BRECHA = str(Path(sys.executable).with_name("brecha"))
 
@@ -23,7 +23,8 @@ BRECHA = str(Path(sys.executable).with_name("brecha"))
 @pytest.fixture(scope="module")
 def published(trained_home, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A copy of the trained session warehouse in a home of our own, rescored once and published."""
-    from brecha import publish, steps
+    from brecha.orchestrate import steps
+    from brecha.warehouse import publish
 
     home_src, train = trained_home
     # `brecha predict` reloads the run's artifacts; the session run recorded every gate publish requires
@@ -68,12 +69,12 @@ def test_brecha_runs_lists_runs_with_metrics(published: dict) -> None:
 def test_brecha_runs_shows_mean_and_sd_over_seeds(published: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     """Training recorded its own seed in ml.seed_metrics; one more seed (the FAST settings, to keep the test short)
     and `brecha runs` prints the mean ± SD over both for the latest run's data."""
-    from brecha_ml import seeds
+    from brecha_ml import multiseed, seeds
     from brecha_ml.config import FAST
 
     home = published["home"]
     monkeypatch.setenv("BRECHA_HOME", str(home))
-    seeds.run((1,), FAST)
+    multiseed.run((1,), FAST)
     with duckdb.connect(str(home / "brecha.duckdb"), read_only=True) as con:
         rows = seeds.latest(con)
     assert sorted(set(rows["seed"])) == sorted({1, TEST_SEED})
@@ -122,7 +123,7 @@ def test_docs_serve_serves_the_site(built_home: Path, tmp_path: Path) -> None:
     import time
     import urllib.request
 
-    from brecha.bench_api import free_port
+    from tools.bench_api import free_port
 
     port = free_port()
     proc = subprocess.Popen([BRECHA, "docs", "--serve", "--no-generate", "--port", str(port)],
@@ -146,7 +147,7 @@ def test_docs_serve_serves_the_site(built_home: Path, tmp_path: Path) -> None:
 def test_run_summary_names_empty_marts_and_the_file_that_fills_them(built_home: Path, tmp_path: Path) -> None:
     """A batch without the ENAHO files (as on the real extracts): the mart they fill is named, with the layout, an
     example file name and the dashboard panels that will be empty."""
-    from brecha.coverage import gaps
+    from brecha.warehouse.coverage import gaps
 
     db = tmp_path / "brecha.duckdb"
     shutil.copyfile(built_home / "brecha.duckdb", db)

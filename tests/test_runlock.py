@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from brecha import runlock, steps
-from brecha.config import Paths, paths
+from brecha.core import runlock
+from brecha.core.settings import Paths, paths
+from brecha.orchestrate import steps
 
 HOLDER = """
 import sys, time
-from brecha.runlock import hold
+from brecha.core.runlock import hold
 with hold("brecha run --input /downloads/a"):
     print("HELD", flush=True)
     time.sleep(120)

@@ -14,7 +14,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from brecha.layouts import (
+from brecha.core.layouts import (
     INEI_CENSUS,
     INEI_DEPARTMENTS,
     INEI_DISTRICTS,
@@ -25,7 +25,7 @@ from brecha.layouts import (
     OSIPTEL_MOBILE_COVERAGE,
     OSIPTEL_MOBILE_LINE_SHARE,
 )
-from brecha.synthetic import generate
+from brecha.extract.synthetic import generate
 
 SCALE = 0.1
 DISTRICTS = "ubigeo-aumentado/ubigeo_distrito.csv"
@@ -421,7 +421,7 @@ def test_centre_numbers_stay_four_digits_and_unique_at_any_scale() -> None:
     """UBIGEO_CCPP is the 6-digit ubigeo and a 4-digit centre number: at large scales a district gets thousands
     of centres, and a 5-digit number would run into another district's codes (scale 30 failed dbt's uniqueness
     test of stg_osiptel__mobile_coverage that way)."""
-    from brecha.synthetic.coverage import MAX_CENTRE_NUMBER, centre_numbers
+    from brecha.extract.synthetic.coverage import MAX_CENTRE_NUMBER, centre_numbers
 
     counts = np.array([1, 0, 40, 4_000, MAX_CENTRE_NUMBER])
     numbers = centre_numbers(counts, np.random.default_rng(3))

@@ -12,7 +12,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from brecha.atlas import NEW_QUESTIONNAIRE, Z90, trend_svg
+from brecha.serve.atlas import NEW_QUESTIONNAIRE, Z90, trend_svg
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "grafana" / "dashboards" / "department_trends.json"
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from brecha import gates
-from brecha.errors import GateFailed
-from brecha.gx import suites
-from brecha.layouts import LAYOUTS
-from brecha.validate import validate
+from brecha.core.errors import GateFailed
+from brecha.core.layouts import LAYOUTS
+from brecha.warehouse import gates
+from brecha.warehouse.gx import suites
+from brecha.warehouse.validate import validate
 
 LATEST_ROWS = ("_source_sha256 in (select sha256 from raw._batch_files where batch_id = "
                "(select batch_id from raw._latest_ok_batch) and entity = '{entity}')")
@@ -97,7 +97,7 @@ def _data_docs_read_offline(index: Path, tmp_path: Path) -> None:
     and its table of validation results filled by the site's own bootstrap-table (both come from CDNs in GX)."""
     from browser import dump_dom, visible_text
 
-    from brecha.gx.offline import remote_links
+    from brecha.warehouse.gx.offline import remote_links
 
     site = index.parent
     assert remote_links(site) == {}

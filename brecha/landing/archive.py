@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from brecha.files import replacing, write_atomic
+from brecha.core.files import replacing, write_atomic
 from brecha.landing.scan import SourceFile
 
 MANIFESTS = "manifests"

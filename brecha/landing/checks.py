@@ -16,8 +16,8 @@ from datetime import datetime
 
 import duckdb
 
+from brecha.core.layouts import LINEAGE_COLUMNS, NULL_STRINGS, Column, Layout
 from brecha.landing.sql import ident, is_null_text, lit, value, values
-from brecha.layouts import LINEAGE_COLUMNS, NULL_STRINGS, Column, Layout
 
 REF_TABLE = "_ref_ubigeo"  # temp table of the district ubigeos the batch checks against
 INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT")

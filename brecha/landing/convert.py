@@ -21,8 +21,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from brecha.errors import InputFileError
-from brecha.files import replacing
+from brecha.core.errors import InputFileError
+from brecha.core.files import replacing
 
 ZIP_MAGIC = b"PK\x03\x04"
 DATA_SUFFIXES = (".csv", ".dta", ".sav", ".zsav")

@@ -6,7 +6,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from brecha.layouts import Layout
+from brecha.core.layouts import Layout
 
 YEAR = re.compile(r"^(19|20)\d\d$")
 

@@ -25,18 +25,18 @@ import duckdb
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from brecha.config import paths
-from brecha.db import session
-from brecha.errors import BrechaError, InputFileError
-from brecha.files import sha256_of
+from brecha.core.db import session
+from brecha.core.errors import BrechaError, InputFileError
+from brecha.core.files import sha256_of
+from brecha.core.layouts import BOOKKEEPING_DDL, INEI_DISTRICTS, LAYOUTS, raw_table_ddl
+from brecha.core.runlock import hold
+from brecha.core.settings import paths
 from brecha.landing import archive, checks, readers
 from brecha.landing.plan import FilePlan
 from brecha.landing.recognise import plan_file
 from brecha.landing.result import FileResult, IngestResult
 from brecha.landing.scan import SourceFile, inspect, walk
 from brecha.landing.sql import ident, value, values
-from brecha.layouts import BOOKKEEPING_DDL, INEI_DISTRICTS, LAYOUTS, raw_table_ddl
-from brecha.runlock import hold
 
 BOOKKEEPING_TABLES = ("raw._batches", "raw._batch_files", "raw._rejects")
 

@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from brecha.core.layouts import BY_ENTITY, Layout
 from brecha.landing import convert
 from brecha.landing.scan import SourceFile
-from brecha.layouts import BY_ENTITY, Layout
 
 
 @dataclass(frozen=True)

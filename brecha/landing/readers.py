@@ -16,11 +16,11 @@ from pathlib import Path
 
 import duckdb
 
+from brecha.core.layouts import Column
 from brecha.landing import stacked
 from brecha.landing.plan import FilePlan
 from brecha.landing.scan import SourceFile
 from brecha.landing.sql import ident, lit, null_list
-from brecha.layouts import Column
 
 MAX_JSON_BYTES = 1 << 30  # a whole GeoJSON document is one JSON value
 STACKED_CELLS = {"sheet_row": "BIGINT", "block": "BIGINT", "departamento": "VARCHAR", "period": "VARCHAR",

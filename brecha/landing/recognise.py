@@ -12,19 +12,19 @@ import zipfile
 
 import duckdb
 
-from brecha.errors import InputFileError
-from brecha.landing import readers, stacked
-from brecha.landing.headers import HeaderMatch, best_match, is_year, norm
-from brecha.landing.plan import FilePlan
-from brecha.landing.scan import SourceFile
-from brecha.landing.sql import ident, lit, null_list
-from brecha.layouts import (
+from brecha.core.errors import InputFileError
+from brecha.core.layouts import (
     LAYOUTS,
     OSIPTEL_INTERNET_BOOTHS,
     OSIPTEL_MOBILE_LINE_SHARE,
     OSIPTEL_MOBILE_LINES,
     OSIPTEL_MOBILE_TELEDENSITY,
 )
+from brecha.landing import readers, stacked
+from brecha.landing.headers import HeaderMatch, best_match, is_year, norm
+from brecha.landing.plan import FilePlan
+from brecha.landing.scan import SourceFile
+from brecha.landing.sql import ident, lit, null_list
 
 TABULAR = [layout for layout in LAYOUTS if layout.kind in ("csv", "xlsx")]  # a flat table, as CSV or sheet
 JSON_ARRAYS = [layout for layout in LAYOUTS if layout.kind == "json"]
@@ -108,7 +108,7 @@ def describe_read_error(src: SourceFile, err: Exception, what: str = "") -> Inpu
 
 def _fix_unknown() -> str:
     return ("If it is documentation, give it a .md, .txt or .pdf name; if it is an extract, check that it is one "
-            "of the published INEI/OSIPTEL layouts (brecha/layouts.py) with its header row intact; otherwise move "
+            "of the published INEI/OSIPTEL layouts (brecha/core/layouts.py) with its header row intact; otherwise move "
             "it out of the folder")
 
 

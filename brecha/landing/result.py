@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from brecha.layouts import LAYOUTS
+from brecha.core.layouts import LAYOUTS
 
 
 @dataclass(frozen=True)

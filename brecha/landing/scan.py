@@ -10,7 +10,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from brecha.errors import BrechaError, InputFileError
+from brecha.core.errors import BrechaError, InputFileError
 from brecha.landing import convert
 
 DOC_SUFFIXES = frozenset({".md", ".txt", ".pdf"})

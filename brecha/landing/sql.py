@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from brecha.layouts import NULL_STRINGS
+from brecha.core.layouts import NULL_STRINGS
 
 
 def lit(value: str) -> str:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from brecha.core.layouts import NULL_STRINGS
 from brecha.landing.headers import norm
-from brecha.layouts import NULL_STRINGS
 
 SCAN_ROWS = 500  # recognition looks for block headers in the first rows only
 NOTE_PREFIXES = ("nota", "fuente", "fecha de corte", "elaboracion")

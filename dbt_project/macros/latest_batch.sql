@@ -5,7 +5,7 @@
   raw._batch_files lists every file of every batch with its sha256; the raw tables keep every file
   ever landed (a file landed twice is stored once). Staging reads, for every raw table, only the rows
   whose _source_sha256 is a file of the latest successful batch, the one row of the view
-  raw._latest_ok_batch (created with the ledger by the landing step, brecha/layouts.py), so an older
+  raw._latest_ok_batch (created with the ledger by the landing step, brecha/core/layouts.py), so an older
   synthetic batch never mixes with a newer folder of real files.
 -#}
 {% macro latest_batch_rows(source_name, table_name) -%}

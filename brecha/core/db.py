@@ -1,0 +1,63 @@
+"""DuckDB connections with the project's settings and the offline extension wheels."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from brecha.core.settings import Paths, paths
+
+LOCK_RETRY_SECONDS = (0.5, 1, 2, 4, 8)
+
+
+def connect(db: Path | None = None, *, read_only: bool = False, extensions: tuple[str, ...] = ()) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse (or ``db``), retrying briefly while another writer holds the lock."""
+    p: Paths = paths()
+    target = db or p.ensure().db
+    for pause in (*LOCK_RETRY_SECONDS, None):
+        try:
+            con = duckdb.connect(str(target), read_only=read_only)
+            break
+        except duckdb.IOException as err:
+            if "lock" not in str(err).lower() or pause is None:
+                raise
+            time.sleep(pause)
+    for name in extensions:
+        load_extension(con, name)
+    return con
+
+
+def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Install ``name`` from its ``duckdb-extension-<name>`` wheel (no network) and load it."""
+    ext_dir = paths().ensure().extensions
+    ext_dir.mkdir(parents=True, exist_ok=True)
+    con.execute(f"SET extension_directory = '{ext_dir}'")
+    try:
+        con.execute(f"LOAD {name}")
+        return
+    except duckdb.Error:
+        pass
+    import duckdb_extensions
+
+    duckdb_extensions.import_extension(name, con=con)
+    con.execute(f"LOAD {name}")
+
+
+@contextmanager
+def session(db: Path | None = None, *, read_only: bool = False, extensions: tuple[str, ...] = ()) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(db, read_only=read_only, extensions=extensions)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str, catalog: str | None = None) -> bool:
+    """Whether table ``schema.name`` exists in ``catalog`` (default: the connection's current database)."""
+    return con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = coalesce(?, current_database()) "
+        "AND schema_name = ? AND table_name = ?", [catalog, schema, name]).fetchone()[0] > 0

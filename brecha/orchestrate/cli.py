@@ -1,0 +1,366 @@
+"""The ``brecha`` command line.
+
+The pipeline steps (``extract``, ``ingest``, ``rebuild-raw``, ``build``, ``validate``, ``train``, ``predict``,
+``clusters``, ``publish`` with ``--rollback`` / ``--serve``, ``atlas``) each call one function of ``brecha.orchestrate.steps``,
+the functions the Airflow DAG's tasks call; ``run`` calls them in order (``brecha.orchestrate.pipeline.run_all``). The other
+commands run no step: ``serve`` (the HTTP API) and ``sql`` (a DuckDB prompt) read the serving copy, ``runs`` and
+``publish --list`` list what was recorded, ``docs`` generates the dbt docs site and ``airflow`` starts a local
+Airflow whose DAG runs the steps. ``seeds`` (a measurement, not a pipeline step: the DAG does not run it) repeats
+the training's spatial CV for several seeds through ``brecha.orchestrate.steps.seeds``.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from brecha.core.settings import DEFAULT_SEED
+
+
+class _Group(click.Group):
+    """Lists each command with its whole first sentence, wrapped, never cut with "..."."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, cmd.get_short_help_str(limit=1000)) for name in self.list_commands(ctx)
+                if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                first = max(len(name) for name, _ in rows) + 2
+                indent = " " * formatter.current_indent
+                width = max((formatter.width or 80) - formatter.current_indent - first, 30)
+                for name, text in rows:  # click's write_dl breaks words at hyphens ("read-" / "only")
+                    lines = textwrap.wrap(text, width, break_on_hyphens=False) or [""]
+                    formatter.write(f"{indent}{name:<{first}}{lines[0]}\n")
+                    for line in lines[1:]:
+                        formatter.write(f"{indent}{'':<{first}}{line}\n")
+
+
+# Not a terminal (a pipe, a log): help is laid out 110 columns wide, so no description is cut with "...".
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110,
+                               "terminal_width": None if sys.stdout.isatty() else 110})
+@click.version_option(package_name="brecha")
+def cli() -> None:
+    """Brecha: Peru's digital divide, district by district.
+
+    Runtime state lives under $BRECHA_HOME (default: the warehouse/ folder of this project, whatever the
+    current folder); the warehouse is $BRECHA_HOME/brecha.duckdb and readers use the serving copy
+    $BRECHA_HOME/serving/brecha.duckdb. `brecha run` runs the whole pipeline.
+    """
+
+
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder to write the extracts to [default: $BRECHA_HOME/extracts].")
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Random seed.")
+@click.option("--scale", type=float, default=1.0, show_default=True,
+              help="Multiplies the large tables (populated centres, connections, households), for benchmarks.")
+def extract(out: Path | None, seed: int, scale: float) -> None:
+    """Write synthetic extracts in the published INEI/OSIPTEL layouts."""
+    from brecha.orchestrate import steps
+
+    result = steps.extract(out, seed=seed, scale=scale)
+    click.echo(str(result))
+
+
+@cli.command()
+@click.argument("input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def ingest(input_dir: Path) -> None:
+    """Land every extract found under INPUT_DIR (and its subfolders) into raw.* tables.
+
+    Files are recognised by header and content, not by name. INPUT_DIR is taken to be the complete set
+    of extracts: the marts are built from the files of the latest ingest. Bad rows go to raw._rejects with
+    the reason; a whole-file problem stops with a message naming the file and column.
+    """
+    from brecha.orchestrate import steps
+
+    click.echo(str(steps.ingest(input_dir)))
+
+
+@cli.command("rebuild-raw")
+def rebuild_raw() -> None:
+    """Rebuild the raw layer from the archived originals under $BRECHA_HOME/archive alone."""
+    from brecha.orchestrate import steps
+
+    click.echo(str(steps.rebuild_raw()))
+
+
+@cli.command()
+@click.option("--select", "-s", default=None, help="dbt selector, e.g. 'marts' or 'tag:needs_predictions'.")
+@click.option("--exclude", default=None, help="dbt selector to leave out.")
+def build(select: str | None, exclude: str | None) -> None:
+    """Run `dbt build` (models and their tests) over dbt_project/."""
+    from brecha.orchestrate import steps
+
+    click.echo(str(steps.dbt_build(select=select, exclude=exclude)))
+
+
+@cli.command()
+@click.option("--suite", type=click.Choice(["landed", "marts", "all"]), default="all", show_default=True,
+              help="Which gate: the landed extracts, the marts, or both.")
+def validate(suite: str) -> None:
+    """Run the Great Expectations suites in expectations/ against the warehouse."""
+    from brecha.orchestrate import steps
+
+    click.echo(str(steps.validate(suite)))
+
+
+@cli.command()
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True,
+              help="Seed for model initialisation (MLP weights, batch order, inner validation split), the "
+                   "underserved classifier and clustering (the department folds are deterministic: no shuffling).")
+def train(seed: int) -> None:
+    """Train and compare models on the marts (spatial CV); write ml.* tables and artifacts."""
+    from brecha.orchestrate import steps
+
+    click.echo(str(steps.train(seed=seed)))
+
+
+@cli.command()
+@click.option("--run", "run_id", required=True, help="Run id of a previous `brecha train`.")
+def predict(run_id: str) -> None:
+    """Reload a run's selected model artifact and rescore the current marts."""
+    from brecha.orchestrate import steps
+
+    click.echo(str(steps.predict(run_id)))
+
+
+@cli.command()
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of the permutations.")
+def clusters(seed: int) -> None:
+    """Global and local Moran's I (LISA) of internet share, divide index and gap; write ml.district_clusters.
+
+    Run after the prediction marts; then `brecha build -s tag:needs_clusters` rebuilds the cluster marts.
+    """
+    from brecha.orchestrate import steps
+
+    click.echo(str(steps.clusters(seed=seed)))
+
+
+@cli.command()
+@click.option("--rollback", is_flag=True, help="Restore the snapshot published before the one served now instead.")
+@click.option("--list", "list_", is_flag=True, help="List the kept snapshots (the one served now is marked) and exit.")
+@click.option("--serve", "snapshot_id", default=None, metavar="SNAPSHOT_ID",
+              help="Serve this kept snapshot (older or newer; a unique prefix of its id is enough) instead.")
+def publish(rollback: bool, list_: bool, snapshot_id: str | None) -> None:
+    """Copy the checked warehouse to $BRECHA_HOME/serving/brecha.duckdb atomically (readers use it)."""
+    from brecha.orchestrate import steps
+
+    if sum((rollback, list_, snapshot_id is not None)) > 1:
+        raise click.UsageError("use one of --rollback, --list and --serve")
+    if list_:
+        from brecha.warehouse.publish import snapshot_listing
+
+        click.echo(snapshot_listing())
+    elif snapshot_id is not None:
+        click.echo(str(steps.serve_snapshot(snapshot_id)))
+    else:
+        click.echo(str(steps.rollback() if rollback else steps.publish()))
+
+
+def _years(text: str) -> list[int]:
+    """'2019-2024' or '2019,2021,2023'."""
+    years: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            years += list(range(int(lo), int(hi or lo) + 1))
+    except ValueError as err:
+        raise click.BadParameter(f"{text!r}: give years as 2019-2024 or 2019,2021,2023") from err
+    return years
+
+
+_fetch_options = [
+    click.option("--years", default="2015-2024", show_default=True,
+                 help="ENAHO years to download (2019-2024 or 2019,2021,2023)."),
+    click.option("--flavour", type=click.Choice(["STATA", "CSV", "SPSS"], case_sensitive=False), default="STATA",
+                 show_default=True, help="Which of INEI's three ENAHO files to download (all three land the same)."),
+    click.option("--punku-url", default=None,
+                 help="Address of OSIPTEL PUNKU's fixed-connections dataset (xlsx, or a zip holding it): PUNKU "
+                      "publishes no stable one."),
+    click.option("--mirror", default=None,
+                 help="Fetch every file from this server instead, at <mirror>/<host>/<path> (a local copy)."),
+]
+
+
+def _with_fetch_options(fn: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(_fetch_options):
+        fn = option(fn)
+    return fn
+
+
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder to download into [default: $BRECHA_HOME/fetched].")
+@_with_fetch_options
+def fetch(out: Path | None, years: str, flavour: str, punku_url: str | None, mirror: str | None) -> None:
+    """Download ENAHO module 01 per year from INEI, PUNKU's dataset and the other public extracts (resumable,
+    checksummed, cached); then `brecha run --input` the folder, or `brecha run --fetch`."""
+    from brecha.orchestrate import steps
+
+    click.echo(str(steps.fetch(_years(years), out, flavour, punku_url, mirror)))
+
+
+@cli.command()
+@click.option("--input", "input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Folder of real extracts; without it, synthetic extracts are generated.")
+@click.option("--fetch", "fetch_first", is_flag=True,
+              help="Download the extracts first (as `brecha fetch`, same options) and run on them.")
+@_with_fetch_options
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True,
+              help="Seed for the synthetic extracts and the models.")
+@click.option("--scale", type=float, default=1.0, show_default=True,
+              help="Size of the synthetic large tables (ignored with --input).")
+def run(input_dir: Path | None, fetch_first: bool, years: str, flavour: str, punku_url: str | None,
+        mirror: str | None, seed: int, scale: float) -> None:
+    """The whole pipeline: extract, ingest, gates, dbt build, train, prediction marts, clusters, publish, atlas."""
+    from brecha.orchestrate import steps
+    from brecha.orchestrate.pipeline import run_all
+
+    if fetch_first:
+        if input_dir is not None:
+            raise click.UsageError("use --fetch or --input, not both")
+        fetched = steps.fetch(_years(years), None, flavour, punku_url, mirror)
+        click.echo(str(fetched), err=True)
+        input_dir = fetched.folder
+    run_all(input_dir=input_dir, seed=seed, scale=scale)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=int, default=8000, show_default=True, help="TCP port.")
+@click.option("--log-level", default="info", show_default=True, help="uvicorn's log level (access log at info).",
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--workers", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Server processes (a what-if is mostly Python under the GIL: 2 use both cores of a 2-core machine).")
+def serve(host: str, port: int, log_level: str, workers: int) -> None:
+    """Start the read-only prediction API over $BRECHA_HOME/serving/brecha.duckdb (OpenAPI page at /docs).
+
+    District answers, a filtered list, the served model and what-if scenarios; a new `brecha publish` or a
+    rollback is picked up without a restart.
+    """
+    import os
+
+    # One OpenMP/BLAS thread per request, fixed before those libraries load (the limit is per thread, and the
+    # server's worker threads would otherwise each start a team of spinning threads on a 2-core machine).
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    from brecha.serve.api import serve as _serve
+
+    _serve(host=host, port=port, log_level=log_level, workers=workers)
+
+
+@cli.command()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="HTML file to write [default: $BRECHA_HOME/atlas/index.html].")
+@click.option("--lang", type=click.Choice(["es", "en"]), default="es", show_default=True,
+              help="Language of every title, legend, label and note (Spanish by default).")
+def atlas(out: Path | None, lang: str) -> None:
+    """Write a self-contained, printable HTML atlas of the districts from the serving copy (read-only)."""
+    from brecha.orchestrate import steps
+
+    click.echo(str(steps.atlas(out, lang=lang)))
+
+
+@cli.command()
+@click.option("--serve", is_flag=True, help="Then serve the site on http://127.0.0.1:PORT until Ctrl-C.")
+@click.option("--port", type=int, default=8081, show_default=True, help="Port for --serve.")
+@click.option("--no-generate", is_flag=True, help="With --serve: serve the site generated last, without regenerating.")
+def docs(serve: bool, port: int, no_generate: bool) -> None:
+    """Generate the dbt docs site: $BRECHA_HOME/dbt_target/static_index.html opens from a file in any browser.
+
+    The same folder's index.html needs a web server (browsers block its manifest.json from file://): `--serve`.
+    """
+    from brecha.warehouse import dbt
+
+    if not (serve and no_generate):
+        click.echo(f"docs site (one file, opens from disk): {dbt.docs()}")
+    if serve:
+        dbt.serve_docs(port)
+
+
+@cli.command()
+def airflow() -> None:
+    """Start a local Airflow 3 (http://127.0.0.1:8080, this machine only) with the brecha_pipeline DAG.
+
+    Its components (scheduler, DAG processor, API server, triggerer, task log server) listen on 127.0.0.1 only.
+    Ctrl-C, or SIGTERM to this process or its process group, stops every process it started."""
+    from brecha.orchestrate.airflow_local import standalone
+
+    standalone()
+
+
+@cli.command()
+@click.option("--seeds", "seed_list", default="42,7,1,2,3", show_default=True,
+              help="Comma-separated seeds; the spatial CV of every candidate is repeated for each.")
+def seeds(seed_list: str) -> None:
+    """Model figures over several seeds: the spatial CV of `brecha train` for each seed (no model is served);
+    appends to ml.seed_metrics and prints mean ± SD per model (`brecha runs` shows the same)."""
+    from brecha.orchestrate import steps
+
+    try:
+        chosen = tuple(int(s) for s in seed_list.split(",") if s.strip())
+    except ValueError as err:
+        raise click.BadParameter(f"--seeds takes integers separated by commas, e.g. 42,7,1: {err}") from err
+    click.echo(str(steps.seeds(chosen)))
+
+
+@cli.command()
+@click.option("--limit", type=int, default=20, show_default=True, help="How many runs, newest first.")
+def runs(limit: int) -> None:
+    """List the model runs (ml.model_runs) with the selected model's cross-validated metrics and rescorings."""
+    from brecha.orchestrate.runs import list_runs
+
+    click.echo(list_runs(limit))
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("duckdb_args", nargs=-1, type=click.UNPROCESSED)
+def sql(duckdb_args: tuple[str, ...]) -> None:
+    """A read-only SQL prompt (the DuckDB CLI) on the serving copy $BRECHA_HOME/serving/brecha.duckdb.
+
+    Without arguments, an interactive prompt (`.tables`, `.quit`); SQL piped on stdin runs and exits. Further
+    arguments go to the `duckdb` command, e.g. `brecha sql -c "select count(*) from marts.dim_districts"` or
+    `brecha sql -csv -c "..."`. The file is opened read-only: it never blocks the pipeline or a publish.
+    """
+    import os
+
+    from brecha.core.errors import BrechaError
+    from brecha.core.settings import paths
+
+    db = paths().serving_db
+    if not db.exists():
+        raise BrechaError(f"no serving copy at {db}: run `brecha run` (or `brecha publish`) first")
+    exe = Path(sys.executable).with_name("duckdb")
+    if not exe.is_file():
+        raise BrechaError(f"the DuckDB CLI is not installed at {exe}: run `make install` (it installs duckdb-cli)")
+    os.execv(exe, [str(exe), "-readonly", *duckdb_args, str(db)])
+
+
+def main() -> None:
+    from brecha.core.errors import BrechaError
+
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except BrechaError as err:
+        click.secho(f"error: {err}", fg="red", err=True)
+        sys.exit(1)
+    except Exception as err:  # an environment fault (permissions, a full disk, a missing folder): one line, no traceback
+        from brecha.core.errors import environment_error
+
+        if (fault := environment_error(err)) is None:
+            raise
+        click.secho(f"error: {fault}", fg="red", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
