@@ -14,6 +14,7 @@ gate) fail at once. Start it with ``make airflow``; see brecha/orchestrate/airfl
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from cosmos.constants import (
     TestBehavior,
 )
 
-from brecha.core.settings import DBT_PROJECT_DIR, DEFAULT_SEED, paths
+from brecha.core.settings import DBT_PROJECT_DIR, DEFAULT_SEED, Settings
 from brecha.orchestrate.airflow_local import POOL, dag_run_owner, run_step
 from brecha.warehouse.dbt import dbt_env, parse_project, release_warehouse
 from brecha.warehouse.selectors import CLUSTER_MARTS, PREDICTION_MARTS
@@ -50,6 +51,10 @@ cosmos.settings.enable_watcher_reliable_retry = False
 # loads from it, so parsing this file never runs dbt. When the project changed since (or no manifest exists yet),
 # dbt parses it here once, in a subprocess, and every later parse is fast again (brecha.warehouse.dbt.parse_project).
 MANIFEST = parse_project()
+
+# The entry point's settings (BRECHA_HOME, ... as `brecha airflow` hands them to every Airflow process); each task adds
+# its run's seed and the DAG run that claimed the home (``_settings``) and passes them to its step.
+SETTINGS = Settings.from_env(os.environ)
 
 RETRIES = {
     "retries": 3,
@@ -78,7 +83,7 @@ def _dbt_group(group_id: str, *, select: list[str] | None = None, exclude: list[
             dbt_project_path=DBT_PROJECT_DIR,
             manifest_path=MANIFEST,
             install_dbt_deps=False,  # dbt's package hub is unreachable here; the project has no packages
-            env_vars=dbt_env(),  # BRECHA_HOME, DBT_TARGET_PATH, ... (the CLI's dbt runs with the same)
+            env_vars=dbt_env(SETTINGS.home),  # BRECHA_HOME, DBT_TARGET_PATH, ... (the CLI's dbt runs with the same)
         ),
         profile_config=_profile(),
         execution_config=ExecutionConfig(
@@ -152,66 +157,67 @@ def _tests_dbt_runs(group: DbtTaskGroup, *, select: list[str] | None, exclude: l
 def brecha_pipeline() -> None:
     from brecha.orchestrate import steps
 
+    def _settings(params: dict | None = None) -> Settings:
+        seed = int(params["seed"]) if params else SETTINGS.seed
+        return SETTINGS.replace(seed=seed, run_owner=dag_run_owner())
+
     @setup
     def claim() -> str:
         """Claim the home for this DAG run (brecha.core.runlock): a CLI run, or another DAG run, cannot interleave."""
-        from brecha.core import runlock
-
-        return str(run_step(runlock.claim, dag_run_owner()))
+        return str(run_step(steps.claim, _settings()))
 
     @teardown
     def release() -> bool:
         """Give the home back, whatever happened upstream (a teardown: it does not decide the run's state)."""
-        from brecha.core import runlock
-
-        return runlock.release(dag_run_owner())
+        return steps.release(_settings())
 
     @task
     def dbt_core_passed() -> str:
         """Runs only when every task of the dbt_core group succeeded: record it (publish requires it)."""
-        return run_step(steps.record_build, "dbt_core")
+        return run_step(steps.record_build, _settings(), "dbt_core")
 
     @task
     def dbt_predictions_passed() -> str:
-        return run_step(steps.record_build, "dbt_predictions")
+        return run_step(steps.record_build, _settings(), "dbt_predictions")
 
     @task
     def extract(params: dict | None = None) -> str:
         """The folder to ingest: ``input_dir`` as given, else freshly generated synthetic extracts."""
         if params["input_dir"]:
             return str(params["input_dir"])
-        run_step(steps.extract, paths().ensure().extracts, seed=int(params["seed"]), scale=float(params["scale"]))
-        return str(paths().extracts)
+        settings = _settings(params)
+        run_step(steps.extract, settings, settings.paths.extracts, scale=float(params["scale"]))
+        return str(settings.paths.extracts)
 
     @task
     def ingest(input_dir: str) -> str:
-        return str(run_step(steps.ingest, Path(input_dir)))
+        return str(run_step(steps.ingest, _settings(), Path(input_dir)))
 
     @task
     def validate_landed() -> str:
-        return str(run_step(steps.validate, "landed"))
+        return str(run_step(steps.validate, _settings(), "landed"))
 
     @task
     def validate_marts() -> str:
-        return str(run_step(steps.validate, "marts"))
+        return str(run_step(steps.validate, _settings(), "marts"))
 
     @task
     def train(params: dict | None = None) -> str:
         """Train and compare the models; the run id is the XCom (publish records it)."""
-        return run_step(steps.train, seed=int(params["seed"])).run_id
+        return run_step(steps.train, _settings(params)).run_id
 
     @task
     def clusters(params: dict | None = None) -> str:
-        return str(run_step(steps.clusters, seed=int(params["seed"])))
+        return str(run_step(steps.clusters, _settings(params)))
 
     @task
     def atlas() -> str:
         """The offline HTML atlas, from the serving copy just published (read-only)."""
-        return str(run_step(steps.atlas))
+        return str(run_step(steps.atlas, _settings()))
 
     @task
     def publish(model_run_id: str | None) -> str:  # ("run_id" is a reserved name in an Airflow task's context)
-        return str(run_step(steps.publish, run_id=model_run_id))
+        return str(run_step(steps.publish, _settings(), run_id=model_run_id))
 
     # the "+" also leaves out the tests on the prediction marts (e.g. relationships to dim_districts)
     core = _dbt_group("dbt_core", exclude=[f"{PREDICTION_MARTS}+"])

@@ -18,11 +18,13 @@ import time
 
 def warehouse() -> dict:
     """The mart tables in the warehouse and the failed expectations of the latest validation, if any."""
+    import os
+
     import duckdb
 
-    from brecha.core.settings import paths
+    from brecha.core.settings import Settings
 
-    db = paths().db
+    db = Settings.from_env(os.environ).paths.db  # a script: an entry point of its own
     if not db.exists():
         return {"marts": [], "failed_expectations": []}
     with duckdb.connect(str(db), read_only=True) as con:

@@ -1,6 +1,9 @@
 """Shared fixtures. The expensive ones (a synthetic warehouse built end to end) are session-scoped.
 
-Every test runs with its own ``BRECHA_HOME`` so nothing touches ./warehouse or another test's lock.
+Tests build settings (``brecha.core.settings.Settings``) and pass them to the steps, as the entry points do; the
+fixtures that hand a test a home also put its settings in effect for the library code the test calls
+(``brecha.core.settings.using``), and set ``BRECHA_HOME`` only for the ``brecha`` processes a test starts (an entry
+point reads its environment). Nothing touches ./warehouse or another test's lock.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from brecha.core.settings import Settings, using
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DIR = (REPO / ".." / "shared" / "data" / "real").resolve()
@@ -29,35 +34,40 @@ def real_dir() -> Path:
     return REAL_DIR
 
 
+def settings_for(home: Path, **options: object) -> Settings:
+    """The settings a test passes to the steps for ``home`` (as an entry point builds them)."""
+    return Settings(home=home, **options)
+
+
 @pytest.fixture
-def brecha_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh, empty BRECHA_HOME for one test."""
+def brecha_home(tmp_path: Path) -> Iterator[Path]:
+    """A fresh, empty home for one test, its settings in effect."""
     home = tmp_path / "home"
     home.mkdir()
-    monkeypatch.setenv("BRECHA_HOME", str(home))
-    return home
+    with home_env(home):
+        yield home
+
+
+@pytest.fixture
+def settings(brecha_home: Path) -> Settings:
+    """The settings of ``brecha_home``."""
+    return settings_for(brecha_home)
 
 
 @pytest.fixture(scope="session")
-def _session_env(tmp_path_factory: pytest.TempPathFactory):
-    """Session-wide BRECHA_HOME for the shared synthetic warehouse (restored afterwards)."""
-    home = tmp_path_factory.mktemp("pipeline_home")
-    old = os.environ.get("BRECHA_HOME")
-    os.environ["BRECHA_HOME"] = str(home)
-    yield home
-    if old is None:
-        os.environ.pop("BRECHA_HOME", None)
-    else:
-        os.environ["BRECHA_HOME"] = old
+def _session_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The home of the session's shared synthetic warehouse."""
+    return tmp_path_factory.mktemp("pipeline_home")
 
 
 @pytest.fixture(scope="session")
-def synthetic_dir(tmp_path_factory: pytest.TempPathFactory, _session_env: Path) -> Path:
+def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Synthetic extracts in the real layouts (seed 42, reduced scale), generated once per session."""
     from brecha.extract.synthetic import generate
 
     out = tmp_path_factory.mktemp("synthetic")
-    generate(out, seed=TEST_SEED, scale=TEST_SCALE)
+    with using(settings_for(tmp_path_factory.mktemp("synthetic_home"))):  # DuckDB's extensions (xlsx) live in a home
+        generate(out, seed=TEST_SEED, scale=TEST_SCALE)
     return out
 
 
@@ -79,10 +89,9 @@ def pipeline_run(_session_env: Path) -> PipelineRun:
     serving copy and atlas); tests that change a warehouse copy it first."""
     from brecha.orchestrate import pipeline
 
-    os.environ["BRECHA_HOME"] = str(_session_env)
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        results = pipeline.run_all(None, seed=TEST_SEED, scale=TEST_SCALE)
+        results = pipeline.run_all(settings_for(_session_env, seed=TEST_SEED), None, scale=TEST_SCALE)
     return PipelineRun(_session_env, results, out.getvalue())
 
 
@@ -111,15 +120,29 @@ def clustered_home(pipeline_run: PipelineRun) -> Path:
     return pipeline_run.home
 
 
+SESSION_HOMES = ("built_home", "trained_home", "clustered_home", "pipeline_run")
+
+
+@pytest.fixture(autouse=True)
+def _session_home_in_effect(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that asks for the session's warehouse (``built_home``, ...) runs with its settings in effect."""
+    if not any(name in request.fixturenames for name in SESSION_HOMES):
+        yield
+        return
+    with home_env(request.getfixturevalue("pipeline_run").home):
+        yield
+
+
 @pytest.fixture
-def use_home(monkeypatch: pytest.MonkeyPatch):
-    """Point BRECHA_HOME at a session home for the duration of one test: ``use_home(built_home)``."""
+def use_home() -> Iterator:
+    """Put a home's settings in effect for the rest of one test: ``use_home(built_home)``."""
+    with contextlib.ExitStack() as stack:
 
-    def _use(home: Path) -> Path:
-        monkeypatch.setenv("BRECHA_HOME", str(home))
-        return home
+        def _use(home: Path) -> Path:
+            stack.enter_context(home_env(home))
+            return home
 
-    return _use
+        yield _use
 
 
 @contextlib.contextmanager
@@ -138,11 +161,13 @@ def own_home(src: Path, own: Path, artifacts: str | None = None) -> Iterator[Pat
 
 @contextlib.contextmanager
 def home_env(home: Path) -> Iterator[Path]:
-    """BRECHA_HOME points at ``home`` inside the block and is restored afterwards."""
+    """``home``'s settings in effect inside the block (and BRECHA_HOME set for the ``brecha`` processes started in it,
+    which read their environment as every entry point does); both restored afterwards."""
     old = os.environ.get("BRECHA_HOME")
     os.environ["BRECHA_HOME"] = str(home)
     try:
-        yield home
+        with using(settings_for(home)):
+            yield home
     finally:
         if old is None:
             os.environ.pop("BRECHA_HOME", None)
@@ -160,6 +185,6 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
         pytest.skip(f"real extracts not found at {REAL_DIR} (the ../shared folder is absent on this machine)")
     home = tmp_path_factory.mktemp("real_home")
     out = io.StringIO()
-    with home_env(home), contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        results = pipeline.run_all(REAL_DIR)  # every step and gate, as `brecha run --input` does
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        results = pipeline.run_all(settings_for(home), REAL_DIR)  # every step and gate, as `brecha run --input` does
     return PipelineRun(home, results, out.getvalue())

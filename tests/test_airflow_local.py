@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from brecha.core.settings import Settings
 from brecha.orchestrate.airflow_local import airflow_env, ensure_password
 from tools.bench_api import free_port
 
@@ -27,8 +28,7 @@ print("BRECHA_PASSWORDS " + __import__("json").dumps(SimpleAuthManager.get_passw
 
 
 def test_api_server_binds_to_localhost_and_the_password_stays_in_its_file(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.delenv("BRECHA_AIRFLOW_HOST", raising=False)
-    env = airflow_env(tmp_path / "home")
+    env = airflow_env(Settings.from_env({"BRECHA_HOME": str(tmp_path / "home")}))
     assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
     secret = ensure_password(Path(env["AIRFLOW_HOME"]))
     password = json.loads(secret.read_text())["admin"]
@@ -42,8 +42,8 @@ def test_api_server_binds_to_localhost_and_the_password_stays_in_its_file(tmp_pa
     assert json.loads(lines["BRECHA_PASSWORDS"]) == {"admin": password}  # Airflow uses our password ...
     printed = proc.stdout.replace(lines["BRECHA_PASSWORDS"], "") + proc.stderr
     assert password not in printed and "Password for user" not in printed  # ... and never prints it
-    monkeypatch.setenv("BRECHA_AIRFLOW_HOST", "0.0.0.0")
-    assert airflow_env(tmp_path / "home")["AIRFLOW__API__HOST"] == "0.0.0.0"
+    opened = Settings.from_env({"BRECHA_HOME": str(tmp_path / "home"), "BRECHA_AIRFLOW_HOST": "0.0.0.0"})
+    assert airflow_env(opened)["AIRFLOW__API__HOST"] == "0.0.0.0"
 
 
 def test_tasks_report_to_the_port_the_api_server_listens_on(tmp_path: Path, monkeypatch) -> None:
@@ -52,9 +52,8 @@ def test_tasks_report_to_the_port_the_api_server_listens_on(tmp_path: Path, monk
     code = ("from airflow.configuration import conf; "
             "print(conf.get('api', 'port'), conf.get('core', 'execution_api_server_url'))")
     for port in (None, "8093"):
-        if port:
-            monkeypatch.setenv("AIRFLOW__API__PORT", port)
-        env = airflow_env(tmp_path / "home")
+        given = {"BRECHA_HOME": str(tmp_path / "home")} | ({"AIRFLOW__API__PORT": port} if port else {})
+        env = airflow_env(Settings.from_env(given))
         proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
                               timeout=120, check=True)
         listens, reports = proc.stdout.split()[-2:]

@@ -23,6 +23,7 @@ import pytest
 from conftest import own_home
 from fastapi.testclient import TestClient
 
+from brecha.core.settings import current
 from brecha.serve.api import create_app
 from brecha.serve.api.app import ASSOCIATIONAL, MAX_BODY_BYTES, MAX_ECHO, MAX_INT, MAX_PAGE_SIZE
 from tools.bench_api import free_port
@@ -44,7 +45,7 @@ def served_home(trained_home, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def client(served_home: Path, use_home) -> TestClient:
     use_home(served_home)
-    return TestClient(create_app())
+    return TestClient(create_app(current()))
 
 
 def mart(home: Path, sql: str = f"SELECT * FROM {PROFILE} WHERE has_reference_data", params: list | None = None
@@ -293,7 +294,7 @@ def test_whatif_effects_are_monotone_over_all_districts(whatif_home: Path, featu
     wrong = out[out["difference_pp"] < -1e-6]
     assert wrong.empty, (f"{len(wrong)} of {len(out)} districts move the wrong way when {feature} changes by "
                          f"{step:+g} pp, e.g.\n{wrong.sort_values('difference_pp').head()}")
-    client = TestClient(create_app())
+    client = TestClient(create_app(current()))
     ubigeo = next(u for u in out.index if np.isfinite(_feature(whatif_home, u, feature)))
     own = client.get(f"/districts/{ubigeo}").json()
     body = client.post(f"/districts/{ubigeo}/whatif", json={"overrides": {feature: float(np.clip(
@@ -315,7 +316,7 @@ def test_whatif_full_electricity_moves_little(whatif_home: Path) -> None:
 def test_whatif_baseline_equals_the_lookup_on_the_real_extracts(real_run_home: Path, use_home) -> None:
     """Every 20th district of the real run (94): the what-if's baseline is the lookup's prediction and interval."""
     use_home(real_run_home)
-    client = TestClient(create_app())
+    client = TestClient(create_app(current()))
     ubigeos = mart(real_run_home)["ubigeo"].iloc[::20]
     for ubigeo in ubigeos:
         lookup = client.get(f"/districts/{ubigeo}").json()
@@ -435,7 +436,7 @@ def test_new_publish_and_rollback_are_picked_up_without_restart(client: TestClie
 
 
 def test_without_a_serving_copy_the_api_says_what_to_run(brecha_home: Path) -> None:
-    r = TestClient(create_app()).get("/districts/010101")
+    r = TestClient(create_app(current())).get("/districts/010101")
     assert r.status_code == 503 and "brecha publish" in r.json()["detail"][0]["msg"]
 
 
@@ -545,7 +546,7 @@ def test_a_copied_home_without_its_artifacts_answers_503(served_home: Path, use_
 
     copy = use_home(tmp_path / "copied_home")
     shutil.copytree(served_home / "serving", copy / "serving")
-    client = TestClient(create_app())
+    client = TestClient(create_app(current()))
     ubigeo = mart(copy)["ubigeo"].iloc[0]
     assert client.get(f"/districts/{ubigeo}").status_code == 200
     for lang, words in [(None, "falta o no se puede leer el artefacto"), ("en", "is missing or unreadable")]:
@@ -557,7 +558,7 @@ def test_a_copied_home_without_its_artifacts_answers_503(served_home: Path, use_
             msg = r.json()["detail"][0]["msg"]
             assert words in msg and "artifacts/" in msg and "brecha train" in msg, msg
             _no_server_path(r, copy, served_home)
-    empty = TestClient(create_app())  # no serving copy at all: 503 naming the relative path
+    empty = TestClient(create_app(current()))  # no serving copy at all: 503 naming the relative path
     shutil.rmtree(copy / "serving")
     r = empty.get("/health")
     assert r.status_code == 503 and "serving/brecha.duckdb" in r.json()["detail"][0]["msg"]

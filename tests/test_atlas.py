@@ -14,7 +14,7 @@ from pathlib import Path
 import browser
 import duckdb
 import pytest
-from conftest import own_home
+from conftest import own_home, settings_for
 
 from brecha.serve.atlas import GAP_SCALE, NO_VALUE, WORSE_SCALE
 
@@ -28,9 +28,9 @@ def atlas(clustered_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     with own_home(clustered_home, tmp_path_factory.mktemp("atlas_home")) as own:
         published = publish.publish()  # the session fixtures ran (and recorded) every gate
         serving = published.serving_db
-        result = steps.atlas()
-        again = steps.atlas(own / "again.html")
-        english = steps.atlas(own / "english.html", lang="en")
+        result = steps.atlas(settings_for(own))
+        again = steps.atlas(settings_for(own), own / "again.html")
+        english = steps.atlas(settings_for(own), own / "english.html", lang="en")
     return {"result": result, "again": again, "english": english, "home": own, "values": profile(serving),
             "published": published}
 

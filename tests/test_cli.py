@@ -45,7 +45,7 @@ def test_help_is_not_cut_without_a_terminal() -> None:
     assert "the warehouse/ folder of this project, whatever the current folder" in flat
     # ... which is what the code does: run from another folder without BRECHA_HOME
     env = {k: v for k, v in os.environ.items() if k != "BRECHA_HOME"}
-    home = subprocess.run([sys.executable, "-c", "from brecha.core.settings import paths; print(paths().home)"], cwd="/",
+    home = subprocess.run([sys.executable, "-c", "import os; from brecha.core.settings import Settings; print(Settings.from_env(os.environ).home)"], cwd="/",
                           env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert Path(home) == (PROJECT_ROOT / "warehouse").resolve()
 

@@ -9,6 +9,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import settings_for
 from shapely.geometry import box
 
 from brecha_ml.clusters import CLUSTER_LABELS, KNN_K, PERMUTATIONS, build_graph, lisa_table
@@ -151,7 +152,7 @@ def test_cluster_step_is_deterministic_and_replaces_its_run(clustered_home: Path
     query = "SELECT * EXCLUDE (computed_at) FROM ml.district_clusters ORDER BY run_id, ubigeo, measure"
     with duckdb.connect(str(clustered_home / "brecha.duckdb"), read_only=True) as con:
         before = con.execute(query).df()
-    steps.clusters(seed=42)
+    steps.clusters(settings_for(clustered_home, seed=42))
     with duckdb.connect(str(clustered_home / "brecha.duckdb"), read_only=True) as con:
         after = con.execute(query).df()
     pd.testing.assert_frame_equal(before, after)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from brecha.core.settings import DAGS_DIR, DBT_PROJECT_DIR
+from brecha.core.settings import DAGS_DIR, DBT_PROJECT_DIR, Settings
 from brecha.orchestrate.airflow_local import POOL, airflow_env, prepare
 
 DAG_TEST_TIMEOUT = 1800
@@ -37,7 +37,7 @@ print("BRECHA_DAGBAG " + json.dumps({"errors": {k: str(v) for k, v in bag.import
 
 
 def _env(home: Path) -> dict[str, str]:
-    env = airflow_env(home)
+    env = airflow_env(Settings(home=home))
     prepare(env)
     return {**os.environ, **env}
 
@@ -63,7 +63,7 @@ def _dag_tests(home: Path, *confs: dict) -> list[dict]:
 def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     home = tmp_path_factory.mktemp("dag_parse")
     # a fresh home, no metadata database: parsing the DAG folder needs neither (nor dbt: the manifest is current)
-    proc = subprocess.run([sys.executable, "-c", INSPECT % str(DAGS_DIR)], env={**os.environ, **airflow_env(home)},
+    proc = subprocess.run([sys.executable, "-c", INSPECT % str(DAGS_DIR)], env={**os.environ, **airflow_env(Settings(home=home))},
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return _tagged("BRECHA_DAGBAG", proc.stdout)

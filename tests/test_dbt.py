@@ -15,6 +15,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import settings_for
 
 from brecha.core.db import session
 from brecha.core.layouts import BOOKKEEPING_DDL, LAYOUTS, raw_table_ddl
@@ -323,7 +324,7 @@ def test_build_on_empty_raw_tables(brecha_home: Path, monkeypatch: pytest.Monkey
         for layout in LAYOUTS:
             c.execute(raw_table_ddl(layout))
         c.execute("DROP VIEW raw._latest_ok_batch")
-    summary = steps.dbt_build(exclude=PREDICTION_MARTS)
+    summary = steps.dbt_build(settings_for(brecha_home), exclude=PREDICTION_MARTS)
     assert summary.failed == 0 and summary.models >= 20
     from dbt.flags import get_flags
 
@@ -346,9 +347,10 @@ CENSUS_2017_COUNTED = 29_381_884
 @pytest.mark.real
 def test_real_extracts_after_a_synthetic_batch(brecha_home: Path, real_dir: Path, synthetic_dir: Path):
     """A synthetic batch then the real folder: the marts describe the real files only."""
-    steps.ingest(synthetic_dir)
-    steps.ingest(real_dir)
-    steps.dbt_build(exclude=PREDICTION_MARTS)
+    settings = settings_for(brecha_home)
+    steps.ingest(settings, synthetic_dir)
+    steps.ingest(settings, real_dir)
+    steps.dbt_build(settings, exclude=PREDICTION_MARTS)
     with connect(brecha_home) as c:
         assert c.sql("select count(*) from marts.dim_districts").fetchone()[0] == 1874
         got = mart(c, "fct_district_connectivity").set_index("ubigeo").internet_pct

@@ -9,6 +9,7 @@ import duckdb
 import pytest
 
 from brecha.core.errors import BrechaError, GateFailed
+from brecha.core.settings import current
 from brecha.orchestrate import steps
 from brecha.warehouse import gates
 from brecha.warehouse.selectors import PREDICTION_MARTS
@@ -29,21 +30,21 @@ def test_the_dbt_build_step_recorded_its_outcome_for_the_batch(built_home: Path)
 
 
 def test_a_failed_landed_gate_is_recorded_and_publish_refuses(built_home: Path, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+                                                             use_home) -> None:
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy2(built_home / "brecha.duckdb", home / "brecha.duckdb")
-    monkeypatch.setenv("BRECHA_HOME", str(home))
+    use_home(home)
     with duckdb.connect(str(home / "brecha.duckdb")) as con:  # census shares delivered as 0-1 fractions
         con.execute("UPDATE raw.inei__census_indicators SET internet = internet / 100")
         gates.record(("marts", "dbt_predictions"), True, "as if they had passed", con)
     with pytest.raises(GateFailed):
-        steps.validate("landed")
+        steps.validate(current(), "landed")
     with duckdb.connect(str(home / "brecha.duckdb"), read_only=True) as con:
         found = gates.outcomes(con, gates.latest_ok_batch(con))
     assert found["landed"][0] is False and "expect_column_mean_to_be_between" in found["landed"][2]
     with pytest.raises(BrechaError, match=r"landed failed \(1 expectation"):
-        steps.publish()
+        steps.publish(current())
     assert not (home / "serving" / "brecha.duckdb").exists()
 
 

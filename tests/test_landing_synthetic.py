@@ -7,6 +7,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from conftest import home_env
 from test_landing import csv_records, query, wide_cells
 
 from brecha.core.layouts import LAYOUTS
@@ -18,15 +19,14 @@ WIDE = ("osiptel__mobile_line_share", "osiptel__mobile_teledensity", "osiptel__i
 @pytest.fixture(scope="module")
 def synthetic_landed(synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("landing_synthetic_home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BRECHA_HOME", str(home))
+    with home_env(home):
         result = ingest(synthetic_dir)
-        yield result, home
+    yield result, home
 
 
 @pytest.fixture
-def in_home(synthetic_landed, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("BRECHA_HOME", str(synthetic_landed[1]))
+def in_home(synthetic_landed, use_home):
+    use_home(synthetic_landed[1])
     return synthetic_landed[0]
 
 

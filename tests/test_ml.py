@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brecha.core.settings import paths
+from brecha.core.settings import current, paths
 from brecha_ml.config import FAST
 from brecha_ml.features import FEATURE_NAMES, FEATURES, build_feature_table, load_marts
 from brecha_ml.spatial_cv import fold_indices
@@ -19,12 +19,11 @@ from brecha_ml.store import DDL
 TABLES = list(DDL)
 
 
-def _copy_home(built_home: Path, dest: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def _copy_home(built_home: Path, dest: Path, use_home) -> Path:
     """A private copy of the built synthetic warehouse (so FAST trainings never touch the session home)."""
     dest.mkdir(parents=True)
     shutil.copy(built_home / "brecha.duckdb", dest / "brecha.duckdb")
-    monkeypatch.setenv("BRECHA_HOME", str(dest))
-    return dest
+    return use_home(dest)
 
 
 def _predictions(home: Path, run_id: str) -> pd.DataFrame:
@@ -199,7 +198,7 @@ def test_predict_reproduces_the_run(trained_home, use_home) -> None:
 
     home, result = trained_home
     use_home(home)
-    again = steps.predict(result.run_id)
+    again = steps.predict(current(), result.run_id)
     stored = _predictions(home, result.run_id).set_index("ubigeo")
     rescored = again.predictions.set_index("ubigeo").loc[stored.index]
     for col in ("predicted_internet_pct", "lower_90", "upper_90", "priority_rank", "underserved_probability"):
@@ -208,7 +207,7 @@ def test_predict_reproduces_the_run(trained_home, use_home) -> None:
 
 
 def test_unknown_targets_are_predicted_and_runs_are_deterministic(built_home: Path, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                  use_home) -> None:
     """Withhold the census share of three whole departments: the marts gate counts them and passes, training
     predicts them with the final model, the prediction marts and publish succeed; the predictions are compared
     with the withheld values. Trained twice (FAST) in two homes: identical."""
@@ -218,7 +217,7 @@ def test_unknown_targets_are_predicted_and_runs_are_deterministic(built_home: Pa
 
     results = {}
     for name in ("a", "b"):
-        home = _copy_home(built_home, tmp_path / name, monkeypatch)
+        home = _copy_home(built_home, tmp_path / name, use_home)
         with duckdb.connect(str(home / "brecha.duckdb")) as con:
             truth = con.execute("select ubigeo, internet_pct from marts.fct_district_connectivity").df()
             deps = [r[0] for r in con.execute("select department_code from marts.dim_districts group by 1 "
@@ -228,7 +227,7 @@ def test_unknown_targets_are_predicted_and_runs_are_deterministic(built_home: Pa
             withheld = con.execute("select count(*) from marts.fct_district_connectivity "
                                    "where internet_pct is null").fetchone()[0]
         if name == "a":
-            gate = steps.validate("marts")
+            gate = steps.validate(current(), "marts")
             (count,) = [c for c in gate.checks if c.suite == "marts.fct_district_connectivity"
                         and c.expectation == "expect_column_values_to_not_be_null" and c.column == "internet_pct"]
             assert count.success and count.unexpected_count == withheld
@@ -236,9 +235,9 @@ def test_unknown_targets_are_predicted_and_runs_are_deterministic(built_home: Pa
         results[name] = (home, train(seed=7, config=FAST))  # may depend on it (the Mondrian bins once did)
     (ha, ra), (hb, rb) = results["a"], results["b"]
     assert ra.n_without_target == withheld > 100
-    monkeypatch.setenv("BRECHA_HOME", str(ha))
-    steps.dbt_build(select=PREDICTION_MARTS)
-    published = steps.publish(run_id=ra.run_id)
+    use_home(ha)
+    steps.dbt_build(current(), select=PREDICTION_MARTS)
+    published = steps.publish(current(), run_id=ra.run_id)
     assert published is not None
     with duckdb.connect(str(ha / "brecha.duckdb"), read_only=True) as con:
         mart = con.execute("select * from marts.mart_district_priorities").df()

@@ -8,6 +8,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import home_env
 
 from brecha.core.settings import paths
 from brecha_ml.monotone import RULES, Rule, check, effect_of_setting, percent_predictor
@@ -21,19 +22,10 @@ def served(trained_home):
     from brecha_ml.predict import load_selected
 
     home, result = trained_home
-    import os
-
-    old = os.environ.get("BRECHA_HOME")
-    os.environ["BRECHA_HOME"] = str(home)
-    try:
+    with home_env(home):
         with duckdb.connect(str(paths().db), read_only=True) as con:
             marts = load_marts(con)
         _, regressor, config = load_selected(result.run_id)
-    finally:
-        if old is None:
-            os.environ.pop("BRECHA_HOME", None)
-        else:
-            os.environ["BRECHA_HOME"] = old
     return regressor, build_feature_table(marts)[config["features"]]
 
 

@@ -229,7 +229,10 @@ KILLED_PUBLISH = textwrap.dedent("""
             return getattr(self.con, name)
 
     pub.build_serving_file = lambda con, src, target, snapshot_row=None: real(SlowCon(con), src, target, snapshot_row)
-    pub.publish()
+    import os
+    from brecha.core.settings import Settings, using
+    with using(Settings.from_env(os.environ)):  # a script: an entry point of its own
+        pub.publish()
 """)
 
 
@@ -441,6 +444,7 @@ KILL_AT = textwrap.dedent("""
     # modules are imported once, before the forks (importing scikit-learn, which publish reads the run id with,
     # takes seconds).
     import os, signal, sys
+    from brecha.core.settings import Settings, using
     from brecha.warehouse import publish as pub
     import brecha_ml.store
 
@@ -458,7 +462,8 @@ KILL_AT = textwrap.dedent("""
             return out
 
         setattr(owner, name, hooked)
-        pub.publish() if action == "publish" else pub.rollback()
+        with using(Settings.from_env(os.environ)):  # a script: an entry point of its own
+            pub.publish() if action == "publish" else pub.rollback()
 
     for line in sys.stdin:
         action, where, name, nth = line.split()

@@ -15,6 +15,7 @@ from browser import dump_dom, visible_text
 from click.testing import CliRunner
 from conftest import TEST_SEED, own_home
 
+from brecha.core.settings import current
 from brecha.orchestrate.cli import cli
 
 BRECHA = str(Path(sys.executable).with_name("brecha"))
@@ -29,7 +30,7 @@ def published(trained_home, tmp_path_factory: pytest.TempPathFactory) -> dict:
     home_src, train = trained_home
     # `brecha predict` reloads the run's artifacts; the session run recorded every gate publish requires
     with own_home(home_src, tmp_path_factory.mktemp("reader_home"), artifacts="copy") as own:
-        rescored = steps.predict(train.run_id)
+        rescored = steps.predict(current(), train.run_id)
         result = publish.publish()
     return {"home": own, "train": train, "rescored": rescored, "serving": result.serving_db}
 
@@ -66,14 +67,14 @@ def test_brecha_runs_lists_runs_with_metrics(published: dict) -> None:
     assert times >= 1 and line.split()[-3] == str(times), line  # the fixture rescored it (other tests may have too)
 
 
-def test_brecha_runs_shows_mean_and_sd_over_seeds(published: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_brecha_runs_shows_mean_and_sd_over_seeds(published: dict, use_home) -> None:
     """Training recorded its own seed in ml.seed_metrics; one more seed (the FAST settings, to keep the test short)
     and `brecha runs` prints the mean ± SD over both for the latest run's data."""
     from brecha_ml import multiseed, seeds
     from brecha_ml.config import FAST
 
     home = published["home"]
-    monkeypatch.setenv("BRECHA_HOME", str(home))
+    use_home(home)
     multiseed.run((1,), FAST)
     with duckdb.connect(str(home / "brecha.duckdb"), read_only=True) as con:
         rows = seeds.latest(con)

@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 from brecha.core import runlock
-from brecha.core.settings import Paths, paths
+from brecha.core.settings import Paths, Settings, current, paths
 from brecha.orchestrate import steps
 
 HOLDER = """
-import sys, time
+import os, sys, time
 from brecha.core.runlock import hold
-with hold("brecha run --input /downloads/a"):
+from brecha.core.settings import Settings, using
+with using(Settings.from_env(os.environ)), hold("brecha run --input /downloads/a"):
     print("HELD", flush=True)
     time.sleep(120)
 """
@@ -39,7 +40,7 @@ def test_second_run_stops_naming_the_holder_and_a_killed_holder_frees_the_home(b
     try:
         assert proc.stdout.readline().strip() == "HELD"
         with pytest.raises(runlock.RunLocked) as err:
-            steps.ingest(_folder(tmp_path))
+            steps.ingest(current(), _folder(tmp_path))
         message = str(err.value)
         assert f"pid {proc.pid}" in message and "command: brecha run --input /downloads/a" in message
         assert "started at" in message and "another BRECHA_HOME" in message
@@ -49,7 +50,7 @@ def test_second_run_stops_naming_the_holder_and_a_killed_holder_frees_the_home(b
     finally:
         if proc.poll() is None:
             proc.kill()
-    result = steps.ingest(tmp_path / "in")
+    result = steps.ingest(current(), tmp_path / "in")
     assert result.rows_landed == 4
 
 
@@ -60,15 +61,13 @@ def test_the_lock_is_reentrant_within_a_run(brecha_home: Path) -> None:
         pass
 
 
-def test_a_dag_run_claim_keeps_other_runs_out_until_released(brecha_home: Path, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_dag_run_claim_keeps_other_runs_out_until_released(brecha_home: Path, tmp_path: Path) -> None:
     owner = "airflow:brecha_pipeline/manual__2024-01-01"
-    runlock.claim(owner)
-    monkeypatch.delenv(runlock.OWNER_ENV, raising=False)  # a CLI run in another shell
+    cli = Settings(home=brecha_home)  # a CLI run in another shell
+    dag_task = cli.replace(run_owner=owner)  # the DAG run's own tasks
+    steps.claim(dag_task)
     with pytest.raises(runlock.RunLocked, match=f"pipeline run is in progress: {owner}"):
-        steps.ingest(_folder(tmp_path))
-    monkeypatch.setenv(runlock.OWNER_ENV, owner)  # the DAG run's own tasks pass
-    assert steps.ingest(tmp_path / "in").rows_landed == 4
-    assert runlock.release(owner) and not Paths(brecha_home).run_claim.exists()
-    monkeypatch.delenv(runlock.OWNER_ENV)
-    assert steps.ingest(tmp_path / "in").rows_landed == 4
+        steps.ingest(cli, _folder(tmp_path))
+    assert steps.ingest(dag_task, tmp_path / "in").rows_landed == 4
+    assert steps.release(dag_task) and not Paths(brecha_home).run_claim.exists()
+    assert steps.ingest(cli, tmp_path / "in").rows_landed == 4

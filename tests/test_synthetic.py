@@ -6,7 +6,6 @@ import csv
 import datetime as dt
 import filecmp
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from brecha.core.layouts import (
     OSIPTEL_MOBILE_COVERAGE,
     OSIPTEL_MOBILE_LINE_SHARE,
 )
+from brecha.core.settings import Settings, using
 from brecha.extract.synthetic import generate
 
 SCALE = 0.1
@@ -50,15 +50,8 @@ OPERATORS = {"Viettel Perú S.A.C.", "Telefónica del Perú S.A.A.", "América M
 
 def _generate(tmp: Path, seed: int = 42, scale: float = SCALE) -> Path:
     """Generate into ``tmp/out`` with BRECHA_HOME inside ``tmp`` (the excel extension is installed there)."""
-    old = os.environ.get("BRECHA_HOME")
-    os.environ["BRECHA_HOME"] = str(tmp / "home")
-    try:
+    with using(Settings(home=tmp / "home")):
         generate(tmp / "out", seed=seed, scale=scale)
-    finally:
-        if old is None:
-            os.environ.pop("BRECHA_HOME", None)
-        else:
-            os.environ["BRECHA_HOME"] = old
     return tmp / "out"
 
 

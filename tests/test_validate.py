@@ -24,7 +24,7 @@ CENSUS = "qhaway/indicadores-distrito.json"
 
 
 @pytest.fixture
-def doctored(built_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def doctored(built_home: Path, tmp_path: Path, use_home):
     """A copy of the synthetic warehouse in a fresh BRECHA_HOME, changed by the given SQL statements."""
 
     def _doctor(*statements: str) -> Path:
@@ -35,8 +35,7 @@ def doctored(built_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         with duckdb.connect(str(home / "brecha.duckdb")) as con:
             for sql in statements:
                 con.execute(sql)
-        monkeypatch.setenv("BRECHA_HOME", str(home))
-        return home
+        return use_home(home)
 
     return _doctor
 
@@ -67,12 +66,12 @@ def test_suites_hold_only_volume_and_distribution_checks() -> None:
         assert any(suite.parameters(e) == {"previous_rows"} for e in suite.expectations), suite.name
 
 
-def test_suites_pass_on_the_synthetic_warehouse(built_home: Path, tmp_path: Path, monkeypatch) -> None:
+def test_suites_pass_on_the_synthetic_warehouse(built_home: Path, tmp_path: Path, use_home) -> None:
     home = tmp_path / "copy"
     home.mkdir()
     for f in built_home.glob("brecha.duckdb*"):
         shutil.copy2(f, home / f.name)
-    monkeypatch.setenv("BRECHA_HOME", str(home))
+    use_home(home)
 
     summary = validate("all")
 

@@ -131,7 +131,10 @@ def main() -> None:
     parser.add_argument("--bare-read", nargs="+", metavar="PATH", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_read:
-        bare_read(Path(args.bare_read[0]), Path(args.bare_read[1]) if len(args.bare_read) > 1 else None)
+        from brecha.core.settings import Settings, using
+
+        with using(Settings.from_env(os.environ)):  # a script: an entry point of its own
+            bare_read(Path(args.bare_read[0]), Path(args.bare_read[1]) if len(args.bare_read) > 1 else None)
         return
     env = dict(os.environ)
     rows: list[Timing] = []

@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx2 as httpx
 import numpy as np
 
-from brecha.core.settings import paths
+from brecha.core.settings import Settings
 
 BRECHA = str(Path(sys.executable).with_name("brecha"))
 GOALS_MS = {"lookup": 50.0, "whatif": 150.0}
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=42)
     args = ap.parse_args(argv)
 
-    source = paths().home
+    source = Settings.from_env(os.environ).home  # a script: an entry point of its own
     with tempfile.TemporaryDirectory(prefix="brecha-bench-api-") as tmp:
         home = Path(tmp)
         prepare_home(source, home)

@@ -33,10 +33,10 @@ from typing import Any
 
 from brecha.core.errors import BrechaError, env_fault
 from brecha.core.files import write_atomic
-from brecha.core.settings import Paths, paths
+from brecha.core.settings import LOCK_WAIT_ENV, OWNER_ENV, Paths, current, paths
 
-WAIT_ENV = "BRECHA_LOCK_WAIT"  # seconds to wait for the lock before stopping (default 0: stop at once)
-OWNER_ENV = "BRECHA_RUN_OWNER"  # set by the DAG's tasks: the claim they may pass ("airflow:<dag run id>")
+WAIT_ENV = LOCK_WAIT_ENV  # Settings.lock_wait: seconds to wait for the lock before stopping (default 0: stop at once)
+__all__ = ["OWNER_ENV", "WAIT_ENV", "RunLocked", "claim", "hold", "holder_info", "read_claim", "release"]
 
 _local = threading.local()
 
@@ -81,7 +81,7 @@ def _check_claim(home: Path, owner: str | None) -> None:
     claim = read_claim(home)
     if claim is None:
         return
-    mine = owner or os.environ.get(OWNER_ENV)
+    mine = owner or current().run_owner
     if mine and claim.get("owner") == mine:
         return
     raise RunLocked(
@@ -94,7 +94,7 @@ def _check_claim(home: Path, owner: str | None) -> None:
 def hold(command: str | None = None, owner: str | None = None) -> Iterator[Path]:
     """Hold the run lock of ``$BRECHA_HOME`` (re-entrant within this process); raise ``RunLocked`` naming the
     holder when another process has it, or when the home is claimed by a DAG run other than ``owner`` (default:
-    ``$BRECHA_RUN_OWNER``)."""
+    the settings' ``run_owner``)."""
     home = paths().ensure().home
     held: dict[Path, int] = getattr(_local, "held", None) or {}
     _local.held = held
@@ -114,7 +114,7 @@ def hold(command: str | None = None, owner: str | None = None) -> Iterator[Path]
             "to run steps, make the folder writable for this user or set BRECHA_HOME to a folder you can write"
         ) from err
     try:
-        deadline = time.monotonic() + float(os.environ.get(WAIT_ENV) or 0)
+        deadline = time.monotonic() + current().lock_wait
         while True:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1,10 +1,21 @@
-"""Where things live. All runtime state sits under one folder, ``$BRECHA_HOME`` (default ``warehouse/``)."""
+"""Settings: one frozen object built once at an entry point (the CLI, the DAG file, the API's app factory) and passed
+down to the steps; and every runtime path, derived from one home folder (``Paths``).
+
+Only the entry points read the environment (``Settings.from_env(os.environ)``; tests/test_settings.py checks that no
+other module does). A step receives its ``Settings`` and puts it in effect for the libraries it calls while it runs
+(``using``); they find it with ``current()`` / ``paths()``, a context variable (per thread and per asyncio task), so
+nothing global is left behind between two callers.
+"""
 
 from __future__ import annotations
 
-import os
+import contextvars
+import dataclasses
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
@@ -12,6 +23,15 @@ EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 GRAFANA_DIR = PROJECT_ROOT / "grafana"
 DAGS_DIR = PROJECT_ROOT / "dags"
 DEFAULT_SEED = 42
+DEFAULT_HOME = PROJECT_ROOT / "warehouse"
+
+# The environment an entry point reads (``Settings.from_env``) and hands on to the processes it starts (dbt, Airflow).
+HOME_ENV = "BRECHA_HOME"
+MEMORY_ENV = "BRECHA_DUCKDB_MEMORY"  # DuckDB's memory cap while landing, e.g. 3GB
+LOCK_WAIT_ENV = "BRECHA_LOCK_WAIT"  # seconds a step waits for the home's run lock (default 0: stop at once)
+OWNER_ENV = "BRECHA_RUN_OWNER"  # the DAG run whose claim on the home a task process may pass ("airflow:<run>")
+AIRFLOW_HOST_ENV = "BRECHA_AIRFLOW_HOST"  # where `brecha airflow` listens (default 127.0.0.1: this machine only)
+AIRFLOW_PORT_ENV = "AIRFLOW__API__PORT"
 
 
 @dataclass(frozen=True)
@@ -104,7 +124,80 @@ class Paths:
         return self
 
 
+Storage = Literal["embedded"]  # the one DuckDB file under home (a lake target will join it)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a run needs to know about where and how it runs; built once at the entry point, never changed."""
+
+    home: Path = DEFAULT_HOME
+    storage: Storage = "embedded"
+    seed: int = DEFAULT_SEED
+    memory_cap: str = "3GB"  # DuckDB's memory_limit while landing
+    lock_wait: float = 0.0  # seconds a step waits for the home's run lock held by another process
+    run_owner: str | None = None  # the DAG run whose claim on the home this process may pass
+    airflow_host: str = "127.0.0.1"
+    airflow_port: int = 8080
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
+        if self.storage != "embedded":
+            raise ValueError(f"storage {self.storage!r}: only 'embedded' (the DuckDB file under the home) exists")
+
+    @property
+    def paths(self) -> Paths:
+        return Paths(self.home)
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: object) -> Settings:
+        """The settings an entry point runs with: ``environ`` (the process environment) and the command's options."""
+        values: dict[str, object] = {"home": Path(environ.get(HOME_ENV) or DEFAULT_HOME)}
+        if environ.get(MEMORY_ENV):
+            values["memory_cap"] = environ[MEMORY_ENV]
+        if environ.get(LOCK_WAIT_ENV):
+            values["lock_wait"] = float(environ[LOCK_WAIT_ENV])
+        if environ.get(OWNER_ENV):
+            values["run_owner"] = environ[OWNER_ENV]
+        if environ.get(AIRFLOW_HOST_ENV):
+            values["airflow_host"] = environ[AIRFLOW_HOST_ENV]
+        if environ.get(AIRFLOW_PORT_ENV):
+            values["airflow_port"] = int(environ[AIRFLOW_PORT_ENV])
+        return cls(**{**values, **overrides})
+
+    def env(self) -> dict[str, str]:
+        """The environment that hands these settings to a child process (dbt, an Airflow task, `brecha` itself)."""
+        env = {HOME_ENV: str(self.home), MEMORY_ENV: self.memory_cap, LOCK_WAIT_ENV: str(self.lock_wait)}
+        if self.run_owner:
+            env[OWNER_ENV] = self.run_owner
+        return env
+
+
+_CURRENT: contextvars.ContextVar[Settings | None] = contextvars.ContextVar("brecha_settings", default=None)
+
+
+@contextmanager
+def using(settings: Settings) -> Iterator[Settings]:
+    """Put ``settings`` in effect for the code called inside the block (a step's libraries); restored afterwards."""
+    token = _CURRENT.set(settings)
+    try:
+        yield settings
+    finally:
+        _CURRENT.reset(token)
+
+
+def current() -> Settings:
+    """The settings in effect (``using``); a step or an entry point must have put them there."""
+    settings = _CURRENT.get()
+    if settings is None:
+        raise RuntimeError("no brecha settings in effect: an entry point builds them (Settings.from_env) and a step "
+                           "puts them in effect (brecha.core.settings.using)")
+    return settings
+
+
 def paths() -> Paths:
-    """The paths for the current ``BRECHA_HOME`` (read at call time, so tests can change it)."""
-    home = os.environ.get("BRECHA_HOME") or str(PROJECT_ROOT / "warehouse")
-    return Paths(Path(home).expanduser().resolve())
+    """The paths of the settings in effect."""
+    return current().paths

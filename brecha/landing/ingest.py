@@ -11,7 +11,6 @@ only recorded in the new batch (``newly_landed = false``).
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -30,7 +29,7 @@ from brecha.core.errors import BrechaError, InputFileError
 from brecha.core.files import sha256_of
 from brecha.core.layouts import BOOKKEEPING_DDL, INEI_DISTRICTS, LAYOUTS, raw_table_ddl
 from brecha.core.runlock import hold
-from brecha.core.settings import paths
+from brecha.core.settings import current, paths
 from brecha.landing import archive, checks, readers
 from brecha.landing.plan import FilePlan
 from brecha.landing.recognise import plan_file
@@ -65,7 +64,7 @@ def _settings(con: duckdb.DuckDBPyConnection) -> None:
     the JSON reader reserves a 2 GiB buffer for a GeoJSON document of up to 1 GiB (so recognition reads one JSON
     document at a time)."""
     con.execute("SET enable_progress_bar = false")
-    con.execute(f"SET memory_limit = {value(os.environ.get('BRECHA_DUCKDB_MEMORY', '3GB'))}")
+    con.execute(f"SET memory_limit = {value(current().memory_cap)}")
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from brecha.core.errors import BrechaError
-from brecha.core.settings import DAGS_DIR, Paths, paths
+from brecha.core.settings import DAGS_DIR, Settings
 
 POOL = "brecha_warehouse"  # every task that writes the warehouse runs in this one-slot pool
 POOL_DESCRIPTION = "DuckDB allows one writer: tasks that write the warehouse take turns"
@@ -25,12 +25,13 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def airflow_env(home: Path | None = None) -> dict[str, str]:
-    """Environment for every Airflow process of this project (scheduler, DAG processor, tasks, tests)."""
-    p = Paths(home) if home is not None else paths().ensure()
-    home, airflow_home = p.home, p.airflow
+def airflow_env(settings: Settings) -> dict[str, str]:
+    """Environment for every Airflow process of this project (scheduler, DAG processor, tasks, tests): the settings
+    (which the DAG file builds its own from) and Airflow's configuration."""
+    p = settings.paths.ensure()
+    airflow_home = p.airflow
     return {
-        "BRECHA_HOME": str(home),
+        **settings.env(),
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -43,11 +44,10 @@ def airflow_env(home: Path | None = None) -> dict[str, str]:
         "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
         "DO_NOT_TRACK": "1",
         # the API server and UI listen on this machine only; BRECHA_AIRFLOW_HOST=0.0.0.0 opens them to the network
-        "AIRFLOW__API__HOST": os.environ.get("BRECHA_AIRFLOW_HOST", "127.0.0.1"),
-        # tasks report to the API server's execution API: on the port it listens on (AIRFLOW__API__PORT, else 8080)
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": os.environ.get(
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
-            f"http://127.0.0.1:{os.environ.get('AIRFLOW__API__PORT', '8080')}/execution/"),
+        "AIRFLOW__API__HOST": settings.airflow_host,
+        "AIRFLOW__API__PORT": str(settings.airflow_port),
+        # tasks report to the API server's execution API, on the port it listens on
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{settings.airflow_port}/execution/",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file(airflow_home)),
     }
 
@@ -78,14 +78,10 @@ def ensure_password(airflow_home: Path, user: str = "admin") -> Path:
 
 
 def run_step(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Call one ``brecha.orchestrate.steps`` function for an Airflow task and return its result."""
+    """Call one ``brecha.orchestrate.steps`` function for an Airflow task and return its result (the DAG passes the
+    task's settings, whose ``run_owner`` is the DAG run that claimed the home)."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from brecha.core.runlock import OWNER_ENV
-
-    owner = dag_run_owner()
-    if owner:  # the DAG run's claim on the home (brecha.core.runlock) is this task's own
-        os.environ[OWNER_ENV] = owner
     try:
         return fn(*args, **kwargs)
     except BrechaError as err:  # the input or a gate is wrong: retrying cannot help
@@ -111,13 +107,12 @@ def _airflow(args: list[str], env: dict[str, str]) -> None:
                           f"{(proc.stdout + proc.stderr)[-2000:]}")
 
 
-def prepare(env: dict[str, str] | None = None) -> dict[str, str]:
+def prepare(env: dict[str, str]) -> dict[str, str]:
     """Parse the dbt project (the manifest the DAG loads, when it changed), migrate the metadata database and create
     the one-slot warehouse pool; return the environment."""
     from brecha.warehouse.dbt import parse_project
 
     parse_project()
-    env = env or airflow_env()
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     _airflow(["db", "migrate"], env)
     _airflow(["pools", "set", POOL, "1", POOL_DESCRIPTION], env)
@@ -153,7 +148,7 @@ def serve_logs(host: str) -> None:
                 log_level=conf.get("logging", "uvicorn_logging_level", fallback="info").lower())
 
 
-def standalone() -> None:
+def standalone(settings: Settings) -> None:
     """Run a local Airflow (web UI on http://127.0.0.1:8080, this machine only) until stopped: its scheduler, DAG
     processor, API server and triggerer, as `airflow standalone` runs them, and the task log server, every
     listening socket on ``AIRFLOW__API__HOST`` (127.0.0.1 unless BRECHA_AIRFLOW_HOST says otherwise).
@@ -167,12 +162,11 @@ def standalone() -> None:
 
     from brecha.core.lifetime import adopt_orphans, exit_with_parent, stop_tree
 
-    env = prepare()
+    env = prepare(airflow_env(settings))
     secret = ensure_password(Path(env["AIRFLOW_HOME"]))
-    host = env["AIRFLOW__API__HOST"]
-    port = os.environ.get("AIRFLOW__API__PORT", "8080")
-    env = {**os.environ, **env, "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
-           "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "PYTHONUNBUFFERED": "1"}
+    host, port = settings.airflow_host, settings.airflow_port
+    env = {**os.environ, **env, "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "PYTHONUNBUFFERED": "1"}
+    env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
     if host in ("127.0.0.1", "localhost"):
         env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = f"{__name__}.loopback_hostname"
     print(f"Airflow home: {env['AIRFLOW_HOME']}; UI on http://{host}:{port} "

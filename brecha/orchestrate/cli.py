@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from brecha.core.settings import DEFAULT_SEED
+from brecha.core.settings import DEFAULT_SEED, Settings
 
 
 class _Group(click.Group):
@@ -37,6 +37,14 @@ class _Group(click.Group):
                     formatter.write(f"{indent}{name:<{first}}{lines[0]}\n")
                     for line in lines[1:]:
                         formatter.write(f"{indent}{'':<{first}}{line}\n")
+
+
+def _settings(**options: object) -> Settings:
+    """The run's settings, built once here, at the entry point: the environment (``BRECHA_HOME``, ...) and the
+    command's options; every step is passed them."""
+    import os
+
+    return Settings.from_env(os.environ, **options)
 
 
 # Not a terminal (a pipe, a log): help is laid out 110 columns wide, so no description is cut with "...".
@@ -62,7 +70,7 @@ def extract(out: Path | None, seed: int, scale: float) -> None:
     """Write synthetic extracts in the published INEI/OSIPTEL layouts."""
     from brecha.orchestrate import steps
 
-    result = steps.extract(out, seed=seed, scale=scale)
+    result = steps.extract(_settings(seed=seed), out, scale=scale)
     click.echo(str(result))
 
 
@@ -77,7 +85,7 @@ def ingest(input_dir: Path) -> None:
     """
     from brecha.orchestrate import steps
 
-    click.echo(str(steps.ingest(input_dir)))
+    click.echo(str(steps.ingest(_settings(), input_dir)))
 
 
 @cli.command("rebuild-raw")
@@ -85,7 +93,7 @@ def rebuild_raw() -> None:
     """Rebuild the raw layer from the archived originals under $BRECHA_HOME/archive alone."""
     from brecha.orchestrate import steps
 
-    click.echo(str(steps.rebuild_raw()))
+    click.echo(str(steps.rebuild_raw(_settings())))
 
 
 @cli.command()
@@ -95,7 +103,7 @@ def build(select: str | None, exclude: str | None) -> None:
     """Run `dbt build` (models and their tests) over dbt_project/."""
     from brecha.orchestrate import steps
 
-    click.echo(str(steps.dbt_build(select=select, exclude=exclude)))
+    click.echo(str(steps.dbt_build(_settings(), select=select, exclude=exclude)))
 
 
 @cli.command()
@@ -105,7 +113,7 @@ def validate(suite: str) -> None:
     """Run the Great Expectations suites in expectations/ against the warehouse."""
     from brecha.orchestrate import steps
 
-    click.echo(str(steps.validate(suite)))
+    click.echo(str(steps.validate(_settings(), suite)))
 
 
 @cli.command()
@@ -116,7 +124,7 @@ def train(seed: int) -> None:
     """Train and compare models on the marts (spatial CV); write ml.* tables and artifacts."""
     from brecha.orchestrate import steps
 
-    click.echo(str(steps.train(seed=seed)))
+    click.echo(str(steps.train(_settings(seed=seed))))
 
 
 @cli.command()
@@ -125,7 +133,7 @@ def predict(run_id: str) -> None:
     """Reload a run's selected model artifact and rescore the current marts."""
     from brecha.orchestrate import steps
 
-    click.echo(str(steps.predict(run_id)))
+    click.echo(str(steps.predict(_settings(), run_id)))
 
 
 @cli.command()
@@ -137,7 +145,7 @@ def clusters(seed: int) -> None:
     """
     from brecha.orchestrate import steps
 
-    click.echo(str(steps.clusters(seed=seed)))
+    click.echo(str(steps.clusters(_settings(seed=seed))))
 
 
 @cli.command()
@@ -151,14 +159,17 @@ def publish(rollback: bool, list_: bool, snapshot_id: str | None) -> None:
 
     if sum((rollback, list_, snapshot_id is not None)) > 1:
         raise click.UsageError("use one of --rollback, --list and --serve")
+    settings = _settings()
     if list_:
+        from brecha.core.settings import using
         from brecha.warehouse.publish import snapshot_listing
 
-        click.echo(snapshot_listing())
+        with using(settings):
+            click.echo(snapshot_listing())
     elif snapshot_id is not None:
-        click.echo(str(steps.serve_snapshot(snapshot_id)))
+        click.echo(str(steps.serve_snapshot(settings, snapshot_id)))
     else:
-        click.echo(str(steps.rollback() if rollback else steps.publish()))
+        click.echo(str(steps.rollback(settings) if rollback else steps.publish(settings)))
 
 
 def _years(text: str) -> list[int]:
@@ -201,7 +212,7 @@ def fetch(out: Path | None, years: str, flavour: str, punku_url: str | None, mir
     checksummed, cached); then `brecha run --input` the folder, or `brecha run --fetch`."""
     from brecha.orchestrate import steps
 
-    click.echo(str(steps.fetch(_years(years), out, flavour, punku_url, mirror)))
+    click.echo(str(steps.fetch(_settings(), _years(years), out, flavour, punku_url, mirror)))
 
 
 @cli.command()
@@ -220,13 +231,14 @@ def run(input_dir: Path | None, fetch_first: bool, years: str, flavour: str, pun
     from brecha.orchestrate import steps
     from brecha.orchestrate.pipeline import run_all
 
+    settings = _settings(seed=seed)
     if fetch_first:
         if input_dir is not None:
             raise click.UsageError("use --fetch or --input, not both")
-        fetched = steps.fetch(_years(years), None, flavour, punku_url, mirror)
+        fetched = steps.fetch(settings, _years(years), None, flavour, punku_url, mirror)
         click.echo(str(fetched), err=True)
         input_dir = fetched.folder
-    run_all(input_dir=input_dir, seed=seed, scale=scale)
+    run_all(settings, input_dir=input_dir, scale=scale)
 
 
 @cli.command()
@@ -250,7 +262,7 @@ def serve(host: str, port: int, log_level: str, workers: int) -> None:
         os.environ.setdefault(var, "1")
     from brecha.serve.api import serve as _serve
 
-    _serve(host=host, port=port, log_level=log_level, workers=workers)
+    _serve(_settings(), host=host, port=port, log_level=log_level, workers=workers)
 
 
 @cli.command()
@@ -262,7 +274,7 @@ def atlas(out: Path | None, lang: str) -> None:
     """Write a self-contained, printable HTML atlas of the districts from the serving copy (read-only)."""
     from brecha.orchestrate import steps
 
-    click.echo(str(steps.atlas(out, lang=lang)))
+    click.echo(str(steps.atlas(_settings(), out, lang=lang)))
 
 
 @cli.command()
@@ -274,12 +286,14 @@ def docs(serve: bool, port: int, no_generate: bool) -> None:
 
     The same folder's index.html needs a web server (browsers block its manifest.json from file://): `--serve`.
     """
+    from brecha.core.settings import using
     from brecha.warehouse import dbt
 
-    if not (serve and no_generate):
-        click.echo(f"docs site (one file, opens from disk): {dbt.docs()}")
-    if serve:
-        dbt.serve_docs(port)
+    with using(_settings()):
+        if not (serve and no_generate):
+            click.echo(f"docs site (one file, opens from disk): {dbt.docs()}")
+        if serve:
+            dbt.serve_docs(port)
 
 
 @cli.command()
@@ -290,7 +304,7 @@ def airflow() -> None:
     Ctrl-C, or SIGTERM to this process or its process group, stops every process it started."""
     from brecha.orchestrate.airflow_local import standalone
 
-    standalone()
+    standalone(_settings())
 
 
 @cli.command()
@@ -305,16 +319,18 @@ def seeds(seed_list: str) -> None:
         chosen = tuple(int(s) for s in seed_list.split(",") if s.strip())
     except ValueError as err:
         raise click.BadParameter(f"--seeds takes integers separated by commas, e.g. 42,7,1: {err}") from err
-    click.echo(str(steps.seeds(chosen)))
+    click.echo(str(steps.seeds(_settings(), chosen)))
 
 
 @cli.command()
 @click.option("--limit", type=int, default=20, show_default=True, help="How many runs, newest first.")
 def runs(limit: int) -> None:
     """List the model runs (ml.model_runs) with the selected model's cross-validated metrics and rescorings."""
+    from brecha.core.settings import using
     from brecha.orchestrate.runs import list_runs
 
-    click.echo(list_runs(limit))
+    with using(_settings()):
+        click.echo(list_runs(limit))
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -329,9 +345,8 @@ def sql(duckdb_args: tuple[str, ...]) -> None:
     import os
 
     from brecha.core.errors import BrechaError
-    from brecha.core.settings import paths
 
-    db = paths().serving_db
+    db = _settings().paths.serving_db
     if not db.exists():
         raise BrechaError(f"no serving copy at {db}: run `brecha run` (or `brecha publish`) first")
     exe = Path(sys.executable).with_name("duckdb")

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from brecha.core.runlock import hold
-from brecha.core.settings import paths
+from brecha.core.settings import Settings, using
 from brecha.orchestrate import steps
 from brecha.warehouse.selectors import CLUSTER_MARTS, PREDICTION_MARTS
 
@@ -62,11 +62,12 @@ def _step(name: str, fn: Callable[[], T]) -> T:
     return result
 
 
-def run_all(input_dir: Path | None = None, seed: int = 42, scale: float = 1.0) -> RunResults:
-    """Run the whole pipeline; on synthetic extracts unless ``input_dir`` is given. The run holds the home's run
-    lock from start to end (``brecha.core.runlock``): a second run on the same home stops at once, naming this one."""
-    with hold():
-        return _run_all(input_dir, seed, scale)
+def run_all(settings: Settings, input_dir: Path | None = None, scale: float = 1.0) -> RunResults:
+    """Run the whole pipeline with ``settings`` (home, seed, ...); on synthetic extracts unless ``input_dir`` is given.
+    The run holds the home's run lock from start to end (``brecha.core.runlock``): a second run on the same home stops
+    at once, naming this one."""
+    with using(settings), hold():
+        return _run_all(settings, input_dir, scale)
 
 
 def _warm_imports() -> None:
@@ -82,24 +83,24 @@ def _warm_imports() -> None:
             return
 
 
-def _run_all(input_dir: Path | None, seed: int, scale: float) -> RunResults:
-    p = paths().ensure()
+def _run_all(s: Settings, input_dir: Path | None, scale: float) -> RunResults:
+    p = s.paths.ensure()
     results: RunResults = {}
     if input_dir is None:
-        results["extract"] = _step("extract", lambda: steps.extract(p.extracts, seed=seed, scale=scale))
+        results["extract"] = _step("extract", lambda: steps.extract(s, p.extracts, scale=scale))
         input_dir = p.extracts
     # landing works in DuckDB, mostly without the GIL: meanwhile the later steps' libraries are imported
     threading.Thread(target=_warm_imports, name="brecha-warm-imports", daemon=True).start()
-    results["ingest"] = _step("ingest", lambda: steps.ingest(input_dir))
-    results["validate_landed"] = _step("validate landed extracts", lambda: steps.validate("landed"))
-    results["dbt_core"] = _step("dbt build (core marts)", lambda: steps.dbt_build(exclude=PREDICTION_MARTS))
-    results["validate_marts"] = _step("validate marts", lambda: steps.validate("marts"))
-    results["train"] = _step("train", lambda: steps.train(seed=seed))
-    results["dbt_ml"] = _step("dbt build (prediction marts)", lambda: steps.dbt_build(select=PREDICTION_MARTS))
-    results["clusters"] = _step("spatial clusters", lambda: steps.clusters(seed=seed))
-    results["dbt_clusters"] = _step("dbt build (cluster marts)", lambda: steps.dbt_build(select=CLUSTER_MARTS))
-    results["publish"] = _step("publish", lambda: steps.publish(run_id=results["train"].run_id))
-    results["atlas"] = _step("atlas", lambda: steps.atlas())
+    results["ingest"] = _step("ingest", lambda: steps.ingest(s, input_dir))
+    results["validate_landed"] = _step("validate landed extracts", lambda: steps.validate(s, "landed"))
+    results["dbt_core"] = _step("dbt build (core marts)", lambda: steps.dbt_build(s, exclude=PREDICTION_MARTS))
+    results["validate_marts"] = _step("validate marts", lambda: steps.validate(s, "marts"))
+    results["train"] = _step("train", lambda: steps.train(s))
+    results["dbt_ml"] = _step("dbt build (prediction marts)", lambda: steps.dbt_build(s, select=PREDICTION_MARTS))
+    results["clusters"] = _step("spatial clusters", lambda: steps.clusters(s))
+    results["dbt_clusters"] = _step("dbt build (cluster marts)", lambda: steps.dbt_build(s, select=CLUSTER_MARTS))
+    results["publish"] = _step("publish", lambda: steps.publish(s, run_id=results["train"].run_id))
+    results["atlas"] = _step("atlas", lambda: steps.atlas(s))
     print_summary(results)
     return results
 

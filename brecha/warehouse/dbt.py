@@ -51,7 +51,7 @@ def invoke(args: list[str]) -> DbtSummary:
 
     os.environ.update(dbt_env())  # the project and profile folders too
     cli_args = list(args)
-    if sys.stdout.isatty() and "DBT_USE_COLORS" not in os.environ:
+    if sys.stdout.isatty():
         cli_args.append("--use-colors")  # a terminal: colours (off in the project's flags for logs, pipes, Airflow)
     try:
         res = dbtRunner().invoke(cli_args)

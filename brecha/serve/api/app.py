@@ -49,6 +49,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from brecha.core.errors import BrechaError
 from brecha.core.layouts import INEI_DISTRICTS
+from brecha.core.settings import Settings, using
 from brecha.landing.checks import text_sql as landed_code_sql
 from brecha.serve.api.batching import Batcher
 from brecha.serve.api.served import (
@@ -265,11 +266,19 @@ class WhatIfRequest(BaseModel):
 
 # --- the app --------------------------------------------------------------------------------------------------
 
-def create_app(serving_db: Path | None = None) -> FastAPI:
-    """The API over ``serving_db`` (default ``$BRECHA_HOME/serving/brecha.duckdb``)."""
-    from brecha.core.settings import paths
+def create_app(settings: Settings | None = None, serving_db: Path | None = None) -> FastAPI:
+    """The API over ``serving_db`` (default: the serving copy of ``settings``' home). The app factory is an entry
+    point: without ``settings`` it builds them from the environment (``BRECHA_HOME``, ...)."""
+    if settings is None:
+        import os
 
-    served = ServedCopy(serving_db or paths().serving_db)
+        settings = Settings.from_env(os.environ)
+    with using(settings):
+        return _create_app(settings, serving_db or settings.paths.serving_db)
+
+
+def _create_app(settings: Settings, serving_db: Path) -> FastAPI:
+    served = ServedCopy(serving_db)
     app = FastAPI(
         title="Brecha prediction API",
         version="1",
@@ -278,8 +287,10 @@ def create_app(serving_db: Path | None = None) -> FastAPI:
                     f"it serves; a new `brecha publish` or a rollback is picked up without a restart.\n\n{ASSOCIATIONAL}",
     )
     app.state.served = served
+    app.state.settings = settings
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
-    batcher = Batcher(_predict_frame)
+    app.add_middleware(SettingsInEffect, settings=settings)
+    batcher = Batcher(lambda *args: _in_effect(settings, _predict_frame, *args))  # its own thread
 
     def openapi() -> dict[str, Any]:
         """The generated schema, with the valid range of every feature in the served copy written into the
@@ -522,6 +533,23 @@ def echo(value: object) -> object:
     return value if len(text) <= MAX_ECHO else text[:MAX_ECHO] + "…"
 
 
+class SettingsInEffect:
+    """ASGI middleware: the app's settings are in effect (``brecha.core.settings.using``) while a request is answered,
+    in its tasks and the worker threads they hand work to."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app, self.settings = app, settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with using(self.settings):
+            await self.app(scope, receive, send)
+
+
+def _in_effect(settings: Settings, fn: Any, *args: Any) -> Any:
+    with using(settings):
+        return fn(*args)
+
+
 class BodyLimit:
     """ASGI middleware: a request body over ``limit`` bytes is answered 413 before anything reads it whole or
     parses it: at once when its Content-Length says so, else (a chunked body) as soon as the bytes received pass
@@ -618,18 +646,19 @@ def warm(app: FastAPI) -> None:
     torch.set_num_threads(1)
     threadpool_limits(limits=1)
     try:
-        v: Version = app.state.served.current()
-        m = v.model()
-        predict_frame(m.run_id, v.features().iloc[:1])
+        with using(app.state.settings):
+            v: Version = app.state.served.current()
+            m = v.model()
+            predict_frame(m.run_id, v.features().iloc[:1])
     except NotServed as err:
         print(f"warning: {err}; the API answers 503 until a copy is published")
     except (BrechaError, OSError) as err:  # e.g. the artifact folder of a copied home is gone
         print(f"warning: {err}; what-ifs answer 503 until the served run's artifacts are there")
 
 
-def warm_app() -> FastAPI:
-    """The app for ``$BRECHA_HOME``, warmed up: the factory each uvicorn worker process calls."""
-    app = create_app()
+def warm_app(settings: Settings | None = None) -> FastAPI:
+    """The app for ``settings`` (default: from the environment, in a uvicorn worker process), warmed up."""
+    app = create_app(settings)
     warm(app)
     return app
 
@@ -644,7 +673,8 @@ def worker_app() -> FastAPI:
     return warm_app()
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, log_level: str = "info", workers: int = 1) -> None:
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
+          workers: int = 1) -> None:
     """Run the API with uvicorn: ``workers`` processes, each answering requests from its thread pool.
 
     Most of a what-if is Python work under the GIL, so a second process is what uses a second core; each
@@ -656,4 +686,4 @@ def serve(host: str = "127.0.0.1", port: int = 8000, log_level: str = "info", wo
         uvicorn.run("brecha.serve.api.app:worker_app", factory=True, host=host, port=port, log_level=log_level,
                     workers=workers)
     else:
-        uvicorn.run(warm_app(), host=host, port=port, log_level=log_level)
+        uvicorn.run(warm_app(settings), host=host, port=port, log_level=log_level)
