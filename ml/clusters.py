@@ -316,7 +316,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
     parser.add_argument("--readme", type=Path, required=True, help="the markdown file holding the block")
     args = parser.parse_args()
-    with session(read_only=True) as con:
+    import os
+
+    from brecha.core.settings import Settings
+
+    with session(Settings.from_env(os.environ).paths.db, read_only=True) as con:  # a script: its own entry point
         block = readme_block(con)
     args.readme.write_text(replace_readme_block(args.readme.read_text(encoding="utf-8"), block), encoding="utf-8")
     print(block)

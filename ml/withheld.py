@@ -108,7 +108,11 @@ def main() -> None:
                         help="only every candidate's withheld MAE (no spatial CV, selection or intervals)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    with session(read_only=True) as con:
+    import os
+
+    from brecha.core.settings import Settings
+
+    with session(Settings.from_env(os.environ).paths.db, read_only=True) as con:  # a script: its own entry point
         marts = load_marts(con)
     features = build_feature_table(marts)
     deps = sorted(marts.loc[marts[TARGET].notna(), GROUP].astype(str).unique())

@@ -122,6 +122,26 @@ def test_dbt_models_are_cosmos_tasks_in_order_in_the_warehouse_pool(parsed: dict
     assert "claim" in upstream("extract") and {"claim", "publish"} <= upstream("release")
 
 
+def test_the_dag_follows_the_step_list_that_brecha_run_follows(parsed: dict, pipeline_run) -> None:
+    """One step list (brecha.orchestrate.plan.PIPELINE): `brecha run` ran its steps in its order, and in the DAG every
+    task of a step runs after every task of the step before it; no step is left out, and nothing else is in between
+    but the gate records after dbt groups."""
+    from brecha.orchestrate.plan import PIPELINE
+
+    assert list(pipeline_run.results) == [s.name for s in PIPELINE]  # the synthetic default: extract too
+    tasks = parsed["tasks"]
+
+    def members(name: str) -> set[str]:
+        return {t for t in tasks if t == name or t.startswith(name + ".")}
+
+    for earlier, later in zip(PIPELINE, PIPELINE[1:], strict=False):
+        assert members(earlier.name) and members(later.name), (earlier.name, later.name)
+        for t in members(later.name):
+            assert members(earlier.name) <= set(tasks[t]["upstream"]), f"{t} may start before {earlier.name} ended"
+    top = {t.split(".")[0] for t in tasks}
+    assert top == {s.name for s in PIPELINE} | {"claim", "release", "dbt_core_passed", "dbt_predictions_passed"}
+
+
 def _census_file(folder: Path) -> Path:
     for path in folder.rglob("*.json"):
         try:

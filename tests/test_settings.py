@@ -11,7 +11,9 @@ from brecha.core.settings import Settings, current, paths, using
 
 ROOT = Path(__file__).resolve().parents[1]
 # The entry points: they build the settings from the environment (``Settings.from_env(os.environ)``).
-ENTRY_POINTS = {"brecha/orchestrate/cli.py", "brecha/serve/api/app.py", "dags/brecha_pipeline.py", "dags/run_dag_test.py"}
+ENTRY_POINTS = {"brecha/orchestrate/cli.py", "brecha/serve/api/app.py", "dags/brecha_pipeline.py", "dags/run_dag_test.py",
+                # the `python -m` scripts of two model modules (README figures, the withheld-departments study)
+                "ml/clusters.py", "ml/withheld.py"}
 
 
 def environment_reads(source: str) -> list[int]:

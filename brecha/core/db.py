@@ -9,15 +9,14 @@ from pathlib import Path
 
 import duckdb
 
-from brecha.core.settings import Paths, paths
+from brecha.core.settings import paths
 
 LOCK_RETRY_SECONDS = (0.5, 1, 2, 4, 8)
 
 
 def connect(db: Path | None = None, *, read_only: bool = False, extensions: tuple[str, ...] = ()) -> duckdb.DuckDBPyConnection:
     """Open the warehouse (or ``db``), retrying briefly while another writer holds the lock."""
-    p: Paths = paths()
-    target = db or p.ensure().db
+    target = db or paths().ensure().db
     for pause in (*LOCK_RETRY_SECONDS, None):
         try:
             con = duckdb.connect(str(target), read_only=read_only)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import sys
 import threading
 import time
@@ -14,8 +16,8 @@ from rich.table import Table
 
 from brecha.core.runlock import hold
 from brecha.core.settings import Settings, using
-from brecha.orchestrate import steps
-from brecha.warehouse.selectors import CLUSTER_MARTS, PREDICTION_MARTS
+from brecha.orchestrate import plan
+from brecha.orchestrate.plan import PIPELINE, Inputs
 
 if TYPE_CHECKING:
     import duckdb
@@ -44,7 +46,7 @@ class RunResults(TypedDict, total=False):
     dbt_core: DbtSummary
     validate_marts: ValidationSummary
     train: TrainResult
-    dbt_ml: DbtSummary
+    dbt_predictions: DbtSummary
     clusters: ClusterResult
     dbt_clusters: DbtSummary
     publish: PublishResult
@@ -84,23 +86,18 @@ def _warm_imports() -> None:
 
 
 def _run_all(s: Settings, input_dir: Path | None, scale: float) -> RunResults:
-    p = s.paths.ensure()
+    s.paths.ensure()
     results: RunResults = {}
-    if input_dir is None:
-        results["extract"] = _step("extract", lambda: steps.extract(s, p.extracts, scale=scale))
-        input_dir = p.extracts
-    # landing works in DuckDB, mostly without the GIL: meanwhile the later steps' libraries are imported
-    threading.Thread(target=_warm_imports, name="brecha-warm-imports", daemon=True).start()
-    results["ingest"] = _step("ingest", lambda: steps.ingest(s, input_dir))
-    results["validate_landed"] = _step("validate landed extracts", lambda: steps.validate(s, "landed"))
-    results["dbt_core"] = _step("dbt build (core marts)", lambda: steps.dbt_build(s, exclude=PREDICTION_MARTS))
-    results["validate_marts"] = _step("validate marts", lambda: steps.validate(s, "marts"))
-    results["train"] = _step("train", lambda: steps.train(s))
-    results["dbt_ml"] = _step("dbt build (prediction marts)", lambda: steps.dbt_build(s, select=PREDICTION_MARTS))
-    results["clusters"] = _step("spatial clusters", lambda: steps.clusters(s))
-    results["dbt_clusters"] = _step("dbt build (cluster marts)", lambda: steps.dbt_build(s, select=CLUSTER_MARTS))
-    results["publish"] = _step("publish", lambda: steps.publish(s, run_id=results["train"].run_id))
-    results["atlas"] = _step("atlas", lambda: steps.atlas(s))
+    inputs = Inputs(input_dir=input_dir, scale=scale)
+    for step in PIPELINE:
+        if step.name == "extract" and input_dir is not None:
+            continue  # a folder of real extracts was given
+        if step.name == "ingest":
+            # landing works in DuckDB, mostly without the GIL: meanwhile the later steps' libraries are imported
+            threading.Thread(target=_warm_imports, name="brecha-warm-imports", daemon=True).start()
+        if step.name == "publish":
+            inputs = dataclasses.replace(inputs, run_id=results["train"].run_id)
+        results[step.name] = _step(step.title, functools.partial(plan.run, step, s, inputs))  # type: ignore[literal-required]
     print_summary(results)
     return results
 
@@ -118,7 +115,7 @@ def print_summary(results: RunResults) -> None:
         for entity, (files, landed, rejected) in sorted(ingest.per_entity().items()):
             t.add_row(entity, str(files), f"{landed:,}", f"{rejected:,}")
         console.print(t)
-    tests = sum(results[k].tests_passed for k in ("dbt_core", "dbt_ml") if k in results)
+    tests = sum(results[k].tests_passed for k in ("dbt_core", "dbt_predictions") if k in results)
     console.print(f"dbt tests passed: {tests}")
     train = results.get("train")
     if train is not None:

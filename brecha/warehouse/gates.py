@@ -17,7 +17,7 @@ import duckdb
 
 from brecha.core.db import table_exists
 from brecha.core.layouts import LATEST_OK_BATCH
-from brecha.warehouse.selectors import PREDICTION_MARTS
+from brecha.warehouse.selectors import CLUSTER_MARTS, PREDICTION_MARTS
 
 REQUIRED = ("landed", "dbt_core", "marts", "dbt_predictions")
 
@@ -50,7 +50,7 @@ def dbt_gates(select: str | None, exclude: str | None) -> tuple[str, ...]:
         return "dbt_core", "dbt_predictions"
     if not select and exclude in (PREDICTION_MARTS, f"{PREDICTION_MARTS}+"):
         return ("dbt_core",)
-    if select == PREDICTION_MARTS and not exclude:
+    if select == PREDICTION_MARTS and exclude in (None, "", CLUSTER_MARTS):
         return ("dbt_predictions",)
     return ()
 
