@@ -4,12 +4,7 @@ PyTorch network) and metrics.json. Artifacts are the project's own files: loadin
 
 from __future__ import annotations
 
-import importlib
 import json
-import pkgutil
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,33 +38,14 @@ def save_model(run_id: str, model_name: str, model: Any, family: str, config: di
     return d
 
 
-@contextmanager
-def _old_package_name() -> Iterator[None]:
-    """Artifacts pickled before the package was installed as ``brecha_ml`` name their classes ``ml.<module>``:
-    while one is unpickled, ``ml`` and ``ml.<module>`` resolve to this package's modules."""
-    import brecha_ml
-
-    names = {"ml": brecha_ml} | {f"ml.{m.name}": importlib.import_module(f"brecha_ml.{m.name}")
-                                  for m in pkgutil.iter_modules(brecha_ml.__path__)}
-    saved = {n: sys.modules[n] for n in names if n in sys.modules}
-    sys.modules.update(names)
-    try:
-        yield
-    finally:
-        for n in names:
-            sys.modules.pop(n, None)
-        sys.modules.update(saved)
-
-
 def load_model(d: Path) -> tuple[Any, dict]:
     if not (d / "model_config.json").is_file():
         raise FileNotFoundError(f"no model_config.json in {d}: was this run trained in this BRECHA_HOME?")
     config = json.loads((d / "model_config.json").read_text())
-    with _old_package_name():
-        if (d / "model.pt").is_file():
-            model = torch.load(d / "model.pt", weights_only=False)  # our own artifact: trusted
-        else:
-            model = joblib.load(d / "model.pkl")
+    if (d / "model.pt").is_file():
+        model = torch.load(d / "model.pt", weights_only=False)  # our own artifact: trusted
+    else:
+        model = joblib.load(d / "model.pkl")
     return model, config
 
 

@@ -66,11 +66,6 @@ DDL: dict[str, str] = {
         computed_at TIMESTAMP, p_value_cutoff DOUBLE, n_significant INTEGER, n_significant_two_sided INTEGER,
         n_significant_directed INTEGER, PRIMARY KEY (run_id, measure)""",
 }
-# columns added after the first release: added to an existing table before rows are written
-LATER_COLUMNS: dict[str, dict[str, str]] = {
-    "spatial_autocorrelation": {"p_value_cutoff": "DOUBLE", "n_significant": "INTEGER",
-                                "n_significant_two_sided": "INTEGER", "n_significant_directed": "INTEGER"},
-}
 
 
 @dataclass
@@ -234,8 +229,6 @@ def write(con: duckdb.DuckDBPyConnection, local_df: pd.DataFrame, global_df: pd.
     con.execute("CREATE SCHEMA IF NOT EXISTS ml")
     for name, cols in DDL.items():
         con.execute(f"CREATE TABLE IF NOT EXISTS ml.{name} ({cols})")
-        for column, kind in LATER_COLUMNS.get(name, {}).items():
-            con.execute(f"ALTER TABLE ml.{name} ADD COLUMN IF NOT EXISTS {column} {kind}")
     run_ids = sorted(set(local_df["run_id"]))
     con.execute("BEGIN")
     try:

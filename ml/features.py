@@ -68,9 +68,6 @@ FEATURES: tuple[Feature, ...] = (
             "fallback): INEI's composite of poverty, services, health and nutrition"),
 )
 FEATURE_NAMES: list[str] = [f.name for f in FEATURES]
-# mart columns added after the first release: a warehouse whose marts were built earlier lacks them until its next
-# `brecha run` / `brecha transform` (``brecha train`` still works there, without the feature)
-LATER_MART_COLUMNS: tuple[str, ...] = ("food_vulnerability_pct",)
 
 MARTS_SQL = """
 select d.ubigeo, d.department_code, d.department, d.province, d.district,
@@ -131,9 +128,6 @@ def _neighbour_features(base: pd.DataFrame) -> pd.DataFrame:
 def build_feature_table(marts: pd.DataFrame) -> pd.DataFrame:
     """The feature table: one row per district (index ubigeo), columns ``FEATURE_NAMES`` in order."""
     m = marts
-    for c in LATER_MART_COLUMNS:  # marts built before the column existed: a null feature, dropped by training
-        if c not in m.columns:
-            m = m.assign(**{c: np.nan})
     f = pd.DataFrame(index=m.index)
     for c in ("electricity_pct", "water_pct", "sewage_pct", "poverty_pct", "extreme_poverty_pct", "idh",
               "altitude_m", "latitude", "longitude", "pct_centres_4g", "pct_centres_3g_plus",

@@ -240,13 +240,3 @@ def _coverage_row(scope: str, group: str, g: pd.DataFrame) -> dict:
     return {"scope": scope, "group_value": group, "n_districts": len(g), "coverage": float(g["hit"].mean()),
             "coverage_household_weighted": float((g["hit"] * g["w"]).sum() / wsum) if wsum > 0 else None,
             "mean_width_pp": float(g["width"].mean())}
-
-
-def legacy_mapie_interval(reg, X: pd.DataFrame) -> pd.DataFrame:  # noqa: N803
-    """Runs trained before the Mondrian intervals stored a MAPIE ``CrossConformalRegressor``: its point
-    prediction and CV+ interval, in percent (kept so ``brecha predict`` still rescores those runs)."""
-    point, iv = reg.predict_interval(X, aggregate_point_predictions=None)
-    pred = from_model_scale(point)
-    return pd.DataFrame({"predicted_internet_pct": pred,
-                         "lower_90": np.minimum(from_model_scale(iv[:, 0, 0]), pred),
-                         "upper_90": np.maximum(from_model_scale(iv[:, 1, 0]), pred)}, index=X.index)

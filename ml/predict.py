@@ -18,7 +18,6 @@ from brecha.core.db import session
 from brecha.core.errors import BrechaError
 from brecha_ml import artifacts, store
 from brecha_ml.features import GROUP, build_feature_table, load_marts
-from brecha_ml.intervals import legacy_mapie_interval
 from brecha_ml.scoring import oof_departments, score_districts
 from brecha_ml.selected import SelectedRegressor
 from brecha_ml.underserved import MODEL_NAME as CLASSIFIER_NAME
@@ -63,12 +62,10 @@ def apply_regressor(regressor: Any, X: pd.DataFrame,  # noqa: N803
                     oof_departments: pd.Series | None = None, departments: pd.Series | None = None) -> pd.DataFrame:
     """Prediction and 90 % interval (percent) of a loaded selected regressor; ``is_out_of_fold`` and the
     interval's half-width on the model scale come with runs that have them (``SelectedRegressor``)."""
-    if isinstance(regressor, SelectedRegressor):
-        return regressor.predict_frame(X, oof_departments, departments)
-    out = legacy_mapie_interval(regressor, X)  # a run trained before the Mondrian intervals
-    out["half_width_scale"] = np.nan
-    out["is_out_of_fold"] = False
-    return out
+    if not isinstance(regressor, SelectedRegressor):
+        raise BrechaError(f"a {type(regressor).__name__} is no selected model of this version: the run was trained by "
+                          "an older brecha. Train again (`brecha train`, or `brecha run`)")
+    return regressor.predict_frame(X, oof_departments, departments)
 
 
 def predict_frame(run_id: str, features: pd.DataFrame, *, oof_departments: pd.Series | None = None,

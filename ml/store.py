@@ -47,23 +47,11 @@ LATER_DDL: dict[str, str] = {
         "PRIMARY KEY (run_id, ubigeo)", "PRIMARY KEY (run_id, rescored_at, ubigeo)"),
 }
 
-# columns added after a table was first released: warehouses created before get them with ALTER TABLE
-ADDED_COLUMNS: dict[str, dict[str, str]] = {
-    "district_predictions": {"is_out_of_fold": "BOOLEAN", "households_offline": "DOUBLE",
-                             "shortfall_score": "DOUBLE", "error_group": "VARCHAR", "error_group_mae_pp": "DOUBLE",
-                             "shortfall_weight": "DOUBLE", "offline_priority_score": "DOUBLE",
-                             "offline_priority_rank": "INTEGER"},
-    "model_runs": {"cv_r2_household_weighted": "DOUBLE", "cv_mae_household_weighted": "DOUBLE"},
-}
-
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS ml")
     for name, cols in {**DDL, **LATER_DDL}.items():
         con.execute(f"CREATE TABLE IF NOT EXISTS ml.{name} ({cols})")
-    for name, added in ADDED_COLUMNS.items():
-        for col, typ in added.items():
-            con.execute(f"ALTER TABLE ml.{name} ADD COLUMN IF NOT EXISTS {col} {typ}")
 
 
 def append(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame) -> None:

@@ -314,8 +314,7 @@ def steps_docs() -> str:
 def test_build_on_empty_raw_tables(brecha_home: Path, monkeypatch: pytest.MonkeyPatch):
     """Empty raw tables give empty marts. dbt runs in this process (dbtRunner) and lets go of the warehouse when it is
     done: another process can write it and this one can read it read-only. Telemetry and colours are off by the
-    project's own dbt flags, with no environment variable saying so. The warehouse is one landed by an older version,
-    without the view raw._latest_ok_batch: the build creates it."""
+    project's own dbt flags, with no environment variable saying so."""
     monkeypatch.delenv("DBT_SEND_ANONYMOUS_USAGE_STATS", raising=False)
     monkeypatch.delenv("DBT_USE_COLORS", raising=False)
     with session() as c:
@@ -323,7 +322,6 @@ def test_build_on_empty_raw_tables(brecha_home: Path, monkeypatch: pytest.Monkey
             c.execute(ddl)
         for layout in LAYOUTS:
             c.execute(raw_table_ddl(layout))
-        c.execute("DROP VIEW raw._latest_ok_batch")
     summary = steps.dbt_build(settings_for(brecha_home), exclude=PREDICTION_MARTS)
     assert summary.failed == 0 and summary.models >= 20
     from dbt.flags import get_flags

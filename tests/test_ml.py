@@ -77,21 +77,6 @@ def test_food_vulnerability_feature_is_read_from_the_mart_and_used(trained_home)
     assert configs and all("food_vulnerability_pct" in json.loads(p.read_text())["features"] for p in configs)
 
 
-def test_marts_built_before_the_food_vulnerability_column_still_give_a_feature_table(built_home: Path, use_home) -> None:
-    """A warehouse whose marts predate food_vulnerability_pct: the feature is null (training drops it) and every
-    other feature is what it was."""
-    from brecha_ml.train import active_features
-
-    use_home(built_home)
-    with duckdb.connect(str(paths().db), read_only=True) as con:
-        marts = load_marts(con)
-    full = build_feature_table(marts)
-    old = build_feature_table(marts.drop(columns=["food_vulnerability_pct"]))
-    assert old["food_vulnerability_pct"].isna().all()
-    pd.testing.assert_frame_equal(old.drop(columns=["food_vulnerability_pct"]), full.drop(columns=["food_vulnerability_pct"]))
-    assert "food_vulnerability_pct" not in active_features(old, FAST.min_feature_coverage)
-
-
 def test_train_fills_tables_and_predicts_every_district(trained_home) -> None:
     home, result = trained_home
     with duckdb.connect(str(home / "brecha.duckdb"), read_only=True) as con:

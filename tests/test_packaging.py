@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import pickle
 import subprocess
 import sys
 import tomllib
@@ -30,20 +29,3 @@ def test_models_import_as_brecha_ml_and_not_as_ml(tmp_path: Path):
     train_file, ml_spec = out.stdout.split("\n")[:2]
     assert Path(train_file) == ROOT / "ml" / "train.py"
     assert ml_spec == "None"
-
-
-def test_a_model_pickled_under_the_old_package_name_still_loads(tmp_path: Path):
-    """Runs trained before the rename stored classes as ``ml.<module>.<Class>``; loading them still works, and
-    leaves no ``ml`` module behind."""
-    from brecha_ml import artifacts
-    from brecha_ml.selected import SelectedRegressor
-
-    blob = pickle.dumps(SelectedRegressor.__new__(SelectedRegressor), protocol=0)  # text opcodes: names editable
-    assert b"brecha_ml.selected" in blob
-    d = tmp_path / "run" / "model"
-    d.mkdir(parents=True)
-    (d / "model.pkl").write_bytes(blob.replace(b"brecha_ml.selected", b"ml.selected"))
-    (d / "model_config.json").write_text("{}")
-    model, config = artifacts.load_model(d)
-    assert type(model) is SelectedRegressor and config == {}
-    assert "ml" not in sys.modules and "ml.selected" not in sys.modules

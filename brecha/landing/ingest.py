@@ -73,13 +73,6 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(ddl)
     for layout in LAYOUTS:
         con.execute(raw_table_ddl(layout))
-        # a warehouse made before a layout gained columns (ENAHO's RESULT and P114B1..3) gets them, empty
-        have = {r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'raw' "
-            f"AND table_name = {value(layout.entity)}").fetchall()}
-        for col in layout.columns:
-            if col.name not in have:
-                con.execute(f"ALTER TABLE {layout.table} ADD COLUMN {ident(col.name)} {col.type}")
 
 
 CONVERTED = "converted"  # $BRECHA_HOME/converted: CSVs made from zips, Stata and SPSS files (brecha.landing.convert)

@@ -182,13 +182,10 @@ def _divide_index_table(con) -> Table:
 
 def survey_summary(con: duckdb.DuckDBPyConnection) -> str:
     """ENAHO's interviews left out (RESULT other than 1: blank ICT answers) and the 2023 questionnaire break, from
-    fct_department_adoption_yearly; '' when it is empty or absent."""
-    try:
-        row = con.execute(
-            "SELECT sum(households_sampled), sum(households_incomplete), min(year), max(year), "
-            "min(year) FILTER (WHERE is_series_break) FROM marts.fct_department_adoption_yearly").fetchone()
-    except Exception:  # noqa: BLE001 - a warehouse built before the mart had these columns
-        return ""
+    fct_department_adoption_yearly; '' when it is empty."""
+    row = con.execute(
+        "SELECT sum(households_sampled), sum(households_incomplete), min(year), max(year), "
+        "min(year) FILTER (WHERE is_series_break) FROM marts.fct_department_adoption_yearly").fetchone()
     complete, incomplete, first, last, brk = row
     if not complete:
         return ""

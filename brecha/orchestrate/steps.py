@@ -69,15 +69,10 @@ def rebuild_raw(settings: Settings) -> IngestResult:
 def dbt_build(settings: Settings, select: str | None = None, exclude: str | None = None) -> DbtSummary:
     """``dbt build`` (run + test) over the project, optionally restricted with dbt selectors."""
     with using(settings), hold():
-        from brecha.core.db import session, table_exists
         from brecha.core.errors import GateFailed
-        from brecha.landing.ingest import ensure_tables
         from brecha.warehouse import gates
         from brecha.warehouse.dbt import build
 
-        with session() as con:
-            if table_exists(con, "raw", "_batches"):
-                ensure_tables(con)  # a warehouse landed by an older version gains raw._latest_ok_batch and new tables
         covers = gates.dbt_gates(select, exclude)
         try:
             result = build(select=select, exclude=exclude)

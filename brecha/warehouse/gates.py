@@ -57,7 +57,7 @@ def dbt_gates(select: str | None, exclude: str | None) -> tuple[str, ...]:
 
 def latest_ok_batch_row(con: duckdb.DuckDBPyConnection) -> tuple[int, str] | None:
     """(batch_id, input_dir) of the latest successful landing batch (view ``raw._latest_ok_batch``); None when
-    nothing landed yet, or the warehouse was landed by a brecha without the view (its next ingest creates it)."""
+    nothing landed yet (no view)."""
     has = con.execute("SELECT count(*) FROM duckdb_views() WHERE database_name = current_database() "
                       "AND schema_name = 'raw' AND view_name = '_latest_ok_batch'").fetchone()[0]
     if not has:
