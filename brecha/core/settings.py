@@ -139,6 +139,7 @@ class Settings:
     run_owner: str | None = None  # the DAG run whose claim on the home this process may pass
     airflow_host: str = "127.0.0.1"
     airflow_port: int = 8080
+    verbose: bool = False  # dbt's per-node lines on the console too (always in <home>/dbt_logs/dbt.log)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser().resolve())

@@ -44,6 +44,13 @@ class IngestResult:
     def rows_rejected(self) -> int:
         return sum(f.rows_rejected for f in self.files)
 
+    def brief(self) -> str:
+        """The headline and the notes, without the per-file table, for `brecha run`'s progress (its summary has the
+        rows per source)."""
+        head = (f"{self.title} {self.batch_id}: {len(self.files)} files from {self.input_dir}, {self.rows_landed:,} rows "
+                f"landed, {self.rows_rejected:,} rejected ({self.seconds:.1f} s)")
+        return "\n".join([head, *str(self).splitlines()[len(self.files) + 3:]])
+
     def __str__(self) -> str:
         width = max([len(f.source_file) for f in self.files] + [4])
         lines = [f"{self.title} {self.batch_id}: {len(self.files)} files from {self.input_dir} "

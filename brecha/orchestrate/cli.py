@@ -44,6 +44,9 @@ def _settings(**options: object) -> Settings:
     command's options; every step is passed them."""
     import os
 
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and (ctx.params.get("verbose") or ctx.find_root().params.get("verbose")):
+        options["verbose"] = True  # `brecha -v CMD` or `brecha run -v`
     return Settings.from_env(os.environ, **options)
 
 
@@ -51,7 +54,8 @@ def _settings(**options: object) -> Settings:
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110,
                                "terminal_width": None if sys.stdout.isatty() else 110})
 @click.version_option(package_name="brecha")
-def cli() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show dbt's line per model and test too (always in $BRECHA_HOME/dbt_logs).")
+def cli(verbose: bool) -> None:
     """Brecha: Peru's digital divide, district by district.
 
     Runtime state lives under $BRECHA_HOME (default: the warehouse/ folder of this project, whatever the
@@ -225,8 +229,9 @@ def fetch(out: Path | None, years: str, flavour: str, punku_url: str | None, mir
               help="Seed for the synthetic extracts and the models.")
 @click.option("--scale", type=float, default=1.0, show_default=True,
               help="Size of the synthetic large tables (ignored with --input).")
+@click.option("-v", "--verbose", is_flag=True, help="Show dbt's line per model and test too (always in the log file).")
 def run(input_dir: Path | None, fetch_first: bool, years: str, flavour: str, punku_url: str | None,
-        mirror: str | None, seed: int, scale: float) -> None:
+        mirror: str | None, seed: int, scale: float, verbose: bool) -> None:
     """The whole pipeline: extract, ingest, gates, dbt build, train, prediction marts, clusters, publish, atlas."""
     from brecha.orchestrate import steps
     from brecha.orchestrate.pipeline import run_all

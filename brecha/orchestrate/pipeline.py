@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict, TypeVar
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -60,7 +61,8 @@ def _step(name: str, fn: Callable[[], T]) -> T:
     started = time.perf_counter()
     with console.status(f"[bold]{name}[/bold] …"):
         result = fn()
-    console.print(f"[green]✓[/green] {name} ({time.perf_counter() - started:.1f} s): {result}")
+    text = result.brief() if hasattr(result, "brief") else str(result)  # the extracts and files: counts, not lists
+    console.print(f"[green]✓[/green] {name} ({time.perf_counter() - started:.1f} s): {text}")
     return result
 
 
@@ -107,7 +109,7 @@ def print_summary(results: RunResults) -> None:
 
     ingest = results.get("ingest")
     if ingest is not None:
-        t = Table(title="Rows landed and rejected per source")
+        t = Table(title="Rows landed and rejected per source", **COMPACT)
         t.add_column("source")
         t.add_column("files", justify="right")
         t.add_column("landed", justify="right")
@@ -115,12 +117,8 @@ def print_summary(results: RunResults) -> None:
         for entity, (files, landed, rejected) in sorted(ingest.per_entity().items()):
             t.add_row(entity, str(files), f"{landed:,}", f"{rejected:,}")
         console.print(t)
-    tests = sum(results[k].tests_passed for k in ("dbt_core", "dbt_predictions") if k in results)
+    tests = sum(r.tests_passed for step in PIPELINE if step.is_dbt and (r := results.get(step.name)) is not None)
     console.print(f"dbt tests passed: {tests}")
-    train = results.get("train")
-    if train is not None:
-        console.print(f"{train.n_without_target} districts predicted without a census target "
-                      f"(of {train.n_districts}; the other {train.n_known} are shown out of fold)")
     from brecha.warehouse.coverage import gaps, map_counts
 
     with session(read_only=True) as con:
@@ -144,6 +142,8 @@ def print_summary(results: RunResults) -> None:
 
 # The closing tables: "where first?" through the divide lens, then the households-offline lens
 # (marts.mart_district_priorities, scores in brecha_ml.priority); the divide index alone when no model has run.
+LENS_ROWS = 5
+COMPACT = {"box": box.SIMPLE_HEAD, "show_edge": False, "title_justify": "left"}  # no frame lines: the run stays short
 LENS_COLUMNS = ("rank", "ubigeo", "district", "department", "internet %", "expected %", "divide index",
                 "households offline")
 
@@ -158,8 +158,8 @@ def _lens_tables(con) -> list[Table]:
         rows = con.sql(f"""
             select {rank}, ubigeo, district, department, round(internet_pct, 1), round(predicted_internet_pct, 1),
                    round(divide_index, 1), round(households_offline)::bigint
-            from marts.mart_district_priorities where {rank} is not null order by {rank} limit 10""").fetchall()
-        t = Table(title=title)
+            from marts.mart_district_priorities where {rank} is not null order by {rank} limit {LENS_ROWS}""").fetchall()
+        t = Table(title=title, **COMPACT)
         for col in LENS_COLUMNS:
             t.add_column(col)
         for r in rows:
@@ -171,8 +171,8 @@ def _lens_tables(con) -> list[Table]:
 
 def _divide_index_table(con) -> Table:
     rows = con.sql("select national_rank, ubigeo, district, department, round(divide_index, 1) "
-                   "from marts.mart_digital_divide_index order by national_rank limit 10").fetchall()
-    t = Table(title="The ten districts with the widest digital divide (divide index)")
+                   f"from marts.mart_digital_divide_index order by national_rank limit {LENS_ROWS}").fetchall()
+    t = Table(title=f"The {LENS_ROWS} districts with the widest digital divide (divide index)", **COMPACT)
     for col in ("rank", "ubigeo", "district", "department", "divide index"):
         t.add_column(col)
     for r in rows:

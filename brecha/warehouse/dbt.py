@@ -9,7 +9,7 @@ from pathlib import Path
 
 from brecha.core.errors import BrechaError, GateFailed
 from brecha.core.files import write_atomic
-from brecha.core.settings import DBT_PROJECT_DIR, Paths, paths
+from brecha.core.settings import DBT_PROJECT_DIR, Paths, current, paths
 
 
 @dataclass
@@ -51,6 +51,8 @@ def invoke(args: list[str]) -> DbtSummary:
 
     os.environ.update(dbt_env())  # the project and profile folders too
     cli_args = list(args)
+    if not current().verbose:  # dbt's START/PASS line per node goes to its log file only; errors still show
+        cli_args.append("--quiet")
     if sys.stdout.isatty():
         cli_args.append("--use-colors")  # a terminal: colours (off in the project's flags for logs, pipes, Airflow)
     try:

@@ -42,6 +42,11 @@ class ExtractResult:
         lines.append(f"{len(self.rows)} files in {self.seconds:.1f} s")
         return "\n".join(lines)
 
+    def brief(self) -> str:
+        """One line, for `brecha run`'s progress."""
+        return (f"synthetic extracts (seed {self.seed}, scale {self.scale:g}) in {self.out}: {len(self.rows)} files, "
+                f"{sum(self.rows.values()):,} rows")
+
 
 def _rng(seed: int, part: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, 100 + part]))
