@@ -13,7 +13,6 @@ airflow_local.py sets the environment, Cosmos's telemetry off included).
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 from pathlib import Path
 
 from airflow.sdk import Param, dag, setup, task, teardown
@@ -22,7 +21,7 @@ from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavi
 
 from brecha.core.settings import DBT_PROJECT_DIR, DEFAULT_SEED, Settings
 from brecha.orchestrate import cosmos_workarounds, plan, steps
-from brecha.orchestrate.airflow_local import POOL, dag_run_owner, run_step
+from brecha.orchestrate.airflow_local import POOL, dag_run_owner, run_step, task_retries
 from brecha.warehouse.dbt import dbt_env, parse_project, release_warehouse
 from brecha.warehouse.gates import dbt_gates
 
@@ -32,8 +31,7 @@ SETTINGS = Settings.from_env(os.environ)
 # The parsed project (dbt_project/target/manifest.json): parsed here once when the project changed, so parsing this
 # file never runs dbt otherwise (brecha.warehouse.dbt.parse_project).
 MANIFEST = parse_project()
-RETRIES = {"retries": 3, "retry_delay": timedelta(seconds=5), "retry_exponential_backoff": 2.0,
-           "max_retry_delay": timedelta(minutes=2)}
+RETRIES = task_retries()  # transient errors (a DuckDB lock): the project's one back-off
 
 project_config = ProjectConfig(
     dbt_project_path=DBT_PROJECT_DIR,

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from brecha.core.settings import Settings
-from brecha.orchestrate.airflow_local import airflow_env, ensure_password
+from brecha.orchestrate.airflow_local import airflow_env, ensure_password, machine_size
 from tools.bench_api import free_port
 
 INIT = """
@@ -23,6 +23,8 @@ from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleA
 from airflow.configuration import conf
 SimpleAuthManager().init()
 print("BRECHA_HOST " + conf.get("api", "host"))
+print("BRECHA_SIZE " + " ".join((conf.get("core", "parallelism"), conf.get("api", "workers"),
+                                 conf.get("dag_processor", "parsing_processes"))))
 print("BRECHA_PASSWORDS " + __import__("json").dumps(SimpleAuthManager.get_passwords()))
 """
 
@@ -42,6 +44,9 @@ def test_api_server_binds_to_localhost_and_the_password_stays_in_its_file(tmp_pa
     assert json.loads(lines["BRECHA_PASSWORDS"]) == {"admin": password}  # Airflow uses our password ...
     printed = proc.stdout.replace(lines["BRECHA_PASSWORDS"], "") + proc.stderr
     assert password not in printed and "Password for user" not in printed  # ... and never prints it
+    # sized to the machine, as Airflow reads it: task slots from the cores, one API server worker, one DAG parser
+    assert lines["BRECHA_SIZE"] == f"{max(2, 2 * os.cpu_count())} 1 1"
+    assert machine_size(8)["AIRFLOW__CORE__PARALLELISM"] == "16" and machine_size(1)["AIRFLOW__CORE__PARALLELISM"] == "2"
     opened = Settings.from_env({"BRECHA_HOME": str(tmp_path / "home"), "BRECHA_AIRFLOW_HOST": "0.0.0.0"})
     assert airflow_env(opened)["AIRFLOW__API__HOST"] == "0.0.0.0"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ import httpx2 as httpx
 import numpy as np
 import pandas as pd
 import pytest
+from browser import dump_dom
 from conftest import own_home
 from fastapi.testclient import TestClient
 
@@ -442,6 +444,16 @@ def test_without_a_serving_copy_the_api_says_what_to_run(brecha_home: Path) -> N
 
 # --- abuse: never a 5xx, never a large echo, never a server path ----------------------------------------------
 
+def test_the_root_leads_to_the_docs_page_whose_assets_are_served_here(client: TestClient) -> None:
+    root = client.get("/", follow_redirects=False)
+    assert root.status_code in (302, 307) and root.headers["location"] == "/docs"
+    page = client.get("/docs").text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert assets and all(a.startswith("/") for a in assets), assets  # nothing from another host (no CDN)
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
+
+
 def test_integers_past_their_range_are_422_or_an_empty_page(client: TestClient) -> None:
     for field, value in [("page", 10**18), ("page", 2**64), ("page", 10**40), ("page", -1), ("page", MAX_INT + 1),
                          ("page_size", -5), ("page_size", 10**20), ("rank_min", 2**63), ("rank_max", 10**19),
@@ -573,7 +585,7 @@ def test_a_copied_home_without_its_artifacts_answers_503(served_home: Path, use_
 # --- the real server ------------------------------------------------------------------------------------------
 
 
-def test_brecha_serve_answers_over_http(served_home: Path, use_home) -> None:
+def test_brecha_serve_answers_over_http(served_home: Path, use_home, tmp_path: Path) -> None:
     """The real server: endpoints over HTTP, then a publish and a rollback while clients keep asking."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -608,6 +620,9 @@ def test_brecha_serve_answers_over_http(served_home: Path, use_home) -> None:
         assert httpx.get(f"{base}/districts", params={"page_size": 10_000}).status_code == 422
         assert httpx.get(f"{base}/model").json()["run_id"] == rows["run_id"].iloc[0]
         assert httpx.get(f"{base}/openapi.json").json()["info"]["title"] == "Brecha prediction API"
+        # the Swagger UI page renders offline (headless Chromium, every other host unreachable)
+        dom = dump_dom(f"{base}/", tmp_path)
+        assert "Brecha prediction API" in dom and "/districts/{ubigeo}/whatif" in dom, dom[-2000:]
 
         def ask(i: int) -> list[str]:
             bad = []

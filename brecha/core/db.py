@@ -5,19 +5,37 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from brecha.core.settings import paths
 
-LOCK_RETRY_SECONDS = (0.5, 1, 2, 4, 8)
+
+@dataclass(frozen=True)
+class Backoff:
+    """How long to keep trying while another process holds the warehouse's write lock: ``attempts`` tries, waiting
+    ``first`` seconds after the first failure and ``factor`` times longer after each next one."""
+
+    attempts: int
+    first: float
+    factor: float = 2.0
+
+    def delays(self) -> list[float]:
+        return [self.first * self.factor**i for i in range(self.attempts - 1)]
+
+
+# The one retry policy for DuckDB's lock (a writer holds the file for a moment): this process's connections
+# (``connect``), dbt's (profiles.yml ``retries.connect_attempts``, from ``BRECHA_LOCK_ATTEMPTS``) and the Airflow tasks'
+# retries (``brecha.orchestrate.airflow_local.task_retries``) all follow it: waits of 1, 2, 4, 8 and 16 s.
+LOCK_BACKOFF = Backoff(attempts=6, first=1.0)
 
 
 def connect(db: Path | None = None, *, read_only: bool = False, extensions: tuple[str, ...] = ()) -> duckdb.DuckDBPyConnection:
     """Open the warehouse (or ``db``), retrying briefly while another writer holds the lock."""
     target = db or paths().ensure().db
-    for pause in (*LOCK_RETRY_SECONDS, None):
+    for pause in (*LOCK_BACKOFF.delays(), None):
         try:
             con = duckdb.connect(str(target), read_only=read_only)
             break

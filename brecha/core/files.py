@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 
 @contextmanager
@@ -51,3 +54,24 @@ def sha256_of(path: Path) -> str:
     """Hex sha256 of a file's bytes."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+@contextmanager
+def locked(fh: IO, wait: float | None = None, poll: float = 0.5) -> Iterator[IO]:
+    """An exclusive ``flock`` on the open file ``fh`` for the block (the kernel lets it go when the process dies):
+    ``wait`` None blocks until it is free, else it is tried every ``poll`` seconds for ``wait`` seconds before
+    ``BlockingIOError``. The one lock helper of the project: the home's run lock and the serving folder's publish
+    lock both take it."""
+    deadline = None if wait is None else time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(poll)
+    try:
+        yield fh
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)

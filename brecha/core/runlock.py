@@ -19,12 +19,11 @@ happened upstream) removes the claim.
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import json
 import os
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from brecha.core.errors import BrechaError, env_fault
-from brecha.core.files import write_atomic
+from brecha.core.files import locked, write_atomic
 from brecha.core.settings import LOCK_WAIT_ENV, OWNER_ENV, Paths, current, paths
 
 WAIT_ENV = LOCK_WAIT_ENV  # Settings.lock_wait: seconds to wait for the lock before stopping (default 0: stop at once)
@@ -113,19 +112,14 @@ def hold(command: str | None = None, owner: str | None = None) -> Iterator[Path]
             "so no step can write it. Readers (`brecha sql`, `runs`, `publish --list`, `serve`) still work here; "
             "to run steps, make the folder writable for this user or set BRECHA_HOME to a folder you can write"
         ) from err
-    try:
-        deadline = time.monotonic() + current().lock_wait
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise RunLocked(
-                        f"{home}: another Brecha run holds this home ({_describe(holder_info(home))}). Two runs on "
-                        "one home would mix their data: wait until it ends, or use another BRECHA_HOME "
-                        f"(set {WAIT_ENV}=<seconds> to wait for it).") from None
-                time.sleep(0.5)
+    with fh, contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(locked(fh, wait=current().lock_wait))
+        except BlockingIOError:
+            raise RunLocked(
+                f"{home}: another Brecha run holds this home ({_describe(holder_info(home))}). Two runs on one home "
+                "would mix their data: wait until it ends, or use another BRECHA_HOME "
+                f"(set {WAIT_ENV}=<seconds> to wait for it).") from None
         _check_claim(home, owner)
         fh.seek(0)
         fh.truncate()
@@ -137,9 +131,6 @@ def hold(command: str | None = None, owner: str | None = None) -> Iterator[Path]
             yield home
         finally:
             held.pop(home, None)
-            fcntl.flock(fh, fcntl.LOCK_UN)
-    finally:
-        fh.close()
 
 
 def claim(owner: str) -> dict[str, Any]:

@@ -42,6 +42,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "AIRFLOW__COSMOS__ENABLE_WATCHER_RELIABLE_RETRY": "False",  # producers never retry (dags/brecha_pipeline.py)
         "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
+        # sized to the machine, not Airflow's defaults (32 task slots, 4 API server workers, 2 DAG parsers): the
+        # warehouse takes one writer at a time and the DAG is one file
+        **machine_size(),
         "DO_NOT_TRACK": "1",
         # the API server and UI listen on this machine only; BRECHA_AIRFLOW_HOST=0.0.0.0 opens them to the network
         "AIRFLOW__API__HOST": settings.airflow_host,
@@ -50,6 +53,15 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{settings.airflow_port}/execution/",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file(airflow_home)),
     }
+
+
+def machine_size(cpus: int | None = None) -> dict[str, str]:
+    """Airflow's pools of processes for this machine's cores: task slots for the writers' one at a time plus the dbt
+    sensors (two per core), one API server worker and one DAG parser."""
+    cpus = cpus or os.cpu_count() or 1
+    slots = str(max(2, 2 * cpus))
+    return {"AIRFLOW__CORE__PARALLELISM": slots, "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": slots,
+            "AIRFLOW__API__WORKERS": "1", "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1"}
 
 
 def password_file(airflow_home: Path) -> Path:
@@ -75,6 +87,18 @@ def ensure_password(airflow_home: Path, user: str = "admin") -> Path:
             fh.write(json.dumps(passwords) + "\n")
     os.chmod(path, 0o600)
     return path
+
+
+def task_retries() -> dict[str, object]:
+    """Airflow's retries of a task that met a transient error (a DuckDB lock held past its connections' own retries),
+    with the project's one back-off (``brecha.core.db.LOCK_BACKOFF``)."""
+    from datetime import timedelta
+
+    from brecha.core.db import LOCK_BACKOFF
+
+    delays = LOCK_BACKOFF.delays()
+    return {"retries": len(delays), "retry_delay": timedelta(seconds=delays[0]),
+            "retry_exponential_backoff": LOCK_BACKOFF.factor, "max_retry_delay": timedelta(seconds=delays[-1])}
 
 
 def run_step(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

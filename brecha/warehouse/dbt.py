@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from brecha.core.db import LOCK_BACKOFF
 from brecha.core.errors import BrechaError, GateFailed
 from brecha.core.files import write_atomic
 from brecha.core.settings import DBT_PROJECT_DIR, Paths, current, paths
@@ -40,6 +41,7 @@ def dbt_env(home: Path | None = None) -> dict[str, str]:
         "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
         "DBT_TARGET_PATH": str(p.dbt_target),  # runtime state stays under $BRECHA_HOME
         "DBT_LOG_PATH": str(p.dbt_logs),
+        "BRECHA_LOCK_ATTEMPTS": str(LOCK_BACKOFF.attempts),  # profiles.yml's retries (brecha.core.db.LOCK_BACKOFF)
     }
 
 

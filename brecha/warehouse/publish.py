@@ -19,7 +19,6 @@ and serve take the run lock like every step, so they stop, naming the run, while
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -36,7 +35,7 @@ import yaml
 
 from brecha.core.db import connect, table_exists
 from brecha.core.errors import BrechaError, env_fault
-from brecha.core.files import fsync_dir, fsync_file, replacing, sha256_of, write_atomic
+from brecha.core.files import fsync_dir, fsync_file, locked, replacing, sha256_of, write_atomic
 from brecha.core.settings import GRAFANA_DIR, Paths, paths
 from brecha.warehouse import gates
 from brecha.warehouse.gx.record import DDL as VALIDATION_DDL
@@ -461,12 +460,8 @@ def _check_writable(p: Paths, *folders: Path) -> None:
 def _publish_lock(p: Paths, wait: bool = True) -> Iterator[None]:
     """One publish or rollback at a time per serving folder (``wait=False``: raise BlockingIOError when held)."""
     p.serving.mkdir(parents=True, exist_ok=True)
-    with open(p.publish_lock, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with open(p.publish_lock, "w") as fh, locked(fh, wait=None if wait else 0):
+        yield
 
 
 def _remove_stale(p: Paths, con: duckdb.DuckDBPyConnection) -> None:

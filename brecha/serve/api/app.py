@@ -1,6 +1,8 @@
 """`brecha serve`: a read-only HTTP API over the published serving copy and the artifact of the run it serves.
 
-Endpoints (the generated OpenAPI page at ``/docs``, the schema at ``/openapi.json``):
+Endpoints (the generated OpenAPI page at ``/docs``, where ``/`` leads, its Swagger UI assets served from the installed
+``fastapi-offline`` package, no CDN; the schema at ``/openapi.json``), on ``APIRouter``s whose routes get the served
+copy and the what-if batcher as dependencies (``Served``, ``_batcher``):
 
 - ``GET /districts/{ubigeo}``: one district: names, actual and predicted internet share, 90 % interval (and
   whether the prediction is out of fold, once the mart says so), gap, divide index, both ranks, segment;
@@ -29,19 +31,21 @@ API accepts what landing accepts.
 
 from __future__ import annotations
 
+import functools
 import json
 import pickle
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import Body, FastAPI, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -279,236 +283,267 @@ def create_app(settings: Settings | None = None, serving_db: Path | None = None)
 
 def _create_app(settings: Settings, serving_db: Path) -> FastAPI:
     served = ServedCopy(serving_db)
-    app = FastAPI(
+    app = FastAPIOffline(  # FastAPI with the Swagger UI page's assets served from the installed package (no CDN)
         title="Brecha prediction API",
         version="1",
         summary="District answers and what-if scenarios over the published serving copy (read-only).",
         description=f"Reads only the published serving copy ({shown(served.path)}) and the model artifact of the run "
                     f"it serves; a new `brecha publish` or a rollback is picked up without a restart.\n\n{ASSOCIATIONAL}",
+        redoc_url=None,
     )
     app.state.served = served
     app.state.settings = settings
+    app.state.batcher = Batcher(functools.partial(_in_effect, settings, _predict_frame))  # its own thread
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.add_middleware(SettingsInEffect, settings=settings)
-    batcher = Batcher(lambda *args: _in_effect(settings, _predict_frame, *args))  # its own thread
-
-    def openapi() -> dict[str, Any]:
-        """The generated schema, with the valid range of every feature in the served copy written into the
-        what-if's ``Overrides`` (regenerated when a new copy is served)."""
-        try:
-            v = served.current()
-            ranges, model = v.ranges(), v.model()
-        except NotServed:
-            v, ranges, model = None, {}, None
-        key = None if v is None else v.key
-        if app.openapi_schema is not None and app.state.openapi_key == key:
-            return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
-                             description=app.description, routes=app.routes)
-        props = schema["components"]["schemas"]["Overrides"]["properties"]
-        for name, prop in props.items():
-            r = ranges.get(name)
-            if r is not None:
-                number = next(t for t in prop["anyOf"] if t.get("type") == "number")
-                number["minimum"], number["maximum"] = r.minimum, r.maximum
-                prop["description"] += (f". Served model {model.model_name} (run {model.run_id}): valid "
-                                        f"{r.minimum:g}..{r.maximum:g} ({r.source})")
-            elif model is not None:
-                prop["description"] += f". Not used by the served model {model.model_name}: rejected"
-        app.openapi_schema, app.state.openapi_key = schema, key
-        return schema
-
-    app.openapi = openapi
+    app.openapi = functools.partial(custom_openapi, app)
     app.state.openapi_key = None
-
-    @app.exception_handler(ApiError)
-    def _api_error(request: Request, err: ApiError) -> JSONResponse:
-        msg = message(err.key, request_lang(request), **err.fields)
-        return JSONResponse({"detail": [{"loc": err.loc, "msg": msg, "type": err.kind}]}, status_code=err.status)
-
-    @app.exception_handler(RequestValidationError)
-    def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
-        errors = []
-        for e in err.errors():
-            e = dict(e)
-            e["loc"] = [echo(part) for part in e.get("loc", ())]  # a dict key of the body is the user's too
-            if e.get("type") == "extra_forbidden" and tuple(e["loc"][:2]) == ("body", "overrides"):
-                e["msg"] = message("unknown_feature", request_lang(request), name=e["loc"][-1])
-            if "input" in e:
-                e["input"] = echo(e["input"])
-            errors.append(e)
-        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
-
-    @app.exception_handler(HTTPException)
-    async def _http(request: Request, err: HTTPException) -> JSONResponse:
-        if err.status_code != 400:  # an unknown route or method: FastAPI's own answer
-            return await http_exception_handler(request, err)
-        # FastAPI's only 400 here: a body that is not JSON it can read (bad UTF-8, nesting too deep for the
-        # parser, an integer of thousands of digits); answered in the shape and language of every other error
-        msg = message("bad_body", request_lang(request), example=EXAMPLE)
-        return JSONResponse({"detail": [{"loc": ["body"], "msg": msg, "type": "json_invalid"}]}, status_code=400)
-
-    @app.exception_handler(NotServed)
-    def _not_served(request: Request, err: NotServed) -> JSONResponse:
-        return JSONResponse({"detail": [{"loc": ["serving_db"], "msg": err.text(request_lang(request)),
-                                         "type": "not_served"}]},
-                            status_code=503)
-
-    @app.get("/health", response_model=Health, tags=["service"])
-    def health(lang: Lang = None) -> Health:
-        """Which serving file, snapshot and model run the answers come from."""
-        v = served.current()
-        return Health(status="ok", serving_db=shown(v.path), snapshot=v.snapshot, run_id=v.run_id)
-
-    @app.get("/districts/{ubigeo}", response_model=District, tags=["districts"],
-             responses={404: {"description": "Unknown ubigeo"}})
-    def district(ubigeo: Ubigeo, lang: Lang = None) -> District:
-        """One district, as the map and the atlas show it (its polygon as GeoJSON in ``more.geometry_geojson``)."""
-        v = served.current()
-        v.require_profile()
-        with v.cursor() as con:
-            ubigeo = padded(con, ubigeo)
-            rows = _records(con.execute(f"SELECT * FROM {PROFILE} WHERE ubigeo = ?", [ubigeo]))
-        if not rows:
-            raise ApiError(404, ["path", "ubigeo"], "not_found", "not_found", ubigeo=ubigeo)
-        return _district(rows[0])
-
-    @app.get("/districts", response_model=DistrictPage, tags=["districts"])
-    def districts(
-        department: Annotated[str | None, Query(description="Department name (case-insensitive)",
-                                                examples=["AMAZONAS"])] = None,
-        province: Annotated[str | None, Query(description="Province name (case-insensitive)")] = None,
-        segment_id: Annotated[int | None, Query(ge=0, le=MAX_INT, description="Segment (cluster) id")] = None,
-        rank_by: Annotated[Literal["priority", "divide"], Query(
-            description="Which rank the range and the order use: priority_rank or national_rank (divide index)")
-        ] = "priority",
-        rank_min: Annotated[int | None, Query(ge=1, le=MAX_INT, description="Smallest rank to include")] = None,
-        rank_max: Annotated[int | None, Query(ge=1, le=MAX_INT, description="Largest rank to include")] = None,
-        page: Annotated[int, Query(ge=1, le=MAX_INT, description="A page past the last is empty")] = 1,
-        page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"At most {MAX_PAGE_SIZE}")] = 50,
-        lang: Lang = None,
-    ) -> DistrictPage:
-        """Districts ordered by the chosen rank, filtered, one page at a time (every district of the reference:
-        those without a rank come last; polygons are left out of the list, GET /districts/{ubigeo} has them)."""
-        if rank_min is not None and rank_max is not None and rank_min > rank_max:
-            raise ApiError(422, ["query", "rank_min"], "rank_order", "value_error", rank_min=rank_min,
-                           rank_max=rank_max)
-        v = served.current()
-        v.require_profile()
-        rank = RANK_COLUMNS[rank_by]
-        where, params = [], []
-        with v.cursor() as con:
-            for field, value in (("department", department), ("province", province)):
-                if value is None:
-                    continue
-                known = con.execute(f"SELECT count(*) FROM {PROFILE} WHERE upper({field}) = upper(?)",
-                                    [value]).fetchone()[0]
-                if not known:
-                    raise ApiError(422, ["query", field], "unknown_value", "value_error", field=field,
-                                   value=echo(value), example=_example(con, field))
-                where.append(f"upper({field}) = upper(?)")
-                params.append(value)
-            if segment_id is not None:
-                ids = [s for (s,) in con.execute(f"SELECT DISTINCT segment_id FROM {PROFILE} "
-                                                 "WHERE segment_id IS NOT NULL ORDER BY 1").fetchall()]
-                if segment_id not in ids:
-                    raise ApiError(422, ["query", "segment_id"], "unknown_segment", "value_error", value=segment_id,
-                                   known=ids)
-                where.append("segment_id = ?")
-                params.append(segment_id)
-            if rank_min is not None:
-                where.append(f"{rank} >= ?")
-                params.append(rank_min)
-            if rank_max is not None:
-                where.append(f"{rank} <= ?")
-                params.append(rank_max)
-            clause = f"WHERE {' AND '.join(where)}" if where else ""
-            total = con.execute(f"SELECT count(*) FROM {PROFILE} {clause}", params).fetchone()[0]
-            rows = _records(con.execute(f"SELECT * EXCLUDE (geometry_geojson) FROM {PROFILE} {clause} "
-                                        f"ORDER BY {rank} NULLS LAST, ubigeo "
-                                        "LIMIT ? OFFSET ?", [*params, page_size, (page - 1) * page_size]))
-        return DistrictPage(total=total, page=page, page_size=page_size, items=[_district(r) for r in rows])
-
-    @app.get("/model", response_model=ModelInfo, tags=["model"])
-    def model(lang: Lang = None) -> ModelInfo:
-        """The model run served, its metrics, and the features a what-if may override with their ranges."""
-        v = served.current()
-        m = v.model()
-        with v.cursor() as con:
-            cands = con.execute("SELECT model_name, model_family, selected, cv_r2, cv_mae, cv_rmse, "
-                                "interval_coverage, n_train, n_features FROM ml.model_runs WHERE run_id = ? "
-                                "ORDER BY cv_mae", [m.run_id]).df()
-        return ModelInfo(
-            run_id=m.run_id, model_name=m.model_name, model_family=m.model_family, target=m.config.get("target"),
-            metrics=m.metrics, conformal=m.config.get("conformal"), snapshot=v.snapshot,
-            candidates=[{k: (json_number(x) if not isinstance(x, str) else x) for k, x in r.items()}
-                        for r in cands.to_dict("records")],
-            features=[FeatureInfo(name=r.name, description=r.description, minimum=r.minimum, maximum=r.maximum,
-                                  bounds=r.source) for r in v.ranges().values()],
-        )
-
-    @app.post("/districts/{ubigeo}/whatif", response_model=WhatIf, tags=["districts"],
-              responses={404: {"description": "Unknown ubigeo"}, 422: {"description": "Unknown feature, "
-                         "feature the model does not use, or a value out of its range"}})
-    def whatif(ubigeo: Ubigeo, body: Annotated[WhatIfRequest, Body()], request: Request, lang: Lang = None) -> WhatIf:
-        """Predict the district's internet share with some of its features set to other values."""
-        v = served.current()
-        m = v.model()
-        with v.cursor() as con:
-            ubigeo = padded(con, ubigeo)
-        overrides = {k: val for k, val in body.overrides.model_dump().items() if val is not None}
-        if not overrides:
-            raise ApiError(422, ["body", "overrides"], "no_overrides", "missing", example=EXAMPLE)
-        feats = v.features()
-        if ubigeo not in feats.index:
-            raise ApiError(404, ["path", "ubigeo"], "not_found", "not_found", ubigeo=ubigeo)
-        ranges = v.ranges()
-        for name, val in overrides.items():
-            if name not in ranges:
-                raise ApiError(422, ["body", "overrides", name], "not_used", "feature_not_used", name=name,
-                               model=m.model_name, run=m.run_id, features=", ".join(m.features))
-            r = ranges[name]
-            if not r.minimum <= val <= r.maximum:
-                raise ApiError(422, ["body", "overrides", name], "out_of_range", "out_of_range", name=name,
-                               value=f"{val:g}", low=f"{r.minimum:g}", high=f"{r.maximum:g}", source=r.source)
-        info = v.names.loc[ubigeo].tolist()  # district, department, internet_pct, department_code
-        with v.cursor() as con:
-            published = con.execute(f"SELECT {', '.join(INTERVAL)} FROM {PROFILE} WHERE ubigeo = ?",
-                                    [ubigeo]).df()
-        if published.empty or published.isna().any(axis=None):
-            raise ApiError(404, ["path", "ubigeo"], "no_prediction", "not_found", ubigeo=ubigeo)
-        base_row = feats.loc[[ubigeo], list(m.features)]
-        scen = scenario_features(base_row, overrides)
-        frame = pd.concat([base_row, scen.features])
-        frame.index = pd.Index(["baseline", "scenario"])
-        departments = pd.Series([info[3]] * 2, index=frame.index)  # intervals calibrated by region, where they are
-        try:
-            pred = batcher.predict(m.run_id, frame, departments)
-        except (BrechaError, OSError, EOFError, pickle.UnpicklingError):  # the artifact went missing or is damaged
-            raise NotServed("no_artifact", run=m.run_id, model=m.model_name,
-                            path=shown(artifact_dir(m.run_id, m.model_name))) from None
-        published.index = pd.Index(["published"])
-        moved = from_published(published, pred.loc[["baseline"]], pred.loc[["scenario"]])
-        base, scenario = (Interval(**{k: float(f.iloc[0][k]) for k in Interval.model_fields})
-                          for f in (published, moved))
-        return WhatIf(
-            ubigeo=ubigeo, district=_text(info[0]), department=_text(info[1]), run_id=m.run_id, model_name=m.model_name,
-            overrides=[Override(feature=n, description=ranges[n].description,
-                                baseline_value=json_number(feats.loc[ubigeo, n]), scenario_value=float(val),
-                                valid_range=(ranges[n].minimum, ranges[n].maximum)) for n, val in overrides.items()],
-            baseline=base, scenario=scenario,
-            difference_pp=scenario.predicted_internet_pct - base.predicted_internet_pct,
-            model_change_pp=float(pred.loc["scenario", "predicted_internet_pct"]
-                                  - pred.loc["baseline", "predicted_internet_pct"]),
-            recomputed=[RecomputedFeature(feature=f, baseline_value=json_number(base_row.iloc[0][f]),
-                                          scenario_value=json_number(scen.features.iloc[0][f]), rule=rule)
-                        for f, rule in scen.recomputed.items()],
-            held_fixed=[HeldFeature(feature=f, value=json_number(base_row.iloc[0][f]), reason=reason)
-                        for f, reason in scen.held_fixed.items()],
-            actual_internet_pct=json_number(info[2]), note=message("associational", request_lang(request)),
-        )
-
+    for error, handler in ((ApiError, _api_error), (RequestValidationError, _invalid), (HTTPException, _http),
+                           (NotServed, _not_served)):
+        app.add_exception_handler(error, handler)
+    for router in (service, districts_router, model_router):
+        app.include_router(router)
     return app
+
+
+# --- the routes, on routers; the served copy and the what-if batcher come as dependencies -------------------------
+
+def _served(request: Request) -> ServedCopy:
+    return request.app.state.served
+
+
+def _batcher(request: Request) -> Batcher:
+    return request.app.state.batcher
+
+
+Served = Annotated[ServedCopy, Depends(_served)]
+service = APIRouter(tags=["service"])
+districts_router = APIRouter(tags=["districts"])
+model_router = APIRouter(tags=["model"])
+
+
+@service.get("/", include_in_schema=False)
+def root() -> RedirectResponse:
+    """The API's page: its OpenAPI documentation."""
+    return RedirectResponse("/docs")
+
+
+@service.get("/health", response_model=Health)
+def health(served: Served, lang: Lang = None) -> Health:
+    """Which serving file, snapshot and model run the answers come from."""
+    v = served.current()
+    return Health(status="ok", serving_db=shown(v.path), snapshot=v.snapshot, run_id=v.run_id)
+
+@districts_router.get("/districts/{ubigeo}", response_model=District,
+         responses={404: {"description": "Unknown ubigeo"}})
+def district(ubigeo: Ubigeo, served: Served, lang: Lang = None) -> District:
+    """One district, as the map and the atlas show it (its polygon as GeoJSON in ``more.geometry_geojson``)."""
+    v = served.current()
+    v.require_profile()
+    with v.cursor() as con:
+        ubigeo = padded(con, ubigeo)
+        rows = _records(con.execute(f"SELECT * FROM {PROFILE} WHERE ubigeo = ?", [ubigeo]))
+    if not rows:
+        raise ApiError(404, ["path", "ubigeo"], "not_found", "not_found", ubigeo=ubigeo)
+    return _district(rows[0])
+
+@districts_router.get("/districts", response_model=DistrictPage)
+def districts(
+    department: Annotated[str | None, Query(description="Department name (case-insensitive)",
+                                            examples=["AMAZONAS"])] = None,
+    province: Annotated[str | None, Query(description="Province name (case-insensitive)")] = None,
+    segment_id: Annotated[int | None, Query(ge=0, le=MAX_INT, description="Segment (cluster) id")] = None,
+    rank_by: Annotated[Literal["priority", "divide"], Query(
+        description="Which rank the range and the order use: priority_rank or national_rank (divide index)")
+    ] = "priority",
+    rank_min: Annotated[int | None, Query(ge=1, le=MAX_INT, description="Smallest rank to include")] = None,
+    rank_max: Annotated[int | None, Query(ge=1, le=MAX_INT, description="Largest rank to include")] = None,
+    page: Annotated[int, Query(ge=1, le=MAX_INT, description="A page past the last is empty")] = 1,
+    page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"At most {MAX_PAGE_SIZE}")] = 50,
+    *,
+    served: Served,
+    lang: Lang = None,
+) -> DistrictPage:
+    """Districts ordered by the chosen rank, filtered, one page at a time (every district of the reference:
+    those without a rank come last; polygons are left out of the list, GET /districts/{ubigeo} has them)."""
+    if rank_min is not None and rank_max is not None and rank_min > rank_max:
+        raise ApiError(422, ["query", "rank_min"], "rank_order", "value_error", rank_min=rank_min,
+                       rank_max=rank_max)
+    v = served.current()
+    v.require_profile()
+    rank = RANK_COLUMNS[rank_by]
+    where, params = [], []
+    with v.cursor() as con:
+        for field, value in (("department", department), ("province", province)):
+            if value is None:
+                continue
+            known = con.execute(f"SELECT count(*) FROM {PROFILE} WHERE upper({field}) = upper(?)",
+                                [value]).fetchone()[0]
+            if not known:
+                raise ApiError(422, ["query", field], "unknown_value", "value_error", field=field,
+                               value=echo(value), example=_example(con, field))
+            where.append(f"upper({field}) = upper(?)")
+            params.append(value)
+        if segment_id is not None:
+            ids = [s for (s,) in con.execute(f"SELECT DISTINCT segment_id FROM {PROFILE} "
+                                             "WHERE segment_id IS NOT NULL ORDER BY 1").fetchall()]
+            if segment_id not in ids:
+                raise ApiError(422, ["query", "segment_id"], "unknown_segment", "value_error", value=segment_id,
+                               known=ids)
+            where.append("segment_id = ?")
+            params.append(segment_id)
+        if rank_min is not None:
+            where.append(f"{rank} >= ?")
+            params.append(rank_min)
+        if rank_max is not None:
+            where.append(f"{rank} <= ?")
+            params.append(rank_max)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        total = con.execute(f"SELECT count(*) FROM {PROFILE} {clause}", params).fetchone()[0]
+        rows = _records(con.execute(f"SELECT * EXCLUDE (geometry_geojson) FROM {PROFILE} {clause} "
+                                    f"ORDER BY {rank} NULLS LAST, ubigeo "
+                                    "LIMIT ? OFFSET ?", [*params, page_size, (page - 1) * page_size]))
+    return DistrictPage(total=total, page=page, page_size=page_size, items=[_district(r) for r in rows])
+
+@model_router.get("/model", response_model=ModelInfo)
+def model(served: Served, lang: Lang = None) -> ModelInfo:
+    """The model run served, its metrics, and the features a what-if may override with their ranges."""
+    v = served.current()
+    m = v.model()
+    with v.cursor() as con:
+        cands = con.execute("SELECT model_name, model_family, selected, cv_r2, cv_mae, cv_rmse, "
+                            "interval_coverage, n_train, n_features FROM ml.model_runs WHERE run_id = ? "
+                            "ORDER BY cv_mae", [m.run_id]).df()
+    return ModelInfo(
+        run_id=m.run_id, model_name=m.model_name, model_family=m.model_family, target=m.config.get("target"),
+        metrics=m.metrics, conformal=m.config.get("conformal"), snapshot=v.snapshot,
+        candidates=[{k: (json_number(x) if not isinstance(x, str) else x) for k, x in r.items()}
+                    for r in cands.to_dict("records")],
+        features=[FeatureInfo(name=r.name, description=r.description, minimum=r.minimum, maximum=r.maximum,
+                              bounds=r.source) for r in v.ranges().values()],
+    )
+
+@districts_router.post("/districts/{ubigeo}/whatif", response_model=WhatIf,
+          responses={404: {"description": "Unknown ubigeo"}, 422: {"description": "Unknown feature, "
+                     "feature the model does not use, or a value out of its range"}})
+def whatif(ubigeo: Ubigeo, body: Annotated[WhatIfRequest, Body()], request: Request, served: Served,
+           batcher: Annotated[Batcher, Depends(_batcher)], lang: Lang = None) -> WhatIf:
+    """Predict the district's internet share with some of its features set to other values."""
+    v = served.current()
+    m = v.model()
+    with v.cursor() as con:
+        ubigeo = padded(con, ubigeo)
+    overrides = {k: val for k, val in body.overrides.model_dump().items() if val is not None}
+    if not overrides:
+        raise ApiError(422, ["body", "overrides"], "no_overrides", "missing", example=EXAMPLE)
+    feats = v.features()
+    if ubigeo not in feats.index:
+        raise ApiError(404, ["path", "ubigeo"], "not_found", "not_found", ubigeo=ubigeo)
+    ranges = v.ranges()
+    for name, val in overrides.items():
+        if name not in ranges:
+            raise ApiError(422, ["body", "overrides", name], "not_used", "feature_not_used", name=name,
+                           model=m.model_name, run=m.run_id, features=", ".join(m.features))
+        r = ranges[name]
+        if not r.minimum <= val <= r.maximum:
+            raise ApiError(422, ["body", "overrides", name], "out_of_range", "out_of_range", name=name,
+                           value=f"{val:g}", low=f"{r.minimum:g}", high=f"{r.maximum:g}", source=r.source)
+    info = v.names.loc[ubigeo]  # district, department, internet_pct, department_code
+    with v.cursor() as con:
+        published = con.execute(f"SELECT {', '.join(INTERVAL)} FROM {PROFILE} WHERE ubigeo = ?",
+                                [ubigeo]).df()
+    if published.empty or published.isna().any(axis=None):
+        raise ApiError(404, ["path", "ubigeo"], "no_prediction", "not_found", ubigeo=ubigeo)
+    base_row = feats.loc[[ubigeo], list(m.features)]
+    scen = scenario_features(base_row, overrides)
+    frame = pd.concat([base_row, scen.features])
+    frame.index = pd.Index(["baseline", "scenario"])
+    departments = pd.Series([info["department_code"]] * 2, index=frame.index)  # intervals calibrated by region, where they are
+    try:
+        pred = batcher.predict(m.run_id, frame, departments)
+    except (BrechaError, OSError, EOFError, pickle.UnpicklingError):  # the artifact went missing or is damaged
+        raise NotServed("no_artifact", run=m.run_id, model=m.model_name,
+                        path=shown(artifact_dir(m.run_id, m.model_name))) from None
+    published.index = pd.Index(["published"])
+    moved = from_published(published, pred.loc[["baseline"]], pred.loc[["scenario"]])
+    base, scenario = (Interval(**{k: float(f.iloc[0][k]) for k in Interval.model_fields})
+                      for f in (published, moved))
+    return WhatIf(
+        ubigeo=ubigeo, district=_text(info["district"]), department=_text(info["department"]), run_id=m.run_id, model_name=m.model_name,
+        overrides=[Override(feature=n, description=ranges[n].description,
+                            baseline_value=json_number(feats.loc[ubigeo, n]), scenario_value=float(val),
+                            valid_range=(ranges[n].minimum, ranges[n].maximum)) for n, val in overrides.items()],
+        baseline=base, scenario=scenario,
+        difference_pp=scenario.predicted_internet_pct - base.predicted_internet_pct,
+        model_change_pp=float(pred.loc["scenario", "predicted_internet_pct"]
+                              - pred.loc["baseline", "predicted_internet_pct"]),
+        recomputed=[RecomputedFeature(feature=f, baseline_value=json_number(base_row.iloc[0][f]),
+                                      scenario_value=json_number(scen.features.iloc[0][f]), rule=rule)
+                    for f, rule in scen.recomputed.items()],
+        held_fixed=[HeldFeature(feature=f, value=json_number(base_row.iloc[0][f]), reason=reason)
+                    for f, reason in scen.held_fixed.items()],
+        actual_internet_pct=json_number(info["internet_pct"]), note=message("associational", request_lang(request)),
+    )
+
+
+
+def custom_openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated schema, with the valid range of every feature in the served copy written into the
+    what-if's ``Overrides`` (regenerated when a new copy is served)."""
+    try:
+        v = app.state.served.current()
+        ranges, model = v.ranges(), v.model()
+    except NotServed:
+        v, ranges, model = None, {}, None
+    key = None if v is None else v.key
+    if app.openapi_schema is not None and app.state.openapi_key == key:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
+                         description=app.description, routes=app.routes)
+    props = schema["components"]["schemas"]["Overrides"]["properties"]
+    for name, prop in props.items():
+        r = ranges.get(name)
+        if r is not None:
+            number = next(t for t in prop["anyOf"] if t.get("type") == "number")
+            number["minimum"], number["maximum"] = r.minimum, r.maximum
+            prop["description"] += (f". Served model {model.model_name} (run {model.run_id}): valid "
+                                    f"{r.minimum:g}..{r.maximum:g} ({r.source})")
+        elif model is not None:
+            prop["description"] += f". Not used by the served model {model.model_name}: rejected"
+    app.openapi_schema, app.state.openapi_key = schema, key
+    return schema
+
+
+
+def _api_error(request: Request, err: ApiError) -> JSONResponse:
+    msg = message(err.key, request_lang(request), **err.fields)
+    return JSONResponse({"detail": [{"loc": err.loc, "msg": msg, "type": err.kind}]}, status_code=err.status)
+
+def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+    errors = []
+    for e in err.errors():
+        e = dict(e)
+        e["loc"] = [echo(part) for part in e.get("loc", ())]  # a dict key of the body is the user's too
+        if e.get("type") == "extra_forbidden" and tuple(e["loc"][:2]) == ("body", "overrides"):
+            e["msg"] = message("unknown_feature", request_lang(request), name=e["loc"][-1])
+        if "input" in e:
+            e["input"] = echo(e["input"])
+        errors.append(e)
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+async def _http(request: Request, err: HTTPException) -> JSONResponse:
+    if err.status_code != 400:  # an unknown route or method: FastAPI's own answer
+        return await http_exception_handler(request, err)
+    # FastAPI's only 400 here: a body that is not JSON it can read (bad UTF-8, nesting too deep for the
+    # parser, an integer of thousands of digits); answered in the shape and language of every other error
+    msg = message("bad_body", request_lang(request), example=EXAMPLE)
+    return JSONResponse({"detail": [{"loc": ["body"], "msg": msg, "type": "json_invalid"}]}, status_code=400)
+
+def _not_served(request: Request, err: NotServed) -> JSONResponse:
+    return JSONResponse({"detail": [{"loc": ["serving_db"], "msg": err.text(request_lang(request)),
+                                     "type": "not_served"}]},
+                        status_code=503)
+
 
 
 def padded(con, ubigeo: str) -> str:
@@ -545,9 +580,9 @@ class SettingsInEffect:
             await self.app(scope, receive, send)
 
 
-def _in_effect(settings: Settings, fn: Any, *args: Any) -> Any:
+def _in_effect(settings: Settings, fn: Any, *args: Any, **kwargs: Any) -> Any:
     with using(settings):
-        return fn(*args)
+        return fn(*args, **kwargs)
 
 
 class BodyLimit:
