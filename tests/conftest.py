@@ -80,6 +80,11 @@ class PipelineRun:
     results: dict
     output: str
 
+    @property
+    def train(self):
+        """What its `brecha train` step returned (the run id, the selected model, ...)."""
+        return self.results["train"]
+
 
 @pytest.fixture(scope="session")
 def pipeline_run(_session_env: Path) -> PipelineRun:
@@ -103,29 +108,19 @@ def real_run_home(real_run: PipelineRun) -> Path:
 
 
 @pytest.fixture(scope="session")
-def built_home(pipeline_run: PipelineRun) -> Path:
-    """BRECHA_HOME whose warehouse has the core marts built by dbt (models and tests green) and the marts gate passed."""
+def session_home(pipeline_run: PipelineRun) -> Path:
+    """The home of the session's `brecha run` (``pipeline_run``): landed, built and gated, trained, clustered,
+    published, the atlas drawn. Tests read it; a test that changes a warehouse copies it first (``own_home``)."""
     return pipeline_run.home
 
 
-@pytest.fixture(scope="session")
-def trained_home(pipeline_run: PipelineRun):
-    """BRECHA_HOME after `brecha train` and the prediction marts: (home, train result)."""
-    return pipeline_run.home, pipeline_run.results["train"]
-
-
-@pytest.fixture(scope="session")
-def clustered_home(pipeline_run: PipelineRun) -> Path:
-    """BRECHA_HOME after the spatial cluster step and the cluster marts (what `brecha run` does after training)."""
-    return pipeline_run.home
-
-
-SESSION_HOMES = ("built_home", "trained_home", "clustered_home", "pipeline_run")
+SESSION_HOMES = ("session_home", "pipeline_run")
 
 
 @pytest.fixture(autouse=True)
 def _session_home_in_effect(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A test that asks for the session's warehouse (``built_home``, ...) runs with its settings in effect."""
+    """A test that asks for the session's warehouse (``session_home``, ``pipeline_run``) runs with its settings in
+    effect."""
     if not any(name in request.fixturenames for name in SESSION_HOMES):
         yield
         return
@@ -135,7 +130,7 @@ def _session_home_in_effect(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture
 def use_home() -> Iterator:
-    """Put a home's settings in effect for the rest of one test: ``use_home(built_home)``."""
+    """Put a home's settings in effect for the rest of one test: ``use_home(session_home)``."""
     with contextlib.ExitStack() as stack:
 
         def _use(home: Path) -> Path:

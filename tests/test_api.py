@@ -34,11 +34,11 @@ PROFILE = "marts.mart_district_profile"  # what the district endpoints answer fr
 
 
 @pytest.fixture(scope="module")
-def served_home(trained_home, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def served_home(pipeline_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home of our own: a copy of the trained warehouse, the session's artifacts, one publish."""
     from brecha.warehouse import publish
 
-    home, _ = trained_home
+    home = pipeline_run.home
     with own_home(home, tmp_path_factory.mktemp("api_home"), artifacts="link") as own:
         publish.publish()
     return own

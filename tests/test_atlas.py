@@ -20,12 +20,12 @@ from brecha.serve.atlas import GAP_SCALE, NO_VALUE, WORSE_SCALE
 
 
 @pytest.fixture(scope="module")
-def atlas(clustered_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def atlas(session_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Publish a copy of the clustered session warehouse in a home of our own, then write the atlas from it."""
     from brecha.orchestrate import steps
     from brecha.warehouse import publish
 
-    with own_home(clustered_home, tmp_path_factory.mktemp("atlas_home")) as own:
+    with own_home(session_home, tmp_path_factory.mktemp("atlas_home")) as own:
         published = publish.publish()  # the session fixtures ran (and recorded) every gate
         serving = published.serving_db
         result = steps.atlas(settings_for(own))

@@ -119,8 +119,8 @@ def test_districts_without_polygon_or_touching_none_fall_back_to_nearest_centroi
 
 # --- the step and the marts on the synthetic warehouse ---------------------------------------------------------
 
-def test_cluster_step_writes_one_row_per_district_and_measure_and_the_marts_read_it(clustered_home: Path) -> None:
-    with duckdb.connect(str(clustered_home / "brecha.duckdb"), read_only=True) as con:
+def test_cluster_step_writes_one_row_per_district_and_measure_and_the_marts_read_it(session_home: Path) -> None:
+    with duckdb.connect(str(session_home / "brecha.duckdb"), read_only=True) as con:
         n_districts = con.execute("SELECT count(*) FROM marts.mart_district_priorities").fetchone()[0]
         per_measure = dict(con.execute("SELECT measure, count(*) FROM marts.fct_district_clusters GROUP BY ALL").fetchall())
         known = dict(con.execute("""SELECT 'internet_pct', count(internet_pct) FROM marts.mart_district_priorities
@@ -146,14 +146,14 @@ def test_cluster_step_writes_one_row_per_district_and_measure_and_the_marts_read
         assert n_significant == significant.get(measure, 0)
 
 
-def test_cluster_step_is_deterministic_and_replaces_its_run(clustered_home: Path) -> None:
+def test_cluster_step_is_deterministic_and_replaces_its_run(session_home: Path) -> None:
     from brecha.orchestrate import steps
 
     query = "SELECT * EXCLUDE (computed_at) FROM ml.district_clusters ORDER BY run_id, ubigeo, measure"
-    with duckdb.connect(str(clustered_home / "brecha.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(session_home / "brecha.duckdb"), read_only=True) as con:
         before = con.execute(query).df()
-    steps.clusters(settings_for(clustered_home, seed=42))
-    with duckdb.connect(str(clustered_home / "brecha.duckdb"), read_only=True) as con:
+    steps.clusters(settings_for(session_home, seed=42))
+    with duckdb.connect(str(session_home / "brecha.duckdb"), read_only=True) as con:
         after = con.execute(query).df()
     pd.testing.assert_frame_equal(before, after)
 
@@ -183,10 +183,10 @@ def test_two_sided_p_values_keep_the_blocks_under_the_false_discovery_rate_cut_o
     assert summary["n_significant"] == significant.sum() >= 12  # both 3 x 3 blocks' cores and more
 
 
-def test_readme_cluster_figures_are_generated_from_the_marts(clustered_home: Path) -> None:
+def test_readme_cluster_figures_are_generated_from_the_marts(session_home: Path) -> None:
     from brecha_ml.clusters import README_END, README_START, readme_block, replace_readme_block
 
-    with duckdb.connect(str(clustered_home / "brecha.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(session_home / "brecha.duckdb"), read_only=True) as con:
         block = readme_block(con)
         glob = con.execute("SELECT measure, n_high_high, n_low_low, n_significant_directed, run_id "
                            "FROM marts.mart_spatial_autocorrelation ORDER BY measure").fetchall()

@@ -49,9 +49,9 @@ def mart(con: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:
 
 
 @pytest.fixture
-def con(built_home: Path):
+def con(session_home: Path):
     """A read-only connection to the synthetic warehouse, closed after each test (dbt needs the file back)."""
-    c = connect(built_home)
+    c = connect(session_home)
     yield c
     c.close()
 
@@ -279,10 +279,10 @@ def test_mobile_lines_flag_rows_above_the_national_total(con):
 
 
 # --- docs and lineage -------------------------------------------------------------------------------------------
-def test_docs_generate_and_every_model_and_column_documented(built_home, use_home):
-    use_home(built_home)
+def test_docs_generate_and_every_model_and_column_documented(session_home, use_home):
+    use_home(session_home)
     index = Path(steps_docs())
-    target = built_home / "dbt_target"
+    target = session_home / "dbt_target"
     assert index.is_file() and (target / "catalog.json").is_file()
     manifest = json.loads((target / "manifest.json").read_text())
     models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]

@@ -225,8 +225,8 @@ def read_only_copy(home: Path, dest: Path) -> Path:
     return dest
 
 
-def test_a_read_only_home_serves_readers_and_stops_writers_with_one_line(built_home: Path, tmp_path: Path) -> None:
-    home = read_only_copy(built_home, tmp_path / "ro")
+def test_a_read_only_home_serves_readers_and_stops_writers_with_one_line(session_home: Path, tmp_path: Path) -> None:
+    home = read_only_copy(session_home, tmp_path / "ro")
     try:
         for args in (["runs"], ["publish", "--list"], ["sql", "-csv", "-c", "SELECT count(*) FROM marts.dim_districts"]):
             proc = brecha(*args, home=home)
@@ -351,7 +351,7 @@ def wait_for(url: str, proc: subprocess.Popen, seconds: float = 180) -> None:
     pytest.fail(f"{url} did not answer within {seconds} s")
 
 
-def test_serve_workers_end_with_the_server_killed_9_and_free_the_port(built_home: Path) -> None:
+def test_serve_workers_end_with_the_server_killed_9_and_free_the_port(session_home: Path) -> None:
     import signal
     import socket
 
@@ -359,7 +359,7 @@ def test_serve_workers_end_with_the_server_killed_9_and_free_the_port(built_home
 
     port = free_port()
     server = subprocess.Popen([str(BIN / "brecha"), "serve", "--workers", "2", "--port", str(port)], cwd=REPO,
-                              env={**os.environ, "BRECHA_HOME": str(built_home)}, stdout=subprocess.DEVNULL,
+                              env={**os.environ, "BRECHA_HOME": str(session_home)}, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for(f"http://127.0.0.1:{port}/health", server)

@@ -22,18 +22,18 @@ def test_dbt_selections_map_to_gates() -> None:
     assert gates.dbt_gates("dim_districts", None) == ()  # a partial build stands for no gate
 
 
-def test_the_dbt_build_step_recorded_its_outcome_for_the_batch(built_home: Path) -> None:
-    with duckdb.connect(str(built_home / "brecha.duckdb"), read_only=True) as con:
+def test_the_dbt_build_step_recorded_its_outcome_for_the_batch(session_home: Path) -> None:
+    with duckdb.connect(str(session_home / "brecha.duckdb"), read_only=True) as con:
         batch = gates.latest_ok_batch(con)
         found = gates.outcomes(con, batch)
     assert found["dbt_core"][0] is True and "models" in found["dbt_core"][2]
 
 
-def test_a_failed_landed_gate_is_recorded_and_publish_refuses(built_home: Path, tmp_path: Path,
+def test_a_failed_landed_gate_is_recorded_and_publish_refuses(session_home: Path, tmp_path: Path,
                                                              use_home) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    shutil.copy2(built_home / "brecha.duckdb", home / "brecha.duckdb")
+    shutil.copy2(session_home / "brecha.duckdb", home / "brecha.duckdb")
     use_home(home)
     with duckdb.connect(str(home / "brecha.duckdb")) as con:  # census shares delivered as 0-1 fractions
         con.execute("UPDATE raw.inei__census_indicators SET internet = internet / 100")

@@ -509,9 +509,9 @@ def check_results(results: list[dict], *, real: bool = False) -> None:
 
 
 @pytest.fixture(scope="module")
-def serving_db(clustered_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def serving_db(session_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Publish a copy of the trained, clustered synthetic warehouse in a home of our own (the shared one stays)."""
-    return _publish_copy(clustered_home, tmp_path_factory.mktemp("grafana_home"))
+    return _publish_copy(session_home, tmp_path_factory.mktemp("grafana_home"))
 
 
 def _publish_copy(home: Path, own: Path) -> Path:

@@ -93,9 +93,9 @@ print(json.dumps({"before": before, "after": settings(pooled), "rows": rows}), f
 
 
 @pytest.fixture(scope="module")
-def serving(clustered_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def serving(session_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The published serving copy (v1.0.0 storage, 0444) of the session's synthetic warehouse, in a home of our own."""
-    return _publish_copy(clustered_home, tmp_path_factory.mktemp("lockdown_home"))
+    return _publish_copy(session_home, tmp_path_factory.mktemp("lockdown_home"))
 
 
 def plugin_job(serving: Path, statement: str, phase: str, site: str | None = None,

@@ -19,10 +19,10 @@ from brecha_ml.store import DDL
 TABLES = list(DDL)
 
 
-def _copy_home(built_home: Path, dest: Path, use_home) -> Path:
+def _copy_home(session_home: Path, dest: Path, use_home) -> Path:
     """A private copy of the built synthetic warehouse (so FAST trainings never touch the session home)."""
     dest.mkdir(parents=True)
-    shutil.copy(built_home / "brecha.duckdb", dest / "brecha.duckdb")
+    shutil.copy(session_home / "brecha.duckdb", dest / "brecha.duckdb")
     return use_home(dest)
 
 
@@ -37,8 +37,8 @@ def test_every_feature_is_documented() -> None:
     assert "internet_pct" not in FEATURE_NAMES
 
 
-def test_spatial_folds_never_share_a_department(built_home: Path, use_home) -> None:
-    use_home(built_home)
+def test_spatial_folds_never_share_a_department(session_home: Path, use_home) -> None:
+    use_home(session_home)
     with duckdb.connect(str(paths().db), read_only=True) as con:
         marts = load_marts(con)
     known = marts["internet_pct"].notna()
@@ -51,8 +51,8 @@ def test_spatial_folds_never_share_a_department(built_home: Path, use_home) -> N
         assert not set(groups[tr]) & set(groups[te])
 
 
-def test_features_do_not_use_the_target(built_home: Path, use_home) -> None:
-    use_home(built_home)
+def test_features_do_not_use_the_target(session_home: Path, use_home) -> None:
+    use_home(session_home)
     with duckdb.connect(str(paths().db), read_only=True) as con:
         marts = load_marts(con)
     before = build_feature_table(marts)
@@ -60,12 +60,12 @@ def test_features_do_not_use_the_target(built_home: Path, use_home) -> None:
     pd.testing.assert_frame_equal(before, build_feature_table(scrambled))
 
 
-def test_food_vulnerability_feature_is_read_from_the_mart_and_used(trained_home) -> None:
+def test_food_vulnerability_feature_is_read_from_the_mart_and_used(pipeline_run) -> None:
     """The feature table takes food_vulnerability_pct from fct_district_connectivity as it is, and training keeps
     it (it is known for nearly every district, so it is not dropped for low coverage)."""
     import json
 
-    home, result = trained_home
+    home, result = pipeline_run.home, pipeline_run.train
     with duckdb.connect(str(home / "brecha.duckdb"), read_only=True) as con:
         marts = load_marts(con)
         mart_values = con.sql("select ubigeo, food_vulnerability_pct from marts.fct_district_connectivity").df()
@@ -77,8 +77,8 @@ def test_food_vulnerability_feature_is_read_from_the_mart_and_used(trained_home)
     assert configs and all("food_vulnerability_pct" in json.loads(p.read_text())["features"] for p in configs)
 
 
-def test_train_fills_tables_and_predicts_every_district(trained_home) -> None:
-    home, result = trained_home
+def test_train_fills_tables_and_predicts_every_district(pipeline_run) -> None:
+    home, result = pipeline_run.home, pipeline_run.train
     with duckdb.connect(str(home / "brecha.duckdb"), read_only=True) as con:
         n_districts = con.execute("select count(*) from marts.dim_districts").fetchone()[0]
         for table in TABLES:
@@ -121,8 +121,8 @@ def test_train_fills_tables_and_predicts_every_district(trained_home) -> None:
     assert preds["priority_score"].notna().all() and preds["households_offline"].gt(0).all()
 
 
-def test_coverage_is_stored_per_department_and_predicted_level(trained_home) -> None:
-    home, result = trained_home
+def test_coverage_is_stored_per_department_and_predicted_level(pipeline_run) -> None:
+    home, result = pipeline_run.home, pipeline_run.train
     with duckdb.connect(str(home / "brecha.duckdb"), read_only=True) as con:
         cov = con.execute("select * from ml.interval_coverage_by_group where run_id = ? and model_name = ?",
                           [result.run_id, result.selected_model]).df()
@@ -144,7 +144,7 @@ def test_coverage_is_stored_per_department_and_predicted_level(trained_home) -> 
     assert runs["cv_mae_household_weighted"].notna().all()
 
 
-def test_known_districts_are_predicted_by_the_model_that_never_saw_their_department(trained_home, use_home) -> None:
+def test_known_districts_are_predicted_by_the_model_that_never_saw_their_department(pipeline_run, use_home) -> None:
     """Refit the selected model without one department's fold: its prediction for that department is the
     stored one; predict_frame (the final model, fitted on everything) gives something else."""
     from sklearn.base import clone
@@ -153,7 +153,7 @@ def test_known_districts_are_predicted_by_the_model_that_never_saw_their_departm
     from brecha_ml.models import candidates, fit_grouped, from_model_scale, to_model_scale
     from brecha_ml.predict import load_selected, predict_frame
 
-    home, result = trained_home
+    home, result = pipeline_run.home, pipeline_run.train
     use_home(home)
     with duckdb.connect(str(paths().db), read_only=True) as con:
         marts = load_marts(con)
@@ -178,10 +178,10 @@ def test_known_districts_are_predicted_by_the_model_that_never_saw_their_departm
     assert err_final < err_oof
 
 
-def test_predict_reproduces_the_run(trained_home, use_home) -> None:
+def test_predict_reproduces_the_run(pipeline_run, use_home) -> None:
     from brecha.orchestrate import steps
 
-    home, result = trained_home
+    home, result = pipeline_run.home, pipeline_run.train
     use_home(home)
     again = steps.predict(current(), result.run_id)
     stored = _predictions(home, result.run_id).set_index("ubigeo")
@@ -191,7 +191,7 @@ def test_predict_reproduces_the_run(trained_home, use_home) -> None:
     assert again.max_abs_diff_vs_run == 0.0
 
 
-def test_unknown_targets_are_predicted_and_runs_are_deterministic(built_home: Path, tmp_path: Path,
+def test_unknown_targets_are_predicted_and_runs_are_deterministic(session_home: Path, tmp_path: Path,
                                                                   use_home) -> None:
     """Withhold the census share of three whole departments: the marts gate counts them and passes, training
     predicts them with the final model, the prediction marts and publish succeed; the predictions are compared
@@ -202,7 +202,7 @@ def test_unknown_targets_are_predicted_and_runs_are_deterministic(built_home: Pa
 
     results = {}
     for name in ("a", "b"):
-        home = _copy_home(built_home, tmp_path / name, use_home)
+        home = _copy_home(session_home, tmp_path / name, use_home)
         with duckdb.connect(str(home / "brecha.duckdb")) as con:
             truth = con.execute("select ubigeo, internet_pct from marts.fct_district_connectivity").df()
             deps = [r[0] for r in con.execute("select department_code from marts.dim_districts group by 1 "
@@ -244,12 +244,12 @@ def test_unknown_targets_are_predicted_and_runs_are_deterministic(built_home: Pa
     pd.testing.assert_frame_equal(pa[cols], pb[cols], check_exact=True)
 
 
-def test_ensemble_cv_from_member_fold_models_equals_refitting(built_home: Path, use_home) -> None:
+def test_ensemble_cv_from_member_fold_models_equals_refitting(session_home: Path, use_home) -> None:
     """The ensemble's CV reuses its members' fold models; refitting the VotingRegressor must give the same."""
     from brecha_ml.models import ENSEMBLE, ENSEMBLE_MEMBERS, candidates
     from brecha_ml.spatial_cv import cross_validate, cross_validate_ensemble
 
-    use_home(built_home)
+    use_home(session_home)
     with duckdb.connect(str(paths().db), read_only=True) as con:
         marts = load_marts(con)
     known = marts["internet_pct"].notna().to_numpy()
@@ -267,12 +267,12 @@ def test_ensemble_cv_from_member_fold_models_equals_refitting(built_home: Path, 
     assert assembled.pooled == refitted.pooled
 
 
-def test_mlp_early_stopping_holds_out_whole_departments(built_home: Path, use_home) -> None:
+def test_mlp_early_stopping_holds_out_whole_departments(session_home: Path, use_home) -> None:
     """The MLP's early-stopping split (what fit_grouped passes): whole departments, never on both sides, about
     val_fraction of the rows, a different set per bagged seed; without groups, a random share of rows."""
     from brecha_ml.torch_model import TorchMLPRegressor
 
-    use_home(built_home)
+    use_home(session_home)
     with duckdb.connect(str(paths().db), read_only=True) as con:
         groups = load_marts(con)["department_code"].astype(str).to_numpy()
     mlp = TorchMLPRegressor(val_fraction=0.15)
@@ -292,14 +292,14 @@ def test_mlp_early_stopping_holds_out_whole_departments(built_home: Path, use_ho
     assert len(set(two[tr])) == len(set(two[val])) == 1 and set(two[tr]) != set(two[val])
 
 
-def test_fit_grouped_passes_departments_to_the_mlp_and_ridge(built_home: Path, use_home) -> None:
+def test_fit_grouped_passes_departments_to_the_mlp_and_ridge(session_home: Path, use_home) -> None:
     """fit_grouped fits the MLP with department-grouped early stopping (not the random split a plain fit uses),
     and ridge's alpha by GroupKFold; the ensemble is assembled from members fitted the same way."""
     from sklearn.base import clone
 
     from brecha_ml.models import ENSEMBLE, candidates, fit_grouped, to_model_scale
 
-    use_home(built_home)
+    use_home(session_home)
     with duckdb.connect(str(paths().db), read_only=True) as con:
         marts = load_marts(con)
     X = build_feature_table(marts)  # noqa: N806

@@ -16,12 +16,12 @@ from brecha_ml.torch_model import TorchMLPRegressor
 
 
 @pytest.fixture(scope="module")
-def served(trained_home):
+def served(pipeline_run):
     """The session run's selected regressor and the feature rows of every district."""
     from brecha_ml.features import build_feature_table, load_marts
     from brecha_ml.predict import load_selected
 
-    home, result = trained_home
+    home, result = pipeline_run.home, pipeline_run.train
     with home_env(home):
         with duckdb.connect(str(paths().db), read_only=True) as con:
             marts = load_marts(con)

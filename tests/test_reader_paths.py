@@ -22,12 +22,12 @@ BRECHA = str(Path(sys.executable).with_name("brecha"))
 
 
 @pytest.fixture(scope="module")
-def published(trained_home, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def published(pipeline_run, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A copy of the trained session warehouse in a home of our own, rescored once and published."""
     from brecha.orchestrate import steps
     from brecha.warehouse import publish
 
-    home_src, train = trained_home
+    home_src, train = pipeline_run.home, pipeline_run.train
     # `brecha predict` reloads the run's artifacts; the session run recorded every gate publish requires
     with own_home(home_src, tmp_path_factory.mktemp("reader_home"), artifacts="copy") as own:
         rescored = steps.predict(current(), train.run_id)
@@ -108,7 +108,7 @@ def test_sql_without_a_serving_copy_says_what_to_do(brecha_home: Path) -> None:
     assert proc.returncode == 1 and "brecha run" in proc.stderr
 
 
-def test_static_docs_site_renders_models_from_a_file(built_home: Path, tmp_path: Path) -> None:
+def test_static_docs_site_renders_models_from_a_file(session_home: Path, tmp_path: Path) -> None:
     out = CliRunner().invoke(cli, ["docs"])
     assert out.exit_code == 0, out.output
     site = Path(out.output.strip().rsplit(" ", 1)[-1])
@@ -120,7 +120,7 @@ def test_static_docs_site_renders_models_from_a_file(built_home: Path, tmp_path:
     assert "Grain: one row per district" in seen
 
 
-def test_docs_serve_serves_the_site(built_home: Path, tmp_path: Path) -> None:
+def test_docs_serve_serves_the_site(session_home: Path, tmp_path: Path) -> None:
     import time
     import urllib.request
 
@@ -128,7 +128,7 @@ def test_docs_serve_serves_the_site(built_home: Path, tmp_path: Path) -> None:
 
     port = free_port()
     proc = subprocess.Popen([BRECHA, "docs", "--serve", "--no-generate", "--port", str(port)],
-                            env={**os.environ, "BRECHA_HOME": str(built_home)}, stderr=subprocess.PIPE, text=True)
+                            env={**os.environ, "BRECHA_HOME": str(session_home)}, stderr=subprocess.PIPE, text=True)
     try:
         assert f"http://127.0.0.1:{port}/" in proc.stderr.readline()
         for _ in range(50):
@@ -145,20 +145,20 @@ def test_docs_serve_serves_the_site(built_home: Path, tmp_path: Path) -> None:
         proc.wait(timeout=30)
 
 
-def test_run_summary_names_empty_marts_and_the_file_that_fills_them(built_home: Path, tmp_path: Path) -> None:
+def test_run_summary_names_empty_marts_and_the_file_that_fills_them(session_home: Path, tmp_path: Path) -> None:
     """A batch without the ENAHO files (as on the real extracts): the mart they fill is named, with the layout, an
     example file name and the dashboard panels that will be empty."""
     from brecha.warehouse.coverage import gaps
 
     db = tmp_path / "brecha.duckdb"
-    shutil.copyfile(built_home / "brecha.duckdb", db)
+    shutil.copyfile(session_home / "brecha.duckdb", db)
     with duckdb.connect(str(db)) as con:
-        assert gaps(con, built_home / "dbt_target" / "manifest.json") == []  # every layout present: nothing empty
+        assert gaps(con, session_home / "dbt_target" / "manifest.json") == []  # every layout present: nothing empty
         con.execute("""DELETE FROM raw._batch_files WHERE entity = 'inei__enaho_households'
                        AND batch_id = (SELECT batch_id FROM raw._latest_ok_batch)""")
         con.execute("DELETE FROM marts.fct_department_adoption_yearly")
         con.execute("UPDATE marts.fct_district_connectivity SET survey_internet_pct_department = NULL, survey_year = NULL")
-        found = {g.relation: g for g in gaps(con, built_home / "dbt_target" / "manifest.json")}
+        found = {g.relation: g for g in gaps(con, session_home / "dbt_target" / "manifest.json")}
     adoption = found.pop("marts.fct_department_adoption_yearly")
     assert "ENAHO module 01" in str(adoption) and "906-Modulo01.zip" in str(adoption)
     # the panels as a reader finds them in Grafana's default (Spanish) set

@@ -30,9 +30,9 @@ def _run(sql: str, con: duckdb.DuckDBPyConnection, department: str | None) -> pd
 
 
 @pytest.mark.parametrize("department", [None, "LIMA"])
-def test_dashboard_series_stay_on_their_side_of_2023(built_home: Path, department: str | None) -> None:
+def test_dashboard_series_stay_on_their_side_of_2023(session_home: Path, department: str | None) -> None:
     panel = _survey_panel()
-    with duckdb.connect(str(built_home / "brecha.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(session_home / "brecha.duckdb"), read_only=True) as con:
         df = _run(panel["targets"][0]["rawSql"], con, department)
         years = con.execute("SELECT min(year), max(year) FROM marts.fct_department_adoption_yearly").fetchone()
     assert years[0] < NEW_QUESTIONNAIRE <= years[1], "the synthetic default spans the break"

@@ -24,13 +24,13 @@ CENSUS = "qhaway/indicadores-distrito.json"
 
 
 @pytest.fixture
-def doctored(built_home: Path, tmp_path: Path, use_home):
+def doctored(session_home: Path, tmp_path: Path, use_home):
     """A copy of the synthetic warehouse in a fresh BRECHA_HOME, changed by the given SQL statements."""
 
     def _doctor(*statements: str) -> Path:
         home = tmp_path / "doctored"
         home.mkdir()
-        for f in built_home.glob("brecha.duckdb*"):
+        for f in session_home.glob("brecha.duckdb*"):
             shutil.copy2(f, home / f.name)
         with duckdb.connect(str(home / "brecha.duckdb")) as con:
             for sql in statements:
@@ -66,10 +66,10 @@ def test_suites_hold_only_volume_and_distribution_checks() -> None:
         assert any(suite.parameters(e) == {"previous_rows"} for e in suite.expectations), suite.name
 
 
-def test_suites_pass_on_the_synthetic_warehouse(built_home: Path, tmp_path: Path, use_home) -> None:
+def test_suites_pass_on_the_synthetic_warehouse(session_home: Path, tmp_path: Path, use_home) -> None:
     home = tmp_path / "copy"
     home.mkdir()
-    for f in built_home.glob("brecha.duckdb*"):
+    for f in session_home.glob("brecha.duckdb*"):
         shutil.copy2(f, home / f.name)
     use_home(home)
 
