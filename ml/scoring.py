@@ -29,8 +29,8 @@ def score_districts(predicted: pd.DataFrame, classifier, X: pd.DataFrame, marts:
     out = predicted.copy()
     out.insert(0, "ubigeo", marts["ubigeo"].astype(str))
     out.insert(1, "model_name", model_name)
-    out["actual_internet_pct"] = actual
-    out["gap_pp"] = out["actual_internet_pct"] - out["predicted_internet_pct"]
+    out["internet_pct"] = actual  # the census share, named as in the marts and the API
+    out["gap_pp"] = out["internet_pct"] - out["predicted_internet_pct"]
     out = out.join(priority(marts["population"].astype(float), out["predicted_internet_pct"], actual,
                             out["half_width_scale"], marts["divide_index"].astype(float), out["is_out_of_fold"]))
     prob = predict_probability(classifier, X)

@@ -12,7 +12,7 @@ _CENTROIDS = ", ".join(f"centroid_{c} DOUBLE" for c in SEGMENT_FEATURES)
 
 DDL: dict[str, str] = {
     "district_predictions": """run_id VARCHAR NOT NULL, ubigeo VARCHAR NOT NULL, model_name VARCHAR NOT NULL,
-        predicted_internet_pct DOUBLE, lower_90 DOUBLE, upper_90 DOUBLE, actual_internet_pct DOUBLE,
+        predicted_internet_pct DOUBLE, lower_90 DOUBLE, upper_90 DOUBLE, internet_pct DOUBLE,
         gap_pp DOUBLE, priority_score DOUBLE, priority_rank INTEGER, underserved_predicted BOOLEAN,
         underserved_probability DOUBLE, is_out_of_fold BOOLEAN, households_offline DOUBLE, shortfall_score DOUBLE,
         error_group VARCHAR, error_group_mae_pp DOUBLE, shortfall_weight DOUBLE, offline_priority_score DOUBLE,

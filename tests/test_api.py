@@ -84,9 +84,9 @@ def test_district_answer_matches_the_served_mart(client: TestClient, served_home
         assert body["segment_id"] == row["segment_id"] and body["segment_label"] == row["segment_label"]
         assert body["lower_90"] <= body["predicted_internet_pct"] <= body["upper_90"]
         if pd.isna(row["internet_pct"]):
-            assert body["actual_internet_pct"] is None and body["gap_pp"] is None
+            assert body["internet_pct"] is None and body["gap_pp"] is None
         else:
-            assert body["actual_internet_pct"] == pytest.approx(row["internet_pct"])
+            assert body["internet_pct"] == pytest.approx(row["internet_pct"])
             assert body["gap_pp"] == pytest.approx(row["internet_pct"] - row["predicted_internet_pct"])
         expected_oof = bool(row["is_out_of_fold"]) if "is_out_of_fold" in rows.columns else None
         assert body["is_out_of_fold"] == expected_oof

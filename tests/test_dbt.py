@@ -7,6 +7,7 @@ successful batch, as staging is), never read back from the models under test.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -302,6 +303,25 @@ def test_docs_generate_and_every_model_and_column_documented(session_home, use_h
     assert sum(e["type"] == "dashboard" for e in exposures) == 4
     unit_tests = manifest.get("unit_tests", {})
     assert len(unit_tests) >= 3
+    # every column the models write in Python (predictions, intervals, gaps, scores, segments, clusters) is described
+    # in the dbt docs where it is born: its source, with the same text as its staging model (one doc block)
+    from brecha_ml.clusters import DDL as CLUSTER_DDL
+    from brecha_ml.store import DDL as ML_DDL
+
+    sources = {(s["source_name"], s["name"]): s for s in manifest["sources"].values()}
+    staged = {n["name"]: n for n in models}
+    for src, tables in (("ml", ML_DDL), ("ml_clusters", CLUSTER_DDL)):
+        for table in ("district_predictions", "district_segments", "segment_profiles", "district_clusters",
+                      "spatial_autocorrelation"):
+            if table not in tables:
+                continue
+            written = set(re.findall(r"(?:^|,)\s*(\w+)\s+[A-Z]", tables[table].split("PRIMARY KEY")[0]))
+            assert len(written) >= 4, (table, written)
+            described = sources[(src, table)]["columns"]
+            missing = sorted(c for c in written if not described.get(c, {}).get("description", "").strip())
+            assert missing == [], f"{src}.{table}: columns written by Python without a description: {missing}"
+            for name, col in staged.get(f"stg_ml__{table}", {"columns": {}})["columns"].items():
+                assert col["description"] == described[name]["description"], (table, name)
 
 
 def steps_docs() -> str:

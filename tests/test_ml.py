@@ -95,9 +95,9 @@ def test_train_fills_tables_and_predicts_every_district(pipeline_run) -> None:
     assert (preds["lower_90"] <= preds["predicted_internet_pct"]).all()
     assert (preds["predicted_internet_pct"] <= preds["upper_90"]).all()
     assert sorted(preds["priority_rank"]) == list(range(1, n_districts + 1))
-    known = preds["actual_internet_pct"].notna()
+    known = preds["internet_pct"].notna()
     np.testing.assert_allclose(preds.loc[known, "gap_pp"],
-                               preds.loc[known, "actual_internet_pct"] - preds.loc[known, "predicted_internet_pct"])
+                               preds.loc[known, "internet_pct"] - preds.loc[known, "predicted_internet_pct"])
     assert {"sklearn", "torch"} <= set(runs["model_family"])
     assert runs["selected"].sum() == 1
     best = runs.loc[runs["selected"]].iloc[0]
@@ -134,7 +134,7 @@ def test_coverage_is_stored_per_department_and_predicted_level(pipeline_run) -> 
     by_dept = cov[cov["scope"] == "department"].set_index("group_value")
     assert len(by_dept) == preds["department_code"].nunique()
     # the stored table is the coverage of the stored (out-of-fold) intervals, recomputed here from them
-    hit = preds["actual_internet_pct"].between(preds["lower_90"] - 1e-9, preds["upper_90"] + 1e-9)
+    hit = preds["internet_pct"].between(preds["lower_90"] - 1e-9, preds["upper_90"] + 1e-9)
     recomputed = hit.groupby(preds["department_code"]).mean()
     np.testing.assert_allclose(by_dept.loc[recomputed.index, "coverage"], recomputed.to_numpy())
     pooled = cov.loc[cov["scope"] == "pooled", "coverage"].iloc[0]

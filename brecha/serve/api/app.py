@@ -82,11 +82,11 @@ UBIGEO_PATTERN = r"^\d{1,6}$"  # six digits, or fewer when leading zeros were lo
 UBIGEO_COLUMN = next(c for c in INEI_DISTRICTS.columns if c.key and c.pad)
 ASSOCIATIONAL = message("associational", "en")
 RANK_COLUMNS = {"priority": "priority_rank", "divide": "national_rank"}
-# mart column -> answer field (the mart's columns keep their names except internet_pct)
+# mart column -> answer field (a column keeps its name from staging to the answer)
 DISTRICT_FIELDS = {
     "ubigeo": "ubigeo", "district": "district", "province": "province", "department": "department",
     "department_code": "department_code", "latitude": "latitude", "longitude": "longitude",
-    "population": "population", "internet_pct": "actual_internet_pct",
+    "population": "population", "internet_pct": "internet_pct",
     "predicted_internet_pct": "predicted_internet_pct", "lower_90": "lower_90", "upper_90": "upper_90",
     "is_out_of_fold": "is_out_of_fold", "gap_pp": "gap_pp", "divide_index": "divide_index",
     "national_rank": "national_rank", "priority_rank": "priority_rank", "segment_id": "segment_id",
@@ -129,7 +129,7 @@ class District(BaseModel):
     longitude: float | None
     population: float | None = Field(description="Population: INEI's 2025 projection, as marts.dim_districts.population "
                                                  "(its population_source says where a district's value comes from)")
-    actual_internet_pct: float | None = Field(description="Census share of households with internet (null: unknown)")
+    internet_pct: float | None = Field(description="Census share of households with internet (null: unknown)")
     predicted_internet_pct: float | None = Field(description="Model's predicted share of households online, %")
     lower_90: float | None = Field(description="Lower end of the 90 % prediction interval, %")
     upper_90: float | None = Field(description="Upper end of the 90 % prediction interval, %")
@@ -209,7 +209,7 @@ class WhatIf(BaseModel):
                                                 "for the scenario")
     held_fixed: list[HeldFeature] = Field(description="Features that depend on an overridden one in reality but "
                                           "cannot be recomputed from the warehouse: held at the district's values")
-    actual_internet_pct: float | None
+    internet_pct: float | None = Field(description="The district's census share of households with internet, %")
     note: str = Field(description="How to read the answer")
 
 
@@ -482,7 +482,7 @@ def whatif(ubigeo: Ubigeo, body: Annotated[WhatIfRequest, Body()], request: Requ
                     for f, rule in scen.recomputed.items()],
         held_fixed=[HeldFeature(feature=f, value=json_number(base_row.iloc[0][f]), reason=reason)
                     for f, reason in scen.held_fixed.items()],
-        actual_internet_pct=json_number(info["internet_pct"]), note=message("associational", request_lang(request)),
+        internet_pct=json_number(info["internet_pct"]), note=message("associational", request_lang(request)),
     )
 
 

@@ -14,7 +14,7 @@ renamed as (
         predicted_internet_pct,
         lower_90,
         upper_90,
-        actual_internet_pct,
+        internet_pct,
         gap_pp,
         priority_score,
         priority_rank,
