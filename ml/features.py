@@ -71,7 +71,7 @@ FEATURE_NAMES: list[str] = [f.name for f in FEATURES]
 
 MARTS_SQL = """
 select d.ubigeo, d.department_code, d.department, d.province, d.district,
-       d.latitude, d.longitude, d.area_km2, d.population,
+       d.latitude, d.longitude, d.area_km2, d.population, d.households_2025_estimated,
        c.* exclude (ubigeo, population),
        i.divide_index
 from marts.dim_districts d

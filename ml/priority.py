@@ -21,9 +21,10 @@
 
 Their parts:
 
-* ``households_offline`` = households × (1 − share/100), households = population / persons per household (the
-  dbt var ``persons_per_household``, one national figure), share = the census one when known, else the model's
-  prediction. The population is ``dim_districts.population``: INEI's 2025 projection, not the 2017 census count.
+* ``households_offline`` = households × (1 − share/100), households = ``dim_districts.households_2025_estimated``
+  (INEI's 2025 population projection / persons per household, computed once in dbt; ``households_source`` there
+  says which persons per household: today the dbt var ``persons_per_household``, one national assumed figure),
+  share = the census one when known, else the model's prediction.
 * ``shortfall_score`` = (√predicted − √actual) / h: the out-of-fold shortfall below expectation on the model's
   sqrt scale (which does not vanish near 0 %: 0.5 % against an expected 3 % is a large shortfall, 40 % against
   42.5 % a small one) in units of the district's own 90 % interval half-width ``h`` on that scale. 1 = at the
@@ -40,26 +41,15 @@ Ranks: 1 = highest score, ties by ubigeo; a district without a score (no divide 
 
 from __future__ import annotations
 
-from functools import cache
-
 import numpy as np
 import pandas as pd
-import yaml
 
-from brecha.core.settings import DBT_PROJECT_DIR
 from brecha_ml.intervals import region_of
 
 SHORTFALL_CAP = 3.0
 LIMA_CALLAO = "lima_callao"
 # Lima Metropolitana (the province of Lima, 1501) and the constitutional province of Callao (0701)
 LIMA_CALLAO_PROVINCES = ("1501", "0701")
-
-
-@cache
-def persons_per_household() -> float:
-    """The dbt var ``persons_per_household`` (one home for the households-from-population rule)."""
-    doc = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8"))
-    return float(doc["vars"]["persons_per_household"])
 
 
 def shortfall_score(predicted_pct: pd.Series, actual_pct: pd.Series, half_width_scale: pd.Series) -> pd.Series:
@@ -94,12 +84,11 @@ def rank_desc(score: pd.Series) -> pd.Series:
     return pd.Series(np.arange(1, len(order) + 1), index=order.index).reindex(score.index)
 
 
-def priority(population: pd.Series, predicted_pct: pd.Series, actual_pct: pd.Series,
+def priority(households: pd.Series, predicted_pct: pd.Series, actual_pct: pd.Series,
              half_width_scale: pd.Series, divide_index: pd.Series, is_out_of_fold: pd.Series) -> pd.DataFrame:
     """Both lenses and their parts, with the index of the inputs (the district's ubigeo)."""
     share = actual_pct.where(actual_pct.notna(), predicted_pct)
-    households = population.astype(float) / persons_per_household()
-    offline = (households * (1 - share / 100)).clip(lower=0).fillna(0)
+    offline = (households.astype(float) * (1 - share / 100)).clip(lower=0).fillna(0)
     short = shortfall_score(predicted_pct, actual_pct, half_width_scale)
     groups = error_group(pd.Series(predicted_pct.index.astype(str), index=predicted_pct.index))
     weights = shortfall_weight(predicted_pct, actual_pct, is_out_of_fold, groups)

@@ -31,7 +31,7 @@ def score_districts(predicted: pd.DataFrame, classifier, X: pd.DataFrame, marts:
     out.insert(1, "model_name", model_name)
     out["internet_pct"] = actual  # the census share, named as in the marts and the API
     out["gap_pp"] = out["internet_pct"] - out["predicted_internet_pct"]
-    out = out.join(priority(marts["population"].astype(float), out["predicted_internet_pct"], actual,
+    out = out.join(priority(marts["households_2025_estimated"].astype(float), out["predicted_internet_pct"], actual,
                             out["half_width_scale"], marts["divide_index"].astype(float), out["is_out_of_fold"]))
     prob = predict_probability(classifier, X)
     out["underserved_probability"] = prob

@@ -7,12 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
+from brecha.core.settings import DBT_PROJECT_DIR
 from brecha_ml.priority import (
     LIMA_CALLAO,
     SHORTFALL_CAP,
     error_group,
-    persons_per_household,
     priority,
     shortfall_score,
 )
@@ -20,12 +21,20 @@ from brecha_ml.priority import (
 HALF_WIDTH = 0.6  # a typical 90 % half-width on the sqrt scale for a low-share district
 
 
+def persons_per_household() -> float:
+    """The dbt var persons_per_household, which dim_districts divides the population by (households_2025_estimated);
+    the mart docs' worked example starts from a population, as these constructed districts do."""
+    doc = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8"))
+    return float(doc["vars"]["persons_per_household"])
+
+
 def _score(rows: dict[str, tuple], half_width: float = HALF_WIDTH) -> pd.DataFrame:
-    """rows: ubigeo -> (population, predicted %, actual % or None, divide index)."""
+    """rows: ubigeo -> (population, predicted %, actual % or None, divide index); households as dim_districts has
+    them (population / persons per household)."""
     idx = list(rows)
     col = lambda k: pd.Series([np.nan if rows[u][k] is None else rows[u][k] for u in idx], index=idx, dtype=float)  # noqa: E731
     actual = col(2)
-    return priority(col(0), col(1), actual, pd.Series(half_width, index=idx), col(3), actual.notna())
+    return priority(col(0) / persons_per_household(), col(1), actual, pd.Series(half_width, index=idx), col(3), actual.notna())
 
 
 def test_error_groups() -> None:
@@ -108,7 +117,6 @@ def test_households_offline_unknown_targets_missing_index_and_ties() -> None:
     np.testing.assert_allclose(out.loc["030301", "offline_priority_score"], hh * 0.9 * 2)  # doubled at the cap
     assert list(out.sort_values("priority_rank").index) == ["030301", "030302", "030303", "030304"]
     assert list(out.sort_values("offline_priority_rank").index)[:3] == ["030301", "030302", "030303"]
-    assert persons_per_household() == 3.5  # the dbt var persons_per_household
 
 
 def test_the_divide_lens_on_the_real_extracts(real_run_home) -> None:
@@ -121,6 +129,10 @@ def test_the_divide_lens_on_the_real_extracts(real_run_home) -> None:
     # the warehouse (the same marts as the published copy, which the API's tests hold open with other settings)
     with duckdb.connect(str(real_run_home / "brecha.duckdb"), read_only=True) as con:
         m = con.sql("select * from marts.mart_district_priorities").df().set_index("ubigeo")
+        hh = con.sql("select ubigeo, households_2025_estimated, households_source, persons_per_household_assumed "
+                     "from marts.dim_districts").df().set_index("ubigeo")
+        profile = con.sql("select ubigeo, households_offline, internet_pct, predicted_internet_pct "
+                          "from marts.mart_district_profile").df().set_index("ubigeo")
     divide = m.sort_values("priority_rank")
     top20, top50 = divide.head(20), divide.head(50)
     assert (top50["national_rank"] <= 500).sum() >= 20
@@ -133,6 +145,19 @@ def test_the_divide_lens_on_the_real_extracts(real_run_home) -> None:
     np.testing.assert_allclose(m["priority_score"], m["divide_index"] * (1 + term / SHORTFALL_CAP), rtol=1e-9)
     np.testing.assert_allclose(m["offline_priority_score"], m["households_offline"] * (1 + term / SHORTFALL_CAP),
                                rtol=1e-9)
+    # households_offline is dim_districts' households x (1 - share / 100), the share the census one, else predicted
+    assert hh["households_source"].notna().all() and hh["households_2025_estimated"].notna().all()
+    share = m["internet_pct"].where(m["internet_pct"].notna(), m["predicted_internet_pct"])
+    expected = (hh["households_2025_estimated"].reindex(m.index) * (1 - share / 100)).clip(lower=0).fillna(0)
+    np.testing.assert_allclose(m["households_offline"], expected, rtol=1e-9)
+    assert set(m.index) <= set(hh.index) and len(m) == len(hh)  # every district scored has its households
+    # the serving mart carries the same figure, by the same rule, for every district with a population
+    served = profile.dropna(subset=["households_offline"])
+    assert len(served) == len(hh)
+    served_share = served["internet_pct"].where(served["internet_pct"].notna(), served["predicted_internet_pct"])
+    np.testing.assert_allclose(
+        served["households_offline"],
+        (hh["households_2025_estimated"].reindex(served.index) * (1 - served_share / 100)).clip(lower=0), rtol=1e-9)
     # the model is weakest in Lima Metropolitana and Callao: its shortfalls weigh least there
     weights = m.groupby("error_group")["shortfall_weight"].first()
     assert weights.idxmin() == LIMA_CALLAO and weights[LIMA_CALLAO] < 0.5

@@ -1,3 +1,9 @@
+{#- Households: the one home of the households-from-population rule (every reader takes households_2025_estimated
+  from here). No census 2017 household count by district, province or department was found in a citable public
+  source (README, "Populations and households"), so persons per household is the dbt var persons_per_household,
+  one national assumed figure, and households_source says so. -#}
+{%- set persons_per_household = var('persons_per_household') -%}
+
 with
 
 reference as (
@@ -55,6 +61,12 @@ final as (
             coalesce(census.population::double, reference.density_2020_per_km2 * reference.area_km2)
             / nullif(reference.area_km2, 0)
         )::double as density_per_km2,
+        {{ persons_per_household }}::double as persons_per_household_assumed,
+        (
+            coalesce(census.population::double, reference.density_2020_per_km2 * reference.area_km2)
+            / {{ persons_per_household }}
+        )::double as households_2025_estimated,
+        'national_assumed_persons_per_household'::varchar as households_source,
         coalesce(boundaries.has_geometry, false)::boolean as has_boundary
     from reference
     left join census on reference.ubigeo = census.ubigeo

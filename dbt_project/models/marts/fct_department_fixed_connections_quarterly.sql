@@ -1,9 +1,8 @@
 {#-
-  PUNKU fixed connections per department and quarter, and per 100 households (households estimated as
-  population / var('persons_per_household'), as fct_district_connectivity does), for the trend panels beside
+  PUNKU fixed connections per department and quarter, and per 100 households (households = the sum of
+  dim_districts.households_2025_estimated, the households fct_district_connectivity uses), for the trend panels beside
   the ENAHO survey series. A quarter is the stock of its closing month (fct_fixed_connections_quarterly).
 -#}
-{%- set persons_per_household = var('persons_per_household') -%}
 
 with
 
@@ -15,7 +14,7 @@ departments as (
     select
         department_code,
         department,
-        sum(population) / {{ persons_per_household }} as households_estimate
+        sum(households_2025_estimated) as households_estimate
     from {{ ref('dim_districts') }}
     group by department_code, department
 ),

@@ -1,5 +1,3 @@
-{%- set persons_per_household = var('persons_per_household') -%}
-
 with
 
 districts as (
@@ -138,7 +136,7 @@ final as (
             when fixed_landed.has_fixed_file
                 then
                     100.0 * coalesce(fixed_totals.fixed_connections, 0)
-                    / nullif(districts.population / {{ persons_per_household }}, 0)
+                    / nullif(districts.households_2025_estimated, 0)
         end::double as fixed_connections_per_100_households,
         (100.0 * fixed_totals.fibre_connections / nullif(fixed_totals.fixed_connections, 0))::double
             as fibre_share_pct,
