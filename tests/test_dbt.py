@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -363,10 +364,11 @@ CENSUS_2017_COUNTED = 29_381_884
 
 
 @pytest.mark.real
-def test_real_extracts_after_a_synthetic_batch(brecha_home: Path, real_dir: Path, synthetic_dir: Path):
-    """A synthetic batch then the real folder: the marts describe the real files only."""
+def test_real_extracts_after_a_synthetic_batch(session_home: Path, brecha_home: Path, real_dir: Path):
+    """A synthetic batch (the session's, in a copy of its warehouse) then the real folder: the marts describe the real
+    files only."""
+    shutil.copyfile(session_home / "brecha.duckdb", brecha_home / "brecha.duckdb")
     settings = settings_for(brecha_home)
-    steps.ingest(settings, synthetic_dir)
     steps.ingest(settings, real_dir)
     steps.dbt_build(settings, exclude=PREDICTION_MARTS)
     with connect(brecha_home) as c:
