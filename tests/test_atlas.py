@@ -112,7 +112,7 @@ def test_atlas_refuses_without_a_serving_copy(brecha_home: Path) -> None:
     from brecha.orchestrate.steps import atlas
 
     with pytest.raises(BrechaError, match="no serving copy"):
-        atlas()
+        atlas(settings_for(brecha_home))
 
 
 def check_every_district_drawn(maps: Maps, values) -> None:

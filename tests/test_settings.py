@@ -41,7 +41,7 @@ def environment_reads(source: str) -> list[int]:
         elif isinstance(node, ast.ImportFrom) and node.module == "os" and {a.name for a in node.names} & {"environ",
                                                                                                           "getenv"}:
             lines.append(node.lineno)
-    return lines
+    return sorted(lines)
 
 
 def test_no_module_outside_the_entry_points_reads_the_environment():
