@@ -1,8 +1,10 @@
 """The ``brecha`` command line.
 
 The pipeline steps (``extract``, ``ingest``, ``rebuild-raw``, ``build``, ``validate``, ``train``, ``predict``,
-``clusters``, ``publish`` with ``--rollback`` / ``--serve``, ``atlas``) each call one function of ``brecha.orchestrate.steps``,
-the functions the Airflow DAG's tasks call; ``run`` calls them in order (``brecha.orchestrate.pipeline.run_all``). The other
+``clusters``, ``publish`` with ``--rollback`` / ``--serve``, ``atlas``) each call one function of
+``brecha.orchestrate.steps``, the functions the Airflow DAG's tasks call; ``run`` calls them in the order of the one step
+list (``brecha.orchestrate.plan.PIPELINE``, through ``brecha.orchestrate.pipeline.run_all``). Every command builds its
+``Settings`` here, once, from the environment and its options (``_settings``), and passes them on. The other
 commands run no step: ``serve`` (the HTTP API) and ``sql`` (a DuckDB prompt) read the serving copy, ``runs`` and
 ``publish --list`` list what was recorded, ``docs`` generates the dbt docs site and ``airflow`` starts a local
 Airflow whose DAG runs the steps. ``seeds`` (a measurement, not a pipeline step: the DAG does not run it) repeats

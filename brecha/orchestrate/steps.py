@@ -1,10 +1,12 @@
-"""One function per pipeline step. The CLI (``brecha <step>``) and the Airflow DAG both call these.
+"""One function per pipeline step. The CLI (``brecha <step>``) and the Airflow DAG both call these, in the order of
+``brecha.orchestrate.plan.PIPELINE``.
 
 Each step takes the run's ``Settings`` (built once by the entry point: the CLI, the DAG file) and plain arguments,
-puts the settings in effect for the libraries it calls (``brecha.core.settings.using``), returns a typed summary of what it did (a dataclass whose ``str()`` is the line the CLI prints), and raises
-``brecha.core.errors.BrechaError`` with a message meant for the user when its input is wrong. Every step holds the
-home's run lock while it runs (``brecha.core.runlock``: one run at a time per home), and the gates and builds
-record their outcome per batch (``brecha.warehouse.gates``), which ``publish`` checks.
+puts the settings in effect for the libraries it calls (``brecha.core.settings.using``), returns a typed summary of
+what it did (a dataclass whose ``str()`` is the line the CLI prints), and raises ``brecha.core.errors.BrechaError``
+with a message meant for the user when its input is wrong. Every step holds the home's run lock while it runs
+(``brecha.core.runlock``: one run at a time per home), and the gates and builds record their outcome per batch
+(``brecha.warehouse.gates``), which ``publish`` checks.
 """
 
 from __future__ import annotations
