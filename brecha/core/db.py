@@ -32,10 +32,12 @@ class Backoff:
 LOCK_BACKOFF = Backoff(attempts=6, first=1.0)
 
 
-def connect(db: Path | None = None, *, read_only: bool = False, extensions: tuple[str, ...] = ()) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse (or ``db``), retrying briefly while another writer holds the lock."""
+def connect(db: Path | None = None, *, read_only: bool = False, extensions: tuple[str, ...] = (),
+            retry: bool = True) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse (or ``db``), retrying with ``LOCK_BACKOFF`` while another writer holds the lock (``retry``
+    False: fail at once, for a reader that must not wait)."""
     target = db or paths().ensure().db
-    for pause in (*LOCK_BACKOFF.delays(), None):
+    for pause in (*LOCK_BACKOFF.delays(), None) if retry else (None,):
         try:
             con = duckdb.connect(str(target), read_only=read_only)
             break

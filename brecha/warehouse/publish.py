@@ -497,10 +497,10 @@ def _read_pending(p: Paths) -> dict | None:
         return None
 
 
-def _repair_ledger_of(p: Paths) -> None:
+def _repair_ledger_of(p: Paths, retry: bool = True) -> None:
     """``_repair_ledger`` on the warehouse, when there is one (a home may hold only a serving folder)."""
     if p.db.exists():
-        with connect(p.db) as con:
+        with connect(p.db, retry=retry) as con:
             _repair_ledger(p, con)
 
 
@@ -514,7 +514,7 @@ def _repair_if_free(p: Paths) -> None:
         return
     try:
         with hold(), _publish_lock(p, wait=False):
-            _repair_ledger_of(p)
+            _repair_ledger_of(p, retry=False)  # a writer holds the warehouse: list at once, do not wait for it
     except (BrechaError, OSError, duckdb.Error):  # held, read-only, or the warehouse busy: list what the files say
         pass
 
