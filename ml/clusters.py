@@ -290,23 +290,24 @@ def readme_block(con: duckdb.DuckDBPyConnection) -> str:
     return "\n".join(lines)
 
 
-def replace_readme_block(text: str, block: str) -> str:
-    """``text`` with the part between the markers (included) replaced by ``block``."""
-    start, end = text.find(README_START), text.find(README_END)
-    if start < 0 or end < start:
-        raise ValueError(f"no block between {README_START!r} and {README_END!r} in the README")
-    return text[:start] + block + text[end + len(README_END):]
+def replace_readme_block(text: str, block: str, start: str = README_START, end: str = README_END) -> str:
+    """``text`` with the part between the markers ``start`` and ``end`` (included) replaced by ``block``."""
+    first, last = text.find(start), text.find(end)
+    if first < 0 or last < first:
+        raise ValueError(f"no block between {start!r} and {end!r} in the README")
+    return text[:first] + block + text[last + len(end):]
 
 
-def main() -> None:
-    """``python -m brecha_ml.clusters --readme README.md``: rewrite the README's cluster figures from the marts of
-    ``$BRECHA_HOME`` (read-only), so the figures it shows are a run's, not typed."""
+def readme_main(block_of, start: str, end: str, description: str) -> None:
+    """``--readme FILE``: rewrite FILE's block between ``start`` and ``end`` with ``block_of(con)``, ``con`` the marts
+    of ``$BRECHA_HOME`` opened read-only, so the figures it shows are a run's, not typed (brecha_ml.clusters and
+    brecha_ml.priority use it)."""
     import argparse
     from pathlib import Path
 
     from brecha.core.db import session
 
-    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--readme", type=Path, required=True, help="the markdown file holding the block")
     args = parser.parse_args()
     import os
@@ -314,9 +315,16 @@ def main() -> None:
     from brecha.core.settings import Settings
 
     with session(Settings.from_env(os.environ).paths.db, read_only=True) as con:  # a script: its own entry point
-        block = readme_block(con)
-    args.readme.write_text(replace_readme_block(args.readme.read_text(encoding="utf-8"), block), encoding="utf-8")
+        block = block_of(con)
+    text = args.readme.read_text(encoding="utf-8")
+    args.readme.write_text(replace_readme_block(text, block, start, end), encoding="utf-8")
     print(block)
+
+
+def main() -> None:
+    """``python -m brecha_ml.clusters --readme README.md``: rewrite the README's cluster figures from the marts of
+    ``$BRECHA_HOME`` (read-only), so the figures it shows are a run's, not typed."""
+    readme_main(readme_block, README_START, README_END, main.__doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

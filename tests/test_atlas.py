@@ -234,6 +234,64 @@ def test_print_to_pdf_gives_one_page_per_department(atlas: dict, chromium: str, 
     assert "Distritos dibujados como punto" in texts[len(front) + departments]
 
 
+# Run in the page by Chromium with print media emulated: per page (section.page), what does not fit its A4 sheet. A
+# page's content taller or wider than its box (scrollHeight/scrollWidth past clientHeight/clientWidth: cut at the
+# sheet's edge, as `overflow: hidden` cuts it), and any element (a drawing counted as its box) that runs out of the
+# page's padding box or out of its row (a child of the page: the map row, a note, the table), where it would print
+# over the text below it.
+FITS_A4 = r"""(async () => {
+  await document.fonts.ready;
+  const mm = 96 / 25.4, slack = 0.5;  // CSS px per mm; half a pixel of rounding
+  const name = e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') +
+    (typeof e.className === 'string' && e.className ? '.' + e.className.trim().replace(/\s+/g, '.') : '');
+  const out = [];
+  for (const page of document.querySelectorAll('section.page')) {
+    const box = page.getBoundingClientRect(), css = getComputedStyle(page);
+    const inner = {top: box.top + parseFloat(css.paddingTop), bottom: box.bottom - parseFloat(css.paddingBottom),
+                   left: box.left + parseFloat(css.paddingLeft), right: box.right - parseFloat(css.paddingRight)};
+    const problems = [];
+    if (page.scrollHeight > page.clientHeight || page.scrollWidth > page.clientWidth)
+      problems.push(`content ${(page.scrollHeight / mm).toFixed(1)} x ${(page.scrollWidth / mm).toFixed(1)} mm ` +
+                    `in a box of ${(page.clientHeight / mm).toFixed(1)} x ${(page.clientWidth / mm).toFixed(1)} mm`);
+    for (const row of page.children) {
+      const frame = row.getBoundingClientRect();
+      for (const e of [row, ...row.querySelectorAll('*')]) {
+        if (e.ownerSVGElement) continue;  // inside a drawing: the drawing's own box counts
+        const r = e.getBoundingClientRect();
+        if (r.width === 0 && r.height === 0) continue;
+        for (const [what, b] of [['page', inner], [name(row), frame]]) {
+          const past = Math.max(r.bottom - b.bottom, b.top - r.top, r.right - b.right, b.left - r.left);
+          if (past > slack) { problems.push(`${name(e)} runs ${(past / mm).toFixed(1)} mm out of its ${what}`); break; }
+        }
+      }
+    }
+    out.push([page.id, problems.slice(0, 5)]);
+  }
+  return out;
+})()"""
+
+
+def pages_that_do_not_fit(atlas_html: Path, tmp: Path) -> tuple[list[str], dict[str, list[str]]]:
+    """(every page's id, {page id: what does not fit}) of the atlas at ``atlas_html``, laid out for print."""
+    pages = browser.evaluate(atlas_html.as_uri(), tmp, FITS_A4, media="print")
+    return [page for page, _ in pages], {page: problems for page, problems in pages if problems}
+
+
+def test_every_page_fits_its_a4_sheet_in_print(atlas: dict, chromium: str, tmp_path: Path) -> None:
+    """The synthetic atlas (ENAHO trends on every department page, Lima's inset): nothing cut, nothing over the text."""
+    pages, problems = pages_that_do_not_fit(atlas["result"].path, tmp_path)
+    maps = Maps()
+    maps.feed(atlas["result"].path.read_text(encoding="utf-8"))
+    assert pages == maps.pages and problems == {}
+
+
+def test_every_page_of_the_real_atlas_fits_its_a4_sheet_in_print(real_run, chromium: str, tmp_path: Path) -> None:
+    """On the real extracts (Cusco's eight districts drawn as points, Lima's inset, Piura's long reasons): every
+    department page holds its map, its list of points, its table and the table's footnote on one A4 sheet."""
+    pages, problems = pages_that_do_not_fit(real_run.home / "atlas" / "index.html", tmp_path)
+    assert sum(p.startswith("dep-") for p in pages) == 25 and problems == {}
+
+
 def duckdb_names(atlas: dict) -> list[str]:
     with duckdb.connect(str(atlas["home"] / "serving" / "brecha.duckdb"), read_only=True) as con:
         return [r[0] for r in con.execute("SELECT department FROM marts.dim_districts GROUP BY department_code, "

@@ -331,6 +331,17 @@ def macros(sql: str, time_from: str) -> str:
 _CONNECTIONS: dict[Path, duckdb.DuckDBPyConnection] = {}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _close_plugin_connections():
+    """Close the plugin-style connections when this module is done. Each keeps its file's DuckDB instance open with
+    the plugin's settings (access_mode, lock_configuration, ...), and DuckDB refuses any other connection to that
+    file from this process with other settings ("Can't open a connection to same database file with a different
+    configuration"): tests run after these (test_api's on the real run's serving copy) must be able to open it."""
+    yield
+    while _CONNECTIONS:
+        _CONNECTIONS.popitem()[1].close()
+
+
 def plugin_connection(db: Path) -> duckdb.DuckDBPyConnection:
     """Open ``db`` as the provisioned datasource makes the plugin open it: DSN options, then initSql (once per
     file: within one process DuckDB reuses the open instance, whose configuration initSql has locked)."""

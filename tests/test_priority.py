@@ -161,3 +161,43 @@ def test_the_divide_lens_on_the_real_extracts(real_run_home) -> None:
     # the model is weakest in Lima Metropolitana and Callao: its shortfalls weigh least there
     weights = m.groupby("error_group")["shortfall_weight"].first()
     assert weights.idxmin() == LIMA_CALLAO and weights[LIMA_CALLAO] < 0.5
+
+
+def test_readme_block_states_both_lenses_of_the_mart() -> None:
+    """The README's generated figures, on 60 constructed districts whose answers are known by construction: divide
+    rank i has i % of households online (top 20: median 10.5 %), Lima Metropolitana at divide ranks 4, 9, 30, 45 and
+    50, Callao at 15 and 55 (the other error groups by rank modulo 3: 16 coast, 18 Andes, 19 Amazon), 13 of the top 50
+    outside the divide index's top 500; the households-offline lens is the divide lens reversed (its top 20: divide
+    ranks 60 to 41, of them 45 and 50 in Lima Metropolitana, 55 in Callao)."""
+    from brecha_ml.clusters import replace_readme_block
+    from brecha_ml.priority import README_END, README_START, readme_block
+
+    lima, callao, far = {4, 9, 30, 45, 50}, {15, 55}, {2, 7, 11, 18, 22, 26, 31, 33, 38, 40, 44, 47, 49}
+    groups = {"lima_callao": (6.0, 0.35), "costa": (3.0, 0.7), "sierra": (1.5, 1.0), "selva": (np.nan, 1.0)}
+    rows = []
+    for i in range(1, 61):
+        code = "1501" if i in lima else "0701" if i in callao else "0801"
+        group = "lima_callao" if i in lima | callao else ("costa", "sierra", "selva")[i % 3]
+        rows.append({"run_id": "r1", "ubigeo": f"{code}{i:02d}", "district": f"DISTRITO {i}", "department": f"DEP {i}",
+                     "internet_pct": float(i), "national_rank": 900 + i if i in far else 100 + i, "priority_rank": i,
+                     "offline_priority_rank": 61 - i, "error_group": group, "error_group_mae_pp": groups[group][0],
+                     "shortfall_weight": groups[group][1]})
+    frame = pd.DataFrame(rows).sample(frac=1.0, random_state=3)  # the mart's row order means nothing
+    block = readme_block(frame)
+    prose = " ".join(block.split("\n\n")[0].split())
+    assert block.startswith(README_START + "\n") and block.endswith("\n" + README_END)
+    assert ("Run `r1`. The divide lens's top 20 start with DISTRITO 1 (DEP 1), DISTRITO 2 (DEP 2), DISTRITO 3 (DEP 3), "
+            "DISTRITO 4 (DEP 4) and DISTRITO 5 (DEP 5); median census share online 10.5 %, 3 of them in Lima "
+            "Metropolitana or Callao; 37 of its top 50 are in the divide index's top 500.") in prose
+    assert ("The households-offline lens starts with DISTRITO 60 (DEP 60), DISTRITO 59 (DEP 59), DISTRITO 58 (DEP 58), "
+            "DISTRITO 57 (DEP 57) and DISTRITO 56 (DEP 56): 2 of its top 20 are in Lima Metropolitana and 1 in "
+            "Callao.") in prose
+    table = [line for line in block.splitlines() if line.startswith("| ") and "error group" not in line]
+    assert table == ["| Lima Metropolitana and Callao | 7 | 6.00 | 0.35 |", "| the rest of the coast | 16 | 3.00 | 0.70 |",
+                     "| the Andes | 18 | 1.50 | 1.00 |", "| the Amazon | 19 | – | 1.00 |"]
+    text = f"before\n{README_START}\nold figures\n{README_END}\nafter\n"
+    assert replace_readme_block(text, block, README_START, README_END) == f"before\n{block}\nafter\n"
+    readme = (DBT_PROJECT_DIR.parent / "README.md").read_text(encoding="utf-8")
+    assert readme.count(README_START) == 1 and readme.count(README_END) == 1  # the README holds the block
+    with pytest.raises(ValueError, match="is empty"):
+        readme_block(frame.head(0))

@@ -16,7 +16,9 @@ shows comes from ``marts.mart_district_profile``, the mart the API and the Grafa
 Print: each page is A4. Numbered priority markers and district points are placed so that none overlaps another at
 print size (``place``: pushed apart, with a leader line to the true spot); where a department's priorities crowd
 together (Lima Metropolitana, Cusco's VRAEM) an enlarged inset is added, and the national maps carry a Lima
-Metropolitana and Callao inset. Text is Spanish by default (``lang="es"``), English with ``--lang en``
+Metropolitana and Callao inset. Every page fits its A4 sheet: its text keeps its size and its maps give way (a
+department's map, inset and trend shrink, drawing and markers alike, when its table needs the room; sizes below are
+the largest). Text is Spanish by default (``lang="es"``), English with ``--lang en``
 (brecha/serve/words.py).
 """
 

@@ -127,11 +127,14 @@ ATLAS = {
         "inset_lima": "Lima Metropolitana y Callao",
         "inset_zoom": "Ampliación: {names}",
         "trend_title": "Tendencia: hogares con internet (ENAHO) y conexiones fijas (PUNKU)",
-        "trend_note": "ENAHO{years}: porcentaje ponderado de hogares con banda de 90 % (± 1,645 errores estándar del "
-                      "diseño). En 2023 cambió la pregunta (P1144 cuenta desde entonces cualquier acceso, datos "
-                      "móviles incluidos; P114B1 es el internet fijo): cada pregunta es una línea propia y no se "
-                      "comparan a través de la marca. Línea discontinua: conexiones fijas de OSIPTEL por 100 hogares "
-                      "al cierre de cada trimestre.",
+        # the department page's short note; the whole explanation once, on the cover (trend_reading)
+        "trend_note": "ENAHO{years}: porcentaje ponderado de hogares, banda de 90 %; en 2023 cambió la pregunta (una "
+                      "línea por pregunta). Discontinua: conexiones fijas (PUNKU) por 100 hogares.",
+        "trend_reading": "Tendencias de cada departamento: porcentaje ponderado de hogares de la ENAHO con banda de "
+                         "90 % (± 1,645 errores estándar del diseño). En 2023 cambió la pregunta (P1144 cuenta desde "
+                         "entonces cualquier acceso, datos móviles incluidos; P114B1 es el internet fijo): cada "
+                         "pregunta es una línea propia y no se comparan a través de la marca. Línea discontinua: "
+                         "conexiones fijas de OSIPTEL por 100 hogares al cierre de cada trimestre.",
         "trend_series": ["Internet del hogar (P1144, hasta 2022)", "Cualquier acceso (P1144, desde 2023)",
                          "Internet fijo (P114B1, desde 2023)"],
         "trend_punku": "Conexiones fijas por 100 hogares (PUNKU)",
@@ -226,10 +229,13 @@ ATLAS = {
         "inset_lima": "Lima Metropolitana and Callao",
         "inset_zoom": "Enlarged: {names}",
         "trend_title": "Trend: households with internet (ENAHO) and fixed connections (PUNKU)",
-        "trend_note": "ENAHO{years}: weighted share of households with a 90 % band (± 1.645 design standard errors). "
-                      "In 2023 the question changed (P1144 counts any access since, members' mobile data included; "
-                      "P114B1 is fixed internet): each question is its own line, not compared across the mark. "
-                      "Dashed line: OSIPTEL fixed connections per 100 households at the end of each quarter.",
+        "trend_note": "ENAHO{years}: weighted share of households, 90 % band; the question changed in 2023 (one line "
+                      "per question). Dashed: fixed connections (PUNKU) per 100 households.",
+        "trend_reading": "Each department's trend: ENAHO's weighted share of households with a 90 % band (± 1.645 "
+                         "design standard errors). In 2023 the question changed (P1144 counts any access since, "
+                         "members' mobile data included; P114B1 is fixed internet): each question is its own line, "
+                         "not compared across the mark. Dashed line: OSIPTEL fixed connections per 100 households at "
+                         "the end of each quarter.",
         "trend_series": ["Household internet (P1144, to 2022)", "Any access (P1144, from 2023)",
                          "Fixed internet (P114B1, from 2023)"],
         "trend_punku": "Fixed connections per 100 households (PUNKU)",
