@@ -9,9 +9,10 @@ STAMP := $(VENV)/.installed
 export BRECHA_HOME ?= $(CURDIR)/warehouse
 export DO_NOT_TRACK := 1
 
-.PHONY: install manifest run test lint node chromium plugin-duckdb bench bench-api corpus serve airflow docs clean
+.PHONY: install manifest extensions run test lint node chromium plugin-duckdb bench bench-api corpus serve airflow docs clean \
+	lake-up lake-down
 
-install: $(STAMP) manifest
+install: $(STAMP) manifest extensions
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +22,11 @@ $(STAMP): pyproject.toml constraints.txt
 # the parsed dbt project (dbt_project/target/manifest.json) the Airflow DAG loads; re-parsed when the project changed
 manifest: $(STAMP)
 	$(BIN)/python -c 'from brecha.warehouse.dbt import parse_project; parse_project()'
+
+# DuckDB's extensions (excel, ducklake, postgres) from their wheels into the venv's duckdb_extensions folder, where
+# every process of the project finds them: none is downloaded at run time (brecha.core.db.install_extensions)
+extensions: $(STAMP)
+	$(BIN)/python -c 'from brecha.core.db import install_extensions; install_extensions()'
 
 run: install
 	$(BIN)/brecha run
@@ -73,6 +79,15 @@ docs: install
 
 airflow: install
 	$(BIN)/brecha airflow
+
+# The lake (README "Past one machine: the lake"): this home's PostgreSQL catalog for DuckLake, on 127.0.0.1 with a
+# generated password, data under $(BRECHA_HOME)/lake; Debian's postgresql is installed when absent (as root). Then
+# `. $(BRECHA_HOME)/lake.env` in a shell. Standard library only: it needs no venv.
+lake-up:
+	$(PYTHON) -m brecha.core.lake up --home "$(BRECHA_HOME)"
+
+lake-down:
+	$(PYTHON) -m brecha.core.lake down --home "$(BRECHA_HOME)"
 
 clean:
 	rm -rf $(VENV) dbt_project/target dbt_project/logs $(HARNESS)/node_modules

@@ -1,4 +1,5 @@
-"""DuckDB connections with the project's settings and the offline extension wheels."""
+"""DuckDB connections with the project's settings and the offline extension wheels: the embedded warehouse file, or
+the lake (storage "lake": DuckLake on PostgreSQL, attached as ``lake`` and made the current database)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from pathlib import Path
 
 import duckdb
 
-from brecha.core.settings import paths
+from brecha.core.errors import BrechaError
+from brecha.core.lake import ALIAS, attach_sql
+from brecha.core.settings import EXTENSION_DIR, current, paths
+
+# Every extension the project loads, each from its duckdb-extension-<name> wheel (pinned in constraints.txt)
+EXTENSIONS = ("excel", "ducklake", "postgres")
+LAKE_EXTENSIONS = ("ducklake", "postgres")
+# No extension is ever downloaded: they are found in EXTENSION_DIR or not at all
+OFFLINE = {"extension_directory": str(EXTENSION_DIR), "autoinstall_known_extensions": False}
 
 
 @dataclass(frozen=True)
@@ -35,7 +44,10 @@ LOCK_BACKOFF = Backoff(attempts=6, first=1.0)
 def connect(db: Path | None = None, *, read_only: bool = False, extensions: tuple[str, ...] = (),
             retry: bool = True) -> duckdb.DuckDBPyConnection:
     """Open the warehouse (or ``db``), retrying with ``LOCK_BACKOFF`` while another writer holds the lock (``retry``
-    False: fail at once, for a reader that must not wait)."""
+    False: fail at once, for a reader that must not wait). On the lake (no ``db``), an in-memory DuckDB with the lake
+    attached and in use: ``raw.x`` and ``marts.y`` are the lake's."""
+    if db is None and current().storage == "lake":
+        return connect_lake(read_only=read_only, extensions=extensions)
     target = db or paths().ensure().db
     for pause in (*LOCK_BACKOFF.delays(), None) if retry else (None,):
         try:
@@ -50,20 +62,51 @@ def connect(db: Path | None = None, *, read_only: bool = False, extensions: tupl
     return con
 
 
+def connect_lake(*, read_only: bool = False, extensions: tuple[str, ...] = (),
+                 snapshot: int | None = None) -> duckdb.DuckDBPyConnection:
+    """The lake of the settings in effect, attached as ``lake`` (``READ_ONLY``, or pinned to ``snapshot``) and in use."""
+    settings = current()
+    con = duckdb.connect(config=OFFLINE)
+    for name in (*LAKE_EXTENSIONS, *extensions):
+        load_extension(con, name)
+    con.execute(attach_sql(settings.lake, settings.lake_data, read_only=read_only, snapshot=snapshot))
+    con.execute(f"USE {ALIAS}")
+    return con
+
+
 def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    """Install ``name`` from its ``duckdb-extension-<name>`` wheel (no network) and load it."""
-    ext_dir = paths().ensure().extensions
-    ext_dir.mkdir(parents=True, exist_ok=True)
-    con.execute(f"SET extension_directory = '{ext_dir}'")
+    """Load ``name`` from EXTENSION_DIR (installed there from its ``duckdb-extension-<name>`` wheel when missing: no
+    network)."""
+    con.execute(f"SET extension_directory = '{EXTENSION_DIR}'")
     try:
         con.execute(f"LOAD {name}")
         return
     except duckdb.Error:
         pass
+    install_extensions((name,))
+    con.execute(f"LOAD {name}")
+
+
+def install_extensions(names: tuple[str, ...] = EXTENSIONS) -> Path:
+    """Copy ``names`` from their wheels into EXTENSION_DIR (``make install``; ``INSTALL`` of a local file, no
+    network), unless there already; the folder."""
     import duckdb_extensions
 
-    duckdb_extensions.import_extension(name, con=con)
-    con.execute(f"LOAD {name}")
+    EXTENSION_DIR.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(config=OFFLINE)
+    try:
+        installed = {r[0] for r in con.execute("SELECT extension_name FROM duckdb_extensions() WHERE installed")
+                     .fetchall()}
+        for name in names:
+            if {name, f"{name}_scanner"}.isdisjoint(installed):  # the postgres wheel installs postgres_scanner
+                try:
+                    duckdb_extensions.import_extension(name, con=con)
+                except ModuleNotFoundError:
+                    raise BrechaError(f"DuckDB's {name} extension is not installed: run `make install` (it installs "
+                                      f"the duckdb-extension-{name} package of constraints.txt)") from None
+    finally:
+        con.close()
+    return EXTENSION_DIR
 
 
 @contextmanager

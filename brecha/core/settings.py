@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +25,9 @@ GRAFANA_DIR = PROJECT_ROOT / "grafana"
 DAGS_DIR = PROJECT_ROOT / "dags"
 DEFAULT_SEED = 42
 DEFAULT_HOME = PROJECT_ROOT / "warehouse"
+# DuckDB's extensions, copied by `make install` from the duckdb-extension-* wheels (brecha.core.db.install_extensions):
+# one folder per environment, so no process ever downloads one
+EXTENSION_DIR = Path(sys.prefix) / "duckdb_extensions"
 
 # The environment an entry point reads (``Settings.from_env``) and hands on to the processes it starts (dbt, Airflow).
 HOME_ENV = "BRECHA_HOME"
@@ -32,6 +36,8 @@ LOCK_WAIT_ENV = "BRECHA_LOCK_WAIT"  # seconds a step waits for the home's run lo
 OWNER_ENV = "BRECHA_RUN_OWNER"  # the DAG run whose claim on the home a task process may pass ("airflow:<run>")
 AIRFLOW_HOST_ENV = "BRECHA_AIRFLOW_HOST"  # where `brecha airflow` listens (default 127.0.0.1: this machine only)
 AIRFLOW_PORT_ENV = "AIRFLOW__API__PORT"
+LAKE_ENV = "BRECHA_LAKE"  # postgresql://user:password@host:port/db of a DuckLake catalog: storage "lake" (lake.env)
+LAKE_DATA_ENV = "BRECHA_LAKE_DATA"  # the lake's data path (Parquet files)
 
 
 @dataclass(frozen=True)
@@ -115,16 +121,14 @@ class Paths:
     def airflow(self) -> Path:
         return self.home / "airflow"
 
-    @property
-    def extensions(self) -> Path:
-        return self.home / ".duckdb_extensions"
-
     def ensure(self) -> Paths:
         self.home.mkdir(parents=True, exist_ok=True)
         return self
 
 
-Storage = Literal["embedded"]  # the one DuckDB file under home (a lake target will join it)
+# "embedded": the one DuckDB file under home (the default); "lake": a DuckLake catalog in PostgreSQL (``lake``) with
+# Parquet data under ``lake_data`` (README "Past one machine: the lake"; brecha.core.lake)
+Storage = Literal["embedded", "lake"]
 
 
 @dataclass(frozen=True)
@@ -140,11 +144,17 @@ class Settings:
     airflow_host: str = "127.0.0.1"
     airflow_port: int = 8080
     verbose: bool = False  # dbt's per-node lines on the console too (always in <home>/dbt_logs/dbt.log)
+    lake: str | None = field(default=None, repr=False)  # the catalog's postgresql:// address (holds its password)
+    lake_data: str | None = None  # the lake's data path
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
-        if self.storage != "embedded":
-            raise ValueError(f"storage {self.storage!r}: only 'embedded' (the DuckDB file under the home) exists")
+        if self.storage not in ("embedded", "lake"):
+            raise ValueError(f"storage {self.storage!r}: 'embedded' (the DuckDB file under the home) or 'lake'")
+        if (self.storage == "lake") != bool(self.lake and self.lake_data):
+            raise ValueError(f"storage {self.storage!r} with lake={'set' if self.lake else None}, lake_data="
+                             f"{self.lake_data!r}: the lake takes both {LAKE_ENV} and {LAKE_DATA_ENV} (`make lake-up` "
+                             "writes them to $BRECHA_HOME/lake.env), the embedded file neither")
 
     @property
     def paths(self) -> Paths:
@@ -167,6 +177,8 @@ class Settings:
             values["airflow_host"] = environ[AIRFLOW_HOST_ENV]
         if environ.get(AIRFLOW_PORT_ENV):
             values["airflow_port"] = int(environ[AIRFLOW_PORT_ENV])
+        if environ.get(LAKE_ENV) or environ.get(LAKE_DATA_ENV):
+            values.update(storage="lake", lake=environ.get(LAKE_ENV), lake_data=environ.get(LAKE_DATA_ENV))
         return cls(**{**values, **overrides})
 
     def env(self) -> dict[str, str]:
@@ -174,6 +186,8 @@ class Settings:
         env = {HOME_ENV: str(self.home), MEMORY_ENV: self.memory_cap, LOCK_WAIT_ENV: str(self.lock_wait)}
         if self.run_owner:
             env[OWNER_ENV] = self.run_owner
+        if self.storage == "lake":
+            env.update({LAKE_ENV: self.lake, LAKE_DATA_ENV: self.lake_data})
         return env
 
 

@@ -1,0 +1,126 @@
+"""The lake (DuckLake on PostgreSQL) against a real PostgreSQL that the project starts itself (``brecha.core.lake``):
+one server per session in a temporary home (``lake_up``), stopped at the end. Skips only when PostgreSQL cannot be
+installed here (not root on a machine without it, or no apt-get)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from brecha.core import lake
+from brecha.core.db import EXTENSIONS, OFFLINE, connect
+from brecha.core.errors import BrechaError
+from brecha.core.settings import Settings, using
+
+
+def _require_postgresql() -> Path:
+    try:
+        return lake.install_postgresql(say=lambda _msg: None)
+    except BrechaError as err:
+        pytest.skip(f"PostgreSQL cannot be installed here, so the lake cannot be tested: {err}")
+
+
+@pytest.fixture(scope="session")
+def lake_home() -> Iterator[Path]:
+    """A home whose lake is up (`make lake-up`'s code), taken down (`make lake-down`'s) after the session. Not under
+    pytest's temporary folder: that is closed to other users (0700), and the server runs as 'postgres' under root."""
+    _require_postgresql()
+    home = Path(tempfile.mkdtemp(prefix="brecha-lake-test-"))
+    home.chmod(0o755)
+    try:
+        lake.up(home, say=lambda _msg: None)
+        yield home
+    finally:
+        lake.down(home, say=lambda _msg: None)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def lake_settings(home: Path) -> Settings:
+    """The settings an entry point builds in a shell that sourced the home's lake.env."""
+    return Settings.from_env({"BRECHA_HOME": str(home), **lake.read_env(home / "lake.env")})
+
+
+def test_lake_up_writes_private_settings_and_listens_on_localhost_with_a_password(lake_home: Path):
+    env_file = lake_home / "lake.env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    values = lake.read_env(env_file)
+    catalog = lake.Catalog.parse(values["BRECHA_LAKE"])
+    assert (catalog.host, catalog.user, catalog.database) == ("127.0.0.1", "brecha", "brecha_lake")
+    assert len(catalog.password) >= 24 and values["BRECHA_LAKE_DATA"] == str(lake_home / "lake" / "data")
+    # a shell that sources lake.env gets both settings exported
+    shown = subprocess.run(["bash", "-c", f". {env_file} && env"], capture_output=True, text=True, env={},
+                           check=True).stdout
+    assert f"BRECHA_LAKE={values['BRECHA_LAKE']}" in shown and "BRECHA_LAKE_DATA=" in shown
+    conf = (lake_home / "lake" / "pg" / "postgresql.conf").read_text()
+    assert "listen_addresses = '127.0.0.1'" in conf and f"port = {catalog.port}" in conf
+    with socket.create_connection(("127.0.0.1", catalog.port), timeout=5):
+        pass
+    # scram-sha-256: the right password gets in, a wrong one does not
+    psql = [str(lake.pg_bindir() / "psql"), "-X", "-tAc", "SELECT current_database()", "-h", "127.0.0.1", "-p",
+            str(catalog.port), "-U", "brecha", "-d", "brecha_lake"]
+    ok = subprocess.run(psql, env={**os.environ, "PGPASSWORD": catalog.password}, capture_output=True, text=True)
+    assert ok.stdout.strip() == "brecha_lake", ok.stderr
+    bad = subprocess.run(psql, env={**os.environ, "PGPASSWORD": "wrong"}, capture_output=True, text=True)
+    assert bad.returncode != 0 and "password authentication failed" in bad.stderr
+    # no password of the lake in the repository's files or a settings repr
+    assert catalog.password not in repr(lake_settings(lake_home))
+
+
+def test_lake_up_again_is_a_no_op_and_down_stops_the_server(lake_home: Path):
+    values = lake.read_env(lake_home / "lake.env")
+    lake.up(lake_home, say=lambda _msg: None)  # already running: same port, same password
+    assert lake.read_env(lake_home / "lake.env") == values
+    port = lake.Catalog.parse(values["BRECHA_LAKE"]).port
+    assert lake.down(lake_home, say=lambda _msg: None)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    lake.up(lake_home, say=lambda _msg: None)  # started again from its data folder
+    assert lake.read_env(lake_home / "lake.env") == values
+    socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def test_extensions_load_offline_from_the_installed_folder(lake_home: Path):
+    """A fresh DuckDB with the project's config loads ducklake and postgres and attaches the lake, with every way to
+    download an extension shut (no auto-install, an unreachable repository)."""
+    con = duckdb.connect(config={**OFFLINE, "custom_extension_repository": "http://127.0.0.1:9/unreachable"})
+    settings = lake_settings(lake_home)
+    con.execute(lake.attach_sql(settings.lake, settings.lake_data))  # autoloads both from the folder
+    loaded = {r[0]: r[1] for r in con.execute(
+        "SELECT extension_name, install_path FROM duckdb_extensions() WHERE loaded").fetchall()}
+    assert {"ducklake", "postgres_scanner"} <= loaded.keys()
+    assert loaded["ducklake"].startswith(OFFLINE["extension_directory"])
+    assert "excel" in EXTENSIONS
+    con.execute("CREATE OR REPLACE TABLE lake.main.probe AS SELECT 42 AS answer, range AS i FROM range(1000)")
+    assert con.execute("SELECT answer FROM lake.main.probe WHERE i = 0").fetchone() == (42,)
+    con.close()
+    assert list(Path(settings.lake_data).rglob("*.parquet"))  # the data are Parquet files under the data path
+    # the project's own connection on the lake: the lake is the current database
+    with using(settings):
+        con = connect()
+        try:
+            assert con.execute("SELECT current_database()").fetchone() == ("lake",)
+            assert con.execute("SELECT sum(answer) FROM main.probe").fetchone() == (42_000,)
+            con.execute("DROP TABLE main.probe")
+        finally:
+            con.close()
+
+
+def test_lake_settings_need_both_the_catalog_and_the_data_path(tmp_path: Path):
+    with pytest.raises(ValueError, match="BRECHA_LAKE_DATA"):
+        Settings.from_env({"BRECHA_HOME": str(tmp_path), "BRECHA_LAKE": "postgresql://u:p@127.0.0.1:5/db"})
+    with pytest.raises(BrechaError, match="no PostgreSQL address"):
+        lake.ducklake_path("sqlite:///x.db")
+    s = Settings.from_env({"BRECHA_HOME": str(tmp_path), "BRECHA_LAKE": "postgresql://u:p%27q@127.0.0.1:5/db",
+                           "BRECHA_LAKE_DATA": str(tmp_path / "data")})
+    assert s.storage == "lake" and s.env()["BRECHA_LAKE_DATA"] == str(tmp_path / "data")
+    assert lake.ducklake_path(s.lake) == "ducklake:postgres:dbname=db host=127.0.0.1 port=5 user=u password='p\\'q'"
+    assert lake.redact(s.lake) == "postgresql://u:***@127.0.0.1:5/db"
