@@ -40,6 +40,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from brecha.core.db import create_ddl
+
 # measure name -> column of marts.mart_district_priorities
 MEASURES: dict[str, str] = {"internet_pct": "internet_pct", "divide_index": "divide_index", "gap_pp": "gap_pp"}
 # 4999, not esda's 999: a permutation p-value cannot fall below 1 / (permutations + 1), and the false-discovery-rate
@@ -228,7 +230,7 @@ def write(con: duckdb.DuckDBPyConnection, local_df: pd.DataFrame, global_df: pd.
     """Replace the run's rows in ``ml.district_clusters`` and ``ml.spatial_autocorrelation``."""
     con.execute("CREATE SCHEMA IF NOT EXISTS ml")
     for name, cols in DDL.items():
-        con.execute(f"CREATE TABLE IF NOT EXISTS ml.{name} ({cols})")
+        con.execute(create_ddl(con, f"CREATE TABLE IF NOT EXISTS ml.{name} ({cols})"))  # the lake: no keys
     run_ids = sorted(set(local_df["run_id"]))
     con.execute("BEGIN")
     try:

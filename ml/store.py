@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from brecha.core.db import table_exists
+from brecha.core.db import create_ddl, table_exists
 from brecha_ml.segments import SEGMENT_FEATURES
 
 _CENTROIDS = ", ".join(f"centroid_{c} DOUBLE" for c in SEGMENT_FEATURES)
@@ -51,7 +51,7 @@ LATER_DDL: dict[str, str] = {
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS ml")
     for name, cols in {**DDL, **LATER_DDL}.items():
-        con.execute(f"CREATE TABLE IF NOT EXISTS ml.{name} ({cols})")
+        con.execute(create_ddl(con, f"CREATE TABLE IF NOT EXISTS ml.{name} ({cols})"))  # the lake: no keys
 
 
 def append(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame) -> None:

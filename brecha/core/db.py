@@ -3,6 +3,7 @@ the lake (storage "lake": DuckLake on PostgreSQL, attached as ``lake`` and made 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,6 +73,21 @@ def connect_lake(*, read_only: bool = False, extensions: tuple[str, ...] = (),
     con.execute(attach_sql(settings.lake, settings.lake_data, read_only=read_only, snapshot=snapshot))
     con.execute(f"USE {ALIAS}")
     return con
+
+
+def on_lake(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``con``'s current database is a DuckLake catalog."""
+    return con.execute("SELECT type FROM duckdb_databases() WHERE database_name = current_database()").fetchone() \
+        == ("ducklake",)
+
+
+_KEYS = re.compile(r",\s*PRIMARY KEY\s*\([^)]*\)|\s+PRIMARY KEY\b|\s+UNIQUE\b", re.IGNORECASE)
+
+
+def create_ddl(con: duckdb.DuckDBPyConnection, ddl: str) -> str:
+    """``ddl`` for ``con``'s database: on the lake without PRIMARY KEY / UNIQUE, which DuckLake does not have (the
+    keys there are kept by the writers, who take turns under the run lock, and by dbt's tests, not enforced)."""
+    return _KEYS.sub("", ddl) if on_lake(con) else ddl
 
 
 def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:

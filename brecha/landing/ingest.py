@@ -24,7 +24,7 @@ import duckdb
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from brecha.core.db import session
+from brecha.core.db import create_ddl, session
 from brecha.core.errors import BrechaError, InputFileError
 from brecha.core.files import sha256_of
 from brecha.core.layouts import BOOKKEEPING_DDL, INEI_DISTRICTS, LAYOUTS, raw_table_ddl
@@ -70,7 +70,7 @@ def _settings(con: duckdb.DuckDBPyConnection) -> None:
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Bookkeeping tables and every raw table (empty when no file of its layout ever landed)."""
     for ddl in BOOKKEEPING_DDL:
-        con.execute(ddl)
+        con.execute(create_ddl(con, ddl))
     for layout in LAYOUTS:
         con.execute(raw_table_ddl(layout))
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from brecha.core.db import LOCK_BACKOFF
 from brecha.core.errors import BrechaError, GateFailed
 from brecha.core.files import write_atomic
-from brecha.core.settings import DBT_PROJECT_DIR, Paths, current, paths
+from brecha.core.lake import ducklake_path
+from brecha.core.settings import DBT_PROJECT_DIR, EXTENSION_DIR, Paths, current, paths
 
 
 @dataclass
@@ -31,11 +32,18 @@ class DbtSummary:
 
 def dbt_env(home: Path | None = None) -> dict[str, str]:
     """Environment of every dbt invocation, the CLI's and the Cosmos tasks' alike: BRECHA_HOME (read by profiles.yml),
-    the project and profile folders, and dbt's target and logs under the home. Telemetry and colours are dbt
+    the project and profile folders, dbt's target and logs under the home, and the profile's target: ``local`` (the
+    embedded file) or ``lake`` (its attach path, data path and the extensions' folder). Telemetry and colours are dbt
     ``flags:`` in dbt_project.yml, not environment variables."""
     p = Paths(home) if home is not None else paths()
     p.ensure()
+    settings = current() if home is None else None
+    lake = {"BRECHA_DBT_TARGET": "local"}
+    if settings is not None and settings.storage == "lake":
+        lake = {"BRECHA_DBT_TARGET": "lake", "DBT_ENV_SECRET_BRECHA_LAKE_ATTACH": ducklake_path(settings.lake),
+                "BRECHA_LAKE_DATA": settings.lake_data, "BRECHA_EXTENSION_DIR": str(EXTENSION_DIR)}
     return {
+        **lake,
         "BRECHA_HOME": str(p.home),
         "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
         "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),

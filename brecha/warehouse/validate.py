@@ -13,7 +13,7 @@ from pathlib import Path
 
 from brecha.core.db import session
 from brecha.core.errors import BrechaError, GateFailed
-from brecha.core.settings import paths
+from brecha.core.settings import current, paths
 from brecha.warehouse.gx import batches as batches_mod
 from brecha.warehouse.gx import suites as suites_mod
 from brecha.warehouse.gx.runner import Check
@@ -81,7 +81,7 @@ def validate(suite: str = "all") -> ValidationSummary:
 
     gates = suites_mod.GATES if suite == "all" else (suite,)
     db = paths().db
-    if not db.exists():
+    if current().storage == "embedded" and not db.exists():
         raise BrechaError(f"no warehouse at {db}: run `brecha ingest DIR` (or `brecha run`) first")
     loaded = {g: suites_mod.load(g) for g in gates}
     with session(read_only=True) as con:
