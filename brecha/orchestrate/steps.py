@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the steps import their libraries when they run: `brecha --h
     from brecha.landing.result import IngestResult
     from brecha.serve.atlas import AtlasResult
     from brecha.warehouse.dbt import DbtSummary
+    from brecha.warehouse.lake_publish import LakePublishResult
     from brecha.warehouse.publish import PublishResult
     from brecha.warehouse.validate import ValidationSummary
     from brecha_ml.clusters import ClusterResult
@@ -138,18 +139,24 @@ def clusters(settings: Settings) -> ClusterResult:
         return _run(seed=settings.seed)
 
 
-def publish(settings: Settings, run_id: str | None = None) -> PublishResult:
+def publish(settings: Settings, run_id: str | None = None) -> PublishResult | LakePublishResult:
     """Copy the checked warehouse to ``$BRECHA_HOME/serving/brecha.duckdb`` atomically."""
     with using(settings), hold():
-        from brecha.warehouse.publish import publish as _publish
+        if settings.storage == "lake":  # a lake snapshot, recorded in ops.lake_publications
+            from brecha.warehouse.lake_publish import publish as _publish
+        else:
+            from brecha.warehouse.publish import publish as _publish
 
         return _publish(run_id=run_id)
 
 
-def rollback(settings: Settings) -> PublishResult:
+def rollback(settings: Settings) -> PublishResult | LakePublishResult:
     """Restore the previous serving snapshot."""
     with using(settings), hold():
-        from brecha.warehouse.publish import rollback as _rollback
+        if settings.storage == "lake":
+            from brecha.warehouse.lake_publish import rollback as _rollback
+        else:
+            from brecha.warehouse.publish import rollback as _rollback
 
         return _rollback()
 

@@ -37,7 +37,7 @@ import pandas as pd
 from brecha.core.db import table_exists
 from brecha.core.errors import BrechaError
 from brecha.core.files import write_atomic
-from brecha.core.settings import paths
+from brecha.core.settings import current, paths
 from brecha.serve.words import ATLAS, DEFAULT_LANG, MAP_REASON_EN, SHORT_REASON, number, signed
 from brecha.warehouse.publish import current_snapshot
 
@@ -713,9 +713,14 @@ def write_atlas(out: Path | None = None, serving_db: Path | None = None, lang: s
     started = time.perf_counter()
     p = paths()
     db = Path(serving_db or p.serving_db)
-    if not db.exists():
+    if serving_db is None and current().storage == "lake":  # the lake: its published snapshot, read-only
+        from brecha.warehouse.lake_publish import connect_published
+
+        con = connect_published()
+    elif not db.exists():
         raise BrechaError(f"no serving copy at {db}: run `brecha run` or `brecha publish` first")
-    con = duckdb.connect(str(db), read_only=True)
+    else:
+        con = duckdb.connect(str(db), read_only=True)
     try:
         data = load(con)
     finally:

@@ -1,0 +1,133 @@
+"""Publishing on the lake: a DuckLake snapshot, not a file copy.
+
+Every commit to the lake is a snapshot one can read back. Publishing checks what ``brecha publish`` checks on the
+embedded file (the required marts, the latest batch landed ``ok``, every gate and dbt build passed for it:
+``brecha.warehouse.publish.check_gates``), records those checks (``ops.publish_checks``), and then records the lake's
+current snapshot, the one holding everything checked, in the ledger ``ops.lake_publications``. Readers attach the lake
+read-only, pinned to the latest row's snapshot (``ATTACH ... (SNAPSHOT_VERSION n, READ_ONLY)``:
+``brecha.core.db.connect_lake``), so a build running meanwhile is never seen half-done. Rollback adds a row that points
+back at the snapshot published before the one in effect; nothing is copied or deleted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import duckdb
+
+from brecha.core.db import connect, table_exists
+from brecha.core.errors import BrechaError
+from brecha.core.lake import ALIAS
+from brecha.warehouse import gates
+from brecha.warehouse.gx.record import DDL as VALIDATION_DDL
+
+LEDGER = "ops.lake_publications"
+LEDGER_DDL = f"""CREATE TABLE IF NOT EXISTS {LEDGER} (
+    snapshot_version BIGINT NOT NULL,   -- the DuckLake snapshot readers are pinned to
+    action VARCHAR NOT NULL,            -- 'publish' | 'rollback'
+    published_at TIMESTAMP NOT NULL,    -- UTC
+    run_id VARCHAR,                     -- ML run the snapshot carries (null without ml.*)
+    batch_id INTEGER,                   -- latest landing batch
+    row_counts JSON NOT NULL            -- {{"marts.dim_districts": 1874, ...}} at that snapshot
+)"""
+COUNTED_SCHEMAS = ("marts", "ml")
+
+
+@dataclass
+class LakePublishResult:
+    snapshot_version: int
+    run_id: str | None
+    batch_id: int | None
+    action: str = "publish"
+    row_counts: dict[str, int] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        verb = {"publish": "published", "rollback": "rolled back to"}[self.action]
+        marts = sum(1 for k in self.row_counts if k.startswith("marts."))
+        return (f"{verb} lake snapshot {self.snapshot_version} (batch {self.batch_id}, run {self.run_id or '-'}, "
+                f"{marts} marts, {len(self.row_counts)} tables): readers attach it read-only, pinned")
+
+
+def current_snapshot(con: duckdb.DuckDBPyConnection) -> int:
+    return int(con.execute(f"SELECT id FROM {ALIAS}.current_snapshot()").fetchone()[0])
+
+
+def published(con: duckdb.DuckDBPyConnection) -> tuple[int, str] | None:
+    """The snapshot readers are pinned to and the action that put it there, or None before the first publish."""
+    if not table_exists(con, "ops", "lake_publications", ALIAS):
+        return None
+    row = con.execute(f"SELECT snapshot_version, action FROM {ALIAS}.{LEDGER} "
+                      "ORDER BY published_at DESC, snapshot_version DESC LIMIT 1").fetchone()
+    return (int(row[0]), row[1]) if row else None
+
+
+def _row_counts(con: duckdb.DuckDBPyConnection, version: int) -> dict[str, int]:
+    tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? AND "
+                         f"schema_name IN {COUNTED_SCHEMAS} ORDER BY ALL", [ALIAS]).fetchall()
+    return {f"{s}.{t}": con.execute(f'SELECT count(*) FROM {ALIAS}.{s}."{t}" AT (VERSION => {version})').fetchone()[0]
+            for s, t in tables}
+
+
+def publish(run_id: str | None = None) -> LakePublishResult:
+    """Check the lake as ``brecha publish`` checks the embedded warehouse, then make its current snapshot the one
+    readers see."""
+    from brecha.warehouse.publish import _check_publishable, _latest_batch, _record_checks, check_gates
+    from brecha_ml.store import latest_run_id
+
+    con = connect()
+    try:
+        _check_publishable(con, ALIAS)
+        checked = check_gates(con, ALIAS)
+        for ddl in (*VALIDATION_DDL, *gates.DDL, LEDGER_DDL):
+            con.execute(ddl)
+        run_id = run_id or latest_run_id(con, ALIAS)
+        batch_id = _latest_batch(con, ALIAS)[0]
+        con.execute("BEGIN")
+        version = current_snapshot(con)  # everything checked above; the checks are recorded in the next one
+        _record_checks(con, str(version), batch_id, checked)
+        counts = _row_counts(con, version)
+        _append(con, version, "publish", run_id, batch_id, counts)
+        con.execute(f"CALL {ALIAS}.set_commit_message('brecha', 'publish snapshot {version}')")
+        con.execute("COMMIT")
+    finally:
+        con.close()
+    return LakePublishResult(version, run_id, batch_id, "publish", counts)
+
+
+def rollback() -> LakePublishResult:
+    """Point readers back at the snapshot published before the one they see now."""
+    con = connect()
+    try:
+        now = published(con)
+        if now is None:
+            raise BrechaError("nothing was published on the lake yet: nothing to roll back to (run `brecha publish`)")
+        earlier = con.execute(f"SELECT snapshot_version, run_id, batch_id, row_counts FROM {ALIAS}.{LEDGER} "
+                              "WHERE action = 'publish' AND snapshot_version < ? ORDER BY snapshot_version DESC "
+                              "LIMIT 1", [now[0]]).fetchone()
+        if earlier is None:
+            raise BrechaError(f"lake snapshot {now[0]} is the first one published: there is none before it to roll "
+                              "back to")
+        version, run_id, batch_id, counts = int(earlier[0]), earlier[1], earlier[2], json.loads(earlier[3])
+        _append(con, version, "rollback", run_id, batch_id, counts)
+    finally:
+        con.close()
+    return LakePublishResult(version, run_id, batch_id, "rollback", counts)
+
+
+def _append(con: duckdb.DuckDBPyConnection, version: int, action: str, run_id: str | None, batch_id: int | None,
+            counts: dict[str, int]) -> None:
+    con.execute(f"INSERT INTO {ALIAS}.{LEDGER} VALUES (?, ?, ?, ?, ?, ?)",
+                [version, action, datetime.now(UTC).replace(tzinfo=None), run_id, batch_id, json.dumps(counts)])
+
+
+def connect_published() -> duckdb.DuckDBPyConnection:
+    """A reader's connection: the lake read-only, pinned to the published snapshot (``lake`` in use)."""
+    from brecha.core.db import connect_lake
+
+    with connect_lake(read_only=True) as probe:
+        pinned = published(probe)
+    if pinned is None:
+        raise BrechaError("nothing is published on the lake yet: run `brecha run` (or `brecha publish`) first")
+    return connect_lake(read_only=True, snapshot=pinned[0])
