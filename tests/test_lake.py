@@ -4,6 +4,8 @@ installed here (not root on a machine without it, or no apt-get)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import socket
@@ -15,11 +17,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import TEST_SEED
 
 from brecha.core import lake
 from brecha.core.db import EXTENSIONS, OFFLINE, connect
 from brecha.core.errors import BrechaError
 from brecha.core.settings import Settings, using
+from tools.lake_compare import compare, open_both
 
 
 def _require_postgresql() -> Path:
@@ -124,3 +128,67 @@ def test_lake_settings_need_both_the_catalog_and_the_data_path(tmp_path: Path):
     assert s.storage == "lake" and s.env()["BRECHA_LAKE_DATA"] == str(tmp_path / "data")
     assert lake.ducklake_path(s.lake) == "ducklake:postgres:dbname=db host=127.0.0.1 port=5 user=u password='p\\'q'"
     assert lake.redact(s.lake) == "postgresql://u:***@127.0.0.1:5/db"
+
+
+# --- the pipeline on the lake: one run per session --------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def lake_run(lake_home: Path, pipeline_run) -> dict:
+    """`brecha run --input` of the session's synthetic extracts (the embedded session run's) into the lake: landed,
+    gated, built, trained, clustered, published as a lake snapshot, the atlas drawn from it."""
+    from brecha.orchestrate import pipeline
+
+    out = io.StringIO()
+    settings = lake_settings(lake_home).replace(seed=TEST_SEED)  # the session run's seed
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        return pipeline.run_all(settings, pipeline_run.home / "extracts")
+
+
+def test_the_lake_run_builds_the_embedded_runs_marts(lake_home: Path, lake_run: dict, pipeline_run):
+    assert lake_run["ingest"].batch_id >= 1 and lake_run["publish"].action == "publish"
+    con = open_both(pipeline_run.home / "brecha.duckdb", *(lake.read_env(lake_home / "lake.env")[k]
+                                                           for k in ("BRECHA_LAKE", "BRECHA_LAKE_DATA")))
+    try:
+        diffs = compare(con)
+    finally:
+        con.close()
+    assert len(diffs) >= 15 and {"dim_districts", "mart_district_priorities"} <= {d.table for d in diffs}
+    assert [str(d) for d in diffs if d.problems] == []
+    assert all(d.rows > 0 for d in diffs)
+    assert (lake_home / "atlas" / "index.html").stat().st_size > 100_000  # drawn from the published snapshot
+
+
+def test_readers_are_pinned_to_the_published_snapshot_and_rollback_moves_them(lake_home: Path, lake_run: dict):
+    from brecha.orchestrate import steps
+    from brecha.warehouse.lake_publish import connect_published, current_snapshot
+
+    settings = lake_settings(lake_home)
+    first = lake_run["publish"].snapshot_version
+    with using(settings):
+        with connect_published() as reader:
+            assert reader.execute("SELECT count(*) FROM marts.dim_districts").fetchone()[0] > 0
+            with pytest.raises(duckdb.Error, match="read-only|read only"):
+                reader.execute("CREATE TABLE marts.intruder AS SELECT 1")
+        # a writer changes a mart after the publish: readers keep the published snapshot until the next publish
+        with connect() as writer:
+            writer.execute("CREATE TABLE marts.unpublished AS SELECT 1 AS x")
+        with connect_published() as reader:
+            assert reader.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'unpublished'"
+                                  ).fetchone()[0] == 0
+    second = steps.publish(settings)
+    assert second.snapshot_version > first
+    with using(settings):
+        with connect_published() as reader:
+            assert reader.execute("SELECT count(*) FROM marts.unpublished").fetchone()[0] == 1
+    back = steps.rollback(settings)
+    assert (back.action, back.snapshot_version) == ("rollback", first)
+    with using(settings):
+        with connect_published() as reader:
+            assert reader.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'unpublished'"
+                                  ).fetchone()[0] == 0
+        with connect() as writer:
+            ledger = writer.execute("SELECT action, snapshot_version FROM ops.lake_publications "
+                                    "ORDER BY published_at").fetchall()
+            assert ledger[-3:] == [("publish", first), ("publish", second.snapshot_version), ("rollback", first)]
+            assert current_snapshot(writer) > second.snapshot_version
+            writer.execute("DROP TABLE marts.unpublished")

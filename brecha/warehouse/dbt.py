@@ -41,7 +41,7 @@ def dbt_env(home: Path | None = None) -> dict[str, str]:
     lake = {"BRECHA_DBT_TARGET": "local"}
     if settings is not None and settings.storage == "lake":
         lake = {"BRECHA_DBT_TARGET": "lake", "DBT_ENV_SECRET_BRECHA_LAKE_ATTACH": ducklake_path(settings.lake),
-                "BRECHA_LAKE_DATA": settings.lake_data, "BRECHA_EXTENSION_DIR": str(EXTENSION_DIR)}
+                "BRECHA_DBT_LAKE_DATA": settings.lake_data, "BRECHA_DBT_EXTENSION_DIR": str(EXTENSION_DIR)}
     return {
         **lake,
         "BRECHA_HOME": str(p.home),
