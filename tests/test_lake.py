@@ -102,6 +102,11 @@ def test_extensions_load_offline_from_the_installed_folder(lake_home: Path):
         "SELECT extension_name, install_path FROM duckdb_extensions() WHERE loaded").fetchall()}
     assert {"ducklake", "postgres_scanner"} <= loaded.keys()
     assert loaded["ducklake"].startswith(OFFLINE["extension_directory"])
+    # the catalog's password is in a temporary secret, shown redacted, and in no attached database's path
+    password = lake.Catalog.parse(settings.lake).password
+    shown = con.execute("SELECT string_agg(coalesce(path, ''), ' ') FROM duckdb_databases()").fetchone()[0] + \
+        con.execute("SELECT string_agg(secret_string, ' ') FROM duckdb_secrets()").fetchone()[0]
+    assert password not in shown and "password=redacted" in shown
     assert "excel" in EXTENSIONS
     con.execute("CREATE OR REPLACE TABLE lake.main.probe AS SELECT 42 AS answer, range AS i FROM range(1000)")
     assert con.execute("SELECT answer FROM lake.main.probe WHERE i = 0").fetchone() == (42,)

@@ -119,15 +119,23 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+SECRET = "brecha_lake_catalog"  # the DuckDB secret holding the catalog's address and password (``attach_sql``)
+
+
 def attach_sql(dsn: str, data_path: str | Path, *, alias: str = ALIAS, read_only: bool = False,
                snapshot: int | None = None) -> str:
-    """``ATTACH`` of the lake in a DuckDB process (the ducklake and postgres extensions loaded)."""
-    options = [f"DATA_PATH {sql_literal(str(data_path))}"]
+    """The statements that attach the lake in a DuckDB process (the ducklake and postgres extensions loaded): a
+    temporary DuckDB secret with the catalog's address and password, then ``ATTACH 'ducklake:postgres:'`` naming that
+    secret, so the password shows in no ``duckdb_databases()`` path (``duckdb_secrets()`` shows it redacted)."""
+    c = Catalog.parse(dsn)
+    secret = (f"CREATE OR REPLACE TEMPORARY SECRET {SECRET} (TYPE postgres, HOST {sql_literal(c.host)}, PORT {c.port}, "
+              f"DATABASE {sql_literal(c.database)}, USER {sql_literal(c.user)}, PASSWORD {sql_literal(c.password)})")
+    options = [f"DATA_PATH {sql_literal(str(data_path))}", f"META_SECRET '{SECRET}'"]
     if snapshot is not None:
         options.append(f"SNAPSHOT_VERSION {int(snapshot)}")
     if read_only:
         options.append("READ_ONLY")
-    return f"ATTACH {sql_literal(ducklake_path(dsn))} AS {alias} ({', '.join(options)})"
+    return f"{secret}; ATTACH 'ducklake:postgres:' AS {alias} ({', '.join(options)})"
 
 
 # --- the server -----------------------------------------------------------------------------------------------------
