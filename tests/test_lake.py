@@ -12,6 +12,8 @@ import socket
 import stat
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,37 +165,79 @@ def test_the_lake_run_builds_the_embedded_runs_marts(lake_home: Path, lake_run: 
     assert (lake_home / "atlas" / "index.html").stat().st_size > 100_000  # drawn from the published snapshot
 
 
-def test_readers_are_pinned_to_the_published_snapshot_and_rollback_moves_them(lake_home: Path, lake_run: dict):
+def test_readers_are_pinned_locked_down_and_never_wait_through_a_build_a_publish_and_a_rollback(
+        lake_home: Path, lake_run: dict):
     from brecha.orchestrate import steps
-    from brecha.warehouse.lake_publish import connect_published, current_snapshot
+    from brecha.warehouse.lake_publish import current_snapshot, open_published
 
     settings = lake_settings(lake_home)
     first = lake_run["publish"].snapshot_version
+    assert settings.lake_reader and "brecha_reader" in settings.lake_reader  # lake-up's read-only role
     with using(settings):
-        with connect_published() as reader:
-            assert reader.execute("SELECT count(*) FROM marts.dim_districts").fetchone()[0] > 0
-            with pytest.raises(duckdb.Error, match="read-only|read only"):
-                reader.execute("CREATE TABLE marts.intruder AS SELECT 1")
-        # a writer changes a mart after the publish: readers keep the published snapshot until the next publish
-        with connect() as writer:
-            writer.execute("CREATE TABLE marts.unpublished AS SELECT 1 AS x")
-        with connect_published() as reader:
-            assert reader.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'unpublished'"
-                                  ).fetchone()[0] == 0
-    second = steps.publish(settings)
-    assert second.snapshot_version > first
-    with using(settings):
-        with connect_published() as reader:
-            assert reader.execute("SELECT count(*) FROM marts.unpublished").fetchone()[0] == 1
-    back = steps.rollback(settings)
-    assert (back.action, back.snapshot_version) == ("rollback", first)
-    with using(settings):
-        with connect_published() as reader:
-            assert reader.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'unpublished'"
-                                  ).fetchone()[0] == 0
-        with connect() as writer:
-            ledger = writer.execute("SELECT action, snapshot_version FROM ops.lake_publications "
-                                    "ORDER BY published_at").fetchall()
-            assert ledger[-3:] == [("publish", first), ("publish", second.snapshot_version), ("rollback", first)]
-            assert current_snapshot(writer) > second.snapshot_version
-            writer.execute("DROP TABLE marts.unpublished")
+        reader, version = open_published()
+        with reader:
+            assert version == first and reader.execute("SELECT count(*) FROM marts.dim_districts").fetchone()[0] > 0
+            for statement, error in (
+                    ("CREATE TABLE marts.intruder AS SELECT 1", "read-only|read only"),
+                    ("SELECT * FROM read_csv('/etc/passwd')", "disabled"),
+                    ("ATTACH '/tmp/brecha-intruder.duckdb' AS x", "disabled"),
+                    ("SET memory_limit = '1GB'", "locked"),
+                    # the catalog as the read-only role: no superuser's view of the server, no writes
+                    ("SELECT * FROM postgres_query('__ducklake_metadata_lake', 'SELECT rolpassword FROM pg_authid')",
+                     "permission denied"),
+                    ("SELECT * FROM postgres_execute('__ducklake_metadata_lake', 'CREATE TABLE x (i int)')",
+                     "read-only transaction")):
+                with pytest.raises(duckdb.Error, match=error):
+                    reader.execute(statement)
+
+    # a reader loop runs through a dbt build, a change, a publish and a rollback on the lake
+    seen: list[tuple[int, int, int]] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def read_loop() -> None:
+        with using(settings):
+            while not stop.is_set():
+                try:
+                    con, pinned = open_published()
+                    with con:
+                        seen.append((pinned, *con.execute(
+                            "SELECT (SELECT count(*) FROM marts.mart_district_clusters), (SELECT count(*) FROM "
+                            "duckdb_tables() WHERE table_name = 'unpublished')").fetchone()))
+                except Exception as err:  # noqa: BLE001 - every failure is a finding
+                    errors.append(repr(err))
+
+    loop = threading.Thread(target=read_loop, name="lake-reader")
+    loop.start()
+    try:
+        steps.dbt_build(settings, select="tag:needs_clusters")
+        with using(settings), connect() as writer:
+            writer.execute("CREATE TABLE marts.unpublished AS SELECT 1 AS x")  # not seen until published
+        second = steps.publish(settings)
+        _wait_for(lambda: any(pinned == second.snapshot_version for pinned, _, _ in seen))
+        back = steps.rollback(settings)
+        after = len(seen)
+        _wait_for(lambda: len(seen) > after + 1)  # reads begun after the rollback
+    finally:
+        stop.set()
+        loop.join()
+    print(f"lake reader loop: {len(seen)} reads through a build, a publish and a rollback, {len(errors)} errors")
+    assert errors == []
+    assert second.snapshot_version > first and (back.action, back.snapshot_version) == ("rollback", first)
+    assert {pinned for pinned, _, _ in seen} == {first, second.snapshot_version}, seen[:3]
+    assert all(clusters > 0 and unpublished == (pinned == second.snapshot_version) for pinned, clusters, unpublished
+               in seen)
+    assert seen[-1][0] == first  # after the rollback, readers are back on the first snapshot
+    with using(settings), connect() as writer:
+        ledger = writer.execute("SELECT action, snapshot_version FROM ops.lake_publications ORDER BY published_at"
+                                ).fetchall()
+        assert ledger[-3:] == [("publish", first), ("publish", second.snapshot_version), ("rollback", first)]
+        assert current_snapshot(writer) > second.snapshot_version
+        writer.execute("DROP TABLE marts.unpublished")
+
+
+def _wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the reader loop did not get there in time"
+        time.sleep(0.1)

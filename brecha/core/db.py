@@ -65,12 +65,14 @@ def connect(db: Path | None = None, *, read_only: bool = False, extensions: tupl
 
 def connect_lake(*, read_only: bool = False, extensions: tuple[str, ...] = (),
                  snapshot: int | None = None) -> duckdb.DuckDBPyConnection:
-    """The lake of the settings in effect, attached as ``lake`` (``READ_ONLY``, or pinned to ``snapshot``) and in use."""
+    """The lake of the settings in effect, attached as ``lake`` (``READ_ONLY``, or pinned to ``snapshot``) and in use;
+    read-only, as the catalog's read-only role when the settings have it (``lake-up`` creates it)."""
     settings = current()
     con = duckdb.connect(config=OFFLINE)
     for name in (*LAKE_EXTENSIONS, *extensions):
         load_extension(con, name)
-    con.execute(attach_sql(settings.lake, settings.lake_data, read_only=read_only, snapshot=snapshot))
+    dsn = settings.lake_reader if read_only and settings.lake_reader else settings.lake
+    con.execute(attach_sql(dsn, settings.lake_data, read_only=read_only, snapshot=snapshot))
     con.execute(f"USE {ALIAS}")
     return con
 

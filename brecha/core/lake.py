@@ -38,6 +38,8 @@ SUPERUSER = "brecha"
 ALIAS = "lake"  # the name the lake is attached under in every DuckDB process
 LAKE_ENV = "BRECHA_LAKE"  # postgresql://user:password@host:port/database of the catalog
 LAKE_DATA_ENV = "BRECHA_LAKE_DATA"  # the DuckLake data path (a folder here; an object store path for a team)
+LAKE_READER_ENV = "BRECHA_LAKE_READER"  # the same catalog as a role that may only read it (readers attach with it)
+READER = "brecha_reader"
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"  # Debian's versioned server binaries (postgresql-NN)
 START_TIMEOUT = 60  # seconds pg_ctl waits for the server to accept connections
 
@@ -229,10 +231,11 @@ def read_env(path: Path) -> dict[str, str]:
     return values
 
 
-def _write_env(files: LakeFiles, catalog: Catalog) -> None:
+def _write_env(files: LakeFiles, catalog: Catalog, reader: Catalog) -> None:
     text = (f"# The lake of {files.home} (written by `make lake-up`, brecha.core.lake). It holds the catalog's\n"
-            "# password: keep it private (mode 0600). Use the lake from a shell:  . $BRECHA_HOME/lake.env\n"
+            "# passwords: keep it private (mode 0600). Use the lake from a shell:  . $BRECHA_HOME/lake.env\n"
             f"export {LAKE_ENV}={catalog.dsn()}\n"
+            f"export {LAKE_READER_ENV}={reader.dsn()}\n"
             f"export {LAKE_DATA_ENV}={files.data}\n")
     tmp = files.env.with_suffix(".env.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -280,10 +283,29 @@ def up(home: Path, say=print) -> Catalog:
             != "1":
         _psql(bindir, owner, catalog, f'CREATE DATABASE "{catalog.database}"')
         say(f"created the catalog database {catalog.database}")
-    _write_env(files, catalog)
+    reader = _reader(bindir, owner, files, catalog)
+    _write_env(files, catalog, reader)
     say(f"lake up: catalog {redact(catalog.dsn())}, data {files.data}\n"
         f"settings in {files.env} (mode 0600): `. {files.env}` in a shell uses the lake; `make lake-down` stops it")
     return catalog
+
+
+def _reader(bindir: Path, owner: _Owner, files: LakeFiles, catalog: Catalog) -> Catalog:
+    """The role readers attach with: it may log in and read the catalog's tables (those DuckLake creates later too,
+    by default privileges), nothing else: no superuser's view of the server (pg_authid), no writes."""
+    known = read_env(files.env).get(LAKE_READER_ENV) if files.env.is_file() else None
+    reader = Catalog.parse(known) if known else Catalog(catalog.host, catalog.port, READER,
+                                                        secrets.token_urlsafe(24), catalog.database)
+    exists = _psql(bindir, owner, catalog, f"SELECT 1 FROM pg_roles WHERE rolname = {sql_literal(reader.user)}")
+    verb = "ALTER" if exists == "1" else "CREATE"
+    _psql(bindir, owner, catalog, f'{verb} ROLE "{reader.user}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE '
+                                  f"PASSWORD {sql_literal(reader.password)}")
+    _psql(bindir, owner, catalog, f'GRANT CONNECT ON DATABASE "{catalog.database}" TO "{reader.user}"; '
+                                  f'GRANT USAGE ON SCHEMA public TO "{reader.user}"; '
+                                  f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{reader.user}"; '
+                                  f'ALTER DEFAULT PRIVILEGES FOR ROLE "{catalog.user}" IN SCHEMA public '
+                                  f'GRANT SELECT ON TABLES TO "{reader.user}"', database=catalog.database)
+    return reader
 
 
 def _initdb(bindir: Path, owner: _Owner, files: LakeFiles, catalog: Catalog, say) -> None:

@@ -38,6 +38,7 @@ AIRFLOW_HOST_ENV = "BRECHA_AIRFLOW_HOST"  # where `brecha airflow` listens (defa
 AIRFLOW_PORT_ENV = "AIRFLOW__API__PORT"
 LAKE_ENV = "BRECHA_LAKE"  # postgresql://user:password@host:port/db of a DuckLake catalog: storage "lake" (lake.env)
 LAKE_DATA_ENV = "BRECHA_LAKE_DATA"  # the lake's data path (Parquet files)
+LAKE_READER_ENV = "BRECHA_LAKE_READER"  # the catalog as a role that may only read it (readers attach with it)
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ class Settings:
     verbose: bool = False  # dbt's per-node lines on the console too (always in <home>/dbt_logs/dbt.log)
     lake: str | None = field(default=None, repr=False)  # the catalog's postgresql:// address (holds its password)
     lake_data: str | None = None  # the lake's data path
+    lake_reader: str | None = field(default=None, repr=False)  # the catalog's address for readers (read-only role)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
@@ -178,7 +180,8 @@ class Settings:
         if environ.get(AIRFLOW_PORT_ENV):
             values["airflow_port"] = int(environ[AIRFLOW_PORT_ENV])
         if environ.get(LAKE_ENV) or environ.get(LAKE_DATA_ENV):
-            values.update(storage="lake", lake=environ.get(LAKE_ENV), lake_data=environ.get(LAKE_DATA_ENV))
+            values.update(storage="lake", lake=environ.get(LAKE_ENV), lake_data=environ.get(LAKE_DATA_ENV),
+                          lake_reader=environ.get(LAKE_READER_ENV) or None)
         return cls(**{**values, **overrides})
 
     def env(self) -> dict[str, str]:
@@ -188,6 +191,8 @@ class Settings:
             env[OWNER_ENV] = self.run_owner
         if self.storage == "lake":
             env.update({LAKE_ENV: self.lake, LAKE_DATA_ENV: self.lake_data})
+            if self.lake_reader:
+                env[LAKE_READER_ENV] = self.lake_reader
         return env
 
 

@@ -122,12 +122,26 @@ def _append(con: duckdb.DuckDBPyConnection, version: int, action: str, run_id: s
                 [version, action, datetime.now(UTC).replace(tzinfo=None), run_id, batch_id, json.dumps(counts)])
 
 
-def connect_published() -> duckdb.DuckDBPyConnection:
-    """A reader's connection: the lake read-only, pinned to the published snapshot (``lake`` in use)."""
+def open_published() -> tuple[duckdb.DuckDBPyConnection, int]:
+    """A reader's connection and the snapshot it is pinned to: the lake attached read-only (as the catalog's read-only
+    role), pinned to the published snapshot, ``lake`` in use; then locked down as the serving copy's readers are
+    (after the attach, which needs them): no file outside the lake's data path, no other database, no ``SET``."""
     from brecha.core.db import connect_lake
+    from brecha.core.lake import sql_literal
+    from brecha.core.settings import current
 
     with connect_lake(read_only=True) as probe:
         pinned = published(probe)
     if pinned is None:
         raise BrechaError("nothing is published on the lake yet: run `brecha run` (or `brecha publish`) first")
-    return connect_lake(read_only=True, snapshot=pinned[0])
+    con = connect_lake(read_only=True, snapshot=pinned[0])
+    data = current().lake_data.rstrip("/") + "/"
+    con.execute(f"SET allowed_directories = [{sql_literal(data)}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con, pinned[0]
+
+
+def connect_published() -> duckdb.DuckDBPyConnection:
+    """A reader's connection to the published snapshot (``open_published``)."""
+    return open_published()[0]
