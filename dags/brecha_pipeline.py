@@ -37,9 +37,9 @@ project_config = ProjectConfig(
     dbt_project_path=DBT_PROJECT_DIR,
     manifest_path=MANIFEST,
     install_dbt_deps=False,  # the project has no packages
-    env_vars=dbt_env(SETTINGS.home),  # BRECHA_HOME, DBT_TARGET_PATH, ... (the CLI's dbt runs with the same)
+    env_vars=dbt_env(settings=SETTINGS),  # BRECHA_HOME, DBT_TARGET_PATH, ... (the CLI's dbt runs with the same)
 )
-profile_config = ProfileConfig(profile_name="brecha", target_name="local",
+profile_config = ProfileConfig(profile_name="brecha", target_name="lake" if SETTINGS.storage == "lake" else "local",
                                profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml")
 execution_config = ExecutionConfig(
     execution_mode=ExecutionMode.WATCHER,  # one `dbt build` per group; a sensor per model reports its result

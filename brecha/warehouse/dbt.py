@@ -11,7 +11,7 @@ from brecha.core.db import LOCK_BACKOFF
 from brecha.core.errors import BrechaError, GateFailed
 from brecha.core.files import write_atomic
 from brecha.core.lake import ducklake_path
-from brecha.core.settings import DBT_PROJECT_DIR, EXTENSION_DIR, Paths, current, paths
+from brecha.core.settings import DBT_PROJECT_DIR, EXTENSION_DIR, Paths, Settings, current, paths
 
 
 @dataclass
@@ -30,14 +30,15 @@ class DbtSummary:
                 f"{self.failed} failed, {self.warned} warned, {self.skipped} skipped")
 
 
-def dbt_env(home: Path | None = None) -> dict[str, str]:
+def dbt_env(home: Path | None = None, settings: Settings | None = None) -> dict[str, str]:
     """Environment of every dbt invocation, the CLI's and the Cosmos tasks' alike: BRECHA_HOME (read by profiles.yml),
     the project and profile folders, dbt's target and logs under the home, and the profile's target: ``local`` (the
     embedded file) or ``lake`` (its attach path, data path and the extensions' folder). Telemetry and colours are dbt
     ``flags:`` in dbt_project.yml, not environment variables."""
-    p = Paths(home) if home is not None else paths()
+    if settings is None and home is None:
+        settings = current()
+    p = settings.paths if settings is not None else Paths(home)
     p.ensure()
-    settings = current() if home is None else None
     lake = {"BRECHA_DBT_TARGET": "local"}
     if settings is not None and settings.storage == "lake":
         lake = {"BRECHA_DBT_TARGET": "lake", "DBT_ENV_SECRET_BRECHA_LAKE_ATTACH": ducklake_path(settings.lake),
