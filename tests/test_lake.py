@@ -7,10 +7,12 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -241,3 +243,17 @@ def _wait_for(condition, timeout: float = 60.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the reader loop did not get there in time"
         time.sleep(0.1)
+
+
+def test_brecha_sql_on_the_lake_reads_the_published_snapshot_read_only(lake_home: Path, lake_run: dict):
+    env = {**os.environ, "BRECHA_HOME": str(lake_home), **lake.read_env(lake_home / "lake.env")}
+    brecha = str(Path(sys.executable).with_name("brecha"))
+    out = subprocess.run([brecha, "sql", "-csv", "-c", "SELECT count(*) FROM marts.dim_districts"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.strip().splitlines()[-1]) > 0
+    for statement, error in (("SELECT * FROM read_csv('/etc/passwd')", "disabled"),
+                             ("CREATE TABLE marts.intruder AS SELECT 1", "read-only|read only")):
+        bad = subprocess.run([brecha, "sql", "-c", statement], env=env, capture_output=True, text=True, timeout=120)
+        assert bad.returncode != 0 and re.search(error, bad.stdout + bad.stderr), bad.stdout + bad.stderr
+    assert not list(Path(tempfile.gettempdir()).glob("brecha-sql-*"))  # the init script (a password) is gone

@@ -347,13 +347,31 @@ def sql(duckdb_args: tuple[str, ...]) -> None:
 
     Without arguments, an interactive prompt (`.tables`, `.quit`); SQL piped on stdin runs and exits. Further
     arguments go to the `duckdb` command, e.g. `brecha sql -c "select count(*) from marts.dim_districts"` or
-    `brecha sql -csv -c "..."`. The file is opened read-only: it never blocks the pipeline or a publish.
+    `brecha sql -csv -c "..."`. The file is opened read-only: it never blocks the pipeline or a publish. On the lake
+    (BRECHA_LAKE set), the published lake snapshot, attached read-only and locked down the same way.
     """
     import os
 
     from brecha.core.errors import BrechaError
 
-    db = _settings().paths.serving_db
+    settings = _settings()
+    if settings.storage == "lake":  # the published lake snapshot, read-only, locked down
+        from brecha.core.settings import using
+        from brecha.warehouse.lake_publish import reader_init_sql
+
+        with using(settings):
+            init = reader_init_sql().encode()
+        import subprocess
+        import tempfile
+
+        exe = Path(sys.executable).with_name("duckdb")
+        # the init script holds the readers' password: in a private folder (0700, the file 0600), removed on exit
+        with tempfile.TemporaryDirectory(prefix="brecha-sql-") as private:
+            script = Path(private) / "init.sql"
+            script.touch(mode=0o600)
+            script.write_bytes(init)
+            sys.exit(subprocess.run([str(exe), "-init", str(script), *duckdb_args]).returncode)
+    db = settings.paths.serving_db
     if not db.exists():
         raise BrechaError(f"no serving copy at {db}: run `brecha run` (or `brecha publish`) first")
     exe = Path(sys.executable).with_name("duckdb")

@@ -122,24 +122,56 @@ def _append(con: duckdb.DuckDBPyConnection, version: int, action: str, run_id: s
                 [version, action, datetime.now(UTC).replace(tzinfo=None), run_id, batch_id, json.dumps(counts)])
 
 
-def open_published() -> tuple[duckdb.DuckDBPyConnection, int]:
-    """A reader's connection and the snapshot it is pinned to: the lake attached read-only (as the catalog's read-only
-    role), pinned to the published snapshot, ``lake`` in use; then locked down as the serving copy's readers are
-    (after the attach, which needs them): no file outside the lake's data path, no other database, no ``SET``."""
+def published_snapshot() -> int:
+    """The snapshot readers are pinned to now (asked as the catalog's read-only role)."""
     from brecha.core.db import connect_lake
-    from brecha.core.lake import sql_literal
-    from brecha.core.settings import current
 
     with connect_lake(read_only=True) as probe:
         pinned = published(probe)
     if pinned is None:
         raise BrechaError("nothing is published on the lake yet: run `brecha run` (or `brecha publish`) first")
-    con = connect_lake(read_only=True, snapshot=pinned[0])
+    return pinned[0]
+
+
+def lockdown_sql() -> list[str]:
+    """What a reader of the lake may not do, applied after its attach (which needs them): read files outside the
+    lake's data path, attach another database, change a setting."""
+    from brecha.core.lake import sql_literal
+    from brecha.core.settings import current
+
     data = current().lake_data.rstrip("/") + "/"
-    con.execute(f"SET allowed_directories = [{sql_literal(data)}]")
-    con.execute("SET enable_external_access = false")
-    con.execute("SET lock_configuration = true")
-    return con, pinned[0]
+    return [f"SET allowed_directories = [{sql_literal(data)}]", "SET enable_external_access = false",
+            "SET lock_configuration = true"]
+
+
+def open_published() -> tuple[duckdb.DuckDBPyConnection, int]:
+    """A reader's connection and the snapshot it is pinned to: the lake attached read-only (as the catalog's read-only
+    role), pinned to the published snapshot, ``lake`` in use, then locked down (``lockdown_sql``) as the serving
+    copy's readers are."""
+    from brecha.core.db import connect_lake
+
+    pinned = published_snapshot()
+    con = connect_lake(read_only=True, snapshot=pinned)
+    for statement in lockdown_sql():
+        con.execute(statement)
+    return con, pinned
+
+
+def reader_init_sql() -> str:
+    """The same reader as an init script for the DuckDB command line (``brecha sql`` on the lake)."""
+    from brecha.core.db import LAKE_EXTENSIONS
+    from brecha.core.lake import attach_sql
+    from brecha.core.settings import EXTENSION_DIR, current
+
+    s = current()
+    pinned = published_snapshot()
+    # not lock_configuration: the command line sets options of its own after the init script; the user of the
+    # prompt reads lake.env anyway, and external access, once off, cannot be turned on again
+    statements = [f"SET extension_directory = '{EXTENSION_DIR}'", "SET autoinstall_known_extensions = false",
+                  *(f"LOAD {name}" for name in LAKE_EXTENSIONS),
+                  attach_sql(s.lake_reader or s.lake, s.lake_data, read_only=True, snapshot=pinned),
+                  f"USE {ALIAS}", *(q for q in lockdown_sql() if "lock_configuration" not in q)]
+    return ".output /dev/null\n" + ";\n".join(statements) + ";\n.output\n"  # no "Success" table per statement
 
 
 def connect_published() -> duckdb.DuckDBPyConnection:
