@@ -257,3 +257,22 @@ def test_brecha_sql_on_the_lake_reads_the_published_snapshot_read_only(lake_home
         bad = subprocess.run([brecha, "sql", "-c", statement], env=env, capture_output=True, text=True, timeout=120)
         assert bad.returncode != 0 and re.search(error, bad.stdout + bad.stderr), bad.stdout + bad.stderr
     assert not list(Path(tempfile.gettempdir()).glob("brecha-sql-*"))  # the init script (a password) is gone
+
+
+def test_publish_list_and_serve_on_the_lake(lake_home: Path, lake_run: dict):
+    from brecha.orchestrate import steps
+    from brecha.warehouse.lake_publish import listing, published_snapshot
+
+    settings = lake_settings(lake_home)
+    with using(settings):
+        before = published_snapshot()
+    other = steps.publish(settings).snapshot_version  # a second published snapshot, now the one readers see
+    with using(settings):
+        rows = [line.split() for line in listing().splitlines()[1:-1]]
+    versions = {int(r[-6]) for r in rows}
+    assert {before, other} <= versions and [int(r[1]) for r in rows if r[0] == "*"] == [other]
+    assert steps.serve_snapshot(settings, str(before)).snapshot_version == before
+    with using(settings):
+        assert published_snapshot() == before
+    with pytest.raises(BrechaError, match="never published"):
+        steps.serve_snapshot(settings, "0")

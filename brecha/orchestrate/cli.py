@@ -168,7 +168,11 @@ def publish(rollback: bool, list_: bool, snapshot_id: str | None) -> None:
     settings = _settings()
     if list_:
         from brecha.core.settings import using
-        from brecha.warehouse.publish import snapshot_listing
+
+        if settings.storage == "lake":
+            from brecha.warehouse.lake_publish import listing as snapshot_listing
+        else:
+            from brecha.warehouse.publish import snapshot_listing
 
         with using(settings):
             click.echo(snapshot_listing())

@@ -170,9 +170,16 @@ def atlas(settings: Settings, out: Path | None = None, lang: str = "es") -> Atla
         return write_atlas(out, lang=lang)
 
 
-def serve_snapshot(settings: Settings, snapshot_id: str) -> PublishResult:
+def serve_snapshot(settings: Settings, snapshot_id: str) -> PublishResult | LakePublishResult:
     """Serve the kept snapshot ``snapshot_id`` (older or newer than the one served now)."""
     with using(settings), hold():
+        if settings.storage == "lake":  # a published lake snapshot's number
+            from brecha.core.errors import BrechaError
+            from brecha.warehouse.lake_publish import serve
+
+            if not snapshot_id.isdigit():
+                raise BrechaError(f"{snapshot_id!r}: on the lake a snapshot is a number (`brecha publish --list`)")
+            return serve(int(snapshot_id))
         from brecha.warehouse.publish import serve_snapshot as _serve
 
         return _serve(snapshot_id)

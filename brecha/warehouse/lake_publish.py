@@ -26,7 +26,7 @@ from brecha.warehouse.gx.record import DDL as VALIDATION_DDL
 LEDGER = "ops.lake_publications"
 LEDGER_DDL = f"""CREATE TABLE IF NOT EXISTS {LEDGER} (
     snapshot_version BIGINT NOT NULL,   -- the DuckLake snapshot readers are pinned to
-    action VARCHAR NOT NULL,            -- 'publish' | 'rollback'
+    action VARCHAR NOT NULL,            -- 'publish' | 'rollback' | 'serve' (brecha publish --serve VERSION)
     published_at TIMESTAMP NOT NULL,    -- UTC
     run_id VARCHAR,                     -- ML run the snapshot carries (null without ml.*)
     batch_id INTEGER,                   -- latest landing batch
@@ -44,7 +44,7 @@ class LakePublishResult:
     row_counts: dict[str, int] = field(default_factory=dict)
 
     def __str__(self) -> str:
-        verb = {"publish": "published", "rollback": "rolled back to"}[self.action]
+        verb = {"publish": "published", "rollback": "rolled back to", "serve": "now serving"}[self.action]
         marts = sum(1 for k in self.row_counts if k.startswith("marts."))
         return (f"{verb} lake snapshot {self.snapshot_version} (batch {self.batch_id}, run {self.run_id or '-'}, "
                 f"{marts} marts, {len(self.row_counts)} tables): readers attach it read-only, pinned")
@@ -114,6 +114,44 @@ def rollback() -> LakePublishResult:
     finally:
         con.close()
     return LakePublishResult(version, run_id, batch_id, "rollback", counts)
+
+
+def serve(version: int) -> LakePublishResult:
+    """Point readers at the published snapshot ``version`` (older or newer than the one they see now)."""
+    con = connect()
+    try:
+        row = None
+        if table_exists(con, "ops", "lake_publications", ALIAS):
+            row = con.execute(f"SELECT run_id, batch_id, row_counts FROM {ALIAS}.{LEDGER} WHERE action = 'publish' "
+                              "AND snapshot_version = ? LIMIT 1", [version]).fetchone()
+        if row is None:
+            raise BrechaError(f"lake snapshot {version} was never published: `brecha publish --list` shows those that "
+                              "were")
+        _append(con, version, "serve", row[0], row[1], json.loads(row[2]))
+    finally:
+        con.close()
+    return LakePublishResult(version, row[0], row[1], "serve", json.loads(row[2]))
+
+
+def listing() -> str:
+    """The published lake snapshots, oldest first, as a text table; the one readers see now is marked."""
+    from brecha.core.db import connect_lake
+
+    with connect_lake(read_only=True) as con:
+        now = published(con)
+        if now is None:
+            return "nothing is published on the lake yet: publish with `brecha publish` (or `brecha run`)"
+        ledger = con.execute(f"SELECT snapshot_version, min(published_at), any_value(run_id), any_value(batch_id), "
+                             f"any_value(row_counts) FROM {ALIAS}.{LEDGER} WHERE action = 'publish' GROUP BY ALL "
+                             "ORDER BY 1").fetchall()
+    rows = [("", "lake snapshot", "published at (UTC)", "run id", "batch", "marts rows")]
+    for version, at, run_id, batch_id, counts in ledger:
+        marts = sum(n for k, n in json.loads(counts).items() if k.startswith("marts."))
+        rows.append(("*" if version == now[0] else "", str(version), str(at)[:19], run_id or "-",
+                     str(batch_id or "-"), f"{marts:,}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join([*lines, f"* = what readers see now ({now[1]}); serve any with `brecha publish --serve VERSION`"])
 
 
 def _append(con: duckdb.DuckDBPyConnection, version: int, action: str, run_id: str | None, batch_id: int | None,
