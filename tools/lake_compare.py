@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from brecha.core.db import OFFLINE
-from brecha.core.lake import LAKE_DATA_ENV, LAKE_ENV, attach_sql, read_env
+from brecha.core.lake import attach_sql, read_env
+from brecha.core.settings import LAKE_DATA_ENV, LAKE_ENV
 
 TOLERANCE = 1e-9
 # columns that record the run, not the data: when a row was built or loaded, and the ids of the run and the batch

@@ -32,13 +32,11 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 from brecha.core.errors import BrechaError
+from brecha.core.settings import LAKE_DATA_ENV, LAKE_ENV, LAKE_READER_ENV
 
 CATALOG_DB = "brecha_lake"
 SUPERUSER = "brecha"
 ALIAS = "lake"  # the name the lake is attached under in every DuckDB process
-LAKE_ENV = "BRECHA_LAKE"  # postgresql://user:password@host:port/database of the catalog
-LAKE_DATA_ENV = "BRECHA_LAKE_DATA"  # the DuckLake data path (a folder here; an object store path for a team)
-LAKE_READER_ENV = "BRECHA_LAKE_READER"  # the same catalog as a role that may only read it (readers attach with it)
 READER = "brecha_reader"
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"  # Debian's versioned server binaries (postgresql-NN)
 START_TIMEOUT = 60  # seconds pg_ctl waits for the server to accept connections
