@@ -273,6 +273,9 @@ def up(home: Path, say=print) -> Catalog:
         catalog = Catalog(host="127.0.0.1", port=free_port(), user=SUPERUSER, password=secrets.token_urlsafe(24),
                           database=CATALOG_DB)
         _initdb(bindir, owner, files, catalog, say)
+        # the passwords are kept at once: a start that fails now leaves a cluster `make lake-up` can start again
+        _write_env(files, catalog, Catalog(catalog.host, catalog.port, READER, secrets.token_urlsafe(24),
+                                           catalog.database))
     if _running(bindir, owner, files):
         say(f"PostgreSQL for {files.home} is already running on 127.0.0.1:{catalog.port}")
     else:
