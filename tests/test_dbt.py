@@ -7,6 +7,7 @@ successful batch, as staging is), never read back from the models under test.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -335,9 +336,12 @@ def steps_docs() -> str:
 def test_build_on_empty_raw_tables(brecha_home: Path, monkeypatch: pytest.MonkeyPatch):
     """Empty raw tables give empty marts. dbt runs in this process (dbtRunner) and lets go of the warehouse when it is
     done: another process can write it and this one can read it read-only. Telemetry and colours are off by the
-    project's own dbt flags, with no environment variable saying so."""
+    project's own dbt flags, with no environment variable saying so. The environment dbt runs with (its home, project
+    and profile folders) is set for the invocation only: the process's environment is the same afterwards."""
     monkeypatch.delenv("DBT_SEND_ANONYMOUS_USAGE_STATS", raising=False)
     monkeypatch.delenv("DBT_USE_COLORS", raising=False)
+    monkeypatch.delenv("DBT_PROFILES_DIR", raising=False)
+    environ_before = dict(os.environ)
     with session() as c:
         for ddl in BOOKKEEPING_DDL:
             c.execute(ddl)
@@ -345,6 +349,7 @@ def test_build_on_empty_raw_tables(brecha_home: Path, monkeypatch: pytest.Monkey
             c.execute(raw_table_ddl(layout))
     summary = steps.dbt_build(settings_for(brecha_home), exclude=PREDICTION_MARTS)
     assert summary.failed == 0 and summary.models >= 20
+    assert dict(os.environ) == environ_before
     from dbt.flags import get_flags
 
     assert (get_flags().SEND_ANONYMOUS_USAGE_STATS, get_flags().USE_COLORS) == (False, False)
