@@ -44,7 +44,7 @@ import pandas as pd
 MEASURES: dict[str, str] = {"internet_pct": "internet_pct", "divide_index": "divide_index", "gap_pp": "gap_pp"}
 # 4999, not esda's 999: a permutation p-value cannot fall below 1 / (permutations + 1), and the false-discovery-rate
 # cut-off over ~1,870 districts needs smaller ones (with 999, the gap's 20 most extreme districts all sat at the
-# floor 0.001, above their cut-off: no cluster at all; with 4999, 9). About 10 s per run on the real files.
+# floor 0.001, above their cut-off: no cluster at all; with 4999, 9).
 PERMUTATIONS = 4999
 SIGNIFICANCE = 0.05
 KNN_K = 6  # about the mean number of queen neighbours of a Peruvian district (5.6 on the real boundaries)

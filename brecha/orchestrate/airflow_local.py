@@ -58,7 +58,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
 def machine_size(cpus: int | None = None) -> dict[str, str]:
     """Airflow's pools of processes for this machine's cores: task slots for the writers' one at a time plus the dbt
     sensors (two per core), one API server worker and one DAG parser."""
-    cpus = cpus or os.cpu_count() or 1
+    cpus = cpus or len(os.sched_getaffinity(0)) or 1
     slots = str(max(2, 2 * cpus))
     return {"AIRFLOW__CORE__PARALLELISM": slots, "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": slots,
             "AIRFLOW__API__WORKERS": "1", "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1"}

@@ -75,9 +75,9 @@ def run_all(settings: Settings, input_dir: Path | None = None, scale: float = 1.
 
 
 def _warm_imports() -> None:
-    """Import the later steps' libraries (Great Expectations, dbt, scikit-learn, PyTorch, PySAL: ~8 s of a run) in the
-    background while the extracts are landed; the steps then find them imported (about 4 s less per run on two
-    cores). A failure here is ignored: the step that needs the library imports it again and reports the error."""
+    """Import the later steps' libraries (Great Expectations, dbt, scikit-learn, PyTorch, PySAL: seconds of a run) in
+    the background while the extracts are landed; the steps then find them imported (the run is shorter on two cores).
+    A failure here is ignored: the step that needs the library imports it again and reports the error."""
     import importlib
 
     for name in ("great_expectations", "dbt.cli.main", "brecha_ml.train", "brecha_ml.clusters"):
