@@ -70,13 +70,12 @@ def settings(params: dict) -> Settings:
 def step_task(step: plan.Step):
     @task(task_id=step.name, doc_md=f"`{step.title}` (brecha.orchestrate.plan.run)")
     def run(params: dict | None = None, ti=None) -> str:
-        given = Path(params["input_dir"]) if params["input_dir"] else None
-        if step.name == "extract" and given:
-            return str(given)  # a folder of real extracts: nothing to generate
-        run_id = ti.xcom_pull(task_ids="train") if step.name == "publish" else None
-        inputs = plan.Inputs(input_dir=given, scale=float(params["scale"]), run_id=run_id)
-        result = run_step(plan.run, step, settings(params), inputs)
-        return result.run_id if step.name == "train" else str(result)  # the run id: publish serves it
+        inputs = plan.Inputs(input_dir=Path(params["input_dir"]) if params["input_dir"] else None,
+                             scale=float(params["scale"]),
+                             run_id=ti.xcom_pull(task_ids=step.run_id_from) if step.run_id_from else None)
+        if step.skipped(inputs):
+            return f"skipped ({inputs.input_dir} given)"
+        return plan.handed_on(step, run_step(plan.run, step, settings(params), inputs))
 
     return run()
 

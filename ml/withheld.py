@@ -1,27 +1,20 @@
 """Accuracy where the census is silent: withhold whole departments, train on the rest, compare.
 
-``python -m brecha_ml.withheld [--sets 20] [--seed 42]`` reads the marts of ``$BRECHA_HOME`` (e.g. a warehouse built
-from the real extracts) and, for each of ``--sets`` random sets of 3-6 departments (the first 5 with Lima),
-does what ``brecha train`` does on a warehouse where those departments have no census share: spatial CV of
-every candidate on the other departments, the lowest-MAE one refitted on them, Mondrian intervals calibrated
-on its out-of-fold residuals. It prints the pooled R², MAE and 90 % coverage over each set's districts and
-their distribution over the sets (the figures in ml/README.md). An evaluation tool: it writes nothing.
+``evaluate_set`` does, for one set of withheld departments (``department_sets`` draws random sets of 3-6, the
+first 5 with Lima), what ``brecha train`` does on a warehouse where those departments have no census share: spatial CV
+of every candidate on the other departments, the lowest-MAE one refitted on them, Mondrian intervals calibrated on its
+out-of-fold residuals, then scores the withheld districts. ``python -m tools.withheld`` runs it over many sets on the
+marts of ``$BRECHA_HOME`` (the figures in ml/README.md).
 """
 
 from __future__ import annotations
 
-import argparse
-import time
-
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.base import clone
-from threadpoolctl import threadpool_limits
 
-from brecha.core.db import session
-from brecha_ml.config import FULL, TrainConfig
-from brecha_ml.features import GROUP, TARGET, build_feature_table, load_marts
+from brecha_ml.config import TrainConfig
+from brecha_ml.features import GROUP, TARGET
 from brecha_ml.intervals import MondrianIntervals, coverage_tables, region_of
 from brecha_ml.models import (
     ENSEMBLE,
@@ -98,49 +91,3 @@ def evaluate_set(marts: pd.DataFrame, features: pd.DataFrame, withheld: list[str
             "coverage": float(pooled["coverage"]),
             "min_department_coverage": float(cover.loc[cover.scope == "department", "coverage"].min()),
             "mean_width_pp": float(pooled["mean_width_pp"])}
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--compare-only", action="store_true",
-                        help="only every candidate's withheld MAE (no spatial CV, selection or intervals)")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    import os
-
-    from brecha.core.settings import Settings
-
-    with session(Settings.from_env(os.environ).paths.db, read_only=True) as con:  # a script: its own entry point
-        marts = load_marts(con)
-    features = build_feature_table(marts)
-    deps = sorted(marts.loc[marts[TARGET].notna(), GROUP].astype(str).unique())
-    rows = []
-    with threadpool_limits(limits=1):
-        for i, withheld in enumerate(department_sets(deps, args.sets, args.seed), start=1):
-            t = time.perf_counter()
-            rows.append(evaluate_set(marts, features, withheld, FULL, args.seed, args.compare_only))
-            r = rows[-1]
-            maes = " ".join(f"{k[4:]} {v:.2f}" for k, v in r.items() if k.startswith("mae_"))
-            print(f"set {i:2d} [{r['departments']}] n={r['n']} MAE {maes}" + ("" if args.compare_only else
-                  f"; served {r['selected']}: R² {r['r2']:.3f} MAE {r['mae']:.2f} coverage {r['coverage']:.1%} "
-                  f"(min dept {r['min_department_coverage']:.0%}) width {r['mean_width_pp']:.1f} pp")
-                  + f" ({time.perf_counter() - t:.0f} s)", flush=True)
-    df = pd.DataFrame(rows)
-    if not args.compare_only:
-        q = df[["r2", "mae", "coverage", "r2_hh", "mae_hh", "mean_width_pp"]].quantile([0, 0.1, 0.5, 0.9, 1]).T
-        q["mean"] = df[["r2", "mae", "coverage", "r2_hh", "mae_hh", "mean_width_pp"]].mean()
-        print(q.round(3).to_string())
-    each = df[[c for c in df.columns if c.startswith("mae_")]]
-    print("withheld MAE of every candidate (pp), mean ± SD over the sets:")
-    for col in each.columns:
-        print(f"  {col[4:]:<18} {each[col].mean():.3f} ± {each[col].std():.3f}")
-    best_single = min((c for c in each.columns if c != f"mae_{ENSEMBLE}"), key=lambda c: each[c].mean())
-    gain = each[best_single].mean() - each[f"mae_{ENSEMBLE}"].mean()
-    print(f"ensemble vs its best single model ({best_single[4:]}): {gain:+.3f} pp mean MAE "
-          f"({'earns' if gain >= FULL.ensemble_margin_pp else 'does not earn'} the {FULL.ensemble_margin_pp:.2f} pp margin)")
-
-
-if __name__ == "__main__":
-    main()

@@ -12,6 +12,7 @@ import contextlib
 import io
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,13 @@ def real_dir() -> Path:
     if not REAL_DIR.is_dir():
         pytest.skip(f"real extracts not found at {REAL_DIR} (the ../shared folder is absent on this machine)")
     return REAL_DIR
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def settings_for(home: Path, **options: object) -> Settings:

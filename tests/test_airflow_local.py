@@ -14,9 +14,10 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import free_port
+
 from brecha.core.settings import Settings
 from brecha.orchestrate.airflow_local import airflow_env, ensure_password, machine_size
-from tools.bench_api import free_port
 
 INIT = """
 from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
@@ -45,7 +46,7 @@ def test_api_server_binds_to_localhost_and_the_password_stays_in_its_file(tmp_pa
     printed = proc.stdout.replace(lines["BRECHA_PASSWORDS"], "") + proc.stderr
     assert password not in printed and "Password for user" not in printed  # ... and never prints it
     # sized to the machine, as Airflow reads it: task slots from the cores, one API server worker, one DAG parser
-    assert lines["BRECHA_SIZE"] == f"{max(2, 2 * os.cpu_count())} 1 1"
+    assert lines["BRECHA_SIZE"] == f"{max(2, 2 * len(os.sched_getaffinity(0)))} 1 1"
     assert machine_size(8)["AIRFLOW__CORE__PARALLELISM"] == "16" and machine_size(1)["AIRFLOW__CORE__PARALLELISM"] == "2"
     opened = Settings.from_env({"BRECHA_HOME": str(tmp_path / "home"), "BRECHA_AIRFLOW_HOST": "0.0.0.0"})
     assert airflow_env(opened)["AIRFLOW__API__HOST"] == "0.0.0.0"

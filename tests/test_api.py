@@ -22,13 +22,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from browser import dump_dom
-from conftest import own_home
+from conftest import free_port, own_home
 from fastapi.testclient import TestClient
 
 from brecha.core.settings import current
 from brecha.serve.api import create_app
 from brecha.serve.api.app import ASSOCIATIONAL, MAX_BODY_BYTES, MAX_ECHO, MAX_INT, MAX_PAGE_SIZE
-from tools.bench_api import free_port
 
 PROFILE = "marts.mart_district_profile"  # what the district endpoints answer from
 

@@ -7,6 +7,7 @@ successful batch, as staging is), never read back from the models under test.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -304,24 +305,30 @@ def test_docs_generate_and_every_model_and_column_documented(session_home, use_h
     assert sum(e["type"] == "dashboard" for e in exposures) == 4
     unit_tests = manifest.get("unit_tests", {})
     assert len(unit_tests) >= 3
-    # every column the models write in Python (predictions, intervals, gaps, scores, segments, clusters) is described
-    # in the dbt docs where it is born: its source, with the same text as its staging model (one doc block)
+    # every column the models write in Python (every table of ml/store.py, ml/clusters.py and ml/seeds.py: predictions,
+    # intervals, gaps, scores, segments, clusters, metrics) is described in the dbt docs where it is born: its source,
+    # with the same text as its staging model where there is one (one doc block)
+    from brecha_ml import seeds
     from brecha_ml.clusters import DDL as CLUSTER_DDL
     from brecha_ml.store import DDL as ML_DDL
+    from brecha_ml.store import LATER_DDL
 
     sources = {(s["source_name"], s["name"]): s for s in manifest["sources"].values()}
     staged = {n["name"]: n for n in models}
-    for src, tables in (("ml", ML_DDL), ("ml_clusters", CLUSTER_DDL)):
-        for table in ("district_predictions", "district_segments", "segment_profiles", "district_clusters",
-                      "spatial_autocorrelation"):
-            if table not in tables:
-                continue
-            written = set(re.findall(r"(?:^|,)\s*(\w+)\s+[A-Z]", tables[table].split("PRIMARY KEY")[0]))
-            assert len(written) >= 4, (table, written)
-            described = sources[(src, table)]["columns"]
-            missing = sorted(c for c in written if not described.get(c, {}).get("description", "").strip())
-            assert missing == [], f"{src}.{table}: columns written by Python without a description: {missing}"
-            for name, col in staged.get(f"stg_ml__{table}", {"columns": {}})["columns"].items():
+    written_by_python = [*(("ml", table, ddl) for table, ddl in {**ML_DDL, **LATER_DDL}.items()),
+                         ("ml", "seed_metrics", seeds.DDL),
+                         *(("ml_clusters", table, ddl) for table, ddl in CLUSTER_DDL.items())]
+    assert len(written_by_python) == len(ML_DDL) + len(LATER_DDL) + 1 + len(CLUSTER_DDL) >= 12
+    for src, table, ddl in written_by_python:
+        written = set(re.findall(r"(?:^|,)\s*(\w+)\s+[A-Z]", ddl.split("PRIMARY KEY")[0]))
+        assert len(written) >= 4, (table, written)
+        assert (src, table) in sources, f"ml.{table} is written by Python but is no dbt source of {src!r}"
+        described = sources[(src, table)]["columns"]
+        missing = sorted(c for c in written if not described.get(c, {}).get("description", "").strip())
+        assert missing == [], f"{src}.{table}: columns written by Python without a description: {missing}"
+        assert sources[(src, table)]["description"].strip(), f"{src}.{table} has no description"
+        for name, col in staged.get(f"stg_ml__{table}", {"columns": {}})["columns"].items():
+            if name in described:  # a renamed column (selected -> is_selected) has its own text
                 assert col["description"] == described[name]["description"], (table, name)
 
 
@@ -335,9 +342,12 @@ def steps_docs() -> str:
 def test_build_on_empty_raw_tables(brecha_home: Path, monkeypatch: pytest.MonkeyPatch):
     """Empty raw tables give empty marts. dbt runs in this process (dbtRunner) and lets go of the warehouse when it is
     done: another process can write it and this one can read it read-only. Telemetry and colours are off by the
-    project's own dbt flags, with no environment variable saying so."""
+    project's own dbt flags, with no environment variable saying so. The environment dbt runs with (its home, project
+    and profile folders) is set for the invocation only: the process's environment is the same afterwards."""
     monkeypatch.delenv("DBT_SEND_ANONYMOUS_USAGE_STATS", raising=False)
     monkeypatch.delenv("DBT_USE_COLORS", raising=False)
+    monkeypatch.delenv("DBT_PROFILES_DIR", raising=False)
+    environ_before = dict(os.environ)
     with session() as c:
         for ddl in BOOKKEEPING_DDL:
             c.execute(ddl)
@@ -345,6 +355,7 @@ def test_build_on_empty_raw_tables(brecha_home: Path, monkeypatch: pytest.Monkey
             c.execute(raw_table_ddl(layout))
     summary = steps.dbt_build(settings_for(brecha_home), exclude=PREDICTION_MARTS)
     assert summary.failed == 0 and summary.models >= 20
+    assert dict(os.environ) == environ_before
     from dbt.flags import get_flags
 
     assert (get_flags().SEND_ANONYMOUS_USAGE_STATS, get_flags().USE_COLORS) == (False, False)

@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from brecha.core.errors import InputFileError
 from brecha.landing.ingest import ingest
-from tools.bench_api import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -124,7 +124,7 @@ def test_docs_serve_serves_the_site(session_home: Path, tmp_path: Path) -> None:
     import time
     import urllib.request
 
-    from tools.bench_api import free_port
+    from conftest import free_port
 
     port = free_port()
     proc = subprocess.Popen([BRECHA, "docs", "--serve", "--no-generate", "--port", str(port)],

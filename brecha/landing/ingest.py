@@ -55,7 +55,7 @@ def _progress(description: str, total: int) -> Iterator[Any]:
 
 
 def _settings(con: duckdb.DuckDBPyConnection) -> None:
-    """Our own progress bar is on stderr (DuckDB's would go to stdout). Memory is capped (``BRECHA_DUCKDB_MEMORY``,
+    """Our own progress bar is on stderr (DuckDB's would go to stdout). Memory is capped (``Settings.memory_cap``,
     default 3 GB; DuckDB's own default is 80 % of the machine): each sheet is read into a table before its
     checks, and each file checked ahead into a table of its checked rows (``CheckAhead``), all kept until the
     batch's transaction ends (140 MB for the 575k-row coverage sheet of bench scale 10), and at scale 30 the

@@ -114,7 +114,7 @@ def drop_materialised(con: duckdb.DuckDBPyConnection) -> None:
 class SheetPrefetch:
     """Sheets read ahead in a background thread while the batch lands the files before them.
 
-    DuckDB's XLSX reader runs on one thread (3.4-4.4 s for the 35 MB coverage workbook at bench scale 10), and
+    DuckDB's XLSX reader runs on one thread (a large workbook takes seconds; `make bench` measures it), and
     most of a batch's other work is one-threaded too, so on two cores the read costs little wall time when it
     overlaps the CSVs that land before it. Each sheet is read, with its record numbers, by a cursor of the same
     DuckDB instance (same memory limit) into a table of its own in-memory database, ``ATTACH``ed for it alone:

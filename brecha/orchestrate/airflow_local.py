@@ -58,7 +58,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
 def machine_size(cpus: int | None = None) -> dict[str, str]:
     """Airflow's pools of processes for this machine's cores: task slots for the writers' one at a time plus the dbt
     sensors (two per core), one API server worker and one DAG parser."""
-    cpus = cpus or os.cpu_count() or 1
+    cpus = cpus or len(os.sched_getaffinity(0)) or 1
     slots = str(max(2, 2 * cpus))
     return {"AIRFLOW__CORE__PARALLELISM": slots, "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": slots,
             "AIRFLOW__API__WORKERS": "1", "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1"}
@@ -189,8 +189,8 @@ def standalone(settings: Settings) -> None:
     env = prepare(airflow_env(settings))
     secret = ensure_password(Path(env["AIRFLOW_HOME"]))
     host, port = settings.airflow_host, settings.airflow_port
-    env = {**os.environ, **env, "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "PYTHONUNBUFFERED": "1"}
-    env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
+    env = {**env, "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "PYTHONUNBUFFERED": "1",
+           "PATH": os.pathsep.join([str(BIN), *os.get_exec_path()])}
     if host in ("127.0.0.1", "localhost"):
         env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = f"{__name__}.loopback_hostname"
     print(f"Airflow home: {env['AIRFLOW_HOME']}; UI on http://{host}:{port} "
@@ -203,7 +203,7 @@ def standalone(settings: Settings) -> None:
     me = os.getpid()
     commands = {name: [str(BIN / "airflow"), *args] for name, args in COMPONENTS.items()}
     commands["serve-logs"] = [sys.executable, "-c", f"from {__name__} import serve_logs; serve_logs({host!r})"]
-    procs = {name: subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    procs = {name: subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, preexec_fn=lambda: exit_with_parent(parent=me))
              for name, cmd in commands.items()}
 

@@ -75,9 +75,9 @@ def run_all(settings: Settings, input_dir: Path | None = None, scale: float = 1.
 
 
 def _warm_imports() -> None:
-    """Import the later steps' libraries (Great Expectations, dbt, scikit-learn, PyTorch, PySAL: ~8 s of a run) in the
-    background while the extracts are landed; the steps then find them imported (about 4 s less per run on two
-    cores). A failure here is ignored: the step that needs the library imports it again and reports the error."""
+    """Import the later steps' libraries (Great Expectations, dbt, scikit-learn, PyTorch, PySAL: seconds of a run) in
+    the background while the extracts are landed; the steps then find them imported (the run is shorter on two cores).
+    A failure here is ignored: the step that needs the library imports it again and reports the error."""
     import importlib
 
     for name in ("great_expectations", "dbt.cli.main", "brecha_ml.train", "brecha_ml.clusters"):
@@ -92,13 +92,13 @@ def _run_all(s: Settings, input_dir: Path | None, scale: float) -> RunResults:
     results: RunResults = {}
     inputs = Inputs(input_dir=input_dir, scale=scale)
     for step in PIPELINE:
-        if step.name == "extract" and input_dir is not None:
-            continue  # a folder of real extracts was given
+        if step.skipped(inputs):
+            continue  # e.g. the synthetic extracts, when a folder of real ones was given
         if step.name == "ingest":
             # landing works in DuckDB, mostly without the GIL: meanwhile the later steps' libraries are imported
             threading.Thread(target=_warm_imports, name="brecha-warm-imports", daemon=True).start()
-        if step.name == "publish":
-            inputs = dataclasses.replace(inputs, run_id=results["train"].run_id)
+        if step.run_id_from:
+            inputs = dataclasses.replace(inputs, run_id=results[step.run_id_from].run_id)  # type: ignore[literal-required]
         results[step.name] = _step(step.title, functools.partial(plan.run, step, s, inputs))  # type: ignore[literal-required]
     print_summary(results)
     return results

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,20 +56,36 @@ def dbt_env(home: Path | None = None, settings: Settings | None = None) -> dict[
     }
 
 
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """``values`` set in this process's environment for the duration of the block (dbtRunner reads its project,
+    profile and BRECHA_HOME from there), the previous values restored afterwards, unset ones removed again."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def invoke(args: list[str]) -> DbtSummary:
     """Invoke one dbt command in this process with dbt's ``dbtRunner``, as the DAG's Cosmos tasks do
     (``InvocationMode.DBT_RUNNER``), and summarise its results; raise GateFailed on any failure. The warehouse is
     released afterwards (``release_warehouse``)."""
     from dbt.cli.main import dbtRunner
 
-    os.environ.update(dbt_env())  # the project and profile folders too
     cli_args = list(args)
     if not current().verbose:  # dbt's START/PASS line per node goes to its log file only; errors still show
         cli_args.append("--quiet")
     if sys.stdout.isatty():
         cli_args.append("--use-colors")  # a terminal: colours (off in the project's flags for logs, pipes, Airflow)
     try:
-        res = dbtRunner().invoke(cli_args)
+        with _environment(dbt_env()):  # the home, the project and profile folders: for this invocation only
+            res = dbtRunner().invoke(cli_args)
     finally:
         release_warehouse()
     summary = DbtSummary(command=args[0])
