@@ -163,18 +163,21 @@ def install_postgresql(say=print) -> Path:
         raise BrechaError("PostgreSQL is not installed, and installing it needs root: run "
                           "`sudo apt-get install -y postgresql`, then `make lake-up` again")
     say("installing Debian's PostgreSQL (apt-get install -y postgresql) ...")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"]
-    if subprocess.run(install, env=env, capture_output=True, text=True).returncode != 0:
+    if _apt(install).returncode != 0:
         # an image without package lists (or stale ones): update them once, then install
         for cmd in (["apt-get", "update", "-q"], install):
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            proc = _apt(cmd)
             if proc.returncode != 0:
                 raise BrechaError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}): "
                                   f"{(proc.stdout + proc.stderr).strip()[-1500:]}")
     if (bindir := pg_bindir()) is None:
         raise BrechaError(f"apt-get installed postgresql, but no server binaries are in {PG_BIN_GLOB}")
     return bindir
+
+
+def _apt(cmd: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, capture_output=True, text=True)
 
 
 @dataclass(frozen=True)
