@@ -32,7 +32,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 from brecha.core.errors import BrechaError
-from brecha.core.settings import LAKE_DATA_ENV, LAKE_ENV, LAKE_READER_ENV
+from brecha.core.settings import LAKE_DATA_ENV, LAKE_ENV, LAKE_READER_ENV, Paths
 
 CATALOG_DB = "brecha_lake"
 SUPERUSER = "brecha"
@@ -40,34 +40,6 @@ ALIAS = "lake"  # the name the lake is attached under in every DuckDB process
 READER = "brecha_reader"
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"  # Debian's versioned server binaries (postgresql-NN)
 START_TIMEOUT = 60  # seconds pg_ctl waits for the server to accept connections
-
-
-@dataclass(frozen=True)
-class LakeFiles:
-    """Where one home keeps its lake's server and data."""
-
-    home: Path
-
-    @property
-    def root(self) -> Path:
-        return self.home / "lake"
-
-    @property
-    def pgdata(self) -> Path:
-        return self.root / "pg"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "postgresql.log"
-
-    @property
-    def data(self) -> Path:
-        """The DuckLake data path: the Parquet files."""
-        return self.root / "data"
-
-    @property
-    def env(self) -> Path:
-        return self.home / "lake.env"
 
 
 # --- the catalog's address ------------------------------------------------------------------------------------------
@@ -232,22 +204,22 @@ def read_env(path: Path) -> dict[str, str]:
     return values
 
 
-def _write_env(files: LakeFiles, catalog: Catalog, reader: Catalog) -> None:
+def _write_env(files: Paths, catalog: Catalog, reader: Catalog) -> None:
     text = (f"# The lake of {files.home} (written by `make lake-up`, brecha.core.lake). It holds the catalog's\n"
             "# passwords: keep it private (mode 0600). Use the lake from a shell:  . $BRECHA_HOME/lake.env\n"
             f"export {LAKE_ENV}={catalog.dsn()}\n"
             f"export {LAKE_READER_ENV}={reader.dsn()}\n"
-            f"export {LAKE_DATA_ENV}={files.data}\n")
-    tmp = files.env.with_suffix(".env.tmp")
+            f"export {LAKE_DATA_ENV}={files.lake_data}\n")
+    tmp = files.lake_env.with_suffix(".env.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     os.chmod(tmp, 0o600)
-    os.replace(tmp, files.env)
+    os.replace(tmp, files.lake_env)
 
 
-def _running(bindir: Path, owner: _Owner, files: LakeFiles) -> bool:
-    return owner.run([str(bindir / "pg_ctl"), "status", "-D", str(files.pgdata)]).returncode == 0
+def _running(bindir: Path, owner: _Owner, files: Paths) -> bool:
+    return owner.run([str(bindir / "pg_ctl"), "status", "-D", str(files.lake_pgdata)]).returncode == 0
 
 
 def _psql(bindir: Path, owner: _Owner, catalog: Catalog, sql: str, database: str = "postgres") -> str:
@@ -260,18 +232,18 @@ def _psql(bindir: Path, owner: _Owner, catalog: Catalog, sql: str, database: str
 
 def up(home: Path, say=print) -> Catalog:
     """Start this home's PostgreSQL (initialising it the first time) and write ``<home>/lake.env``; idempotent."""
-    files = LakeFiles(Path(home).resolve())
+    files = Paths(Path(home).resolve())
     bindir = install_postgresql(say)
     owner = _Owner.find()
-    files.root.mkdir(parents=True, exist_ok=True)
-    files.data.mkdir(parents=True, exist_ok=True)
-    initialised = (files.pgdata / "PG_VERSION").is_file()
+    files.lake.mkdir(parents=True, exist_ok=True)
+    files.lake_data.mkdir(parents=True, exist_ok=True)
+    initialised = (files.lake_pgdata / "PG_VERSION").is_file()
     if initialised:
-        if not files.env.is_file():
-            raise BrechaError(f"{files.pgdata} holds a PostgreSQL cluster but {files.env} (its password and port) is "
-                              f"gone: restore lake.env, or remove {files.pgdata} (the lake's catalog!) and run "
+        if not files.lake_env.is_file():
+            raise BrechaError(f"{files.lake_pgdata} holds a PostgreSQL cluster but {files.lake_env} (its password and port) is "
+                              f"gone: restore lake.env, or remove {files.lake_pgdata} (the lake's catalog!) and run "
                               "`make lake-up` again")
-        catalog = Catalog.parse(read_env(files.env).get(LAKE_ENV, ""))
+        catalog = Catalog.parse(read_env(files.lake_env).get(LAKE_ENV, ""))
     else:
         catalog = Catalog(host="127.0.0.1", port=free_port(), user=SUPERUSER, password=secrets.token_urlsafe(24),
                           database=CATALOG_DB)
@@ -289,15 +261,15 @@ def up(home: Path, say=print) -> Catalog:
         say(f"created the catalog database {catalog.database}")
     reader = _reader(bindir, owner, files, catalog)
     _write_env(files, catalog, reader)
-    say(f"lake up: catalog {redact(catalog.dsn())}, data {files.data}\n"
-        f"settings in {files.env} (mode 0600): `. {files.env}` in a shell uses the lake; `make lake-down` stops it")
+    say(f"lake up: catalog {redact(catalog.dsn())}, data {files.lake_data}\n"
+        f"settings in {files.lake_env} (mode 0600): `. {files.lake_env}` in a shell uses the lake; `make lake-down` stops it")
     return catalog
 
 
-def _reader(bindir: Path, owner: _Owner, files: LakeFiles, catalog: Catalog) -> Catalog:
+def _reader(bindir: Path, owner: _Owner, files: Paths, catalog: Catalog) -> Catalog:
     """The role readers attach with: it may log in and read the catalog's tables (those DuckLake creates later too,
     by default privileges), nothing else: no superuser's view of the server (pg_authid), no writes."""
-    known = read_env(files.env).get(LAKE_READER_ENV) if files.env.is_file() else None
+    known = read_env(files.lake_env).get(LAKE_READER_ENV) if files.lake_env.is_file() else None
     reader = Catalog.parse(known) if known else Catalog(catalog.host, catalog.port, READER,
                                                         secrets.token_urlsafe(24), catalog.database)
     exists = _psql(bindir, owner, catalog, f"SELECT 1 FROM pg_roles WHERE rolname = {sql_literal(reader.user)}")
@@ -312,29 +284,29 @@ def _reader(bindir: Path, owner: _Owner, files: LakeFiles, catalog: Catalog) -> 
     return reader
 
 
-def _initdb(bindir: Path, owner: _Owner, files: LakeFiles, catalog: Catalog, say) -> None:
-    say(f"initialising a PostgreSQL cluster in {files.pgdata} (runs as user {owner.name})")
-    if files.pgdata.exists() and any(files.pgdata.iterdir()):
-        raise BrechaError(f"{files.pgdata} is not empty but holds no PostgreSQL cluster (no PG_VERSION): move it "
+def _initdb(bindir: Path, owner: _Owner, files: Paths, catalog: Catalog, say) -> None:
+    say(f"initialising a PostgreSQL cluster in {files.lake_pgdata} (runs as user {owner.name})")
+    if files.lake_pgdata.exists() and any(files.lake_pgdata.iterdir()):
+        raise BrechaError(f"{files.lake_pgdata} is not empty but holds no PostgreSQL cluster (no PG_VERSION): move it "
                           "away and run `make lake-up` again")
-    files.pgdata.mkdir(mode=0o700, exist_ok=True)
-    os.chown(files.pgdata, owner.uid, owner.gid)
-    for path in (files.log,):
+    files.lake_pgdata.mkdir(mode=0o700, exist_ok=True)
+    os.chown(files.lake_pgdata, owner.uid, owner.gid)
+    for path in (files.lake_log,):
         path.touch(mode=0o600, exist_ok=True)
         os.chown(path, owner.uid, owner.gid)
-    if owner.run(["test", "-w", str(files.pgdata)]).returncode != 0:
-        raise BrechaError(f"the user {owner.name}, who runs the server, cannot reach {files.pgdata}: a folder above "
+    if owner.run(["test", "-w", str(files.lake_pgdata)]).returncode != 0:
+        raise BrechaError(f"the user {owner.name}, who runs the server, cannot reach {files.lake_pgdata}: a folder above "
                           "it is closed to other users (e.g. a home under /root). Set BRECHA_HOME to a folder every "
                           "user may traverse (chmod o+x on each folder above it), or under /srv or /tmp")
     # the password reaches initdb in a file only the server's user can read, removed at once (never on a command
     # line; a pipe on /dev/stdin is root's and closed to that user)
-    pwfile = files.root / ".initdb-password"
+    pwfile = files.lake / ".initdb-password"
     fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(catalog.password + "\n")
         os.chown(pwfile, owner.uid, owner.gid)
-        owner.run([str(bindir / "initdb"), "-D", str(files.pgdata), "-U", catalog.user, "-A", "scram-sha-256",
+        owner.run([str(bindir / "initdb"), "-D", str(files.lake_pgdata), "-U", catalog.user, "-A", "scram-sha-256",
                    f"--pwfile={pwfile}", "-E", "UTF8", "--no-locale"],
                   check="initialising the lake's PostgreSQL cluster failed")
     finally:
@@ -344,45 +316,45 @@ def _initdb(bindir: Path, owner: _Owner, files: LakeFiles, catalog: Catalog, say
             f"port = {catalog.port}\n"
             "unix_socket_directories = ''\n"
             "password_encryption = 'scram-sha-256'\n")
-    with open(files.pgdata / "postgresql.conf", "a") as fh:
+    with open(files.lake_pgdata / "postgresql.conf", "a") as fh:
         fh.write(conf)
 
 
-def _start(bindir: Path, owner: _Owner, files: LakeFiles, catalog: Catalog, say) -> None:
-    say(f"starting PostgreSQL on 127.0.0.1:{catalog.port} (log {files.log})")
-    proc = owner.run([str(bindir / "pg_ctl"), "start", "-D", str(files.pgdata), "-l", str(files.log), "-w",
+def _start(bindir: Path, owner: _Owner, files: Paths, catalog: Catalog, say) -> None:
+    say(f"starting PostgreSQL on 127.0.0.1:{catalog.port} (log {files.lake_log})")
+    proc = owner.run([str(bindir / "pg_ctl"), "start", "-D", str(files.lake_pgdata), "-l", str(files.lake_log), "-w",
                       "-t", str(START_TIMEOUT)])
     if proc.returncode != 0:
-        log = files.log.read_text(errors="replace")[-1500:] if files.log.is_file() else ""
+        log = files.lake_log.read_text(errors="replace")[-1500:] if files.lake_log.is_file() else ""
         hint = (f" (port {catalog.port} is taken by another program: free it, or edit `port` in "
-                f"{files.pgdata}/postgresql.conf and the port in {files.env})") if "already in use" in log else ""
+                f"{files.lake_pgdata}/postgresql.conf and the port in {files.lake_env})") if "already in use" in log else ""
         raise BrechaError(f"PostgreSQL did not start{hint}: {(proc.stdout + proc.stderr).strip()[-600:]}\n"
-                          f"server log {files.log}:\n{log}")
+                          f"server log {files.lake_log}:\n{log}")
 
 
 def down(home: Path, say=print) -> bool:
     """Stop this home's PostgreSQL (fast shutdown: open sessions are ended); whether it was running."""
-    files = LakeFiles(Path(home).resolve())
+    files = Paths(Path(home).resolve())
     bindir = pg_bindir()
-    if bindir is None or not (files.pgdata / "PG_VERSION").is_file():
-        say(f"no lake server in {files.pgdata}: nothing to stop")
+    if bindir is None or not (files.lake_pgdata / "PG_VERSION").is_file():
+        say(f"no lake server in {files.lake_pgdata}: nothing to stop")
         return False
     owner = _Owner.find()
     if not _running(bindir, owner, files):
         say(f"PostgreSQL for {files.home} is not running")
         return False
-    owner.run([str(bindir / "pg_ctl"), "stop", "-D", str(files.pgdata), "-m", "fast", "-w", "-t",
+    owner.run([str(bindir / "pg_ctl"), "stop", "-D", str(files.lake_pgdata), "-m", "fast", "-w", "-t",
                str(START_TIMEOUT)], check="stopping the lake's PostgreSQL failed")
     say(f"PostgreSQL for {files.home} stopped (the catalog and data stay; `make lake-up` starts it again)")
     return True
 
 
 def status(home: Path, say=print) -> bool:
-    files = LakeFiles(Path(home).resolve())
+    files = Paths(Path(home).resolve())
     bindir = pg_bindir()
-    running = bool(bindir and (files.pgdata / "PG_VERSION").is_file() and _running(bindir, _Owner.find(), files))
+    running = bool(bindir and (files.lake_pgdata / "PG_VERSION").is_file() and _running(bindir, _Owner.find(), files))
     say(f"lake of {files.home}: " + ("running" if running else "not running")
-        + (f", settings in {files.env}" if files.env.is_file() else ""))
+        + (f", settings in {files.lake_env}" if files.lake_env.is_file() else ""))
     return running
 
 

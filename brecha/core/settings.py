@@ -122,6 +122,30 @@ class Paths:
     def airflow(self) -> Path:
         return self.home / "airflow"
 
+    @property
+    def lake(self) -> Path:
+        """The lake's own server and data, when this home runs one (``make lake-up``, ``brecha.core.lake``)."""
+        return self.home / "lake"
+
+    @property
+    def lake_pgdata(self) -> Path:
+        """The PostgreSQL cluster holding the lake's catalog."""
+        return self.lake / "pg"
+
+    @property
+    def lake_log(self) -> Path:
+        return self.lake / "postgresql.log"
+
+    @property
+    def lake_data(self) -> Path:
+        """The DuckLake data path: the Parquet files."""
+        return self.lake / "data"
+
+    @property
+    def lake_env(self) -> Path:
+        """The lake's settings (``BRECHA_LAKE``, ...) that a shell sources; mode 0600."""
+        return self.home / "lake.env"
+
     def ensure(self) -> Paths:
         self.home.mkdir(parents=True, exist_ok=True)
         return self
