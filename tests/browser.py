@@ -13,10 +13,18 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM_FLAGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-                  "--proxy-server=http://127.0.0.1:9",  # any request that is not a local file fails: no network
-                  "--disable-dev-shm-usage"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--proxy-server=http://127.0.0.1:9",  # any request that is not a local file fails: no network
+    "--disable-dev-shm-usage",
+]
 
 
 def chromium() -> str:
@@ -29,8 +37,13 @@ def chromium() -> str:
 def run_chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess:
     """Run headless Chromium once with ``args`` in a fresh profile under ``tmp``, offline."""
     profile = tmp / f"chromium-profile-{len(list(tmp.glob('chromium-profile-*')))}"
-    return subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=180, check=True)
+    return subprocess.run(
+        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
 
 
 def dump_dom(url: str, tmp: Path, budget_ms: int = 8000) -> str:
@@ -65,9 +78,14 @@ def evaluate(url: str, tmp: Path, expression: str, media: str = "print", timeout
         os.set_inheritable(3, True)
         os.set_inheritable(4, True)
 
-    proc = subprocess.Popen([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe",
-                             "about:blank"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, close_fds=False, preexec_fn=child_fds)  # noqa: PLW1509
+    proc = subprocess.Popen(
+        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        close_fds=False,
+        preexec_fn=child_fds,
+    )  # noqa: PLW1509
     os.close(commands_r)
     os.close(replies_w)
     deadline = time.monotonic() + timeout
@@ -87,8 +105,7 @@ def evaluate(url: str, tmp: Path, expression: str, media: str = "print", timeout
         message, buffer = buffer.split(b"\0", 1)
         return json.loads(message)
 
-    def send(method: str, params: dict | None = None, session: str | None = None,
-             until: str | None = None) -> dict:
+    def send(method: str, params: dict | None = None, session: str | None = None, until: str | None = None) -> dict:
         """Send one command; return its result (or, with ``until``, the first event of that name after it)."""
         n = next(ids)
         message = {"id": n, "method": method, "params": params or {}} | ({"sessionId": session} if session else {})
@@ -111,8 +128,9 @@ def evaluate(url: str, tmp: Path, expression: str, media: str = "print", timeout
         send("Emulation.setEmulatedMedia", {"media": media}, session)
         send("Page.enable", session=session)
         send("Page.navigate", {"url": url}, session, until="Page.loadEventFired")
-        answer = send("Runtime.evaluate", {"expression": expression, "awaitPromise": True, "returnByValue": True},
-                      session)
+        answer = send(
+            "Runtime.evaluate", {"expression": expression, "awaitPromise": True, "returnByValue": True}, session
+        )
         if "exceptionDetails" in answer:
             raise RuntimeError(f"{expression[:80]}...: {answer['exceptionDetails']}")
         return answer["result"].get("value")

@@ -26,6 +26,9 @@ REAL_DIR = (REPO / ".." / "shared" / "data" / "real").resolve()
 TEST_SEED = 42
 TEST_SCALE = 0.25  # smaller large tables (households, connections, populated centres) keep CI fast
 
+# the lake's session fixtures (lake_home, lake_run), for every module that tests the lake
+pytest_plugins = ["lake_fixtures"]
+
 
 @pytest.fixture
 def real_dir() -> Path:

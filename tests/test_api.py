@@ -49,8 +49,9 @@ def client(served_home: Path, use_home) -> TestClient:
     return TestClient(create_app(current()))
 
 
-def mart(home: Path, sql: str = f"SELECT * FROM {PROFILE} WHERE has_reference_data", params: list | None = None
-         ) -> pd.DataFrame:
+def mart(
+    home: Path, sql: str = f"SELECT * FROM {PROFILE} WHERE has_reference_data", params: list | None = None
+) -> pd.DataFrame:
     """Read the serving copy directly (closed again at once, so DuckDB keeps no stale instance of the path); by
     default the districts of the profile that have reference data (and so a prediction)."""
     with duckdb.connect(str(home / "serving" / "brecha.duckdb"), read_only=True) as con:
@@ -66,6 +67,7 @@ def assert_error(r: httpx.Response, status: int, loc_last: str) -> str:
 
 # --- districts -----------------------------------------------------------------------------------------------
 
+
 def test_district_answer_matches_the_served_mart(client: TestClient, served_home: Path) -> None:
     rows = mart(served_home)
     known = rows[rows["internet_pct"].notna()].iloc[0]
@@ -76,8 +78,13 @@ def test_district_answer_matches_the_served_mart(client: TestClient, served_home
         body = r.json()
         assert body["district"] == row["district"] and body["department"] == row["department"]
         assert body["run_id"] == row["run_id"] and body["model_name"] == row["model_name"]
-        for field, col in [("predicted_internet_pct", "predicted_internet_pct"), ("lower_90", "lower_90"),
-                           ("upper_90", "upper_90"), ("divide_index", "divide_index"), ("population", "population")]:
+        for field, col in [
+            ("predicted_internet_pct", "predicted_internet_pct"),
+            ("lower_90", "lower_90"),
+            ("upper_90", "upper_90"),
+            ("divide_index", "divide_index"),
+            ("population", "population"),
+        ]:
             assert body[field] == pytest.approx(row[col])
         assert body["national_rank"] == row["national_rank"] and body["priority_rank"] == row["priority_rank"]
         assert body["segment_id"] == row["segment_id"] and body["segment_label"] == row["segment_label"]
@@ -101,8 +108,9 @@ def test_district_errors_name_the_ubigeo(client: TestClient) -> None:
     assert_error(client.get("/districts/0101011"), 422, "ubigeo")
 
 
-def test_every_district_of_the_profile_is_answered_with_its_polygon_or_marker(client: TestClient,
-                                                                           served_home: Path) -> None:
+def test_every_district_of_the_profile_is_answered_with_its_polygon_or_marker(
+    client: TestClient, served_home: Path
+) -> None:
     rows = mart(served_home, f"SELECT * FROM {PROFILE}")
     seen, page = [], 1
     while True:
@@ -116,11 +124,14 @@ def test_every_district_of_the_profile_is_answered_with_its_polygon_or_marker(cl
     marker = rows[rows["map_shape"] == "marker"].iloc[0]
     one = client.get(f"/districts/{marker['ubigeo']}").json()
     assert one["map_shape"] == "marker" and one["map_note"] == marker["map_note"] and one["map_note"]
-    assert one["households_offline"] == (None if pd.isna(marker["households_offline"])
-                                         else pytest.approx(marker["households_offline"]))
+    assert one["households_offline"] == (
+        None if pd.isna(marker["households_offline"]) else pytest.approx(marker["households_offline"])
+    )
     polygon = rows[rows["map_shape"] == "polygon"].iloc[0]
     assert json.loads(client.get(f"/districts/{polygon['ubigeo']}").json()["more"]["geometry_geojson"])["type"] in (
-        "Polygon", "MultiPolygon")
+        "Polygon",
+        "MultiPolygon",
+    )
 
 
 def test_list_filters_paginate_and_match_sql(client: TestClient, served_home: Path) -> None:
@@ -136,8 +147,18 @@ def test_list_filters_paginate_and_match_sql(client: TestClient, served_home: Pa
 
     province = want["province"].iloc[0]
     seg = int(want["segment_id"].dropna().iloc[0])
-    r = client.get("/districts", params={"department": dept, "province": province, "segment_id": seg,
-                                         "rank_by": "divide", "rank_min": 1, "rank_max": 1500, "page_size": 200})
+    r = client.get(
+        "/districts",
+        params={
+            "department": dept,
+            "province": province,
+            "segment_id": seg,
+            "rank_by": "divide",
+            "rank_min": 1,
+            "rank_max": 1500,
+            "page_size": 200,
+        },
+    )
     got = r.json()
     sel = want[(want["province"] == province) & (want["segment_id"] == seg) & want["national_rank"].between(1, 1500)]
     assert got["total"] == len(sel)
@@ -151,9 +172,11 @@ def test_list_errors(client: TestClient) -> None:
     assert_error(client.get("/districts", params={"page_size": MAX_PAGE_SIZE + 1}), 422, "page_size")
     assert_error(client.get("/districts", params={"page": 0}), 422, "page")
     assert "no está en la copia publicada" in assert_error(
-        client.get("/districts", params={"department": "ATLANTIS"}), 422, "department")
+        client.get("/districts", params={"department": "ATLANTIS"}), 422, "department"
+    )
     assert "is not in the served copy" in assert_error(
-        client.get("/districts", params={"department": "ATLANTIS", "lang": "en"}), 422, "department")
+        client.get("/districts", params={"department": "ATLANTIS", "lang": "en"}), 422, "department"
+    )
     assert_error(client.get("/districts", params={"province": "NOWHERE"}), 422, "province")
     assert_error(client.get("/districts", params={"segment_id": 99}), 422, "segment_id")
     assert_error(client.get("/districts", params={"segment_id": "two"}), 422, "segment_id")
@@ -167,10 +190,12 @@ def test_request_values_never_reach_sql_as_text(client: TestClient, served_home:
     for attack in [f"{dept}' OR '1'='1", f"{dept}'; DROP TABLE {PROFILE}; --", "' OR 1=1 --"]:
         assert_error(client.get("/districts", params={"department": attack}), 422, "department")
     assert client.get("/districts", params={"page_size": 1}).json()["total"] == len(
-        mart(served_home, f"SELECT * FROM {PROFILE}"))
+        mart(served_home, f"SELECT * FROM {PROFILE}")
+    )
 
 
 # --- model and what-if ---------------------------------------------------------------------------------------
+
 
 def test_model_endpoint_reports_the_served_run(client: TestClient, served_home: Path) -> None:
     body = client.get("/model").json()
@@ -196,8 +221,9 @@ def test_model_endpoint_reports_the_served_run(client: TestClient, served_home: 
     assert (number["minimum"], number["maximum"]) == (observed["minimum"], observed["maximum"])
 
 
-def test_whatif_is_the_published_prediction_moved_by_the_artifacts_own_change(client: TestClient,
-                                                                             served_home: Path) -> None:
+def test_whatif_is_the_published_prediction_moved_by_the_artifacts_own_change(
+    client: TestClient, served_home: Path
+) -> None:
     """Baseline = the district's published prediction and interval (the mart, the lookup); scenario = baseline +
     (the run's selected artifact, applied outside the API, at the modified features − at the district's own)."""
     from brecha_ml import artifacts
@@ -229,10 +255,12 @@ def test_whatif_is_the_published_prediction_moved_by_the_artifacts_own_change(cl
         assert body["model_change_pp"] == pytest.approx(change, abs=1e-9)
         for k in ("predicted_internet_pct", "lower_90", "upper_90"):
             assert body["baseline"][k] == pytest.approx(published.loc[ubigeo, k], abs=1e-9), k
-            assert body["scenario"][k] == pytest.approx(min(100, max(0, published.loc[ubigeo, k] + change)),
-                                                        abs=1e-9), k
-        assert body["difference_pp"] == pytest.approx(body["scenario"]["predicted_internet_pct"]
-                                                      - body["baseline"]["predicted_internet_pct"], abs=1e-9)
+            assert body["scenario"][k] == pytest.approx(
+                min(100, max(0, published.loc[ubigeo, k] + change)), abs=1e-9
+            ), k
+        assert body["difference_pp"] == pytest.approx(
+            body["scenario"]["predicted_internet_pct"] - body["baseline"]["predicted_internet_pct"], abs=1e-9
+        )
         assert body["note"].startswith("Asociativo, no causal")  # Spanish by default
         english = client.post(f"/districts/{ubigeo}/whatif", params={"lang": "en"}, json={"overrides": overrides})
         assert english.json()["note"] == ASSOCIATIONAL and "not causal" in ASSOCIATIONAL
@@ -277,8 +305,11 @@ def _all_districts_whatif(served_home: Path, overrides) -> pd.DataFrame:
     base_model = predict_frame(run_id, feats, departments=deps)
     scen_model = predict_frame(run_id, scen.features, departments=deps)
     moved = from_published(rows[INTERVAL], base_model, scen_model)
-    return rows[INTERVAL].join(moved.add_suffix("_scenario")).assign(
-        difference_pp=lambda d: d["predicted_internet_pct_scenario"] - d["predicted_internet_pct"])
+    return (
+        rows[INTERVAL]
+        .join(moved.add_suffix("_scenario"))
+        .assign(difference_pp=lambda d: d["predicted_internet_pct_scenario"] - d["predicted_internet_pct"])
+    )
 
 
 @pytest.fixture(params=["synthetic", "real"])
@@ -293,13 +324,17 @@ def test_whatif_effects_are_monotone_over_all_districts(whatif_home: Path, featu
     behaviour, every district of the served copy); the route answers what the batch computes."""
     out = _all_districts_whatif(whatif_home, lambda f: {feature: (f[feature] + step).clip(0, 100)})
     wrong = out[out["difference_pp"] < -1e-6]
-    assert wrong.empty, (f"{len(wrong)} of {len(out)} districts move the wrong way when {feature} changes by "
-                         f"{step:+g} pp, e.g.\n{wrong.sort_values('difference_pp').head()}")
+    assert wrong.empty, (
+        f"{len(wrong)} of {len(out)} districts move the wrong way when {feature} changes by "
+        f"{step:+g} pp, e.g.\n{wrong.sort_values('difference_pp').head()}"
+    )
     client = TestClient(create_app(current()))
     ubigeo = next(u for u in out.index if np.isfinite(_feature(whatif_home, u, feature)))
     own = client.get(f"/districts/{ubigeo}").json()
-    body = client.post(f"/districts/{ubigeo}/whatif", json={"overrides": {feature: float(np.clip(
-        _feature(whatif_home, ubigeo, feature) + step, 0, 100))}}).json()
+    body = client.post(
+        f"/districts/{ubigeo}/whatif",
+        json={"overrides": {feature: float(np.clip(_feature(whatif_home, ubigeo, feature) + step, 0, 100))}},
+    ).json()
     assert body["baseline"]["predicted_internet_pct"] == own["predicted_internet_pct"]
     assert body["difference_pp"] == pytest.approx(out.loc[ubigeo, "difference_pp"], abs=1e-4)
 
@@ -345,8 +380,9 @@ def test_whatif_recomputes_derived_features_or_names_them(client: TestClient, se
         held = {h["feature"] for h in body["held_fixed"]}
         assert held == {"food_vulnerability_pct", "idh"} & used
         # given explicitly, a feature is the user's, not recomputed
-        both = client.post(f"/districts/{ubigeo}/whatif",
-                           json={"overrides": {"poverty_pct": 0.0, "extreme_poverty_pct": 0.0}}).json()
+        both = client.post(
+            f"/districts/{ubigeo}/whatif", json={"overrides": {"poverty_pct": 0.0, "extreme_poverty_pct": 0.0}}
+        ).json()
         assert "extreme_poverty_pct" not in {r["feature"] for r in both["recomputed"]}
 
 
@@ -390,17 +426,20 @@ def test_whatif_errors_name_the_field(client: TestClient, served_home: Path) -> 
     url = f"/districts/{ubigeo}/whatif"
     assert_error(client.post("/districts/999999/whatif", json={"overrides": {"pct_centres_4g": 50}}), 404, "ubigeo")
     assert "variable desconocida 'broadband_magic'" in assert_error(
-        client.post(url, json={"overrides": {"broadband_magic": 50}}), 422, "broadband_magic")
-    assert "unknown feature" in assert_error(client.post(url, params={"lang": "en"},
-                                                         json={"overrides": {"broadband_magic": 50}}),
-                                             422, "broadband_magic")
+        client.post(url, json={"overrides": {"broadband_magic": 50}}), 422, "broadband_magic"
+    )
+    assert "unknown feature" in assert_error(
+        client.post(url, params={"lang": "en"}, json={"overrides": {"broadband_magic": 50}}), 422, "broadband_magic"
+    )
     assert_error(client.post(url, json={"overrides": {"pct_centres_4g": 120}}), 422, "pct_centres_4g")
     assert_error(client.post(url, json={"overrides": {"pct_centres_4g": -1}}), 422, "pct_centres_4g")
     assert_error(client.post(url, json={"overrides": {"idh": 1.5}}), 422, "idh")
     assert_error(client.post(url, json={"overrides": {"pct_centres_4g": "lots"}}), 422, "pct_centres_4g")
     assert_error(client.post(url, json={"overrides": {}}), 422, "overrides")
     assert_error(client.post(url, json={}), 422, "overrides")
-    r = client.post(url, content=b'{"overrides": {"pct_centres_4g": NaN}}', headers={"content-type": "application/json"})
+    r = client.post(
+        url, content=b'{"overrides": {"pct_centres_4g": NaN}}', headers={"content-type": "application/json"}
+    )
     assert_error(r, 422, "pct_centres_4g")
     # a feature bounded by the data: just outside the observed range is refused, its maximum is accepted
     feats = {f["name"]: f for f in client.get("/model").json()["features"]}
@@ -414,6 +453,7 @@ def test_whatif_errors_name_the_field(client: TestClient, served_home: Path) -> 
 
 
 # --- publish and rollback without restart ---------------------------------------------------------------------
+
 
 def test_new_publish_and_rollback_are_picked_up_without_restart(client: TestClient, served_home: Path) -> None:
     from brecha.warehouse import publish
@@ -443,6 +483,7 @@ def test_without_a_serving_copy_the_api_says_what_to_run(brecha_home: Path) -> N
 
 # --- abuse: never a 5xx, never a large echo, never a server path ----------------------------------------------
 
+
 def test_the_root_leads_to_the_docs_page_whose_assets_are_served_here(client: TestClient) -> None:
     root = client.get("/", follow_redirects=False)
     assert root.status_code in (302, 307) and root.headers["location"] == "/docs"
@@ -454,9 +495,20 @@ def test_the_root_leads_to_the_docs_page_whose_assets_are_served_here(client: Te
 
 
 def test_integers_past_their_range_are_422_or_an_empty_page(client: TestClient) -> None:
-    for field, value in [("page", 10**18), ("page", 2**64), ("page", 10**40), ("page", -1), ("page", MAX_INT + 1),
-                         ("page_size", -5), ("page_size", 10**20), ("rank_min", 2**63), ("rank_max", 10**19),
-                         ("rank_min", -(2**70)), ("segment_id", 2**64), ("segment_id", -1)]:
+    for field, value in [
+        ("page", 10**18),
+        ("page", 2**64),
+        ("page", 10**40),
+        ("page", -1),
+        ("page", MAX_INT + 1),
+        ("page_size", -5),
+        ("page_size", 10**20),
+        ("rank_min", 2**63),
+        ("rank_max", 10**19),
+        ("rank_min", -(2**70)),
+        ("segment_id", 2**64),
+        ("segment_id", -1),
+    ]:
         assert_error(client.get("/districts", params={field: str(value)}), 422, field)
     assert_error(client.get("/districts", params={"page": "9" * 5000}), 422, "page")  # past Python's int parsing
     last = client.get("/districts", params={"page": MAX_INT, "page_size": MAX_PAGE_SIZE})  # the largest page asked
@@ -470,14 +522,20 @@ def test_whatif_numbers_must_be_json_numbers(client: TestClient, served_home: Pa
         r = client.post(url, json={"overrides": {"pct_centres_4g": value}})
         assert_error(r, 422, "pct_centres_4g")
     for value in [1e400, -1e400, 10**400]:  # JSON numbers too large for a float, and a 400-digit integer
-        r = client.post(url, content=json.dumps({"overrides": {"pct_centres_4g": value}}).replace("Infinity", "1e400"),
-                        headers={"content-type": "application/json"})
+        r = client.post(
+            url,
+            content=json.dumps({"overrides": {"pct_centres_4g": value}}).replace("Infinity", "1e400"),
+            headers={"content-type": "application/json"},
+        )
         assert r.status_code == 422, r.text
     for value in [80, 80.0]:  # an integer is a JSON number
         assert client.post(url, json={"overrides": {"pct_centres_4g": value}}).status_code == 200
     # bodies the JSON parser cannot read: 400 in the shape and language of the other errors
-    for body in [b'{"overrides": {"pct_centres_4g": "\xff"}}', b"[" * 100_000 + b"]" * 100_000,
-                 b'{"overrides": {"pct_centres_4g": ' + b"9" * 5000 + b"}}"]:
+    for body in [
+        b'{"overrides": {"pct_centres_4g": "\xff"}}',
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"overrides": {"pct_centres_4g": ' + b"9" * 5000 + b"}}",
+    ]:
         msg = assert_error(client.post(url, content=body, headers={"content-type": "application/json"}), 400, "body")
         assert msg.startswith("el cuerpo de la solicitud no es un JSON legible"), msg
     assert client.get("/nowhere").status_code == 404  # an unknown route keeps FastAPI's answer
@@ -500,14 +558,22 @@ def test_a_large_body_is_refused_unparsed_and_errors_echo_little(client: TestCli
     assert client.post(url, content=at_limit, headers={"content-type": "application/json"}).status_code == 200
 
     big = "x" * 100_000
-    for r, loc in [(client.post(url, json={"overrides": {"pct_centres_4g": big}}), "pct_centres_4g"),
-                   (client.post(url, json={"overrides": {big: 1}}), big[:MAX_ECHO] + "…"),
-                   (client.post(url, json={"overrides": [big]}), "overrides"),
-                   (client.post(url, content=json.dumps({"overrides": {"pct_centres_4g": [float("nan")] * 1000}}),
-                                headers={"content-type": "application/json"}), "pct_centres_4g"),
-                   (client.get(f"/districts/{big[:20_000]}"), "ubigeo"),  # URLs: within the client's limit
-                   (client.get("/districts", params={"department": big[:20_000]}), "department"),
-                   (client.get("/districts", params={"page": big[:20_000]}), "page")]:
+    for r, loc in [
+        (client.post(url, json={"overrides": {"pct_centres_4g": big}}), "pct_centres_4g"),
+        (client.post(url, json={"overrides": {big: 1}}), big[:MAX_ECHO] + "…"),
+        (client.post(url, json={"overrides": [big]}), "overrides"),
+        (
+            client.post(
+                url,
+                content=json.dumps({"overrides": {"pct_centres_4g": [float("nan")] * 1000}}),
+                headers={"content-type": "application/json"},
+            ),
+            "pct_centres_4g",
+        ),
+        (client.get(f"/districts/{big[:20_000]}"), "ubigeo"),  # URLs: within the client's limit
+        (client.get("/districts", params={"department": big[:20_000]}), "department"),
+        (client.get("/districts", params={"page": big[:20_000]}), "page"),
+    ]:
         assert_error(r, 422, loc)
         assert len(r.content) < 2_000, (loc[:20], len(r.content), r.text[:300])
     short = client.post(url, json={"overrides": {"pct_centres_4g": "80"}}).json()["detail"][0]
@@ -525,8 +591,10 @@ def test_a_ubigeo_that_lost_its_leading_zero_is_padded_like_landing(client: Test
     assert r.status_code == 200 and r.json() == client.get(f"/districts/{ubigeo}").json()
     w = client.post(f"/districts/{short}/whatif", json={"overrides": {"pct_centres_4g": 50}})
     assert w.status_code == 200 and w.json()["ubigeo"] == ubigeo
-    assert assert_error(client.get("/districts/7", params={"lang": "en"}), 404, "ubigeo") == \
-        "no district with ubigeo 000007 in the served copy"
+    assert (
+        assert_error(client.get("/districts/7", params={"lang": "en"}), 404, "ubigeo")
+        == "no district with ubigeo 000007 in the served copy"
+    )
     for bad in ("-10101", "10 101", "1e5", "0x1F"):
         assert_error(client.get(f"/districts/{bad}"), 422, "ubigeo")
 
@@ -540,10 +608,15 @@ def _no_server_path(r: httpx.Response, *homes: Path) -> None:
 
 def test_no_absolute_server_path_in_any_answer(client: TestClient, served_home: Path) -> None:
     ubigeo = mart(served_home)["ubigeo"].iloc[0]
-    answers = [client.get("/health"), client.get("/openapi.json"), client.get("/model"),
-               client.get(f"/districts/{ubigeo}"), client.get("/districts/999999"),
-               client.get("/districts", params={"department": "ATLANTIS"}),
-               client.post(f"/districts/{ubigeo}/whatif", json={"overrides": {"pct_centres_4g": 500}})]
+    answers = [
+        client.get("/health"),
+        client.get("/openapi.json"),
+        client.get("/model"),
+        client.get(f"/districts/{ubigeo}"),
+        client.get("/districts/999999"),
+        client.get("/districts", params={"department": "ATLANTIS"}),
+        client.post(f"/districts/{ubigeo}/whatif", json={"overrides": {"pct_centres_4g": 500}}),
+    ]
     for r in answers:
         _no_server_path(r, served_home)
     assert answers[0].json()["serving_db"] == "serving/brecha.duckdb"
@@ -562,9 +635,10 @@ def test_a_copied_home_without_its_artifacts_answers_503(served_home: Path, use_
     assert client.get(f"/districts/{ubigeo}").status_code == 200
     for lang, words in [(None, "falta o no se puede leer el artefacto"), ("en", "is missing or unreadable")]:
         params = {"lang": lang} if lang else {}
-        for r in (client.post(f"/districts/{ubigeo}/whatif", params=params,
-                              json={"overrides": {"pct_centres_4g": 50}}),
-                  client.get("/model", params=params)):
+        for r in (
+            client.post(f"/districts/{ubigeo}/whatif", params=params, json={"overrides": {"pct_centres_4g": 50}}),
+            client.get("/model", params=params),
+        ):
             assert r.status_code == 503, r.text
             msg = r.json()["detail"][0]["msg"]
             assert words in msg and "artifacts/" in msg and "brecha train" in msg, msg
@@ -594,8 +668,12 @@ def test_brecha_serve_answers_over_http(served_home: Path, use_home, tmp_path: P
     port = free_port()
     brecha = str(Path(sys.executable).with_name("brecha"))
     env = {**os.environ, "BRECHA_HOME": str(served_home)}
-    proc = subprocess.Popen([brecha, "serve", "--port", str(port), "--log-level", "warning"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [brecha, "serve", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -628,8 +706,11 @@ def test_brecha_serve_answers_over_http(served_home: Path, use_home, tmp_path: P
             with httpx.Client(base_url=base, timeout=30) as c:
                 for k in range(30):
                     u = rows["ubigeo"].iloc[(i * 30 + k) % len(rows)]
-                    r = (c.get(f"/districts/{u}") if k % 2 else
-                         c.post(f"/districts/{u}/whatif", json={"overrides": {"pct_centres_4g": k}}))
+                    r = (
+                        c.get(f"/districts/{u}")
+                        if k % 2
+                        else c.post(f"/districts/{u}/whatif", json={"overrides": {"pct_centres_4g": k}})
+                    )
                     if r.status_code != 200:
                         bad.append(f"{r.status_code} {r.text[:200]}")
             return bad
@@ -659,7 +740,13 @@ def test_brecha_serve_answers_over_http(served_home: Path, use_home, tmp_path: P
 def test_language_and_number_style() -> None:
     from brecha.serve.words import number, pick, signed
 
-    assert [pick(x) for x in (None, "", "en", "en-GB,en;q=0.9", "fr-FR, es;q=0.8", "de")] == \
-        ["es", "es", "en", "en", "es", "es"]
+    assert [pick(x) for x in (None, "", "en", "en-GB,en;q=0.9", "fr-FR, es;q=0.8", "de")] == [
+        "es",
+        "es",
+        "en",
+        "en",
+        "es",
+        "es",
+    ]
     assert number(12345.678, 1) == "12\u202f345,7" and number(12345.678, 1, lang="en") == "12,345.7"
     assert signed(-2.04, 1, " pp") == "−2,0 pp" and signed(0.04, 1) == "0,0" and number(float("nan")) == "–"

@@ -31,8 +31,14 @@ def atlas(session_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
         result = steps.atlas(settings_for(own))
         again = steps.atlas(settings_for(own), own / "again.html")
         english = steps.atlas(settings_for(own), own / "english.html", lang="en")
-    return {"result": result, "again": again, "english": english, "home": own, "values": profile(serving),
-            "published": published}
+    return {
+        "result": result,
+        "again": again,
+        "english": english,
+        "home": own,
+        "values": profile(serving),
+        "published": published,
+    }
 
 
 def profile(serving: Path):
@@ -147,7 +153,7 @@ def check_no_marker_overlaps(maps: Maps) -> None:
     """No two points or numbered markers of a map overlap at print size (their circles, in the map's units)."""
     for svg, circles in maps.circles.items():
         for i, (x, y, r) in enumerate(circles):
-            for x2, y2, r2 in circles[i + 1:]:
+            for x2, y2, r2 in circles[i + 1 :]:
                 # radii are written with one decimal: allow that rounding
                 assert ((x - x2) ** 2 + (y - y2) ** 2) ** 0.5 >= r + r2 - 0.11, (svg, (x, y, r), (x2, y2, r2))
 
@@ -185,9 +191,11 @@ def test_real_atlas_draws_every_district_of_the_reference(real_run) -> None:
     for u in ("050511", "150137", "160802", "160804"):  # Oronccoy, Santa Anita, Rosa Panduro, Yaguas: listed, with why
         assert f'<tr data-ubigeo="{u}"' in text
     # the run report accounts for every feature that landed
-    assert ("District maps: 1,834 boundary features landed (8 with a null geometry) -> 1,826 polygons in "
-            "marts.dim_district_boundaries (2 under an older code) -> 1,890 districts of the reference on every map: "
-            "1,826 drawn by polygon, 64 by marker") in real_run.output and "features dropped: 0" in real_run.output
+    assert (
+        "District maps: 1,834 boundary features landed (8 with a null geometry) -> 1,826 polygons in "
+        "marts.dim_district_boundaries (2 under an older code) -> 1,890 districts of the reference on every map: "
+        "1,826 drawn by polygon, 64 by marker"
+    ) in real_run.output and "features dropped: 0" in real_run.output
 
 
 def non_blank(png: bytes, palette: tuple[str, ...]) -> tuple[int, float, int]:
@@ -198,12 +206,13 @@ def non_blank(png: bytes, palette: tuple[str, ...]) -> tuple[int, float, int]:
     counts = {colour: n for n, colour in img.getcolors(maxcolors=img.width * img.height)}
     colours = set(counts)
     inked = sum(n for c, n in counts.items() if c not in {(255, 255, 255), (238, 238, 238)}) / (img.width * img.height)
-    wanted = {tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for c in palette}
+    wanted = {tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in palette}
     return len(colours), inked, len(wanted & colours)
 
 
 def test_chromium_screenshots_of_the_national_map_and_a_department_page_are_not_blank(
-        atlas: dict, chromium: str, tmp_path: Path) -> None:
+    atlas: dict, chromium: str, tmp_path: Path
+) -> None:
     url = atlas["result"].path.as_uri()
     department = sorted(atlas["values"].department_code.unique())[0]
     for page, palette in (("map-divide_index-page", WORSE_SCALE), (f"dep-{department}-page", WORSE_SCALE)):
@@ -230,7 +239,7 @@ def test_print_to_pdf_gives_one_page_per_department(atlas: dict, chromium: str, 
     # each department's name heads its own page, in order, and the list starts after the last one
     names = duckdb_names(atlas)
     texts = [page.extract_text() or "" for page in reader.pages]
-    assert all(name in text for name, text in zip(names, texts[len(front):len(front) + departments], strict=True))
+    assert all(name in text for name, text in zip(names, texts[len(front) : len(front) + departments], strict=True))
     assert "Distritos dibujados como punto" in texts[len(front) + departments]
 
 
@@ -294,8 +303,13 @@ def test_every_page_of_the_real_atlas_fits_its_a4_sheet_in_print(real_run, chrom
 
 def duckdb_names(atlas: dict) -> list[str]:
     with duckdb.connect(str(atlas["home"] / "serving" / "brecha.duckdb"), read_only=True) as con:
-        return [r[0] for r in con.execute("SELECT department FROM marts.dim_districts GROUP BY department_code, "
-                                          "department ORDER BY department_code").fetchall()]
+        return [
+            r[0]
+            for r in con.execute(
+                "SELECT department FROM marts.dim_districts GROUP BY department_code, "
+                "department ORDER BY department_code"
+            ).fetchall()
+        ]
 
 
 def test_reason_in_words_follows_the_numbers() -> None:
@@ -303,11 +317,24 @@ def test_reason_in_words_follows_the_numbers() -> None:
 
     from brecha.serve.atlas import reason
 
-    base = {"households_offline": 1980.0, "internet_pct": 1.0, "predicted_internet_pct": 6.0, "lower_90": 2.0,
-            "upper_90": 11.0, "gap_pp": -5.0, "internet_pct_cluster": "low-low", "divide_index": 81.4,
-            "national_rank": 1234, "infrastructure_score": 90.0, "adoption_score": 70.0, "socioeconomic_score": 40.0}
+    base = {
+        "households_offline": 1980.0,
+        "internet_pct": 1.0,
+        "predicted_internet_pct": 6.0,
+        "lower_90": 2.0,
+        "upper_90": 11.0,
+        "gap_pp": -5.0,
+        "internet_pct_cluster": "low-low",
+        "divide_index": 81.4,
+        "national_rank": 1234,
+        "infrastructure_score": 90.0,
+        "adoption_score": 70.0,
+        "socioeconomic_score": 40.0,
+    }
     text = reason(pd.Series(base), "en")
-    assert text.startswith("About 1,980 households offline; 5.0 pp below the 6.0 % its profile predicts — below its 90 %")
+    assert text.startswith(
+        "About 1,980 households offline; 5.0 pp below the 6.0 % its profile predicts — below its 90 %"
+    )
     assert "low-low" in text and "rank 1,234 of Peru" in text and "weakest on infrastructure (worse than 90 %" in text
     spanish = reason(pd.Series(base))  # Spanish by default, INEI's number style
     assert spanish.startswith("Unos 1\u202f980 hogares sin internet; 5,0 pp por debajo del 6,0 % que predice su perfil")

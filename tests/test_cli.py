@@ -35,8 +35,13 @@ def test_help_is_not_cut_without_a_terminal() -> None:
     """`brecha --help` piped (as in a log): every command's first sentence whole, and the default home as the code has it."""
     from brecha.core.settings import PROJECT_ROOT
 
-    proc = subprocess.run([BRECHA, "--help"], capture_output=True, text=True, timeout=60,
-                          env={k: v for k, v in os.environ.items() if k != "COLUMNS"})
+    proc = subprocess.run(
+        [BRECHA, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "COLUMNS"},
+    )
     assert proc.returncode == 0 and "..." not in proc.stdout.replace("[ARGS]...", "")
     flat = " ".join(proc.stdout.split())
     for command in cli.commands.values():
@@ -45,8 +50,18 @@ def test_help_is_not_cut_without_a_terminal() -> None:
     assert "the warehouse/ folder of this project, whatever the current folder" in flat
     # ... which is what the code does: run from another folder without BRECHA_HOME
     env = {k: v for k, v in os.environ.items() if k != "BRECHA_HOME"}
-    home = subprocess.run([sys.executable, "-c", "import os; from brecha.core.settings import Settings; print(Settings.from_env(os.environ).home)"], cwd="/",
-                          env=env, capture_output=True, text=True, check=True).stdout.strip()
+    home = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os; from brecha.core.settings import Settings; print(Settings.from_env(os.environ).home)",
+        ],
+        cwd="/",
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert Path(home) == (PROJECT_ROOT / "warehouse").resolve()
 
 
@@ -59,8 +74,12 @@ def test_run_end_to_end_on_the_synthetic_default(pipeline_run) -> None:
     """The session's whole run (tests/conftest.py: what `brecha run --scale 0.25` calls, output captured without a
     terminal): its summary, the serving copy it published and the atlas it drew."""
     out, home = pipeline_run.output, pipeline_run.home
-    for expected in ("Rows landed and rejected per source", "dbt tests passed", "Where first, divide lens (priority_rank)",
-                     "Where first, households-offline lens (offline_priority_rank)"):
+    for expected in (
+        "Rows landed and rejected per source",
+        "dbt tests passed",
+        "Where first, divide lens (priority_rank)",
+        "Where first, households-offline lens (offline_priority_rank)",
+    ):
         assert expected in out, f"summary lacks {expected!r}"
     # captured without a terminal: no ANSI colour codes (dbt's included), file names not wrapped at 80 columns
     assert "\x1b[" not in out
@@ -72,8 +91,9 @@ def test_run_end_to_end_on_the_synthetic_default(pipeline_run) -> None:
     assert "left out (15: no earlier ok batch from the same input folder" in out
     with duckdb.connect(str(home / "serving" / "brecha.duckdb"), read_only=True) as con:
         n = con.sql("select count(*) from marts.mart_district_priorities").fetchone()[0]
-        top = con.sql("select ubigeo from marts.mart_district_priorities where priority_rank <= 5 "
-                      "or offline_priority_rank <= 5").fetchall()
+        top = con.sql(
+            "select ubigeo from marts.mart_district_priorities where priority_rank <= 5 or offline_priority_rank <= 5"
+        ).fetchall()
     assert n == 1874
     assert (home / "atlas" / "index.html").is_file(), "brecha run ends with the atlas"
     # the summary names the same five first districts of each lens as the mart, the divide lens first
@@ -82,8 +102,10 @@ def test_run_end_to_end_on_the_synthetic_default(pipeline_run) -> None:
     assert_map_counts_reported(out, home / "brecha.duckdb")
     # ENAHO's incomplete interviews are counted as the mart counts them, and the 2023 break is named
     with duckdb.connect(str(home / "serving" / "brecha.duckdb"), read_only=True) as con:
-        incomplete, brk = con.sql("select sum(households_incomplete), min(year) filter (where is_series_break) "
-                                  "from marts.fct_department_adoption_yearly").fetchone()
+        incomplete, brk = con.sql(
+            "select sum(households_incomplete), min(year) filter (where is_series_break) "
+            "from marts.fct_department_adoption_yearly"
+        ).fetchone()
     assert incomplete > 0 and brk == 2023
     assert f"{incomplete:,} not completed (RESULT other than 1" in out and "not comparable across 2023" in out
 
@@ -93,16 +115,20 @@ def assert_map_counts_reported(out: str, db: Path) -> None:
     polygon or marker, each number as the warehouse ``db`` has it, none dropped without a word."""
     line = next(x for x in out.splitlines() if x.startswith("District maps:"))
     with duckdb.connect(str(db), read_only=True) as con:
-        features, null = con.sql("select count(*), count(*) filter (where not has_geometry) "
-                                 "from staging.stg_geo__district_boundaries").fetchone()
+        features, null = con.sql(
+            "select count(*), count(*) filter (where not has_geometry) from staging.stg_geo__district_boundaries"
+        ).fetchone()
         polygons = con.sql("select count(*) from marts.dim_district_boundaries").fetchone()[0]
-        districts, markers = con.sql("select count(*), count(*) filter (where map_shape = 'marker') "
-                                     "from marts.mart_district_profile").fetchone()
+        districts, markers = con.sql(
+            "select count(*), count(*) filter (where map_shape = 'marker') from marts.mart_district_profile"
+        ).fetchone()
         reference = con.sql("select count(*) from marts.dim_districts").fetchone()[0]
     assert f"{features:,} boundary features landed ({null} with a null geometry)" in line, line
     assert f"-> {polygons:,} polygons in marts.dim_district_boundaries" in line, line
-    assert f"{districts:,} districts of the reference on every map: {districts - markers:,} drawn by polygon, " \
-           f"{markers} by marker" in line, line
+    assert (
+        f"{districts:,} districts of the reference on every map: {districts - markers:,} drawn by polygon, "
+        f"{markers} by marker" in line
+    ), line
     assert line.endswith("features dropped: 0") and features - null == polygons, line
     assert districts >= reference
 

@@ -35,8 +35,10 @@ def grid(noise_seed: int = 0) -> tuple[list[str], np.ndarray, np.ndarray, dict, 
     lon = np.array([int(u[1]) + 0.5 for u in ids])
     lat = np.array([-int(u[0]) - 0.5 for u in ids])
     rng = np.random.default_rng(noise_seed)
-    values = pd.Series([10.0 if (int(u[0]), int(u[1])) in HIGH else -10.0 if (int(u[0]), int(u[1])) in LOW else 0.0
-                        for u in ids], index=ids) + rng.normal(0, 0.5, len(ids))
+    values = pd.Series(
+        [10.0 if (int(u[0]), int(u[1])) in HIGH else -10.0 if (int(u[0]), int(u[1])) in LOW else 0.0 for u in ids],
+        index=ids,
+    ) + rng.normal(0, 0.5, len(ids))
     return ids, lon, lat, geoms, values
 
 
@@ -119,23 +121,41 @@ def test_districts_without_polygon_or_touching_none_fall_back_to_nearest_centroi
 
 # --- the step and the marts on the synthetic warehouse ---------------------------------------------------------
 
+
 def test_cluster_step_writes_one_row_per_district_and_measure_and_the_marts_read_it(session_home: Path) -> None:
     with duckdb.connect(str(session_home / "brecha.duckdb"), read_only=True) as con:
         n_districts = con.execute("SELECT count(*) FROM marts.mart_district_priorities").fetchone()[0]
-        per_measure = dict(con.execute("SELECT measure, count(*) FROM marts.fct_district_clusters GROUP BY ALL").fetchall())
-        known = dict(con.execute("""SELECT 'internet_pct', count(internet_pct) FROM marts.mart_district_priorities
+        per_measure = dict(
+            con.execute("SELECT measure, count(*) FROM marts.fct_district_clusters GROUP BY ALL").fetchall()
+        )
+        known = dict(
+            con.execute("""SELECT 'internet_pct', count(internet_pct) FROM marts.mart_district_priorities
             UNION ALL SELECT 'divide_index', count(divide_index) FROM marts.mart_district_priorities
-            UNION ALL SELECT 'gap_pp', count(gap_pp) FROM marts.mart_district_priorities""").fetchall())
-        wide = con.execute("SELECT count(*), count(internet_pct_cluster), count(DISTINCT ubigeo) "
-                           "FROM marts.mart_district_clusters").fetchone()
-        sources = dict(con.execute("SELECT neighbour_source, count(*) FROM marts.fct_district_clusters "
-                                   "WHERE measure = 'divide_index' GROUP BY ALL").fetchall())
+            UNION ALL SELECT 'gap_pp', count(gap_pp) FROM marts.mart_district_priorities""").fetchall()
+        )
+        wide = con.execute(
+            "SELECT count(*), count(internet_pct_cluster), count(DISTINCT ubigeo) FROM marts.mart_district_clusters"
+        ).fetchone()
+        sources = dict(
+            con.execute(
+                "SELECT neighbour_source, count(*) FROM marts.fct_district_clusters "
+                "WHERE measure = 'divide_index' GROUP BY ALL"
+            ).fetchall()
+        )
         no_polygon = con.execute("""SELECT count(*) FROM marts.mart_district_priorities p
-            WHERE p.divide_index IS NOT NULL AND p.ubigeo NOT IN (SELECT ubigeo FROM marts.dim_district_boundaries)""").fetchone()[0]
-        glob = con.execute("SELECT measure, moran_i, p_value, n_districts, n_high_high + n_low_low + n_high_low + n_low_high "
-                           "FROM marts.mart_spatial_autocorrelation ORDER BY measure").fetchall()
-        significant = dict(con.execute("SELECT measure, count(*) FROM marts.fct_district_clusters "
-                                       "WHERE cluster <> 'not significant' GROUP BY ALL").fetchall())
+            WHERE p.divide_index IS NOT NULL AND p.ubigeo NOT IN (SELECT ubigeo FROM marts.dim_district_boundaries)""").fetchone()[
+            0
+        ]
+        glob = con.execute(
+            "SELECT measure, moran_i, p_value, n_districts, n_high_high + n_low_low + n_high_low + n_low_high "
+            "FROM marts.mart_spatial_autocorrelation ORDER BY measure"
+        ).fetchall()
+        significant = dict(
+            con.execute(
+                "SELECT measure, count(*) FROM marts.fct_district_clusters "
+                "WHERE cluster <> 'not significant' GROUP BY ALL"
+            ).fetchall()
+        )
     assert per_measure == known and n_districts > 100
     assert wide[0] == wide[2] == n_districts and wide[1] == known["internet_pct"]
     assert sources.get("knn_no_boundary", 0) == no_polygon > 0  # the synthetic boundaries leave districts out
@@ -188,8 +208,10 @@ def test_readme_cluster_figures_are_generated_from_the_marts(session_home: Path)
 
     with duckdb.connect(str(session_home / "brecha.duckdb"), read_only=True) as con:
         block = readme_block(con)
-        glob = con.execute("SELECT measure, n_high_high, n_low_low, n_significant_directed, run_id "
-                           "FROM marts.mart_spatial_autocorrelation ORDER BY measure").fetchall()
+        glob = con.execute(
+            "SELECT measure, n_high_high, n_low_low, n_significant_directed, run_id "
+            "FROM marts.mart_spatial_autocorrelation ORDER BY measure"
+        ).fetchall()
     for measure, hh, ll, directed, run_id in glob:
         row = next(x for x in block.splitlines() if x.startswith(f"| {measure} |"))
         cells = [c.strip() for c in row.strip("|").split("|")]

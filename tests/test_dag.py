@@ -45,16 +45,24 @@ def _env(home: Path) -> dict[str, str]:
 def _tagged(line_tag: str, stdout: str) -> dict:
     lines = [ln for ln in stdout.splitlines() if ln.startswith(line_tag + " ")]
     assert lines, f"no {line_tag} line in the output:\n{stdout[-3000:]}"
-    return json.loads(lines[-1][len(line_tag) + 1:])
+    return json.loads(lines[-1][len(line_tag) + 1 :])
 
 
 def _dag_tests(home: Path, *confs: dict) -> list[dict]:
     """``dag.test()`` of each configuration, one after the other in one process; each run's result."""
-    proc = subprocess.run([sys.executable, str(DAGS_DIR / "run_dag_test.py"), *map(json.dumps, confs)],
-                          env=_env(home), capture_output=True, text=True, timeout=DAG_TEST_TIMEOUT)
+    proc = subprocess.run(
+        [sys.executable, str(DAGS_DIR / "run_dag_test.py"), *map(json.dumps, confs)],
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        timeout=DAG_TEST_TIMEOUT,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    results = [json.loads(ln[len("BRECHA_DAG_TEST "):]) for ln in proc.stdout.splitlines()
-               if ln.startswith("BRECHA_DAG_TEST ")]
+    results = [
+        json.loads(ln[len("BRECHA_DAG_TEST ") :])
+        for ln in proc.stdout.splitlines()
+        if ln.startswith("BRECHA_DAG_TEST ")
+    ]
     assert len(results) == len(confs), proc.stdout[-3000:] + proc.stderr[-3000:]
     return results
 
@@ -63,8 +71,13 @@ def _dag_tests(home: Path, *confs: dict) -> list[dict]:
 def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     home = tmp_path_factory.mktemp("dag_parse")
     # a fresh home, no metadata database: parsing the DAG folder needs neither (nor dbt: the manifest is current)
-    proc = subprocess.run([sys.executable, "-c", INSPECT % str(DAGS_DIR)], env={**os.environ, **airflow_env(Settings(home=home))},
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", INSPECT % str(DAGS_DIR)],
+        env={**os.environ, **airflow_env(Settings(home=home))},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return _tagged("BRECHA_DAGBAG", proc.stdout)
 
@@ -94,8 +107,11 @@ def test_dbt_models_are_cosmos_tasks_in_order_in_the_warehouse_pool(parsed: dict
     # report its per-node results, after it, outside the pool (they would hold the one slot while it waits)
     producers = {t for t, v in tasks.items() if v["type"] == "DbtProducerWatcherOperator"}
     assert producers == {f"{g}.dbt_producer_watcher" for g in ("dbt_core", "dbt_predictions", "dbt_clusters")}
-    sensors = {t for t, v in tasks.items()
-               if v["type"] in ("DbtRunWatcherOperator", "DbtTestWatcherOperator", "DbtSeedWatcherOperator")}
+    sensors = {
+        t
+        for t, v in tasks.items()
+        if v["type"] in ("DbtRunWatcherOperator", "DbtTestWatcherOperator", "DbtSeedWatcherOperator")
+    }
     assert "dbt_core.district_boundary_crosswalk.seed" in sensors  # the seed is loaded by the core producer's build
     assert sensors and all(t.split(".")[0] + ".dbt_producer_watcher" in tasks[t]["upstream"] for t in sensors)
     assert {t: v["pool"] for t, v in tasks.items() if v["pool"] != POOL and t not in sensors} == {}
@@ -166,30 +182,37 @@ def test_bad_extract_stops_at_the_landed_gate_then_the_default_runs_green(synthe
     census.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
 
     home = tmp_path / "home"
-    stopped, green = _dag_tests(home, {"input_dir": str(bad), "seed": 42, "scale": 0.25},
-                                {"input_dir": "", "seed": 42, "scale": 0.25})
+    stopped, green = _dag_tests(
+        home, {"input_dir": str(bad), "seed": 42, "scale": 0.25}, {"input_dir": "", "seed": 42, "scale": 0.25}
+    )
 
     states = stopped["tasks"]
     assert stopped["dag_run_state"] == "failed"
     assert (states["extract"], states["ingest"], states["validate_landed"]) == ("success", "success", "failed")
     # the claim on the home is taken first and given back at the end whatever happened (setup / teardown)
     assert (states["claim"], states["release"]) == ("success", "success")
-    downstream = {t: s for t, s in states.items() if t not in ("claim", "extract", "ingest", "validate_landed", "release")}
+    downstream = {
+        t: s for t, s in states.items() if t not in ("claim", "extract", "ingest", "validate_landed", "release")
+    }
     assert downstream and set(downstream.values()) == {"upstream_failed"}, downstream
     assert stopped["warehouse"]["marts"] == []
     assert stopped["warehouse"]["failed_expectations"] == [
-        ["landed.inei__census_indicators", "expect_column_mean_to_be_between", "internet"]]
+        ["landed.inei__census_indicators", "expect_column_mean_to_be_between", "internet"]
+    ]
 
-    print(f"dag.test() of brecha_pipeline on synthetic scale 0.25: {green['seconds']:.0f} s "
-          f"(the stopped run: {stopped['seconds']:.0f} s)")
+    print(
+        f"dag.test() of brecha_pipeline on synthetic scale 0.25: {green['seconds']:.0f} s "
+        f"(the stopped run: {stopped['seconds']:.0f} s)"
+    )
     not_green = {t: s for t, s in green["tasks"].items() if s != "success"}
     assert not_green == {} and green["dag_run_state"] == "success"
     assert "mart_district_priorities" in green["warehouse"]["marts"]
     # every dbt test sensor saw its model's tests reported by its group's `dbt build` (none passes having checked
     # nothing, as one did when Cosmos counted a test that the group's exclusion leaves out)
     sensors = [t.split(".") for t in green["tasks"] if t.endswith(".test")]
-    unreported = [".".join(t) for t in sensors
-                  if t[1] not in green["tests_reported"].get(f"{t[0]}.dbt_producer_watcher", [])]
+    unreported = [
+        ".".join(t) for t in sensors if t[1] not in green["tests_reported"].get(f"{t[0]}.dbt_producer_watcher", [])
+    ]
     assert sensors and unreported == [], unreported
     assert (home / "serving" / "brecha.duckdb").is_file()
     assert not (home / ".run.claim").exists()

@@ -134,16 +134,22 @@ def test_fixed_connections_latest_quarter_and_hhi(con):
     monthly = fx.periodo.str.fullmatch(r"\d{4}-\d{2}")
     assert monthly.any() and (~monthly).any()
     month = fx.periodo.str[5:7].where(monthly).astype(float)
-    quarter = fx.periodo.str[:4] + "-Q" + np.where(monthly, ((month - 1) // 3 + 1).fillna(0).astype(int).astype(str),
-                                                   fx.periodo.str[-1])
+    quarter = (
+        fx.periodo.str[:4]
+        + "-Q"
+        + np.where(monthly, ((month - 1) // 3 + 1).fillna(0).astype(int).astype(str), fx.periodo.str[-1])
+    )
     closing = month.groupby(quarter).transform("max")
     kept_raw = fx[~monthly | (month == closing)].conexiones.sum()
     kept = quarterly.connections.sum()
     assert 0.99 * kept_raw <= kept <= kept_raw
     # the months a quarter has: complete quarters show March/June/..., the last (two months) is flagged
     months = month.groupby(quarter).nunique()
-    flags = quarterly.groupby("quarter").agg(incomplete=("is_quarter_incomplete", "max"),
-                                             reported=("months_reported", "max"), closing=("closing_month", "max"))
+    flags = quarterly.groupby("quarter").agg(
+        incomplete=("is_quarter_incomplete", "max"),
+        reported=("months_reported", "max"),
+        closing=("closing_month", "max"),
+    )
     for q, row in flags.iterrows():
         assert row.reported == months.get(q, 0)
         assert bool(row.incomplete) == (0 < months.get(q, 0) < 3)
@@ -178,8 +184,13 @@ def test_survey_shares_equal_a_weighted_mean_and_linearised_se(con):
         row = got.loc[(dep, year)]
         assert row.households_sampled == len(g) and row.households_incomplete == len(everyone) - len(g)
         assert row.questionnaire == ("desde 2023" if year >= 2023 else "hasta 2022")
-        for column, good in (("p1144", "internet"), ("fixed", "fixed_internet"), ("p1142", "mobile"),
-                             ("p1141", "fixed_phone"), ("p1143", "cable_tv")):
+        for column, good in (
+            ("p1144", "internet"),
+            ("fixed", "fixed_internet"),
+            ("p1142", "mobile"),
+            ("p1141", "fixed_phone"),
+            ("p1143", "cable_tv"),
+        ):
             a = g[g[column].notna()]
             w, y = a.factor07.to_numpy(), a[column].to_numpy(dtype=float)
             p = np.average(y, weights=w)
@@ -192,8 +203,11 @@ def test_survey_shares_equal_a_weighted_mean_and_linearised_se(con):
                     var += n / (n - 1) * ((zh - zh.mean()) ** 2).sum()
             assert row[f"{good}_se"] == pytest.approx(100 * np.sqrt(var), rel=1e-6, abs=1e-9)
     # the break: marked once per department, in the first year of the new questionnaire
-    marked = got.reset_index().groupby("department_code").apply(lambda d: d.year[d.is_series_break].tolist(),
-                                                               include_groups=False)
+    marked = (
+        got.reset_index()
+        .groupby("department_code")
+        .apply(lambda d: d.year[d.is_series_break].tolist(), include_groups=False)
+    )
     assert (marked == [[2023]] * len(marked)).all()
     latest = got.reset_index().sort_values("year").groupby("department_code").tail(1).set_index("department_code")
     conn = mart(con, "fct_district_connectivity")
@@ -245,14 +259,20 @@ def test_divide_index_equals_a_direct_computation(con):
     c = mart(con, "fct_district_connectivity").set_index("ubigeo")
     covered = c.populated_centres > 0
     pillars = {
-        "infrastructure_score": [(100 - c.pct_centres_4g), (100 - c.pct_centres_any_mobile),
-                                 (100 - c.pct_centres_over_1mbps), -c.base_stations_per_10k_pop, -c.operators_present],
+        "infrastructure_score": [
+            (100 - c.pct_centres_4g),
+            (100 - c.pct_centres_any_mobile),
+            (100 - c.pct_centres_over_1mbps),
+            -c.base_stations_per_10k_pop,
+            -c.operators_present,
+        ],
         "adoption_score": [100 - c.internet_pct, -c.fixed_connections_per_100_households],
         "socioeconomic_score": [c.poverty_pct, c.extreme_poverty_pct, 1 - c.idh, 100 - c.electricity_pct],
     }
     pillars["infrastructure_score"] = [s.where(covered) for s in pillars["infrastructure_score"]]
-    scores = pd.DataFrame({name: pd.concat([_percentile(s) for s in parts], axis=1).mean(axis=1)
-                           for name, parts in pillars.items()})
+    scores = pd.DataFrame(
+        {name: pd.concat([_percentile(s) for s in parts], axis=1).mean(axis=1) for name, parts in pillars.items()}
+    )
     raw_index = scores.mean(axis=1)
     expected = 100 * (raw_index - raw_index.min()) / (raw_index.max() - raw_index.min())
     got = mart(con, "mart_digital_divide_index").set_index("ubigeo")
@@ -277,7 +297,11 @@ def test_mobile_lines_flag_rows_above_the_national_total(con):
     assert got[~got.is_outlier].outlier_reason.isna().all()
     # when the xlsx gives a department-year, the mart uses it
     xlsx = yearly[yearly._source_file.str.endswith(".xlsx")]
-    both = got.merge(xlsx[["departamento", "year"]].drop_duplicates(), left_on=["department", "year"], right_on=["departamento", "year"])
+    both = got.merge(
+        xlsx[["departamento", "year"]].drop_duplicates(),
+        left_on=["department", "year"],
+        right_on=["departamento", "year"],
+    )
     assert both.source_file.str.endswith(".xlsx").all()
 
 
@@ -315,9 +339,11 @@ def test_docs_generate_and_every_model_and_column_documented(session_home, use_h
 
     sources = {(s["source_name"], s["name"]): s for s in manifest["sources"].values()}
     staged = {n["name"]: n for n in models}
-    written_by_python = [*(("ml", table, ddl) for table, ddl in {**ML_DDL, **LATER_DDL}.items()),
-                         ("ml", "seed_metrics", seeds.DDL),
-                         *(("ml_clusters", table, ddl) for table, ddl in CLUSTER_DDL.items())]
+    written_by_python = [
+        *(("ml", table, ddl) for table, ddl in {**ML_DDL, **LATER_DDL}.items()),
+        ("ml", "seed_metrics", seeds.DDL),
+        *(("ml_clusters", table, ddl) for table, ddl in CLUSTER_DDL.items()),
+    ]
     assert len(written_by_python) == len(ML_DDL) + len(LATER_DDL) + 1 + len(CLUSTER_DDL) >= 12
     for src, table, ddl in written_by_python:
         written = set(re.findall(r"(?:^|,)\s*(\w+)\s+[A-Z]", ddl.split("PRIMARY KEY")[0]))
@@ -359,8 +385,16 @@ def test_build_on_empty_raw_tables(brecha_home: Path, monkeypatch: pytest.Monkey
     from dbt.flags import get_flags
 
     assert (get_flags().SEND_ANONYMOUS_USAGE_STATS, get_flags().USE_COLORS) == (False, False)
-    subprocess.run([sys.executable, "-c", "import duckdb, sys; duckdb.connect(sys.argv[1]).close()",
-                    str(brecha_home / "brecha.duckdb")], check=True, timeout=60)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; duckdb.connect(sys.argv[1]).close()",
+            str(brecha_home / "brecha.duckdb"),
+        ],
+        check=True,
+        timeout=60,
+    )
     with connect(brecha_home) as c:
         for name in MARTS:
             assert c.sql(f"select count(*) from marts.{name}").fetchone()[0] == 0, name

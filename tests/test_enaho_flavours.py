@@ -18,22 +18,49 @@ from brecha.landing.ingest import ingest, rebuild_from_archive
 
 SAMPLE = "enaho-sample/906-Modulo01__enaho01-2023-100.csv"
 DISTRICTS = "ubigeo-aumentado/ubigeo_distrito.csv"
-COLUMNS = ("anio, mes, conglome, vivienda, hogar, ubigeo, dominio, estrato, result, p1141, p1142, p1143, p1144, "
-           "p1145, p114b1, p114b2, p114b3, factor07")
+COLUMNS = (
+    "anio, mes, conglome, vivienda, hogar, ubigeo, dominio, estrato, result, p1141, p1142, p1143, p1144, "
+    "p1145, p114b1, p114b2, p114b3, factor07"
+)
 # INEI's value labels of module 01 (as the Stata file carries them; the labelled export writes these texts)
 LABELS = {
-    "dominio": {1: "costa norte", 2: "costa centro", 3: "costa sur", 4: "sierra norte", 5: "sierra centro",
-                6: "sierra sur", 7: "selva", 8: "lima metropolitana"},
-    "estrato": {1: "de 500 000 a más habitantes", 2: "de 100 000 a 499 999 habitantes",
-                3: "de 50 000 a 99 999 habitantes", 4: "de 20 000 a 49 999 habitantes",
-                5: "de 2 000 a 19 999 habitantes", 6: "de 500 a 1 999 habitantes",
-                7: "área de empadronamiento rural (aer) compuesto", 8: "área de empadronamiento rural (aer) simple"},
-    "result": {1: "completa", 2: "incompleta", 3: "rechazo", 4: "ausente", 5: "vivienda desocupada",
-               6: "no se inició entrevista", 7: "otro"},
-    "p1141": {0: "pase", 1: "telefono fijo"}, "p1142": {0: "pase", 1: "telefono celular"},
-    "p1143": {0: "pase", 1: "tv. cable"}, "p1144": {0: "pase", 1: "conexion a internet"},
-    "p1145": {0: "pase", 1: "no tiene"}, "p114b1": {0: "pase", 1: "conexion fija a internet"},
-    "p114b2": {0: "pase", 1: "conexion movil post pago control"}, "p114b3": {0: "pase", 1: "conexion movil prepago"},
+    "dominio": {
+        1: "costa norte",
+        2: "costa centro",
+        3: "costa sur",
+        4: "sierra norte",
+        5: "sierra centro",
+        6: "sierra sur",
+        7: "selva",
+        8: "lima metropolitana",
+    },
+    "estrato": {
+        1: "de 500 000 a más habitantes",
+        2: "de 100 000 a 499 999 habitantes",
+        3: "de 50 000 a 99 999 habitantes",
+        4: "de 20 000 a 49 999 habitantes",
+        5: "de 2 000 a 19 999 habitantes",
+        6: "de 500 a 1 999 habitantes",
+        7: "área de empadronamiento rural (aer) compuesto",
+        8: "área de empadronamiento rural (aer) simple",
+    },
+    "result": {
+        1: "completa",
+        2: "incompleta",
+        3: "rechazo",
+        4: "ausente",
+        5: "vivienda desocupada",
+        6: "no se inició entrevista",
+        7: "otro",
+    },
+    "p1141": {0: "pase", 1: "telefono fijo"},
+    "p1142": {0: "pase", 1: "telefono celular"},
+    "p1143": {0: "pase", 1: "tv. cable"},
+    "p1144": {0: "pase", 1: "conexion a internet"},
+    "p1145": {0: "pase", 1: "no tiene"},
+    "p114b1": {0: "pase", 1: "conexion fija a internet"},
+    "p114b2": {0: "pase", 1: "conexion movil post pago control"},
+    "p114b3": {0: "pase", 1: "conexion movil prepago"},
 }
 UBIGEOS = ("150101", "150132", "010101", "080101")
 
@@ -44,11 +71,25 @@ def _coded_frame() -> pd.DataFrame:
     rows = []
     for i in range(12):
         result = 1 if i < 8 else 2 + i % 6
-        goods = {k: (None if result != 1 else (i >> n) & 1) for n, k in enumerate(
-            ("p1141", "p1142", "p1143", "p1144", "p1145", "p114b1", "p114b2", "p114b3"))}
-        rows.append({"aÑo": "2023", "mes": f"{1 + i:02d}", "conglome": f"{5030 + i // 3:06d}", "vivienda": f"{i:03d}",
-                     "hogar": "11", "ubigeo": UBIGEOS[i % 4], "dominio": 1 + i % 8, "estrato": 1 + (i * 3) % 8,
-                     "result": result, **goods, "factor07": 100.5 + i})
+        goods = {
+            k: (None if result != 1 else (i >> n) & 1)
+            for n, k in enumerate(("p1141", "p1142", "p1143", "p1144", "p1145", "p114b1", "p114b2", "p114b3"))
+        }
+        rows.append(
+            {
+                "aÑo": "2023",
+                "mes": f"{1 + i:02d}",
+                "conglome": f"{5030 + i // 3:06d}",
+                "vivienda": f"{i:03d}",
+                "hogar": "11",
+                "ubigeo": UBIGEOS[i % 4],
+                "dominio": 1 + i % 8,
+                "estrato": 1 + (i * 3) % 8,
+                "result": result,
+                **goods,
+                "factor07": 100.5 + i,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -98,9 +139,10 @@ def _landed(folder: Path) -> list[tuple]:
     result = ingest(folder)
     assert [f.rows_rejected for f in result.files if f.entity == "inei__enaho_households"] == [0]
     with session(read_only=True) as con:
-        return con.execute(f"SELECT {COLUMNS} FROM raw.inei__enaho_households WHERE _source_sha256 = ? "
-                           "ORDER BY vivienda", [next(f.sha256 for f in result.files
-                                                      if f.entity == "inei__enaho_households")]).fetchall()
+        return con.execute(
+            f"SELECT {COLUMNS} FROM raw.inei__enaho_households WHERE _source_sha256 = ? ORDER BY vivienda",
+            [next(f.sha256 for f in result.files if f.entity == "inei__enaho_households")],
+        ).fetchall()
 
 
 @pytest.fixture
@@ -121,10 +163,24 @@ def test_every_flavour_lands_the_same_rows(tmp_path: Path, brecha_home: Path, re
     # the year's header as a re-saved file may spell it (the Ñ lost)
     flavours["ano_header"] = ("enaho01-2023-100.csv", _inei_csv(df, ",").replace("AÑO".encode("latin-1"), b"ANO", 1))
     expected = [
-        (2023, int(r.mes), r.conglome, r.vivienda, r.hogar, r.ubigeo, r.dominio, r.estrato, r.result,
-         *(None if pd.isna(getattr(r, g)) else int(getattr(r, g))
-           for g in ("p1141", "p1142", "p1143", "p1144", "p1145", "p114b1", "p114b2", "p114b3")), r.factor07)
-        for r in df.itertuples(index=False)]
+        (
+            2023,
+            int(r.mes),
+            r.conglome,
+            r.vivienda,
+            r.hogar,
+            r.ubigeo,
+            r.dominio,
+            r.estrato,
+            r.result,
+            *(
+                None if pd.isna(getattr(r, g)) else int(getattr(r, g))
+                for g in ("p1141", "p1142", "p1143", "p1144", "p1145", "p114b1", "p114b2", "p114b3")
+            ),
+            r.factor07,
+        )
+        for r in df.itertuples(index=False)
+    ]
     reference = next(reference_dir.rglob("ubigeo_distrito.csv"))
     for name, (member, data) in flavours.items():
         for zipped in (False, True):
@@ -177,8 +233,26 @@ def test_real_labelled_export_lands_its_5_households(real_dir: Path, brecha_home
     rows = _landed(folder)
     assert len(rows) == 5
     for row, rec in zip(rows, sorted(records, key=lambda r: r["vivienda"]), strict=True):
-        (anio, mes, conglome, vivienda, hogar, ubigeo, dominio, estrato, result, p1141, p1142, p1143, p1144,
-         p1145, p114b1, p114b2, p114b3, factor07) = row
+        (
+            anio,
+            mes,
+            conglome,
+            vivienda,
+            hogar,
+            ubigeo,
+            dominio,
+            estrato,
+            result,
+            p1141,
+            p1142,
+            p1143,
+            p1144,
+            p1145,
+            p114b1,
+            p114b2,
+            p114b3,
+            factor07,
+        ) = row
         assert (anio, mes) == (int(rec["aÑo"]), int(rec["mes"]))
         assert (conglome, vivienda, hogar, ubigeo) == (rec["conglome"], rec["vivienda"], rec["hogar"], rec["ubigeo"])
         assert factor07 == pytest.approx(float(rec["factor07"]))
@@ -186,7 +260,10 @@ def test_real_labelled_export_lands_its_5_households(real_dir: Path, brecha_home
         assert estrato == 4 and rec["estrato"].strip() == "de 20 000 a 49 999 habitantes"
         assert result == 1 and rec["result"] == "completa"
         # two-valued questions: 'pase' is 0, the good's own label 1
-        for code, col in zip((p1141, p1142, p1143, p1144, p1145, p114b1, p114b2, p114b3),
-                             ("p1141", "p1142", "p1143", "p1144", "p1145", "p114b1", "p114b2", "p114b3"), strict=True):
+        for code, col in zip(
+            (p1141, p1142, p1143, p1144, p1145, p114b1, p114b2, p114b3),
+            ("p1141", "p1142", "p1143", "p1144", "p1145", "p114b1", "p114b2", "p114b3"),
+            strict=True,
+        ):
             assert code == (0 if rec[col] == "pase" else 1), col
         assert p1144 == 1 and p114b1 == 0 and p114b2 + p114b3 == 1

@@ -56,15 +56,21 @@ def unprivileged(cmd: list[str]) -> list[str]:
         return cmd
     if shutil.which("setpriv") is None:
         pytest.skip("running as root without setpriv (util-linux): file modes cannot be made to apply")
-    return ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
-            "--bounding-set=-dac_override,-dac_read_search", "--", *cmd]
+    return [
+        "setpriv",
+        "--inh-caps=-dac_override,-dac_read_search",
+        "--bounding-set=-dac_override,-dac_read_search",
+        "--",
+        *cmd,
+    ]
 
 
 def brecha(*args: str, home: Path, as_user: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
     cmd = [str(BIN / "brecha"), *args]
     env = {**os.environ, "BRECHA_HOME": str(home)}
-    return subprocess.run(unprivileged(cmd) if as_user else cmd, capture_output=True, text=True, env=env,
-                          timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        unprivileged(cmd) if as_user else cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO
+    )
 
 
 def one_error_line(proc: subprocess.CompletedProcess) -> str:
@@ -87,8 +93,9 @@ def batches(home: Path) -> list[tuple]:
 
 
 # --- input paths ----------------------------------------------------------------------------------------------
-def test_an_unlistable_subfolder_or_unreadable_file_stops_the_batch_naming_it(src: Path, brecha_home: Path,
-                                                                             tmp_path: Path) -> None:
+def test_an_unlistable_subfolder_or_unreadable_file_stops_the_batch_naming_it(
+    src: Path, brecha_home: Path, tmp_path: Path
+) -> None:
     folder = copy_in(src, tmp_path / "in", DISTRICTS, C23, C22)
     locked = folder / "hubergilt-osiptel"
     locked.chmod(0)
@@ -111,15 +118,19 @@ def test_an_unlistable_subfolder_or_unreadable_file_stops_the_batch_naming_it(sr
     assert "IndMovil-C23.csv" in ok.stdout and "moviles-lineas_C2.2" in ok.stdout
 
 
-def test_a_linked_subfolder_is_followed_and_a_loop_or_broken_link_stops_the_batch(src: Path, brecha_home: Path,
-                                                                                  tmp_path: Path) -> None:
+def test_a_linked_subfolder_is_followed_and_a_loop_or_broken_link_stops_the_batch(
+    src: Path, brecha_home: Path, tmp_path: Path
+) -> None:
     elsewhere = copy_in(src, tmp_path / "elsewhere", C23, C22)
     folder = copy_in(src, tmp_path / "in", DISTRICTS)
     (folder / "osiptel").symlink_to(elsewhere / "hubergilt-osiptel", target_is_directory=True)
     (folder / "c23-link.csv").symlink_to(elsewhere / C23)  # a linked file: the same bytes, landed once
     result = ingest(folder)
     assert {f.source_file for f in result.files} == {
-        DISTRICTS, "c23-link.csv", "osiptel/moviles-lineas_C2.2_junio2014.csv"}  # the linked folder's files landed
+        DISTRICTS,
+        "c23-link.csv",
+        "osiptel/moviles-lineas_C2.2_junio2014.csv",
+    }  # the linked folder's files landed
     assert dict(result.skipped) == {"osiptel/IndMovil-C23.csv": "same bytes as c23-link.csv"}
     (elsewhere / "hubergilt-osiptel" / "up").symlink_to(elsewhere, target_is_directory=True)  # a loop
     with pytest.raises(InputFileError, match="a folder that contains it: following it would loop") as err:
@@ -132,8 +143,9 @@ def test_a_linked_subfolder_is_followed_and_a_loop_or_broken_link_stops_the_batc
     assert err.value.file == "gone.csv"
 
 
-def test_a_file_growing_while_it_is_landed_lands_exactly_as_archived(src: Path, brecha_home: Path,
-                                                                     tmp_path: Path) -> None:
+def test_a_file_growing_while_it_is_landed_lands_exactly_as_archived(
+    src: Path, brecha_home: Path, tmp_path: Path
+) -> None:
     """Rows appended every 10 ms during the whole batch: what is recorded, landed and archived is one version."""
     import duckdb
 
@@ -179,16 +191,20 @@ def pub_sha(path: Path) -> str:
 
 
 # --- encodings ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("codec, bom, name", [
-    ("utf-16-be", codecs.BOM_UTF16_BE, "UTF-16 big-endian"),
-    ("utf-16-be", b"", "UTF-16 big-endian"),
-    ("utf-32-le", codecs.BOM_UTF32_LE, "UTF-32 little-endian"),
-    ("utf-32-le", b"", "UTF-32 little-endian"),
-    ("utf-32-be", codecs.BOM_UTF32_BE, "UTF-32 big-endian"),
-    ("utf-32-be", b"", "UTF-32 big-endian"),
-])
-def test_an_encoding_that_cannot_be_read_is_named(src: Path, brecha_home: Path, tmp_path: Path, codec: str,
-                                                  bom: bytes, name: str) -> None:
+@pytest.mark.parametrize(
+    "codec, bom, name",
+    [
+        ("utf-16-be", codecs.BOM_UTF16_BE, "UTF-16 big-endian"),
+        ("utf-16-be", b"", "UTF-16 big-endian"),
+        ("utf-32-le", codecs.BOM_UTF32_LE, "UTF-32 little-endian"),
+        ("utf-32-le", b"", "UTF-32 little-endian"),
+        ("utf-32-be", codecs.BOM_UTF32_BE, "UTF-32 big-endian"),
+        ("utf-32-be", b"", "UTF-32 big-endian"),
+    ],
+)
+def test_an_encoding_that_cannot_be_read_is_named(
+    src: Path, brecha_home: Path, tmp_path: Path, codec: str, bom: bytes, name: str
+) -> None:
     text = (src / DISTRICTS).read_bytes().decode("utf-8-sig")
     (tmp_path / "d.csv").write_bytes(bom + text.encode(codec))
     with pytest.raises(InputFileError) as err:
@@ -199,16 +215,18 @@ def test_an_encoding_that_cannot_be_read_is_named(src: Path, brecha_home: Path, 
     assert "UTF-8" in err.value.fix
 
 
-def test_utf16_little_endian_lands_with_or_without_its_byte_order_mark(src: Path, brecha_home: Path,
-                                                                       tmp_path: Path) -> None:
+def test_utf16_little_endian_lands_with_or_without_its_byte_order_mark(
+    src: Path, brecha_home: Path, tmp_path: Path
+) -> None:
     text = (src / DISTRICTS).read_bytes().decode("utf-8-sig")
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     (tmp_path / "a" / "d.csv").write_bytes(codecs.BOM_UTF16_LE + text.encode("utf-16-le"))
     (tmp_path / "b" / "d.csv").write_bytes(text.encode("utf-16-le"))
     with_bom, without = ingest(tmp_path / "a").files, ingest(tmp_path / "b").files
-    assert [(f.entity, f.rows_landed, f.rows_rejected) for f in with_bom] == \
-        [(f.entity, f.rows_landed, f.rows_rejected) for f in without]
+    assert [(f.entity, f.rows_landed, f.rows_rejected) for f in with_bom] == [
+        (f.entity, f.rows_landed, f.rows_rejected) for f in without
+    ]
     assert with_bom[0].rows_landed > 1000
 
 
@@ -228,14 +246,23 @@ def read_only_copy(home: Path, dest: Path) -> Path:
 def test_a_read_only_home_serves_readers_and_stops_writers_with_one_line(session_home: Path, tmp_path: Path) -> None:
     home = read_only_copy(session_home, tmp_path / "ro")
     try:
-        for args in (["runs"], ["publish", "--list"], ["sql", "-csv", "-c", "SELECT count(*) FROM marts.dim_districts"]):
+        for args in (
+            ["runs"],
+            ["publish", "--list"],
+            ["sql", "-csv", "-c", "SELECT count(*) FROM marts.dim_districts"],
+        ):
             proc = brecha(*args, home=home)
             assert proc.returncode == 0 and "Traceback" not in proc.stderr, (args, proc.stderr)
         assert proc.stdout.split()[-1].isdigit() and int(proc.stdout.split()[-1]) > 1000
         port = free_port()
-        server = subprocess.Popen(unprivileged([str(BIN / "brecha"), "serve", "--port", str(port)]), cwd=REPO,
-                                  env={**os.environ, "BRECHA_HOME": str(home)}, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)
+        server = subprocess.Popen(
+            unprivileged([str(BIN / "brecha"), "serve", "--port", str(port)]),
+            cwd=REPO,
+            env={**os.environ, "BRECHA_HOME": str(home)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             wait_for(f"http://127.0.0.1:{port}/health", server)
         finally:
@@ -259,7 +286,8 @@ def ledger_rows(home: Path) -> list[tuple]:
 
 
 def test_a_serving_folder_or_snapshots_folder_that_cannot_be_written_stops_publish_with_one_line(
-        brecha_home: Path) -> None:
+    brecha_home: Path,
+) -> None:
     from test_publish import make_warehouse
 
     from brecha.core.settings import paths
@@ -291,8 +319,10 @@ def _mount_namespace() -> list[str]:
     for prefix in (["unshare", "-m"], ["unshare", "-Urm"]):
         if shutil.which("unshare") and subprocess.run([*prefix, "true"], capture_output=True).returncode == 0:
             return prefix
-    pytest.skip("no mount namespace available here (unshare -m and unshare -Urm both refused): a full disk "
-                "cannot be made without changing the machine's own mounts")
+    pytest.skip(
+        "no mount namespace available here (unshare -m and unshare -Urm both refused): a full disk "
+        "cannot be made without changing the machine's own mounts"
+    )
 
 
 FULL_DISK = """
@@ -324,15 +354,21 @@ def test_a_full_disk_stops_publish_with_one_line_and_leaves_nothing_behind(brech
     used = sum(f.stat().st_size for f in backup.rglob("*") if f.is_file() and not f.is_symlink())
     make_warehouse(p.db, districts=3000)  # a bigger copy to write
     err = tmp_path / "stderr"
-    env = {**os.environ, "SIZE": str(used + p.serving_db.stat().st_size // 2), "SERVING": str(p.serving),
-           "BACKUP": str(backup), "BRECHA": str(BIN / "brecha"), "ERR": str(err)}
+    env = {
+        **os.environ,
+        "SIZE": str(used + p.serving_db.stat().st_size // 2),
+        "SERVING": str(p.serving),
+        "BACKUP": str(backup),
+        "BRECHA": str(BIN / "brecha"),
+        "ERR": str(err),
+    }
     proc = subprocess.run([*prefix, "bash", "-c", FULL_DISK], capture_output=True, text=True, env=env, timeout=300)
     out = proc.stdout.splitlines()
     assert "rc=1" in out, proc.stdout + proc.stderr + err.read_text()
     line = one_error_line(subprocess.CompletedProcess([], 1, "", err.read_text()))
     assert "no space left on device" in line.lower() and "the disk is full: free space" in line, line
     assert out[out.index("rc=1") + 1].split()[0] == served  # the served copy as it was
-    assert [ln for ln in out[out.index("rc=1") + 2:] if ln.strip()] == []  # no temporary file, no pending record
+    assert [ln for ln in out[out.index("rc=1") + 2 :] if ln.strip()] == []  # no temporary file, no pending record
     assert ledger_rows(brecha_home) == ledger  # the ledger as it was (the unfinished row removed)
 
 
@@ -358,9 +394,14 @@ def test_serve_workers_end_with_the_server_killed_9_and_free_the_port(session_ho
     from brecha.core.lifetime import descendants
 
     port = free_port()
-    server = subprocess.Popen([str(BIN / "brecha"), "serve", "--workers", "2", "--port", str(port)], cwd=REPO,
-                              env={**os.environ, "BRECHA_HOME": str(session_home)}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        [str(BIN / "brecha"), "serve", "--workers", "2", "--port", str(port)],
+        cwd=REPO,
+        env={**os.environ, "BRECHA_HOME": str(session_home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_for(f"http://127.0.0.1:{port}/health", server)
         workers = descendants(server.pid)

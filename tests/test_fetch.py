@@ -65,7 +65,7 @@ def _handler(rec: Recorded) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             cuts = rec.cut_after.get(self.path)
             if cuts:
-                self.wfile.write(part[:cuts.pop(0)])
+                self.wfile.write(part[: cuts.pop(0)])
                 self.wfile.flush()
                 self.close_connection = True
                 return
@@ -107,7 +107,9 @@ def test_downloads_with_a_browser_user_agent_and_then_asks_if_changed(server, re
     out = tmp_path / "fetched"
     first = fetch(out, [2022, 2023], mirror=url, sources=("enaho",))
     assert [(f.dest, f.status) for f in first.files] == [
-        ("inei-enaho/784-Modulo01.zip", "downloaded"), ("inei-enaho/906-Modulo01.zip", "downloaded")]
+        ("inei-enaho/784-Modulo01.zip", "downloaded"),
+        ("inei-enaho/906-Modulo01.zip", "downloaded"),
+    ]
     for year, data in recorded_zips.items():
         assert (out / f"inei-enaho/{ENAHO_CODES[year]}-Modulo01.zip").read_bytes() == data
     assert all(h["User-Agent"] == USER_AGENT and "Mozilla/5.0" in h["User-Agent"] for _, h in rec.log)
@@ -204,8 +206,9 @@ def test_pinned_files_fetched_as_published(server, real_dir: Path, tmp_path: Pat
         assert (tmp_path / "f" / dest).read_bytes() == (real_dir / dest).read_bytes()
 
 
-def test_punku_workbook_is_taken_out_of_its_zip_and_the_folder_ingests(server, synthetic_dir: Path, recorded_zips,
-                                                                      tmp_path: Path, brecha_home: Path) -> None:
+def test_punku_workbook_is_taken_out_of_its_zip_and_the_folder_ingests(
+    server, synthetic_dir: Path, recorded_zips, tmp_path: Path, brecha_home: Path
+) -> None:
     from brecha.landing.ingest import ingest
 
     rec, url = server
@@ -217,12 +220,15 @@ def test_punku_workbook_is_taken_out_of_its_zip_and_the_folder_ingests(server, s
     rec.files["/punku.example/datasets/punku.zip"] = buf.getvalue()
     rec.files[_enaho_path(2023)] = recorded_zips[2023]
     out = tmp_path / "f"
-    result = fetch(out, [2023], punku_url="https://punku.example/datasets/punku.zip", mirror=url,
-                   sources=("enaho", "punku"))
+    result = fetch(
+        out, [2023], punku_url="https://punku.example/datasets/punku.zip", mirror=url, sources=("enaho", "punku")
+    )
     assert (out / "osiptel-punku" / PUNKU_MEMBER).read_bytes() == workbook
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(out).parts)) == [
-        "inei-enaho/906-Modulo01.zip", f"osiptel-punku/{PUNKU_MEMBER}"]
+    assert sorted(
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts)
+    ) == ["inei-enaho/906-Modulo01.zip", f"osiptel-punku/{PUNKU_MEMBER}"]
     assert not result.skipped
     # what was fetched is what `brecha run --input` ingests (the hidden partial, zip and manifest are skipped)
     (out / "ubigeo_distrito.csv").write_bytes(next(synthetic_dir.rglob("ubigeo_distrito.csv")).read_bytes())

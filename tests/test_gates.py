@@ -29,8 +29,7 @@ def test_the_dbt_build_step_recorded_its_outcome_for_the_batch(session_home: Pat
     assert found["dbt_core"][0] is True and "models" in found["dbt_core"][2]
 
 
-def test_a_failed_landed_gate_is_recorded_and_publish_refuses(session_home: Path, tmp_path: Path,
-                                                             use_home) -> None:
+def test_a_failed_landed_gate_is_recorded_and_publish_refuses(session_home: Path, tmp_path: Path, use_home) -> None:
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy2(session_home / "brecha.duckdb", home / "brecha.duckdb")
@@ -71,6 +70,8 @@ def test_the_latest_ok_batch_skips_a_newer_failed_batch(synthetic_dir: Path, bre
     with session(read_only=True) as con:
         statuses = con.execute("SELECT batch_id, status FROM raw._batches ORDER BY 1").fetchall()
         assert statuses == [(first, "ok"), (first + 1, "failed")]
-        assert con.execute("SELECT batch_id, input_dir FROM raw._latest_ok_batch").fetchall() == [(first, str(good.resolve()))]
+        assert con.execute("SELECT batch_id, input_dir FROM raw._latest_ok_batch").fetchall() == [
+            (first, str(good.resolve()))
+        ]
         assert gates.latest_ok_batch(con) == first
         assert latest_batch(con) == (first, str(good.resolve()))

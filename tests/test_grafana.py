@@ -27,8 +27,21 @@ REPO = Path(__file__).resolve().parents[1]
 GRAFANA = REPO / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").rglob("*.json"))  # Spanish at the top, English under en/
 SPANISH = [p for p in DASHBOARDS if p.parent.name == "dashboards"]
-BUILTIN_VARS = {"__interval", "__interval_ms", "__range", "__timeFilter", "__timeFrom", "__timeTo", "__all",
-                "__unixEpochFilter", "__dashboard", "__org", "__user", "__from", "__to"}
+BUILTIN_VARS = {
+    "__interval",
+    "__interval_ms",
+    "__range",
+    "__timeFilter",
+    "__timeFrom",
+    "__timeTo",
+    "__all",
+    "__unixEpochFilter",
+    "__dashboard",
+    "__org",
+    "__user",
+    "__from",
+    "__to",
+}
 VAR_RE = re.compile(r"\$\{(\w+)(?::[\w]+)?\}|\$(\w+)")
 PERU = {"latitude": (-18.5, 0.1), "longitude": (-81.5, -68.5)}
 
@@ -63,6 +76,7 @@ def panels_of(dash: dict) -> list[dict]:
 
 # --- static checks --------------------------------------------------------------------------------------------
 
+
 def builder():
     sys.path.insert(0, str(GRAFANA))
     try:
@@ -96,7 +110,10 @@ def test_dashboard_uids_unique_and_datasource_is_the_provisioned_one() -> None:
         for p in panels_of(dash):
             if p["type"] == "row":
                 continue
-            assert p["datasource"]["uid"] == ds["uid"] and p["datasource"]["type"] == ds["type"], (path.name, p["title"])
+            assert p["datasource"]["uid"] == ds["uid"] and p["datasource"]["type"] == ds["type"], (
+                path.name,
+                p["title"],
+            )
             assert p["targets"], (path.name, p["title"])
             for t in p["targets"]:
                 assert t["datasource"]["uid"] == ds["uid"] and t["rawSql"].strip(), (path.name, p["title"])
@@ -122,16 +139,21 @@ def reader_texts(dash: dict) -> list[str]:
     texts = [dash["title"], dash["description"], *(link["title"] for link in dash["links"])]
     for p in panels_of(dash):
         texts += [p["title"], p.get("description", "")]
-        texts += [prop["value"] for o in p["fieldConfig"]["overrides"] for prop in o["properties"]
-                  if prop["id"] == "displayName"]
+        texts += [
+            prop["value"]
+            for o in p["fieldConfig"]["overrides"]
+            for prop in o["properties"]
+            if prop["id"] == "displayName"
+        ]
         texts += [layer["name"] for layer in p["options"].get("layers", [])]
     for v in dash["templating"]["list"]:
         texts += [v["label"], *(o["text"] for o in v.get("options", []))]
     return [t for t in texts if t]
 
 
-ENGLISH_WORDS = re.compile(r"\b(the|of|and|with|per|by|without|where|districts?|households?|share|rank|run|model)\b",
-                           re.IGNORECASE)
+ENGLISH_WORDS = re.compile(
+    r"\b(the|of|and|with|per|by|without|where|districts?|households?|share|rank|run|model)\b", re.IGNORECASE
+)
 
 
 def test_spanish_by_default_with_english_as_a_second_set() -> None:
@@ -141,9 +163,14 @@ def test_spanish_by_default_with_english_as_a_second_set() -> None:
         es, en = load(es_path), load(es_path.parent / "en" / es_path.name)
         assert en["uid"] == f"{es['uid']}-en" and "es" in es["tags"] and "en" in en["tags"]
         assert [p["gridPos"] for p in panels_of(es)] == [p["gridPos"] for p in panels_of(en)]
-        for a, b in [(es["title"], en["title"]), (es["description"], en["description"])] + [
-                (p["title"], q["title"]) for p, q in zip(panels_of(es), panels_of(en), strict=True)] + [
-                (v["label"], w["label"]) for v, w in zip(es["templating"]["list"], en["templating"]["list"], strict=True)]:
+        for a, b in (
+            [(es["title"], en["title"]), (es["description"], en["description"])]
+            + [(p["title"], q["title"]) for p, q in zip(panels_of(es), panels_of(en), strict=True)]
+            + [
+                (v["label"], w["label"])
+                for v, w in zip(es["templating"]["list"], en["templating"]["list"], strict=True)
+            ]
+        ):
             assert a != b, f"{es_path.name}: {a!r} is not translated"
         english = [t for t in reader_texts(es) if ENGLISH_WORDS.search(t.replace("${", "{"))]
         assert not english, f"{es_path.name}: English left in the Spanish set: {english}"
@@ -154,7 +181,7 @@ def test_one_interval_level_everywhere_printed_next_to_it() -> None:
     for path in DASHBOARDS:
         for text in reader_texts(load(path)):
             for m in re.finditer(r"interval|intervalo|band|banda", text, re.IGNORECASE):
-                near = text[max(0, m.start() - 40):m.end() + 40]
+                near = text[max(0, m.start() - 40) : m.end() + 40]
                 assert "90 %" in near and not re.search(r"\b(80|95|99) ?%", text), f"{name_of(path)}: {text!r}"
 
 
@@ -190,13 +217,18 @@ def test_readers_see_labels_not_column_names(serving_db: Path, harness: Harness)
         if not q["panel"] or q["error"] or q["panel"]["type"] == "stat":
             continue
         p = q["panel"]
-        labels = {o["matcher"]["options"]: prop["value"] for o in p["fieldConfig"]["overrides"]
-                  for prop in o["properties"] if o["matcher"]["id"] == "byName" and prop["id"] == "displayName"}
+        labels = {
+            o["matcher"]["options"]: prop["value"]
+            for o in p["fieldConfig"]["overrides"]
+            for prop in o["properties"]
+            if o["matcher"]["id"] == "byName" and prop["id"] == "displayName"
+        }
         for column, _ in q["columns"]:
             if column in unlabelled(p):
                 continue
-            assert column in labels and labels[column] != column, \
+            assert column in labels and labels[column] != column, (
                 f"{q['dashboard']} / {p['title']}: column {column} is shown under its raw name"
+            )
             checked += 1
         columns = [c for c, _ in q["columns"]]
         if "feature" in columns:
@@ -239,7 +271,9 @@ def test_provisioning_points_read_only_at_the_mounted_serving_copy() -> None:
     assert Path(file).name == "brecha.duckdb"  # = paths().serving_db.name
     assert options["access_mode"] == "read_only" and options["enable_external_access"] == "false"
     assert options["lock_configuration"] == "true"  # in the path: initSql does not run on a reopen
-    assert "current_setting('lock_configuration')" in ds["jsonData"]["initSql"]  # checks it (tests/test_grafana_lockdown.py)
+    assert (
+        "current_setting('lock_configuration')" in ds["jsonData"]["initSql"]
+    )  # checks it (tests/test_grafana_lockdown.py)
     providers = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "brecha.yaml").read_text())["providers"]
     es, en = providers  # Spanish (the default, the home dashboard) and English, each in its own folder
     assert mounts[es["options"]["path"]].startswith("./dashboards:")
@@ -247,14 +281,19 @@ def test_provisioning_points_read_only_at_the_mounted_serving_copy() -> None:
     assert es["folderUid"] != en["folderUid"] and es["folder"] != en["folder"]
     # Grafana's file provider walks sub-folders: the English set inside the Spanish mount is hidden by an empty tmpfs
     assert f"{es['options']['path']}/en" in svc["tmpfs"]
-    assert svc["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] == f"{es['options']['path']}/district_map.json"
+    assert (
+        svc["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] == f"{es['options']['path']}/district_map.json"
+    )
     assert mounts["/etc/grafana/provisioning"].startswith("./provisioning:")
     env = svc["environment"]
     assert "DUCKDB_PLUGIN_VERSION:-0.4.5}" in env["GF_PLUGINS_PREINSTALL_SYNC"]  # embeds DuckDB 1.5.4
     assert re.fullmatch(r"grafana/grafana:\$\{GRAFANA_VERSION:-\d+\.\d+\.\d+\}-ubuntu", svc["image"])
     assert env["GF_PLUGINS_ALLOW_LOADING_UNSIGNED_PLUGINS"] == "motherduck-duckdb-datasource"
     assert env["GF_PLUGINS_PREINSTALL_SYNC"].startswith("motherduck-duckdb-datasource@")
-    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "${GRAFANA_ANONYMOUS:-false}" and env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert (
+        env["GF_AUTH_ANONYMOUS_ENABLED"] == "${GRAFANA_ANONYMOUS:-false}"
+        and env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    )
     assert env["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")  # from the environment only
 
 
@@ -264,8 +303,20 @@ HARNESS = GRAFANA / "harness"
 PLUGIN_DUCKDB = "1.5.4"  # embedded by plugin 0.4.5 (go.mod: duckdb-go v2.10504.0)
 APOSTROPHE = {"department": "O'HIGGINS", "province": "D'ARCY", "run_id": "run'x"}
 BEHAVIOURS = ("v041", "v043")  # plugin 0.4.1: plugin-ui's applyTemplateVariables with clean(); 0.4.3+: without
-NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
-           "FLOAT", "DOUBLE", "DECIMAL")
+NUMERIC = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "FLOAT",
+    "DOUBLE",
+    "DECIMAL",
+)
 
 
 class Harness:
@@ -273,10 +324,17 @@ class Harness:
 
     def __init__(self) -> None:
         if not (HARNESS / "node_modules" / "@grafana" / "scenes").is_dir():
-            pytest.fail(f"{HARNESS}/node_modules is missing: run `make test` (it runs `npm ci` there) or "
-                        f"`cd {HARNESS} && npm ci`")
-        self.proc = subprocess.Popen(["node", str(HARNESS / "expand.js")], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            pytest.fail(
+                f"{HARNESS}/node_modules is missing: run `make test` (it runs `npm ci` there) or "
+                f"`cd {HARNESS} && npm ci`"
+            )
+        self.proc = subprocess.Popen(
+            ["node", str(HARNESS / "expand.js")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         self.requests = 0
 
     def expand(self, dash: dict, values: dict, options: dict) -> dict:
@@ -318,8 +376,8 @@ def macros(sql: str, time_from: str) -> str:
             if depth == 0:
                 break
             j += 1
-        column = sql[i + len("$__timeFilter("):j]
-        sql = sql[:i] + f"{column} >= '{start}' AND {column} <= '{end}'" + sql[j + 1:]
+        column = sql[i + len("$__timeFilter(") : j]
+        sql = sql[:i] + f"{column} >= '{start}' AND {column} <= '{end}'" + sql[j + 1 :]
     sql = re.sub(r"\$__timeFrom\b(\(\))?", f"'{start}'", sql)
     sql = re.sub(r"\$__timeTo\b(\(\))?", f"'{end}'", sql)
     sql = re.sub(r"\$__interval_ms\b", "3600000", sql)
@@ -420,7 +478,9 @@ def test_custom_variable_options_parsed_by_grafana_are_the_intended_ones(harness
                 continue
             where = f"{name_of(path)} / {var['name']}"
             saved = [{"label": o["text"], "value": o["value"]} for o in var["options"]]
-            assert parsed[var["name"]] == saved, f"{where}: Grafana parses {parsed[var['name']]}, the JSON saves {saved}"
+            assert parsed[var["name"]] == saved, (
+                f"{where}: Grafana parses {parsed[var['name']]}, the JSON saves {saved}"
+            )
             assert all(re.fullmatch(r"[a-z_][a-z0-9_]*", o["value"]) for o in parsed[var["name"]]), where
             assert {"label": var["current"]["text"], "value": var["current"]["value"]} in parsed[var["name"]], where
             checked += 1
@@ -438,13 +498,31 @@ def expanded_queries(db: Path, harness: Harness) -> list[dict]:
             answer = harness.expand(dash, values, options)
             for var, sql in answer["variables"].items():
                 for b in BEHAVIOURS:  # variable queries: interpolateVariable in every version, no clean()
-                    out.append({"dashboard": name_of(path), "state": name, "behaviour": b, "panel": None,
-                                "variable": var, "refId": None, "sql": macros(sql, "now-1d")})
+                    out.append(
+                        {
+                            "dashboard": name_of(path),
+                            "state": name,
+                            "behaviour": b,
+                            "panel": None,
+                            "variable": var,
+                            "refId": None,
+                            "sql": macros(sql, "now-1d"),
+                        }
+                    )
             for p in answer["panels"]:
                 for b in BEHAVIOURS:
-                    out.append({"dashboard": name_of(path), "state": name, "behaviour": b, "panel": meta[p["title"]],
-                                "refId": p["refId"], "values": values, "sql": macros(p[b], dash["time"]["from"]),
-                                "shown_title": p["shownTitle"]})
+                    out.append(
+                        {
+                            "dashboard": name_of(path),
+                            "state": name,
+                            "behaviour": b,
+                            "panel": meta[p["title"]],
+                            "refId": p["refId"],
+                            "values": values,
+                            "sql": macros(p[b], dash["time"]["from"]),
+                            "shown_title": p["shownTitle"],
+                        }
+                    )
     return out
 
 
@@ -462,8 +540,11 @@ def run_all(db: Path, harness: Harness) -> list[dict]:
             if q["sql"] not in answers:
                 try:
                     rel = con.execute(q["sql"])
-                    answers[q["sql"]] = {"columns": [(d[0], str(d[1])) for d in rel.description],
-                                         "rows": rel.fetchall(), "error": None}
+                    answers[q["sql"]] = {
+                        "columns": [(d[0], str(d[1])) for d in rel.description],
+                        "rows": rel.fetchall(),
+                        "error": None,
+                    }
                 except duckdb.Error as err:
                     answers[q["sql"]] = {"error": str(err).splitlines()[0]}
             q.update(answers[q["sql"]])
@@ -477,10 +558,19 @@ def check_results(results: list[dict], *, real: bool = False) -> None:
     send the same SQL (no '' survives to be corrupted); a value with an apostrophe works from 0.4.3 on."""
     by_key: dict[tuple, dict] = {}
     for q in results:
-        where = f"{q['dashboard']} / {q['panel']['title'] if q['panel'] else 'variable ' + q['variable']} " \
-                f"[{q['state']}, {q['behaviour']}]"
-        by_key[(q["dashboard"], q["state"], q["panel"]["title"] if q["panel"] else q["variable"], q["refId"],
-                q["behaviour"])] = q
+        where = (
+            f"{q['dashboard']} / {q['panel']['title'] if q['panel'] else 'variable ' + q['variable']} "
+            f"[{q['state']}, {q['behaviour']}]"
+        )
+        by_key[
+            (
+                q["dashboard"],
+                q["state"],
+                q["panel"]["title"] if q["panel"] else q["variable"],
+                q["refId"],
+                q["behaviour"],
+            )
+        ] = q
         if q["state"] == "apostrophe" and q["behaviour"] == "v041":
             continue  # 0.4.1 turns 'O''HIGGINS' into 'O'HIGGINS': the reason 0.4.5 is pinned (asserted below)
         assert q["error"] is None, f"{where}: {q['error']}\n{q['sql']}"
@@ -499,8 +589,12 @@ def check_results(results: list[dict], *, real: bool = False) -> None:
         if q["panel"]["type"] == "geomap":  # each query's layer draws columns it returns, on the colour scale
             layer = next(la for la in q["panel"]["options"]["layers"] if la["filterData"]["options"] == q["refId"])
             scale, style = q["panel"]["fieldConfig"]["defaults"], layer["config"]["style"]
-            drawn = {layer["location"]["latitude"], layer["location"]["longitude"], style["color"]["field"],
-                     *([style["size"]["field"]] if "field" in style["size"] else [])}
+            drawn = {
+                layer["location"]["latitude"],
+                layer["location"]["longitude"],
+                style["color"]["field"],
+                *([style["size"]["field"]] if "field" in style["size"] else []),
+            }
             assert drawn <= set(types), f"{where}: the layer draws {drawn - set(types)}, not in {list(types)}"
             colour = [r[list(types).index(layer["config"]["style"]["color"]["field"])] for r in q["rows"]]
             assert all(scale["min"] <= v <= scale["max"] for v in colour if v is not None), f"{where}: colour off scale"
@@ -514,7 +608,9 @@ def check_results(results: list[dict], *, real: bool = False) -> None:
             assert q["rows"], f"{where}: no rows"
     for (dash, state, name, ref, behaviour), q in by_key.items():
         if behaviour == "v041" and state != "apostrophe":
-            assert q["sql"] == by_key[(dash, state, name, ref, "v043")]["sql"], f"{dash} / {name} [{state}]: 0.4.1 differs"
+            assert q["sql"] == by_key[(dash, state, name, ref, "v043")]["sql"], (
+                f"{dash} / {name} [{state}]: 0.4.1 differs"
+            )
     broken = [q for q in results if q["state"] == "apostrophe" and q["behaviour"] == "v041" and q["error"]]
     assert broken, "plugin 0.4.1's clean() should break a quoted apostrophe"
 
@@ -542,9 +638,16 @@ def test_every_query_expanded_by_grafana_runs_in_every_state_and_behaviour(servi
     # every option Grafana parses from the "Colour by" query gives a numeric measure with values, in both languages
     for dash in ("district_map.json", "en/district_map.json"):
         parsed = custom_options(load(GRAFANA / "dashboards" / dash), harness)["measure"]
-        measured = {q["state"] for q in results if q["dashboard"] == dash and q["panel"]
-                    and q["panel"]["type"] == "geomap" and q["behaviour"] == "v043" and q["refId"] == "A"
-                    and any(r[[c for c, _ in q["columns"]].index("measure")] is not None for r in q["rows"])}
+        measured = {
+            q["state"]
+            for q in results
+            if q["dashboard"] == dash
+            and q["panel"]
+            and q["panel"]["type"] == "geomap"
+            and q["behaviour"] == "v043"
+            and q["refId"] == "A"
+            and any(r[[c for c, _ in q["columns"]].index("measure")] is not None for r in q["rows"])
+        }
         assert {"defaults"} | {f"measure={o['value']}" for o in parsed[1:]} <= measured, (dash, measured)
 
 
@@ -552,8 +655,13 @@ def map_rows(results: list[dict], state: str, dashboard: str = "district_map.jso
     """The map's rows in one state, per query (A: districts with a polygon, B: without), as dicts."""
     out = {}
     for q in results:
-        if q["dashboard"] == dashboard and q["state"] == state and q["behaviour"] == "v043" and q["panel"] \
-                and q["panel"]["type"] == "geomap":
+        if (
+            q["dashboard"] == dashboard
+            and q["state"] == state
+            and q["behaviour"] == "v043"
+            and q["panel"]
+            and q["panel"]["type"] == "geomap"
+        ):
             out[q["refId"]] = [dict(zip([c for c, _ in q["columns"]], r, strict=True)) for r in q["rows"]]
     assert sorted(out) == ["A", "B"], f"{dashboard} [{state}]: map queries {sorted(out)}"
     return out
@@ -577,8 +685,14 @@ def check_every_district_on_the_map(results: list[dict], con: duckdb.DuckDBPyCon
         assert {r["ubigeo"] for r in rows["B"]} == {u for u, shape in shapes.items() if shape == "marker"}
         assert all(r["map_note"] for r in rows["B"]) and not any(r["map_note"] for r in rows["A"])
         assert len(rows["B"]) == without
-        stat = next(q for q in results if q["dashboard"] == dash and q["state"] == "defaults" and q["panel"]
-                    and "districts_without_polygon" in q["panel"]["brecha"]["fields"])
+        stat = next(
+            q
+            for q in results
+            if q["dashboard"] == dash
+            and q["state"] == "defaults"
+            and q["panel"]
+            and "districts_without_polygon" in q["panel"]["brecha"]["fields"]
+        )
         assert stat["rows"] == [(without,)]
 
 
@@ -587,7 +701,9 @@ def test_every_district_of_the_reference_is_on_the_map(serving_db: Path, harness
     check_every_district_on_the_map(run_all(serving_db, harness), con)
     # a district of the reference without a polygon of its own or of an older code is a marker on the map
     shapes = dict(con.execute(f"SELECT ubigeo, map_shape FROM ({builder().MAP_PROFILE})").fetchall())
-    no_boundary = {u for (u,) in con.execute("SELECT ubigeo FROM marts.dim_districts WHERE NOT has_boundary").fetchall()}
+    no_boundary = {
+        u for (u,) in con.execute("SELECT ubigeo FROM marts.dim_districts WHERE NOT has_boundary").fetchall()
+    }
     assert no_boundary and no_boundary <= {u for u, shape in shapes.items() if shape == "marker"}
 
 
@@ -604,11 +720,19 @@ def test_filters_narrow_the_map_to_the_chosen_department(serving_db: Path, harne
 
 def test_map_size_is_people_without_internet(serving_db: Path, harness: Harness) -> None:
     results = run_all(serving_db, harness)
-    q = next(q for q in results if q["dashboard"] == "district_map.json" and q["panel"]
-             and q["panel"]["type"] == "geomap" and q["state"] == "defaults")
+    q = next(
+        q
+        for q in results
+        if q["dashboard"] == "district_map.json"
+        and q["panel"]
+        and q["panel"]["type"] == "geomap"
+        and q["state"] == "defaults"
+    )
     circles, triangles = q["panel"]["options"]["layers"]
-    assert (circles["config"]["style"]["size"]["field"], circles["config"]["style"]["color"]["field"]) == \
-        ("people_without_internet", "need_percentile")
+    assert (circles["config"]["style"]["size"]["field"], circles["config"]["style"]["color"]["field"]) == (
+        "people_without_internet",
+        "need_percentile",
+    )
     assert triangles["config"]["style"]["color"]["field"] == "need_percentile"
     assert triangles["config"]["style"]["symbol"]["fixed"].endswith("triangle.svg")
     shown = map_rows(results, "defaults")
@@ -652,8 +776,11 @@ def test_exposures_declare_what_each_dashboard_reads(serving_db: Path, harness: 
     from brecha.warehouse.dbt import parse_project
 
     manifest = json.loads(parse_project().read_text())
-    relation = {f"{n['schema']}.{n.get('alias') or n['name']}": uid for uid, n in manifest["nodes"].items()
-                if n["resource_type"] in ("model", "seed", "snapshot")}
+    relation = {
+        f"{n['schema']}.{n.get('alias') or n['name']}": uid
+        for uid, n in manifest["nodes"].items()
+        if n["resource_type"] in ("model", "seed", "snapshot")
+    }
     relation |= {f"{s['schema']}.{s.get('identifier') or s['name']}": uid for uid, s in manifest["sources"].items()}
     exposures = {Path(e["url"]).name: e for e in manifest["exposures"].values() if e["type"] == "dashboard"}
     assert sorted(exposures) == [p.name for p in SPANISH], "one dashboard exposure per dashboard (url)"
@@ -669,8 +796,10 @@ def test_exposures_declare_what_each_dashboard_reads(serving_db: Path, harness: 
         assert not unknown, f"{name} reads {unknown}, which no dbt model or source declares"
         declared = set(exposures[name]["depends_on"]["nodes"])
         used = {relation[t] for t in tables}
-        assert declared == used, (f"exposure {exposures[name]['name']}: declared but not read "
-                                  f"{sorted(declared - used)}, read but not declared {sorted(used - declared)}")
+        assert declared == used, (
+            f"exposure {exposures[name]['name']}: declared but not read "
+            f"{sorted(declared - used)}, read but not declared {sorted(used - declared)}"
+        )
 
 
 def test_viewers_sql_cannot_read_server_files_but_marts_read(serving_db: Path) -> None:
@@ -714,8 +843,8 @@ for name, path, init in [("old", "/var/lib/brecha/serving/brecha.duckdb", ""),
         continue
     res = {{"open": None}}
     for q in ["SELECT count(*) FROM marts.dim_districts", "SELECT * FROM read_csv({str(secret)!r})",
-              "SELECT * FROM read_text('/etc/passwd')", "ATTACH {str(work / 'x.duckdb')!r} AS x",
-              "COPY (SELECT 1) TO {str(work / 'leak.csv')!r}", "SET enable_external_access = true",
+              "SELECT * FROM read_text('/etc/passwd')", "ATTACH {str(work / "x.duckdb")!r} AS x",
+              "COPY (SELECT 1) TO {str(work / "leak.csv")!r}", "SET enable_external_access = true",
               "SET lock_configuration = false", "INSTALL httpfs"]:
         try:
             res[q] = ["ok", con.execute(q).fetchall()]
@@ -748,21 +877,32 @@ def plugin_duckdb_site() -> Path:
     site = Path(sys.prefix) / f"plugin-duckdb-{PLUGIN_DUCKDB}"
     assert (site / "duckdb").is_dir(), (
         f"{site} is missing: the Grafana plugin's DuckDB {PLUGIN_DUCKDB} is installed by `make plugin-duckdb` "
-        "(run by `make test`); run the tests with `make test`, or `make plugin-duckdb` once before pytest")
+        "(run by `make test`); run the tests with `make test`, or `make plugin-duckdb` once before pytest"
+    )
     return site
 
 
-def test_dashboard_queries_run_in_the_plugins_duckdb(serving_db: Path, harness: Harness,
-                                                     tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_dashboard_queries_run_in_the_plugins_duckdb(
+    serving_db: Path, harness: Harness, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Plugin 0.4.5 embeds DuckDB 1.5.4: the serving copy opens there as the plugin opens it, and every expanded
     query of the default and one-department states runs."""
     site = plugin_duckdb_site()
-    queries = [q["sql"] for q in run_all(serving_db, harness)
-               if q["behaviour"] == "v043" and q["state"] != "apostrophe"]
+    queries = [
+        q["sql"] for q in run_all(serving_db, harness) if q["behaviour"] == "v043" and q["state"] != "apostrophe"
+    ]
     job = tmp_path_factory.mktemp("plugin_duckdb") / "job.json"
     ds = datasource()["jsonData"]
-    job.write_text(json.dumps({"db": str(serving_db), "options": dsn(ds["path"])[1], "init": ds["initSql"],
-                               "queries": sorted(set(queries))}))
+    job.write_text(
+        json.dumps(
+            {
+                "db": str(serving_db),
+                "options": dsn(ds["path"])[1],
+                "init": ds["initSql"],
+                "queries": sorted(set(queries)),
+            }
+        )
+    )
     code = f"""
 import json, sys
 sys.path.insert(0, {str(site)!r})

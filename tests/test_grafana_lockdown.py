@@ -98,20 +98,33 @@ def serving(session_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return _publish_copy(session_home, tmp_path_factory.mktemp("lockdown_home"))
 
 
-def plugin_job(serving: Path, statement: str, phase: str, site: str | None = None,
-               version: str = PLUGIN_DUCKDB) -> dict:
+def plugin_job(
+    serving: Path, statement: str, phase: str, site: str | None = None, version: str = PLUGIN_DUCKDB
+) -> dict:
     ds = datasource()["jsonData"]
     file, options = dsn(ds["path"])
-    boot = [f"SET home_directory='{GF_PATHS_DATA}';", f"SET extension_directory='{GF_PATHS_DATA}/.duckdb/extensions';",
-            f"SET secret_directory='{GF_PATHS_DATA}/.duckdb/stored_secrets';", ds["initSql"]]
-    return {"file": str(serving.parent / Path(file).name), "options": options, "boot": boot, "phase": phase,
-            "statement": statement, "panel": PANEL_QUERY, "version": version,
-            "site": str(plugin_duckdb_site()) if site is None else site}
+    boot = [
+        f"SET home_directory='{GF_PATHS_DATA}';",
+        f"SET extension_directory='{GF_PATHS_DATA}/.duckdb/extensions';",
+        f"SET secret_directory='{GF_PATHS_DATA}/.duckdb/stored_secrets';",
+        ds["initSql"],
+    ]
+    return {
+        "file": str(serving.parent / Path(file).name),
+        "options": options,
+        "boot": boot,
+        "phase": phase,
+        "statement": statement,
+        "panel": PANEL_QUERY,
+        "version": version,
+        "site": str(plugin_duckdb_site()) if site is None else site,
+    }
 
 
 def run_plugin(job: dict) -> tuple[int, list[dict], str]:
-    done = subprocess.run([sys.executable, "-c", PLUGIN, json.dumps(job)], capture_output=True, text=True,
-                          timeout=120, cwd="/")
+    done = subprocess.run(
+        [sys.executable, "-c", PLUGIN, json.dumps(job)], capture_output=True, text=True, timeout=120, cwd="/"
+    )
     return done.returncode, [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")], done.stderr
 
 
@@ -147,8 +160,13 @@ def test_init_sql_refuses_a_path_that_lost_the_lock_down(serving: Path) -> None:
     """initSql cannot SET the lock-down again (a locked DuckDB refuses every SET, even one restating its value); it
     checks it instead, and fails the plugin's first connection with a message saying where to look when the path
     lost any of its options."""
-    for option in ("lock_configuration", "enable_external_access", "access_mode", "autoinstall_known_extensions",
-                   "autoload_known_extensions"):
+    for option in (
+        "lock_configuration",
+        "enable_external_access",
+        "access_mode",
+        "autoinstall_known_extensions",
+        "autoload_known_extensions",
+    ):
         job = plugin_job(serving, "SELECT 1", "first")
         job["options"] = {k: v for k, v in job["options"].items() if k != option}
         rc, out, err = run_plugin(job)

@@ -4,11 +4,8 @@ installed here (not root on a machine without it, or no apt-get)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import re
-import shutil
 import socket
 import stat
 import subprocess
@@ -16,45 +13,17 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import TEST_SEED
+from lake_fixtures import lake_settings
 
 from brecha.core import lake
 from brecha.core.db import EXTENSIONS, OFFLINE, connect
 from brecha.core.errors import BrechaError
 from brecha.core.settings import Settings, using
 from tools.lake_compare import compare, open_both
-
-
-def _require_postgresql() -> Path:
-    try:
-        return lake.install_postgresql(say=lambda _msg: None)
-    except BrechaError as err:
-        pytest.skip(f"PostgreSQL cannot be installed here, so the lake cannot be tested: {err}")
-
-
-@pytest.fixture(scope="session")
-def lake_home() -> Iterator[Path]:
-    """A home whose lake is up (`make lake-up`'s code), taken down (`make lake-down`'s) after the session. Not under
-    pytest's temporary folder: that is closed to other users (0700), and the server runs as 'postgres' under root."""
-    _require_postgresql()
-    home = Path(tempfile.mkdtemp(prefix="brecha-lake-test-"))
-    home.chmod(0o755)
-    try:
-        lake.up(home, say=lambda _msg: None)
-        yield home
-    finally:
-        lake.down(home, say=lambda _msg: None)
-        shutil.rmtree(home, ignore_errors=True)
-
-
-def lake_settings(home: Path) -> Settings:
-    """The settings an entry point builds in a shell that sourced the home's lake.env."""
-    return Settings.from_env({"BRECHA_HOME": str(home), **lake.read_env(home / "lake.env")})
 
 
 def test_lake_up_writes_private_settings_and_listens_on_localhost_with_a_password(lake_home: Path):
@@ -65,16 +34,29 @@ def test_lake_up_writes_private_settings_and_listens_on_localhost_with_a_passwor
     assert (catalog.host, catalog.user, catalog.database) == ("127.0.0.1", "brecha", "brecha_lake")
     assert len(catalog.password) >= 24 and values["BRECHA_LAKE_DATA"] == str(lake_home / "lake" / "data")
     # a shell that sources lake.env gets both settings exported
-    shown = subprocess.run(["bash", "-c", f". {env_file} && env"], capture_output=True, text=True, env={},
-                           check=True).stdout
+    shown = subprocess.run(
+        ["bash", "-c", f". {env_file} && env"], capture_output=True, text=True, env={}, check=True
+    ).stdout
     assert f"BRECHA_LAKE={values['BRECHA_LAKE']}" in shown and "BRECHA_LAKE_DATA=" in shown
     conf = (lake_home / "lake" / "pg" / "postgresql.conf").read_text()
     assert "listen_addresses = '127.0.0.1'" in conf and f"port = {catalog.port}" in conf
     with socket.create_connection(("127.0.0.1", catalog.port), timeout=5):
         pass
     # scram-sha-256: the right password gets in, a wrong one does not
-    psql = [str(lake.pg_bindir() / "psql"), "-X", "-tAc", "SELECT current_database()", "-h", "127.0.0.1", "-p",
-            str(catalog.port), "-U", "brecha", "-d", "brecha_lake"]
+    psql = [
+        str(lake.pg_bindir() / "psql"),
+        "-X",
+        "-tAc",
+        "SELECT current_database()",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(catalog.port),
+        "-U",
+        "brecha",
+        "-d",
+        "brecha_lake",
+    ]
     ok = subprocess.run(psql, env={**os.environ, "PGPASSWORD": catalog.password}, capture_output=True, text=True)
     assert ok.stdout.strip() == "brecha_lake", ok.stderr
     bad = subprocess.run(psql, env={**os.environ, "PGPASSWORD": "wrong"}, capture_output=True, text=True)
@@ -102,14 +84,18 @@ def test_extensions_load_offline_from_the_installed_folder(lake_home: Path):
     con = duckdb.connect(config={**OFFLINE, "custom_extension_repository": "http://127.0.0.1:9/unreachable"})
     settings = lake_settings(lake_home)
     con.execute(lake.attach_sql(settings.lake, settings.lake_data))  # autoloads both from the folder
-    loaded = {r[0]: r[1] for r in con.execute(
-        "SELECT extension_name, install_path FROM duckdb_extensions() WHERE loaded").fetchall()}
+    loaded = {
+        r[0]: r[1]
+        for r in con.execute("SELECT extension_name, install_path FROM duckdb_extensions() WHERE loaded").fetchall()
+    }
     assert {"ducklake", "postgres_scanner"} <= loaded.keys()
     assert loaded["ducklake"].startswith(OFFLINE["extension_directory"])
     # the catalog's password is in a temporary secret, shown redacted, and in no attached database's path
     password = lake.Catalog.parse(settings.lake).password
-    shown = con.execute("SELECT string_agg(coalesce(path, ''), ' ') FROM duckdb_databases()").fetchone()[0] + \
-        con.execute("SELECT string_agg(secret_string, ' ') FROM duckdb_secrets()").fetchone()[0]
+    shown = (
+        con.execute("SELECT string_agg(coalesce(path, ''), ' ') FROM duckdb_databases()").fetchone()[0]
+        + con.execute("SELECT string_agg(secret_string, ' ') FROM duckdb_secrets()").fetchone()[0]
+    )
     assert password not in shown and "password=redacted" in shown
     assert "excel" in EXTENSIONS
     con.execute("CREATE OR REPLACE TABLE lake.main.probe AS SELECT 42 AS answer, range AS i FROM range(1000)")
@@ -132,31 +118,24 @@ def test_lake_settings_need_both_the_catalog_and_the_data_path(tmp_path: Path):
         Settings.from_env({"BRECHA_HOME": str(tmp_path), "BRECHA_LAKE": "postgresql://u:p@127.0.0.1:5/db"})
     with pytest.raises(BrechaError, match="no PostgreSQL address"):
         lake.ducklake_path("sqlite:///x.db")
-    s = Settings.from_env({"BRECHA_HOME": str(tmp_path), "BRECHA_LAKE": "postgresql://u:p%27q@127.0.0.1:5/db",
-                           "BRECHA_LAKE_DATA": str(tmp_path / "data")})
+    s = Settings.from_env(
+        {
+            "BRECHA_HOME": str(tmp_path),
+            "BRECHA_LAKE": "postgresql://u:p%27q@127.0.0.1:5/db",
+            "BRECHA_LAKE_DATA": str(tmp_path / "data"),
+        }
+    )
     assert s.storage == "lake" and s.env()["BRECHA_LAKE_DATA"] == str(tmp_path / "data")
     assert lake.ducklake_path(s.lake) == "ducklake:postgres:dbname=db host=127.0.0.1 port=5 user=u password='p\\'q'"
     assert lake.redact(s.lake) == "postgresql://u:***@127.0.0.1:5/db"
 
 
-# --- the pipeline on the lake: one run per session --------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def lake_run(lake_home: Path, pipeline_run) -> dict:
-    """`brecha run --input` of the session's synthetic extracts (the embedded session run's) into the lake: landed,
-    gated, built, trained, clustered, published as a lake snapshot, the atlas drawn from it."""
-    from brecha.orchestrate import pipeline
-
-    out = io.StringIO()
-    settings = lake_settings(lake_home).replace(seed=TEST_SEED)  # the session run's seed
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        return pipeline.run_all(settings, pipeline_run.home / "extracts")
-
-
 def test_the_lake_run_builds_the_embedded_runs_marts(lake_home: Path, lake_run: dict, pipeline_run):
     assert lake_run["ingest"].batch_id >= 1 and lake_run["publish"].action == "publish"
-    con = open_both(pipeline_run.home / "brecha.duckdb", *(lake.read_env(lake_home / "lake.env")[k]
-                                                           for k in ("BRECHA_LAKE", "BRECHA_LAKE_DATA")))
+    con = open_both(
+        pipeline_run.home / "brecha.duckdb",
+        *(lake.read_env(lake_home / "lake.env")[k] for k in ("BRECHA_LAKE", "BRECHA_LAKE_DATA")),
+    )
     try:
         diffs = compare(con)
     finally:
@@ -168,7 +147,8 @@ def test_the_lake_run_builds_the_embedded_runs_marts(lake_home: Path, lake_run: 
 
 
 def test_readers_are_pinned_locked_down_and_never_wait_through_a_build_a_publish_and_a_rollback(
-        lake_home: Path, lake_run: dict):
+    lake_home: Path, lake_run: dict
+):
     from brecha.orchestrate import steps
     from brecha.warehouse.lake_publish import current_snapshot, open_published
 
@@ -180,15 +160,20 @@ def test_readers_are_pinned_locked_down_and_never_wait_through_a_build_a_publish
         with reader:
             assert version == first and reader.execute("SELECT count(*) FROM marts.dim_districts").fetchone()[0] > 0
             for statement, error in (
-                    ("CREATE TABLE marts.intruder AS SELECT 1", "read-only|read only"),
-                    ("SELECT * FROM read_csv('/etc/passwd')", "disabled"),
-                    ("ATTACH '/tmp/brecha-intruder.duckdb' AS x", "disabled"),
-                    ("SET memory_limit = '1GB'", "locked"),
-                    # the catalog as the read-only role: no superuser's view of the server, no writes
-                    ("SELECT * FROM postgres_query('__ducklake_metadata_lake', 'SELECT rolpassword FROM pg_authid')",
-                     "permission denied"),
-                    ("SELECT * FROM postgres_execute('__ducklake_metadata_lake', 'CREATE TABLE x (i int)')",
-                     "read-only transaction")):
+                ("CREATE TABLE marts.intruder AS SELECT 1", "read-only|read only"),
+                ("SELECT * FROM read_csv('/etc/passwd')", "disabled"),
+                ("ATTACH '/tmp/brecha-intruder.duckdb' AS x", "disabled"),
+                ("SET memory_limit = '1GB'", "locked"),
+                # the catalog as the read-only role: no superuser's view of the server, no writes
+                (
+                    "SELECT * FROM postgres_query('__ducklake_metadata_lake', 'SELECT rolpassword FROM pg_authid')",
+                    "permission denied",
+                ),
+                (
+                    "SELECT * FROM postgres_execute('__ducklake_metadata_lake', 'CREATE TABLE x (i int)')",
+                    "read-only transaction",
+                ),
+            ):
                 with pytest.raises(duckdb.Error, match=error):
                     reader.execute(statement)
 
@@ -203,9 +188,15 @@ def test_readers_are_pinned_locked_down_and_never_wait_through_a_build_a_publish
                 try:
                     con, pinned = open_published()
                     with con:
-                        seen.append((pinned, *con.execute(
-                            "SELECT (SELECT count(*) FROM marts.mart_district_clusters), (SELECT count(*) FROM "
-                            "duckdb_tables() WHERE table_name = 'unpublished')").fetchone()))
+                        seen.append(
+                            (
+                                pinned,
+                                *con.execute(
+                                    "SELECT (SELECT count(*) FROM marts.mart_district_clusters), (SELECT count(*) FROM "
+                                    "duckdb_tables() WHERE table_name = 'unpublished')"
+                                ).fetchone(),
+                            )
+                        )
                 except Exception as err:  # noqa: BLE001 - every failure is a finding
                     errors.append(repr(err))
 
@@ -227,12 +218,14 @@ def test_readers_are_pinned_locked_down_and_never_wait_through_a_build_a_publish
     assert errors == []
     assert second.snapshot_version > first and (back.action, back.snapshot_version) == ("rollback", first)
     assert {pinned for pinned, _, _ in seen} == {first, second.snapshot_version}, seen[:3]
-    assert all(clusters > 0 and unpublished == (pinned == second.snapshot_version) for pinned, clusters, unpublished
-               in seen)
+    assert all(
+        clusters > 0 and unpublished == (pinned == second.snapshot_version) for pinned, clusters, unpublished in seen
+    )
     assert seen[-1][0] == first  # after the rollback, readers are back on the first snapshot
     with using(settings), connect() as writer:
-        ledger = writer.execute("SELECT action, snapshot_version FROM ops.lake_publications ORDER BY published_at"
-                                ).fetchall()
+        ledger = writer.execute(
+            "SELECT action, snapshot_version FROM ops.lake_publications ORDER BY published_at"
+        ).fetchall()
         assert ledger[-3:] == [("publish", first), ("publish", second.snapshot_version), ("rollback", first)]
         assert current_snapshot(writer) > second.snapshot_version
         writer.execute("DROP TABLE marts.unpublished")
@@ -248,12 +241,19 @@ def _wait_for(condition, timeout: float = 60.0) -> None:
 def test_brecha_sql_on_the_lake_reads_the_published_snapshot_read_only(lake_home: Path, lake_run: dict):
     env = {**os.environ, "BRECHA_HOME": str(lake_home), **lake.read_env(lake_home / "lake.env")}
     brecha = str(Path(sys.executable).with_name("brecha"))
-    out = subprocess.run([brecha, "sql", "-csv", "-c", "SELECT count(*) FROM marts.dim_districts"],
-                         env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [brecha, "sql", "-csv", "-c", "SELECT count(*) FROM marts.dim_districts"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.strip().splitlines()[-1]) > 0
-    for statement, error in (("SELECT * FROM read_csv('/etc/passwd')", "disabled"),
-                             ("CREATE TABLE marts.intruder AS SELECT 1", "read-only|read only")):
+    for statement, error in (
+        ("SELECT * FROM read_csv('/etc/passwd')", "disabled"),
+        ("CREATE TABLE marts.intruder AS SELECT 1", "read-only|read only"),
+    ):
         bad = subprocess.run([brecha, "sql", "-c", statement], env=env, capture_output=True, text=True, timeout=120)
         assert bad.returncode != 0 and re.search(error, bad.stdout + bad.stderr), bad.stdout + bad.stderr
     assert not list(Path(tempfile.gettempdir()).glob("brecha-sql-*"))  # the init script (a password) is gone

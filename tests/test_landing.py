@@ -105,9 +105,15 @@ def real_landed(real_dir: Path, brecha_home: Path):
 def test_real_folder_lands_every_row_or_rejects_it(real_dir: Path, real_landed) -> None:
     by_file = {f.source_file: f for f in real_landed.files}
     expected = {
-        DISTRICTS: "inei__districts", CENSUS: "inei__census_indicators", C21_CSV: "osiptel__mobile_lines",
-        C21_XLSX: "osiptel__mobile_lines", C23: "osiptel__mobile_line_share", C22: "osiptel__mobile_teledensity",
-        BOOTHS: "osiptel__internet_booths", COVERAGE: "osiptel__mobile_coverage", GEO_DIST: "geo__district_boundaries",
+        DISTRICTS: "inei__districts",
+        CENSUS: "inei__census_indicators",
+        C21_CSV: "osiptel__mobile_lines",
+        C21_XLSX: "osiptel__mobile_lines",
+        C23: "osiptel__mobile_line_share",
+        C22: "osiptel__mobile_teledensity",
+        BOOTHS: "osiptel__internet_booths",
+        COVERAGE: "osiptel__mobile_coverage",
+        GEO_DIST: "geo__district_boundaries",
     }
     for rel, entity in expected.items():
         assert by_file[rel].entity == entity, rel
@@ -120,7 +126,8 @@ def test_real_folder_lands_every_row_or_rejects_it(real_dir: Path, real_landed) 
             n, filled = con.execute(
                 f"SELECT count(*), count(*) FILTER (WHERE _source_file = ? AND _source_sha256 = ? AND _loaded_at "
                 f"IS NOT NULL AND _row_number >= 1) FROM {table} WHERE _source_sha256 = ?",
-                [f.source_file, f.sha256, f.sha256]).fetchone()
+                [f.source_file, f.sha256, f.sha256],
+            ).fetchone()
             assert n == filled == f.rows_landed, f.source_file
             rejected = con.execute("SELECT count(*) FROM raw._rejects WHERE _source_sha256 = ?", [f.sha256]).fetchone()
             assert rejected[0] == f.rows_rejected
@@ -152,8 +159,10 @@ def test_real_rejects_are_the_known_quirks(real_dir: Path, real_landed) -> None:
 
 
 def test_real_stacked_sheet_blocks(real_dir: Path, real_landed) -> None:
-    rows = query("SELECT departamento, period, granularity, lines, block, _row_number "
-                      f"FROM raw.osiptel__mobile_lines WHERE _source_file = '{C21_XLSX}'")
+    rows = query(
+        "SELECT departamento, period, granularity, lines, block, _row_number "
+        f"FROM raw.osiptel__mobile_lines WHERE _source_file = '{C21_XLSX}'"
+    )
     by_key = {(r[0], r[1].isoformat(), r[2]): r for r in rows}
     wb = openpyxl.load_workbook(real_dir / C21_XLSX, read_only=True, data_only=True)
     sheet = [list(r) for r in wb.worksheets[0].iter_rows(values_only=True)]
@@ -175,8 +184,9 @@ def test_same_folder_twice_changes_nothing(real_dir: Path, real_landed) -> None:
     assert table_rows("raw._rejects") == rejects
     flags = query("SELECT batch_id, newly_landed, count(*) FROM raw._batch_files GROUP BY ALL")
     assert flags == [(1, True, 13), (2, False, 13)]  # 13 files: the 12 extracts and enaho-sample's export
-    assert [(f.rows_landed, f.rows_rejected) for f in second.files] == \
-        [(f.rows_landed, f.rows_rejected) for f in real_landed.files]
+    assert [(f.rows_landed, f.rows_rejected) for f in second.files] == [
+        (f.rows_landed, f.rows_rejected) for f in real_landed.files
+    ]
 
 
 def test_rebuild_from_archive_alone(src: Path, brecha_home: Path, tmp_path: Path) -> None:
@@ -191,7 +201,9 @@ def test_rebuild_from_archive_alone(src: Path, brecha_home: Path, tmp_path: Path
     assert not result.notes  # every file re-landed with the counts it had
     assert {t: table_rows(t) for t in tables} == before
     archived = list((brecha_home / "archive").glob("*/*/*"))
-    assert sorted(p.name for p in archived) == sorted(Path(r).name for r in (DISTRICTS, CENSUS, C21_XLSX, C23, GEO_DIST))
+    assert sorted(p.name for p in archived) == sorted(
+        Path(r).name for r in (DISTRICTS, CENSUS, C21_XLSX, C23, GEO_DIST)
+    )
 
 
 # --- damaged copies, the way a user's download can be ------------------------------------------------------
@@ -204,7 +216,9 @@ def test_renamed_file_in_a_subfolder_is_recognised(src: Path, brecha_home: Path,
     (folder / "notas.txt").write_text("léeme")
     result = ingest(folder)
     assert {(f.source_file, f.entity) for f in result.files} == {
-        ("descargas/ubigeo_distrito (1).csv", "inei__districts"), ("datos.csv", "osiptel__mobile_line_share")}
+        ("descargas/ubigeo_distrito (1).csv", "inei__districts"),
+        ("datos.csv", "osiptel__mobile_line_share"),
+    }
     assert dict(result.skipped) == {".DS_Store": "hidden file", "notas.txt": "documentation"}
 
 
@@ -227,15 +241,16 @@ def test_reordered_rows_and_columns_land_the_same_rows(src: Path, brecha_home: P
 
 
 @pytest.mark.parametrize("change, column", [("drop", "capital"), ("rename", "inei")])
-def test_missing_or_renamed_required_column_stops_the_batch(src: Path, brecha_home: Path, tmp_path: Path,
-                                                            change: str, column: str) -> None:
+def test_missing_or_renamed_required_column_stops_the_batch(
+    src: Path, brecha_home: Path, tmp_path: Path, change: str, column: str
+) -> None:
     copy_real(src, tmp_path, CENSUS)
     header, rows = csv_records(src / DISTRICTS)
     i = header.index(column)
     if change == "drop":
-        header, rows = header[:i] + header[i + 1:], [r[:i] + r[i + 1:] for r in rows]
+        header, rows = header[:i] + header[i + 1 :], [r[:i] + r[i + 1 :] for r in rows]
     else:
-        header = [*header[:i], "ubigeo", *header[i + 1:]]
+        header = [*header[:i], "ubigeo", *header[i + 1 :]]
     write_csv(tmp_path / DISTRICTS, header, rows)
     with pytest.raises(InputFileError) as err:
         ingest(tmp_path)
@@ -259,8 +274,7 @@ def test_duplicate_rows_keep_the_first(src: Path, brecha_home: Path, tmp_path: P
     # every record is landed or rejected, and the second copy is the one duplicate rejected
     assert result.files[0].rows_landed + result.files[0].rows_rejected == len(rows) + 1
     assert [r for r in rejects if r[3] == "duplicate key"] == [(len(rows) + 1, "inei", dup[0], "duplicate key")]
-    landed = query("SELECT _row_number FROM raw.inei__districts WHERE inei = "
-                        f"'{dup[0]}'")
+    landed = query(f"SELECT _row_number FROM raw.inei__districts WHERE inei = '{dup[0]}'")
     assert landed == [(11,)]
 
 
@@ -273,16 +287,21 @@ def test_bad_values_are_rejected_with_reason(src: Path, brecha_home: Path, tmp_p
     census[3]["vulnAlim"] = 101
     (tmp_path / "c.json").write_text(json.dumps(census))
     ingest(tmp_path)
-    rejects = {r[0]: r[1:] for r in query("SELECT _row_number, column_name, value, reason "
-                                                 "FROM raw._rejects WHERE entity = 'inei__census_indicators'")}
+    rejects = {
+        r[0]: r[1:]
+        for r in query(
+            "SELECT _row_number, column_name, value, reason FROM raw._rejects WHERE entity = 'inei__census_indicators'"
+        )
+    }
     assert rejects[1] == ("pob", "-5", "negative count")
     assert rejects[2] == ("internet", "12,5%", "unparseable DOUBLE")
     assert rejects[3] == ("agua", "140.0", "share outside 0-100")
     assert rejects[4] == ("vuln_alim", "101", "share outside 0-100")
 
 
-def test_out_of_range_rows_are_rejected_with_file_row_column_and_reason(src: Path, synthetic_dir: Path,
-                                                                        brecha_home: Path, tmp_path: Path) -> None:
+def test_out_of_range_rows_are_rejected_with_file_row_column_and_reason(
+    src: Path, synthetic_dir: Path, brecha_home: Path, tmp_path: Path
+) -> None:
     """The ranges landing alone checks (brecha/core/layouts.py): a district centroid outside Peru's bounding box, an
     ENAHO survey year and month out of range. Each bad row is rejected, named by file, row, column and reason;
     the other rows land. (ENAHO has no real sample: its file comes from the synthetic extracts, with their
@@ -304,14 +323,18 @@ def test_out_of_range_rows_are_rejected_with_file_row_column_and_reason(src: Pat
 
     result = ingest(tmp_path)
 
-    rejects = query("SELECT _source_file, _row_number, column_name, value, reason FROM raw._rejects "
-                    "WHERE reason LIKE 'outside %'")  # (the extracts' own quirks are rejected too)
-    assert rejects == sorted([
-        (DISTRICTS, i + 1, "latitude", "4.61", f"outside {PERU_LATITUDE[0]:g}..{PERU_LATITUDE[1]:g}"),
-        (DISTRICTS, j + 1, "longitude", "-60.0", f"outside {PERU_LONGITUDE[0]:g}..{PERU_LONGITUDE[1]:g}"),
-        (f"enaho/{enaho.name}", 5, "anio", "1915", "outside 2000..2035"),
-        (f"enaho/{enaho.name}", 7, "mes", "13", "outside 1..12"),
-    ], key=repr)
+    rejects = query(
+        "SELECT _source_file, _row_number, column_name, value, reason FROM raw._rejects WHERE reason LIKE 'outside %'"
+    )  # (the extracts' own quirks are rejected too)
+    assert rejects == sorted(
+        [
+            (DISTRICTS, i + 1, "latitude", "4.61", f"outside {PERU_LATITUDE[0]:g}..{PERU_LATITUDE[1]:g}"),
+            (DISTRICTS, j + 1, "longitude", "-60.0", f"outside {PERU_LONGITUDE[0]:g}..{PERU_LONGITUDE[1]:g}"),
+            (f"enaho/{enaho.name}", 5, "anio", "1915", "outside 2000..2035"),
+            (f"enaho/{enaho.name}", 7, "mes", "13", "outside 1..12"),
+        ],
+        key=repr,
+    )
     landed = {f.entity: (f.rows_landed, f.rows_rejected) for f in result.files}
     assert landed["inei__enaho_households"] == (28, 2)
     assert landed["inei__districts"][0] == len(rows) - landed["inei__districts"][1] < len(rows) - 2
@@ -333,18 +356,25 @@ def test_coverage_flags_and_counts(src: Path, brecha_home: Path, tmp_path: Path)
     result = ingest(tmp_path)
     cov = next(f for f in result.files if f.entity == "osiptel__mobile_coverage")
     assert (cov.rows_landed, cov.rows_rejected) == (35, 4)  # 39 records; the blank row is no record
-    reasons = query("SELECT _row_number, column_name, reason FROM raw._rejects "
-                         "WHERE entity = 'osiptel__mobile_coverage'")
-    assert reasons == [(5, "has_2g", "flag not 0/1"), (6, "cant_eb_2g", "negative count"),
-                       (7, "ubigeo_ccpp", "unparseable BIGINT"),
-                       (8, "ubigeo_ccpp", "malformed code (expected up to 10 digits)")]
+    reasons = query(
+        "SELECT _row_number, column_name, reason FROM raw._rejects WHERE entity = 'osiptel__mobile_coverage'"
+    )
+    assert reasons == [
+        (5, "has_2g", "flag not 0/1"),
+        (6, "cant_eb_2g", "negative count"),
+        (7, "ubigeo_ccpp", "unparseable BIGINT"),
+        (8, "ubigeo_ccpp", "malformed code (expected up to 10 digits)"),
+    ]
 
 
 @pytest.mark.parametrize("encoding", ["latin-1", "utf-16"])
 def test_other_encodings_land_the_same_text(src: Path, brecha_home: Path, tmp_path: Path, encoding: str) -> None:
     header, rows = csv_records(src / DISTRICTS)
-    rows = [r for r in rows if "\n" not in "".join(r) and "".join(r).encode(encoding, errors="replace").decode(encoding)
-            == "".join(r)]  # rows the target encoding can carry
+    rows = [
+        r
+        for r in rows
+        if "\n" not in "".join(r) and "".join(r).encode(encoding, errors="replace").decode(encoding) == "".join(r)
+    ]  # rows the target encoding can carry
     write_csv(tmp_path / "a" / "d.csv", header, rows)
     write_csv(tmp_path / "b" / "d.csv", header, rows, encoding=encoding)
     ingest(tmp_path / "a")
@@ -356,13 +386,17 @@ def test_other_encodings_land_the_same_text(src: Path, brecha_home: Path, tmp_pa
     assert any("Ñ" in f"{d}{c}" or "ñ" in f"{d}{c}" for d, c in utf8)
 
 
-@pytest.mark.parametrize("content, problem", [
-    (b"foo,bar\n1,2\n", "unknown layout"),
-    (b"", "the file is empty"),
-    (b"\x00\x01\x02binary\x00", "binary data"),
-])
-def test_unusable_files_stop_the_batch(src: Path, brecha_home: Path, tmp_path: Path, content: bytes,
-                                       problem: str) -> None:
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"foo,bar\n1,2\n", "unknown layout"),
+        (b"", "the file is empty"),
+        (b"\x00\x01\x02binary\x00", "binary data"),
+    ],
+)
+def test_unusable_files_stop_the_batch(
+    src: Path, brecha_home: Path, tmp_path: Path, content: bytes, problem: str
+) -> None:
     copy_real(src, tmp_path, DISTRICTS)
     (tmp_path / "extra.csv").write_bytes(content)
     with pytest.raises(InputFileError, match=problem) as err:
@@ -379,8 +413,9 @@ def test_every_bad_file_is_named(src: Path, brecha_home: Path, tmp_path: Path) -
     assert "a.csv" in str(err.value) and "b.csv" in str(err.value)
 
 
-def test_ubigeo_check_uses_the_latest_reference_or_says_it_skipped(src: Path, brecha_home: Path,
-                                                                   tmp_path: Path) -> None:
+def test_ubigeo_check_uses_the_latest_reference_or_says_it_skipped(
+    src: Path, brecha_home: Path, tmp_path: Path
+) -> None:
     census_only = copy_real(src, tmp_path / "c", CENSUS)
     first = ingest(census_only)
     assert first.rows_rejected == 0 and any("check was skipped" in n for n in first.notes)
@@ -404,7 +439,11 @@ def test_cli_ingest_ok_and_failure(src: Path, brecha_home: Path, tmp_path: Path)
     assert "osiptel__mobile_line_share" in ok.output and "osiptel__mobile_teledensity" in ok.output
     bad = copy_real(src, tmp_path / "bad", C23)
     (bad / "mystery.csv").write_text("a;b\n1;2\n")
-    proc = subprocess.run([str(Path(sys.executable).parent / "brecha"), "ingest", str(bad)],
-                          capture_output=True, text=True, env={"BRECHA_HOME": str(brecha_home), "PATH": "/usr/bin"})
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "brecha"), "ingest", str(bad)],
+        capture_output=True,
+        text=True,
+        env={"BRECHA_HOME": str(brecha_home), "PATH": "/usr/bin"},
+    )
     assert proc.returncode == 1
     assert "error: mystery.csv" in proc.stderr and "unknown layout" in proc.stderr

@@ -19,28 +19,49 @@ from brecha.landing import checks
 from brecha.landing.ingest import ingest
 from brecha.landing.sql import is_null_text
 
-REF_HEADER = ("inei,reniec,departamento,provincia,distrito,region,macroregion_inei,macroregion_minsa,iso_3166_2,fips,"
-              "capital,superficie,pob_densidad_2020,altitude,latitude,longitude,indice_vulnerabilidad_alimentaria,"
-              "idh_2019,pct_pobreza_total,pct_pobreza_extrema")
+REF_HEADER = (
+    "inei,reniec,departamento,provincia,distrito,region,macroregion_inei,macroregion_minsa,iso_3166_2,fips,"
+    "capital,superficie,pob_densidad_2020,altitude,latitude,longitude,indice_vulnerabilidad_alimentaria,"
+    "idh_2019,pct_pobreza_total,pct_pobreza_extrema"
+)
 CODES = [f"0{d}010{i}" for d in (1, 2) for i in range(1, 7)]  # 12 districts: 010101..010106, 020101..020106
 
 
 def ref_rows(codes: list[str] = CODES) -> list[str]:
-    return [f"{c},{c},DEP{c[:2]},PROV,DIST{c},REG,CENTRO,MACRO,PE-X,{c[:2]},Cap {c},{100 + i}.25,{12 + i}.5,{2000 + i},"
-            f"-9.{i + 10},-75.{i + 10},0.4{i},0.5{i},{40 + i}.5,{10 + i}.25" for i, c in enumerate(codes)]
+    return [
+        f"{c},{c},DEP{c[:2]},PROV,DIST{c},REG,CENTRO,MACRO,PE-X,{c[:2]},Cap {c},{100 + i}.25,{12 + i}.5,{2000 + i},"
+        f"-9.{i + 10},-75.{i + 10},0.4{i},0.5{i},{40 + i}.5,{10 + i}.25"
+        for i, c in enumerate(codes)
+    ]
 
 
-def write_ref(folder: Path, rows: list[str] | None = None, *, delim: str = ",", name: str = "ubigeo_distrito.csv") -> Path:
+def write_ref(
+    folder: Path, rows: list[str] | None = None, *, delim: str = ",", name: str = "ubigeo_distrito.csv"
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    path.write_text("\n".join([REF_HEADER.replace(",", delim), *(rows if rows is not None else ref_rows())]) + "\n",
-                    encoding="utf-8")
+    path.write_text(
+        "\n".join([REF_HEADER.replace(",", delim), *(rows if rows is not None else ref_rows())]) + "\n",
+        encoding="utf-8",
+    )
     return path
 
 
 def census(codes: list[str]) -> list[dict]:
-    return [{"ubigeo": c, "pob": 1000 + i, "idh": 0.5, "pobreza": 30.0, "altitud": 2000, "agua": 50.0,
-             "desague": 40.0, "electricidad": 80.0, "internet": 5.5} for i, c in enumerate(codes)]
+    return [
+        {
+            "ubigeo": c,
+            "pob": 1000 + i,
+            "idh": 0.5,
+            "pobreza": 30.0,
+            "altitud": 2000,
+            "agua": 50.0,
+            "desague": 40.0,
+            "electricidad": 80.0,
+            "internet": 5.5,
+        }
+        for i, c in enumerate(codes)
+    ]
 
 
 def rows(sql: str) -> list[tuple]:
@@ -56,11 +77,15 @@ def stops(folder: Path) -> InputFileError:
 
 
 def nothing_landed() -> bool:
-    return rows("SELECT status FROM raw._batches ORDER BY batch_id DESC LIMIT 1") == [("failed",)] and \
-        rows("SELECT count(*) FROM raw._rejects") == [(0,)] and rows("SELECT count(*) FROM raw.inei__districts") == [(0,)]
+    return (
+        rows("SELECT status FROM raw._batches ORDER BY batch_id DESC LIMIT 1") == [("failed",)]
+        and rows("SELECT count(*) FROM raw._rejects") == [(0,)]
+        and rows("SELECT count(*) FROM raw.inei__districts") == [(0,)]
+    )
 
 
 # --- 1. recognition by values, thousands separators, files that lose most of their rows ------------------
+
 
 def wide(folder: Path, name: str, cells: list[list[str]], delim: str = ",") -> Path:
     years = [str(y) for y in range(2003, 2003 + len(cells[0]))]
@@ -74,8 +99,16 @@ def wide(folder: Path, name: str, cells: list[list[str]], delim: str = ",") -> P
 
 def test_mobile_lines_with_thousands_separators_land_as_lines(brecha_home: Path, tmp_path: Path) -> None:
     folder = tmp_path / "in"
-    wide(folder, "lineas.csv", [["2,097", "5,458", "10,512"], ["52,967", "76,109", "112,382"],
-                                ["3,535", "7,725", "14,322"], ["154,912", "196,317", "1,305,259"]])
+    wide(
+        folder,
+        "lineas.csv",
+        [
+            ["2,097", "5,458", "10,512"],
+            ["52,967", "76,109", "112,382"],
+            ["3,535", "7,725", "14,322"],
+            ["154,912", "196,317", "1,305,259"],
+        ],
+    )
     result = ingest(folder)
     assert [f.entity for f in result.files] == ["osiptel__mobile_lines"]
     assert result.rows_rejected == 0
@@ -86,14 +119,24 @@ def test_mobile_lines_with_thousands_separators_land_as_lines(brecha_home: Path,
 
 def test_teledensity_still_recognised_by_its_decimals(brecha_home: Path, tmp_path: Path) -> None:
     folder = tmp_path / "in"
-    wide(folder, "c22.csv", [["0.5", "1.2", "2.6"], ["4.7", "6.7", "10.4"], ["1.1", "2.2", "33.3"], ["60.1", "70", "90"]])
+    wide(
+        folder, "c22.csv", [["0.5", "1.2", "2.6"], ["4.7", "6.7", "10.4"], ["1.1", "2.2", "33.3"], ["60.1", "70", "90"]]
+    )
     assert [f.entity for f in ingest(folder).files] == ["osiptel__mobile_teledensity"]
 
 
 def test_mobile_lines_with_thousands_points_are_not_taken_for_decimals(brecha_home: Path, tmp_path: Path) -> None:
     folder = tmp_path / "in"
-    wide(folder, "lineas.csv", [["2.097", "5.458", "10.512"], ["52.967", "76.109", "112.382"],
-                                ["3.535", "7.725", "14.322"], ["154.912", "196.317", "1.305.259"]])
+    wide(
+        folder,
+        "lineas.csv",
+        [
+            ["2.097", "5.458", "10.512"],
+            ["52.967", "76.109", "112.382"],
+            ["3.535", "7.725", "14.322"],
+            ["154.912", "196.317", "1.305.259"],
+        ],
+    )
     err = stops(folder)
     assert err.file == "lineas.csv" and "thousands points" in err.problem and "'1.305.259'" in err.problem
 
@@ -128,11 +171,14 @@ def test_whole_numbers_are_never_rounded(brecha_home: Path, tmp_path: Path) -> N
     result = ingest(folder)
     assert result.rows_rejected == 2
     assert rows("SELECT value, reason FROM raw._rejects ORDER BY _row_number") == [
-        ("1.234", "unparseable BIGINT"), ("2.5", "unparseable BIGINT")]
+        ("1.234", "unparseable BIGINT"),
+        ("2.5", "unparseable BIGINT"),
+    ]
     assert rows(f"SELECT pob FROM raw.inei__census_indicators WHERE ubigeo = '{CODES[5]}'") == [(7,)]
 
 
 # --- 4. Spanish-locale spreadsheet exports --------------------------------------------------------------
+
 
 def spanish(rows_: list[str]) -> list[str]:
     out = []
@@ -155,11 +201,14 @@ def test_spanish_locale_reference_is_named_and_nothing_cascades(brecha_home: Pat
 
 def test_spanish_locale_wide_table_is_named(brecha_home: Path, tmp_path: Path) -> None:
     folder = tmp_path / "in"
-    wide(folder, "c22.csv", [["0,5", "1,2", "2,6"], ["4,7", "6,7", "10,4"], ["1,1", "2,2", "33,3"],
-                             ["60,1", "70", "90"]], delim=";")
+    wide(
+        folder,
+        "c22.csv",
+        [["0,5", "1,2", "2,6"], ["4,7", "6,7", "10,4"], ["1,1", "2,2", "33,3"], ["60,1", "70", "90"]],
+        delim=";",
+    )
     err = stops(folder)
     assert err.file == "c22.csv" and "decimal commas" in err.problem
-
 
 
 def landing_threads() -> list[str]:
@@ -184,7 +233,9 @@ def test_a_file_checked_ahead_stops_the_batch_in_its_turn(brecha_home: Path, tmp
     assert result.rows_rejected == 0 and not landing_threads()
     assert rows("SELECT count(*) FROM raw.inei__census_indicators") == [(12,)]
 
+
 # --- 5. codes normalised once, before every check ------------------------------------------------------
+
 
 def test_codes_without_leading_zero_are_padded_before_every_check(brecha_home: Path, tmp_path: Path) -> None:
     folder = tmp_path / "in"
@@ -198,7 +249,8 @@ def test_codes_without_leading_zero_are_padded_before_every_check(brecha_home: P
     assert sorted(r[0] for r in rows("SELECT inei FROM raw.inei__districts")) == CODES
     assert result.rows_rejected == 1
     assert rows("SELECT entity, column_name, value, reason FROM raw._rejects") == [
-        ("inei__census_indicators", "ubigeo", "010103", "duplicate key")]
+        ("inei__census_indicators", "ubigeo", "010103", "duplicate key")
+    ]
     assert rows(f"SELECT pob FROM raw.inei__census_indicators WHERE ubigeo = '{CODES[2]}'") == [(1002,)]
 
 
@@ -213,6 +265,7 @@ def test_a_code_that_is_not_digits_is_rejected_at_landing(brecha_home: Path, tmp
 
 
 # --- 6. crashes and misleading messages --------------------------------------------------------------------
+
 
 def test_truncated_xlsx_names_the_file(brecha_home: Path, tmp_path: Path) -> None:
     import openpyxl
@@ -264,10 +317,14 @@ def test_invalid_geometries_are_counted_as_rejects(brecha_home: Path, tmp_path: 
     result = ingest(folder)
     assert (result.rows_landed, result.rows_rejected) == (9, 3)
     assert rows("SELECT _row_number, reason FROM raw._rejects ORDER BY 1") == [
-        (2, "invalid geometry"), (3, "invalid geometry"), (4, "invalid geometry")]
+        (2, "invalid geometry"),
+        (3, "invalid geometry"),
+        (4, "invalid geometry"),
+    ]
 
 
 # --- 7. a killed run's batch --------------------------------------------------------------------------------
+
 
 def test_a_batch_left_running_by_a_killed_run_is_marked_aborted(brecha_home: Path, tmp_path: Path) -> None:
     folder = tmp_path / "in"
@@ -281,6 +338,7 @@ def test_a_batch_left_running_by_a_killed_run_is_marked_aborted(brecha_home: Pat
 
 
 # --- the corpus runner (make corpus), on one cheap case ---------------------------------------------------
+
 
 def test_corpus_runner_reports_a_case_end_to_end(tmp_path: Path) -> None:
     from tools import corpus
@@ -297,22 +355,51 @@ def test_null_text_shortcut_changes_no_value() -> None:
     """``checks.text_sql`` skips the trim for texts that cannot be a null text (``_PLAIN_RANGES``): over every text of
     up to three characters from an alphabet of spaces (ASCII and Unicode), null-text letters, digits and range
     edges, it gives exactly what the plain definition (trim, then compare with every null text) gives."""
-    alphabet = [" ", "\u00a0", "\u3000", "\u2009", "\t", "-", "N", "S", "A", ".", "I", "0", "7", "/", "B", "\x7f", "Á",
-                "a", "!", ",", "M", "O", "T", "~"]
+    alphabet = [
+        " ",
+        "\u00a0",
+        "\u3000",
+        "\u2009",
+        "\t",
+        "-",
+        "N",
+        "S",
+        "A",
+        ".",
+        "I",
+        "0",
+        "7",
+        "/",
+        "B",
+        "\x7f",
+        "Á",
+        "a",
+        "!",
+        ",",
+        "M",
+        "O",
+        "T",
+        "~",
+    ]
     texts = ["".join(t) for n in range(4) for t in itertools.product(alphabet, repeat=n)]
-    texts += [f"{pre}{s}{post}" for s in NULL_STRINGS for pre, post in [("", ""), (" ", ""), ("", " "), ("\u00a0", "\u3000")]]
+    texts += [
+        f"{pre}{s}{post}" for s in NULL_STRINGS for pre, post in [("", ""), (" ", ""), ("", " "), ("\u00a0", "\u3000")]
+    ]
     con = duckdb.connect()
     con.execute(f"CREATE TABLE v AS SELECT unnest(from_json('{json.dumps(texts)}', '[\"VARCHAR\"]')) AS x")
     con.execute("INSERT INTO v VALUES (NULL)")
     trimmed = "trim(x)"
     for col, plain in [
         (Column("c", "c", "INTEGER"), f"CASE WHEN {is_null_text(trimmed)} THEN NULL ELSE x END"),
-        (Column("u", "u", "VARCHAR", pad=6, ubigeo=6),
-         f"CASE WHEN {is_null_text(trimmed)} THEN NULL WHEN regexp_full_match({trimmed}, '[0-9]{{1,6}}') "
-         f"THEN lpad({trimmed}, 6, '0') ELSE x END"),
+        (
+            Column("u", "u", "VARCHAR", pad=6, ubigeo=6),
+            f"CASE WHEN {is_null_text(trimmed)} THEN NULL WHEN regexp_full_match({trimmed}, '[0-9]{{1,6}}') "
+            f"THEN lpad({trimmed}, 6, '0') ELSE x END",
+        ),
     ]:
         total, differ, short = con.execute(
             f"SELECT count(*), count(*) FILTER (WHERE ({checks.text_sql(col, 'x')}) IS DISTINCT FROM ({plain})), "
-            f"count(*) FILTER (WHERE {checks._plain('x')}) FROM v").fetchone()
+            f"count(*) FILTER (WHERE {checks._plain('x')}) FROM v"
+        ).fetchone()
         assert total == len(texts) + 1 and differ == 0
         assert 0 < short < total  # both branches are taken

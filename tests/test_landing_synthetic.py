@@ -65,8 +65,10 @@ def test_every_layout_lands(synthetic_dir: Path, in_home) -> None:
             continue  # the stacked sheet is checked on the real file
         expected = _source_rows(synthetic_dir / f.source_file, f.entity)
         assert f.rows_landed + f.rows_rejected == expected, f.source_file
-        landed = query(f"SELECT count(*) FROM raw.{f.entity} WHERE _source_sha256 = '{f.sha256}' "
-                       "AND _row_number >= 1 AND _loaded_at IS NOT NULL")
+        landed = query(
+            f"SELECT count(*) FROM raw.{f.entity} WHERE _source_sha256 = '{f.sha256}' "
+            "AND _row_number >= 1 AND _loaded_at IS NOT NULL"
+        )
         assert landed == [(f.rows_landed,)]
 
 
@@ -78,8 +80,10 @@ def test_enaho_is_latin1_and_lands_as_published(synthetic_dir: Path, in_home) ->
     header, rows = csv_records(path)
     assert header[0] == "AÑO"
     rel = path.relative_to(synthetic_dir).as_posix()
-    landed = query(f"SELECT conglome, vivienda, hogar, ubigeo, factor07 FROM raw.inei__enaho_households "
-                   f"WHERE _source_file = '{rel}'")
+    landed = query(
+        f"SELECT conglome, vivienda, hogar, ubigeo, factor07 FROM raw.inei__enaho_households "
+        f"WHERE _source_file = '{rel}'"
+    )
     at = [header.index(h) for h in ("CONGLOME", "VIVIENDA", "HOGAR", "UBIGEO", "FACTOR07")]
     source = sorted(((r[at[0]], r[at[1]], r[at[2]], r[at[3]], float(r[at[4]])) for r in rows if r[at[4]]), key=repr)
     rejected = {r[0] for r in query(f"SELECT _row_number FROM raw._rejects WHERE _source_file = '{rel}'")}
@@ -106,13 +110,19 @@ def test_fixed_connections_and_enaho_row_checks(synthetic_dir: Path, brecha_home
     (folder / "hogares.csv").write_bytes(("\n".join(rows) + "\n").encode("latin-1"))
     result = ingest(folder)
     assert {f.source_file: f.entity for f in result.files} == {
-        "fijo.csv": "osiptel__fixed_connections", "hogares.csv": "inei__enaho_households"}
+        "fijo.csv": "osiptel__fixed_connections",
+        "hogares.csv": "inei__enaho_households",
+    }
     rejects = query("SELECT _source_file, _row_number, column_name, reason FROM raw._rejects")
-    assert rejects == sorted([("fijo.csv", 3, "conexiones", "negative count"),
-                              ("fijo.csv", 30, "periodo,empresa,departamento,provincia,distrito,tecnologia,segmento",
-                               "duplicate key"),
-                              ("hogares.csv", 2, "factor07", "non-positive value"),
-                              ("hogares.csv", 3, "p1141", "flag not 0/1")], key=repr)
+    assert rejects == sorted(
+        [
+            ("fijo.csv", 3, "conexiones", "negative count"),
+            ("fijo.csv", 30, "periodo,empresa,departamento,provincia,distrito,tecnologia,segmento", "duplicate key"),
+            ("hogares.csv", 2, "factor07", "non-positive value"),
+            ("hogares.csv", 3, "p1141", "flag not 0/1"),
+        ],
+        key=repr,
+    )
     assert any("check was skipped" in n for n in result.notes)  # no district reference in this folder
 
 

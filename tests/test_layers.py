@@ -27,8 +27,9 @@ def test_no_import_cycle():
 def test_stages_import_down_the_data_trip_only():
     """``lint-imports`` checks the layers contract; an upward import (say the gate ledger reading the orchestrator's
     selectors, as it once did) breaks it and names the import chain."""
-    proc = subprocess.run([str(Path(sys.executable).with_name("lint-imports")), "--no-cache"], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("lint-imports")), "--no-cache"], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 kept, 0 broken" in proc.stdout
 

@@ -84,10 +84,13 @@ def test_train_fills_tables_and_predicts_every_district(pipeline_run) -> None:
         for table in TABLES:
             n = con.execute(f"select count(*) from ml.{table} where run_id = ?", [result.run_id]).fetchone()[0]
             assert n > 0, f"ml.{table} has no row for run {result.run_id}"
-        runs = con.execute("select model_name, model_family, selected, cv_mae, artifact_path from ml.model_runs "
-                           "where run_id = ?", [result.run_id]).df()
-        folds = con.execute("select distinct model_name, fold from ml.model_fold_metrics where run_id = ?",
-                            [result.run_id]).df()
+        runs = con.execute(
+            "select model_name, model_family, selected, cv_mae, artifact_path from ml.model_runs where run_id = ?",
+            [result.run_id],
+        ).df()
+        folds = con.execute(
+            "select distinct model_name, fold from ml.model_fold_metrics where run_id = ?", [result.run_id]
+        ).df()
         profiles = con.execute("select * from ml.segment_profiles where run_id = ?", [result.run_id]).df()
     preds = _predictions(home, result.run_id)
     assert len(preds) == preds["ubigeo"].nunique() == n_districts
@@ -96,8 +99,9 @@ def test_train_fills_tables_and_predicts_every_district(pipeline_run) -> None:
     assert (preds["predicted_internet_pct"] <= preds["upper_90"]).all()
     assert sorted(preds["priority_rank"]) == list(range(1, n_districts + 1))
     known = preds["internet_pct"].notna()
-    np.testing.assert_allclose(preds.loc[known, "gap_pp"],
-                               preds.loc[known, "internet_pct"] - preds.loc[known, "predicted_internet_pct"])
+    np.testing.assert_allclose(
+        preds.loc[known, "gap_pp"], preds.loc[known, "internet_pct"] - preds.loc[known, "predicted_internet_pct"]
+    )
     assert {"sklearn", "torch"} <= set(runs["model_family"])
     assert runs["selected"].sum() == 1
     best = runs.loc[runs["selected"]].iloc[0]
@@ -107,8 +111,11 @@ def test_train_fills_tables_and_predicts_every_district(pipeline_run) -> None:
 
     single = runs[runs["model_name"] != ENSEMBLE]
     ensemble_mae = runs.loc[runs["model_name"] == ENSEMBLE, "cv_mae"].iloc[0]
-    expected = (ENSEMBLE if ensemble_mae <= single["cv_mae"].min() - FULL.ensemble_margin_pp
-                else single.loc[single["cv_mae"].idxmin(), "model_name"])
+    expected = (
+        ENSEMBLE
+        if ensemble_mae <= single["cv_mae"].min() - FULL.ensemble_margin_pp
+        else single.loc[single["cv_mae"].idxmin(), "model_name"]
+    )
     assert best["model_name"] == expected == result.selected_model
     for path in runs["artifact_path"]:
         d = Path(path)
@@ -124,12 +131,24 @@ def test_train_fills_tables_and_predicts_every_district(pipeline_run) -> None:
 def test_coverage_is_stored_per_department_and_predicted_level(pipeline_run) -> None:
     home, result = pipeline_run.home, pipeline_run.train
     with duckdb.connect(str(home / "brecha.duckdb"), read_only=True) as con:
-        cov = con.execute("select * from ml.interval_coverage_by_group where run_id = ? and model_name = ?",
-                          [result.run_id, result.selected_model]).df()
-        runs = con.execute("select model_name, interval_coverage, cv_mae, cv_mae_household_weighted "
-                           "from ml.model_runs where run_id = ?", [result.run_id]).df().set_index("model_name")
-        preds = con.execute("select p.*, d.department_code from ml.district_predictions p join marts.dim_districts d "
-                            "using (ubigeo) where run_id = ?", [result.run_id]).df()
+        cov = con.execute(
+            "select * from ml.interval_coverage_by_group where run_id = ? and model_name = ?",
+            [result.run_id, result.selected_model],
+        ).df()
+        runs = (
+            con.execute(
+                "select model_name, interval_coverage, cv_mae, cv_mae_household_weighted "
+                "from ml.model_runs where run_id = ?",
+                [result.run_id],
+            )
+            .df()
+            .set_index("model_name")
+        )
+        preds = con.execute(
+            "select p.*, d.department_code from ml.district_predictions p join marts.dim_districts d "
+            "using (ubigeo) where run_id = ?",
+            [result.run_id],
+        ).df()
     assert set(cov["scope"]) == {"pooled", "department", "predicted_level"}
     by_dept = cov[cov["scope"] == "department"].set_index("group_value")
     assert len(by_dept) == preds["department_code"].nunique()
@@ -162,12 +181,18 @@ def test_known_districts_are_predicted_by_the_model_that_never_saw_their_departm
     stored = _predictions(home, result.run_id).set_index("ubigeo").loc[marts.index]
     fold_deps = set(regressor.fold_departments[0])
     test = marts["department_code"].isin(fold_deps).to_numpy()
-    estimator = next(c.estimator for c in candidates(FULL, config["seed"], config["features"])
-                     if c.name == result.selected_model)
-    refit = fit_grouped(clone(estimator), X[~test], to_model_scale(marts.loc[~test, "internet_pct"].to_numpy(float)),
-                        marts.loc[~test, "department_code"].to_numpy())
-    np.testing.assert_allclose(stored.loc[test, "predicted_internet_pct"], from_model_scale(refit.predict(X[test])),
-                               atol=1e-9)
+    estimator = next(
+        c.estimator for c in candidates(FULL, config["seed"], config["features"]) if c.name == result.selected_model
+    )
+    refit = fit_grouped(
+        clone(estimator),
+        X[~test],
+        to_model_scale(marts.loc[~test, "internet_pct"].to_numpy(float)),
+        marts.loc[~test, "department_code"].to_numpy(),
+    )
+    np.testing.assert_allclose(
+        stored.loc[test, "predicted_internet_pct"], from_model_scale(refit.predict(X[test])), atol=1e-9
+    )
     assert stored.loc[test, "is_out_of_fold"].all()
     final = predict_frame(result.run_id, X)
     assert list(final.columns) == ["predicted_internet_pct", "lower_90", "upper_90"]
@@ -191,8 +216,7 @@ def test_predict_reproduces_the_run(pipeline_run, use_home) -> None:
     assert again.max_abs_diff_vs_run == 0.0
 
 
-def test_unknown_targets_are_predicted_and_runs_are_deterministic(session_home: Path, tmp_path: Path,
-                                                                  use_home) -> None:
+def test_unknown_targets_are_predicted_and_runs_are_deterministic(session_home: Path, tmp_path: Path, use_home) -> None:
     """Withhold the census share of three whole departments: the marts gate counts them and passes, training
     predicts them with the final model, the prediction marts and publish succeed; the predictions are compared
     with the withheld values. Trained twice (FAST) in two homes: identical."""
@@ -205,16 +229,29 @@ def test_unknown_targets_are_predicted_and_runs_are_deterministic(session_home: 
         home = _copy_home(session_home, tmp_path / name, use_home)
         with duckdb.connect(str(home / "brecha.duckdb")) as con:
             truth = con.execute("select ubigeo, internet_pct from marts.fct_district_connectivity").df()
-            deps = [r[0] for r in con.execute("select department_code from marts.dim_districts group by 1 "
-                                              "order by count(*) desc limit 3").fetchall()]
-            con.execute("update marts.fct_district_connectivity set internet_pct = null where ubigeo in "
-                        "(select ubigeo from marts.dim_districts where department_code in (?, ?, ?))", deps)
-            withheld = con.execute("select count(*) from marts.fct_district_connectivity "
-                                   "where internet_pct is null").fetchone()[0]
+            deps = [
+                r[0]
+                for r in con.execute(
+                    "select department_code from marts.dim_districts group by 1 order by count(*) desc limit 3"
+                ).fetchall()
+            ]
+            con.execute(
+                "update marts.fct_district_connectivity set internet_pct = null where ubigeo in "
+                "(select ubigeo from marts.dim_districts where department_code in (?, ?, ?))",
+                deps,
+            )
+            withheld = con.execute(
+                "select count(*) from marts.fct_district_connectivity where internet_pct is null"
+            ).fetchone()[0]
         if name == "a":
             gate = steps.validate(current(), "marts")
-            (count,) = [c for c in gate.checks if c.suite == "marts.fct_district_connectivity"
-                        and c.expectation == "expect_column_values_to_not_be_null" and c.column == "internet_pct"]
+            (count,) = [
+                c
+                for c in gate.checks
+                if c.suite == "marts.fct_district_connectivity"
+                and c.expectation == "expect_column_values_to_not_be_null"
+                and c.column == "internet_pct"
+            ]
             assert count.success and count.unexpected_count == withheld
         np.random.seed(ord(name))  # a different global random state for each training: nothing
         results[name] = (home, train(seed=7, config=FAST))  # may depend on it (the Mondrian bins once did)
@@ -239,8 +276,16 @@ def test_unknown_targets_are_predicted_and_runs_are_deterministic(session_home: 
     assert err.mean() < 0.5 * baseline, (err.mean(), baseline)  # far better than the mean of the other districts
     assert covered.mean() > 0.6, f"withheld departments covered {covered.mean():.0%}"
     pa, pb = _predictions(ha, ra.run_id), _predictions(hb, rb.run_id)
-    cols = ["ubigeo", "model_name", "predicted_internet_pct", "lower_90", "upper_90", "priority_rank",
-            "underserved_probability", "is_out_of_fold"]
+    cols = [
+        "ubigeo",
+        "model_name",
+        "predicted_internet_pct",
+        "lower_90",
+        "upper_90",
+        "priority_rank",
+        "underserved_probability",
+        "is_out_of_fold",
+    ]
     pd.testing.assert_frame_equal(pa[cols], pb[cols], check_exact=True)
 
 
@@ -421,7 +466,8 @@ def test_each_side_of_the_interval_leaves_out_about_five_percent_of_skewed_resid
     q_below, q_above = symmetric.half_widths(pred[test_rows], 0.9)
     np.testing.assert_array_equal(q_below, q_above)
     assert float((y_scale[test_rows] > pred[test_rows] + q_above).mean()) > 2.5 * float(
-        (y_scale[test_rows] < pred[test_rows] - q_below).mean())
+        (y_scale[test_rows] < pred[test_rows] - q_below).mean()
+    )
 
 
 def test_the_ensemble_is_served_only_when_it_beats_its_best_member_by_the_margin() -> None:

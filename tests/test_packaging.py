@@ -23,8 +23,10 @@ def test_every_package_folder_is_installed():
 
 def test_models_import_as_brecha_ml_and_not_as_ml(tmp_path: Path):
     """Outside the source tree (no cwd on sys.path), as an installed user runs it."""
-    code = ("import importlib.util, brecha_ml.train, sys; "
-            "print(brecha_ml.train.__file__); print(importlib.util.find_spec('ml'))")
+    code = (
+        "import importlib.util, brecha_ml.train, sys; "
+        "print(brecha_ml.train.__file__); print(importlib.util.find_spec('ml'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     train_file, ml_spec = out.stdout.split("\n")[:2]
     assert Path(train_file) == ROOT / "ml" / "train.py"

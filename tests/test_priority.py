@@ -34,7 +34,9 @@ def _score(rows: dict[str, tuple], half_width: float = HALF_WIDTH) -> pd.DataFra
     idx = list(rows)
     col = lambda k: pd.Series([np.nan if rows[u][k] is None else rows[u][k] for u in idx], index=idx, dtype=float)  # noqa: E731
     actual = col(2)
-    return priority(col(0) / persons_per_household(), col(1), actual, pd.Series(half_width, index=idx), col(3), actual.notna())
+    return priority(
+        col(0) / persons_per_household(), col(1), actual, pd.Series(half_width, index=idx), col(3), actual.notna()
+    )
 
 
 def test_error_groups() -> None:
@@ -43,8 +45,12 @@ def test_error_groups() -> None:
 
 
 def test_the_divide_lens_puts_the_widest_divide_first_not_the_biggest_district() -> None:
-    out = _score({"080101": (5_000, 3.0, 3.0, 80.0),  # remote: wide divide, as expected
-                  "150132": (1_000_000, 45.0, 40.0, 20.0)})  # Lima: a million people, narrow divide
+    out = _score(
+        {
+            "080101": (5_000, 3.0, 3.0, 80.0),  # remote: wide divide, as expected
+            "150132": (1_000_000, 45.0, 40.0, 20.0),
+        }
+    )  # Lima: a million people, narrow divide
     assert out.loc["080101", "priority_rank"] == 1 and out.loc["150132", "priority_rank"] == 2
     # the households-offline lens answers the other question
     assert out.loc["150132", "offline_priority_rank"] == 1 and out.loc["080101", "offline_priority_rank"] == 2
@@ -55,8 +61,14 @@ def test_far_below_expectation_raises_the_divide_score_up_to_double() -> None:
     def below(k: float) -> float:  # actual share k half-widths below an expected 3 %
         return float((np.sqrt(3.0) - k * HALF_WIDTH) ** 2)
 
-    out = _score({"080101": (5_000, 3.0, 3.0, 70.0), "080102": (5_000, 3.0, below(1.5), 50.0),
-                  "080103": (5_000, 3.0, below(0.3), 50.0), "080104": (5_000, 3.0, below(2.5), 50.0)})
+    out = _score(
+        {
+            "080101": (5_000, 3.0, 3.0, 70.0),
+            "080102": (5_000, 3.0, below(1.5), 50.0),
+            "080103": (5_000, 3.0, below(0.3), 50.0),
+            "080104": (5_000, 3.0, below(2.5), 50.0),
+        }
+    )
     # the same residuals everywhere in the group: weight 1
     assert (out["shortfall_weight"] == 1).all()
     np.testing.assert_allclose(out.loc["080102", "priority_score"], 50 * (1 + 1.5 / SHORTFALL_CAP))
@@ -105,10 +117,14 @@ def test_the_shortfall_does_not_vanish_near_zero() -> None:
 
 
 def test_households_offline_unknown_targets_missing_index_and_ties() -> None:
-    out = _score({"030303": (35_000, 10.0, None, 50.0),  # unknown census share: the prediction gives the share
-                  "030302": (35_000, 10.0, None, 50.0),  # identical: the tie goes to the smaller ubigeo
-                  "030301": (35_000, 30.0, 10.0, 50.0),  # far below expectation, far beyond the cap
-                  "030304": (35_000, 30.0, 30.0, None)})  # no divide index: last in the divide lens
+    out = _score(
+        {
+            "030303": (35_000, 10.0, None, 50.0),  # unknown census share: the prediction gives the share
+            "030302": (35_000, 10.0, None, 50.0),  # identical: the tie goes to the smaller ubigeo
+            "030301": (35_000, 30.0, 10.0, 50.0),  # far below expectation, far beyond the cap
+            "030304": (35_000, 30.0, 30.0, None),
+        }
+    )  # no divide index: last in the divide lens
     hh = 35_000 / persons_per_household()
     np.testing.assert_allclose(out.loc["030303", "households_offline"], hh * 0.9)
     assert np.isnan(out.loc["030303", "shortfall_score"])
@@ -129,10 +145,22 @@ def test_the_divide_lens_on_the_real_extracts(real_run_home) -> None:
     # the warehouse (the same marts as the published copy, which the API's tests hold open with other settings)
     with duckdb.connect(str(real_run_home / "brecha.duckdb"), read_only=True) as con:
         m = con.sql("select * from marts.mart_district_priorities").df().set_index("ubigeo")
-        hh = con.sql("select ubigeo, households_2025_estimated, households_source, persons_per_household_assumed "
-                     "from marts.dim_districts").df().set_index("ubigeo")
-        profile = con.sql("select ubigeo, households_offline, internet_pct, predicted_internet_pct "
-                          "from marts.mart_district_profile").df().set_index("ubigeo")
+        hh = (
+            con.sql(
+                "select ubigeo, households_2025_estimated, households_source, persons_per_household_assumed "
+                "from marts.dim_districts"
+            )
+            .df()
+            .set_index("ubigeo")
+        )
+        profile = (
+            con.sql(
+                "select ubigeo, households_offline, internet_pct, predicted_internet_pct "
+                "from marts.mart_district_profile"
+            )
+            .df()
+            .set_index("ubigeo")
+        )
     divide = m.sort_values("priority_rank")
     top20, top50 = divide.head(20), divide.head(50)
     assert (top50["national_rank"] <= 500).sum() >= 20
@@ -143,8 +171,9 @@ def test_the_divide_lens_on_the_real_extracts(real_run_home) -> None:
     assert offline["households_offline"].sum() > 5 * top20["households_offline"].sum()
     term = m["shortfall_weight"] * m["shortfall_score"].clip(lower=0, upper=SHORTFALL_CAP).fillna(0)
     np.testing.assert_allclose(m["priority_score"], m["divide_index"] * (1 + term / SHORTFALL_CAP), rtol=1e-9)
-    np.testing.assert_allclose(m["offline_priority_score"], m["households_offline"] * (1 + term / SHORTFALL_CAP),
-                               rtol=1e-9)
+    np.testing.assert_allclose(
+        m["offline_priority_score"], m["households_offline"] * (1 + term / SHORTFALL_CAP), rtol=1e-9
+    )
     # households_offline is dim_districts' households x (1 - share / 100), the share the census one, else predicted
     assert hh["households_source"].notna().all() and hh["households_2025_estimated"].notna().all()
     share = m["internet_pct"].where(m["internet_pct"].notna(), m["predicted_internet_pct"])
@@ -157,7 +186,9 @@ def test_the_divide_lens_on_the_real_extracts(real_run_home) -> None:
     served_share = served["internet_pct"].where(served["internet_pct"].notna(), served["predicted_internet_pct"])
     np.testing.assert_allclose(
         served["households_offline"],
-        (hh["households_2025_estimated"].reindex(served.index) * (1 - served_share / 100)).clip(lower=0), rtol=1e-9)
+        (hh["households_2025_estimated"].reindex(served.index) * (1 - served_share / 100)).clip(lower=0),
+        rtol=1e-9,
+    )
     # the model is weakest in Lima Metropolitana and Callao: its shortfalls weigh least there
     weights = m.groupby("error_group")["shortfall_weight"].first()
     assert weights.idxmin() == LIMA_CALLAO and weights[LIMA_CALLAO] < 0.5
@@ -178,23 +209,42 @@ def test_readme_block_states_both_lenses_of_the_mart() -> None:
     for i in range(1, 61):
         code = "1501" if i in lima else "0701" if i in callao else "0801"
         group = "lima_callao" if i in lima | callao else ("costa", "sierra", "selva")[i % 3]
-        rows.append({"run_id": "r1", "ubigeo": f"{code}{i:02d}", "district": f"DISTRITO {i}", "department": f"DEP {i}",
-                     "internet_pct": float(i), "national_rank": 900 + i if i in far else 100 + i, "priority_rank": i,
-                     "offline_priority_rank": 61 - i, "error_group": group, "error_group_mae_pp": groups[group][0],
-                     "shortfall_weight": groups[group][1]})
+        rows.append(
+            {
+                "run_id": "r1",
+                "ubigeo": f"{code}{i:02d}",
+                "district": f"DISTRITO {i}",
+                "department": f"DEP {i}",
+                "internet_pct": float(i),
+                "national_rank": 900 + i if i in far else 100 + i,
+                "priority_rank": i,
+                "offline_priority_rank": 61 - i,
+                "error_group": group,
+                "error_group_mae_pp": groups[group][0],
+                "shortfall_weight": groups[group][1],
+            }
+        )
     frame = pd.DataFrame(rows).sample(frac=1.0, random_state=3)  # the mart's row order means nothing
     block = readme_block(frame)
     prose = " ".join(block.split("\n\n")[0].split())
     assert block.startswith(README_START + "\n") and block.endswith("\n" + README_END)
-    assert ("Run `r1`. The divide lens's top 20 start with DISTRITO 1 (DEP 1), DISTRITO 2 (DEP 2), DISTRITO 3 (DEP 3), "
-            "DISTRITO 4 (DEP 4) and DISTRITO 5 (DEP 5); median census share online 10.5 %, 3 of them in Lima "
-            "Metropolitana or Callao; 37 of its top 50 are in the divide index's top 500.") in prose
-    assert ("The households-offline lens starts with DISTRITO 60 (DEP 60), DISTRITO 59 (DEP 59), DISTRITO 58 (DEP 58), "
-            "DISTRITO 57 (DEP 57) and DISTRITO 56 (DEP 56): 2 of its top 20 are in Lima Metropolitana and 1 in "
-            "Callao.") in prose
+    assert (
+        "Run `r1`. The divide lens's top 20 start with DISTRITO 1 (DEP 1), DISTRITO 2 (DEP 2), DISTRITO 3 (DEP 3), "
+        "DISTRITO 4 (DEP 4) and DISTRITO 5 (DEP 5); median census share online 10.5 %, 3 of them in Lima "
+        "Metropolitana or Callao; 37 of its top 50 are in the divide index's top 500."
+    ) in prose
+    assert (
+        "The households-offline lens starts with DISTRITO 60 (DEP 60), DISTRITO 59 (DEP 59), DISTRITO 58 (DEP 58), "
+        "DISTRITO 57 (DEP 57) and DISTRITO 56 (DEP 56): 2 of its top 20 are in Lima Metropolitana and 1 in "
+        "Callao."
+    ) in prose
     table = [line for line in block.splitlines() if line.startswith("| ") and "error group" not in line]
-    assert table == ["| Lima Metropolitana and Callao | 7 | 6.00 | 0.35 |", "| the rest of the coast | 16 | 3.00 | 0.70 |",
-                     "| the Andes | 18 | 1.50 | 1.00 |", "| the Amazon | 19 | – | 1.00 |"]
+    assert table == [
+        "| Lima Metropolitana and Callao | 7 | 6.00 | 0.35 |",
+        "| the rest of the coast | 16 | 3.00 | 0.70 |",
+        "| the Andes | 18 | 1.50 | 1.00 |",
+        "| the Amazon | 19 | – | 1.00 |",
+    ]
     text = f"before\n{README_START}\nold figures\n{README_END}\nafter\n"
     assert replace_readme_block(text, block, README_START, README_END) == f"before\n{block}\nafter\n"
     readme = (DBT_PROJECT_DIR.parent / "README.md").read_text(encoding="utf-8")

@@ -23,8 +23,15 @@ from brecha.warehouse import publish as pub
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_warehouse(db: Path, *, districts: int = 30, batch_status: str = "ok", with_marts: bool = True,
-                   sha: str = "abc", gates_passed: bool | None = True) -> None:
+def make_warehouse(
+    db: Path,
+    *,
+    districts: int = 30,
+    batch_status: str = "ok",
+    with_marts: bool = True,
+    sha: str = "abc",
+    gates_passed: bool | None = True,
+) -> None:
     """A small warehouse shaped like the contract: bookkeeping, a raw bulk table, marts, ml; one more landing batch
     of one file (checksum ``sha``: its two rejects are stored once per checksum, as landing does), and the
     outcome of every gate for it (``gates_passed``; None: no gate ran)."""
@@ -33,13 +40,20 @@ def make_warehouse(db: Path, *, districts: int = 30, batch_status: str = "ok", w
             con.execute(ddl)
         con.execute("CREATE TABLE IF NOT EXISTS raw.inei__districts AS SELECT range AS id FROM range(500)")
         batch = con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM raw._batches").fetchone()[0]
-        con.execute("INSERT INTO raw._batches VALUES (?, now()::TIMESTAMP, now()::TIMESTAMP, '/in', ?)", [batch, batch_status])
-        con.execute("INSERT INTO raw._batch_files VALUES (?, 'inei__districts', 'd.csv', ?, 10, 500, 2, true, 'a/abc')",
-                    [batch, sha])
+        con.execute(
+            "INSERT INTO raw._batches VALUES (?, now()::TIMESTAMP, now()::TIMESTAMP, '/in', ?)", [batch, batch_status]
+        )
+        con.execute(
+            "INSERT INTO raw._batch_files VALUES (?, 'inei__districts', 'd.csv', ?, 10, 500, 2, true, 'a/abc')",
+            [batch, sha],
+        )
         if not con.execute("SELECT count(*) FROM raw._rejects WHERE _source_sha256 = ?", [sha]).fetchone()[0]:
-            con.execute("""INSERT INTO raw._rejects VALUES ('d.csv', $1, now()::TIMESTAMP, 7, 'inei__districts', 'ubigeo',
+            con.execute(
+                """INSERT INTO raw._rejects VALUES ('d.csv', $1, now()::TIMESTAMP, 7, 'inei__districts', 'ubigeo',
                            '999999', 'unknown ubigeo', '{}'), ('d.csv', $1, now()::TIMESTAMP, 9, 'inei__districts',
-                           'ubigeo', '999998', 'unknown ubigeo', '{}')""", [sha])
+                           'ubigeo', '999998', 'unknown ubigeo', '{}')""",
+                [sha],
+            )
         if gates_passed is not None:
             gates.record(gates.REQUIRED, gates_passed, "test warehouse", con)
         if with_marts:
@@ -48,7 +62,9 @@ def make_warehouse(db: Path, *, districts: int = 30, batch_status: str = "ok", w
             con.execute(f"""CREATE OR REPLACE TABLE marts.dim_districts AS
                 SELECT lpad((10101 + range)::VARCHAR, 6, '0') AS ubigeo, 'D' || range AS district,
                        -9.0 - range / 100 AS latitude, -75.0 AS longitude FROM range({districts})""")
-            con.execute("CREATE OR REPLACE TABLE marts.fct_district_connectivity AS SELECT ubigeo, 10.0 AS internet_pct FROM marts.dim_districts")
+            con.execute(
+                "CREATE OR REPLACE TABLE marts.fct_district_connectivity AS SELECT ubigeo, 10.0 AS internet_pct FROM marts.dim_districts"
+            )
             con.execute("""CREATE OR REPLACE TABLE marts.mart_digital_divide_index AS
                 SELECT ubigeo, 50.0 AS divide_index, row_number() OVER () AS national_rank FROM marts.dim_districts""")
             con.execute("CREATE OR REPLACE VIEW marts.v_ranked AS SELECT * FROM marts.mart_digital_divide_index")
@@ -81,11 +97,19 @@ def test_publish_copies_reader_tables_only_and_records_itself(home: Path) -> Non
     p = paths()
     assert result.serving_db == p.serving_db and p.serving_db.exists()
     with duckdb.connect(str(p.serving_db), read_only=True) as con:
-        tables = {f"{s}.{t}" for s, t in con.execute(
-            "SELECT schema_name, table_name FROM duckdb_tables()").fetchall()}
-        assert {"marts.dim_districts", "marts.fct_district_connectivity", "marts.mart_digital_divide_index",
-                "marts.v_ranked", "ml.model_runs", "raw._batches", "raw._batch_files", "ops.snapshots",
-                "ops.rejects_summary", "ops.validation_results"} <= tables
+        tables = {f"{s}.{t}" for s, t in con.execute("SELECT schema_name, table_name FROM duckdb_tables()").fetchall()}
+        assert {
+            "marts.dim_districts",
+            "marts.fct_district_connectivity",
+            "marts.mart_digital_divide_index",
+            "marts.v_ranked",
+            "ml.model_runs",
+            "raw._batches",
+            "raw._batch_files",
+            "ops.snapshots",
+            "ops.rejects_summary",
+            "ops.validation_results",
+        } <= tables
         assert "raw.inei__districts" not in tables and "raw._rejects" not in tables
         assert not any(t.startswith("staging.") for t in tables)
         assert con.execute("SELECT count(*) FROM duckdb_views() WHERE NOT internal").fetchone()[0] == 0
@@ -158,7 +182,9 @@ def test_refuses_unless_the_latest_batch_passed_every_gate_and_build(home: Path)
         gates.record(("dbt_core", "dbt_predictions"), False, "dbt build failed: not_null_dim_districts_ubigeo", con)
         gates.record("marts", True, "ok", con)
     out = CliRunner().invoke(cli, ["publish"])  # `brecha publish` on its own refuses too
-    assert out.exit_code != 0 and "dbt_core failed (dbt build failed: not_null_dim_districts_ubigeo)" in str(out.exception)
+    assert out.exit_code != 0 and "dbt_core failed (dbt build failed: not_null_dim_districts_ubigeo)" in str(
+        out.exception
+    )
     assert pub.sha256_of(p.serving_db) == before and count(p.serving_db, "marts.dim_districts") == 30
     with duckdb.connect(str(p.db)) as con:  # a later pass of the build undoes the failure
         gates.record(("dbt_core", "dbt_predictions"), True, "ok", con)
@@ -174,10 +200,12 @@ def test_publish_records_what_it_checked_and_the_served_batch_rejects(home: Path
     second = pub.publish()
     for db in (p.db, p.serving_db):
         with duckdb.connect(str(db), read_only=True) as con:
-            checked = con.execute("SELECT snapshot_id, batch_id, gate, passed FROM ops.publish_checks "
-                                  "ORDER BY batch_id, gate").fetchall()
-        assert checked == [(first.snapshot_id, 1, g, True) for g in sorted(gates.REQUIRED)] + \
-            [(second.snapshot_id, 2, g, True) for g in sorted(gates.REQUIRED)]
+            checked = con.execute(
+                "SELECT snapshot_id, batch_id, gate, passed FROM ops.publish_checks ORDER BY batch_id, gate"
+            ).fetchall()
+        assert checked == [(first.snapshot_id, 1, g, True) for g in sorted(gates.REQUIRED)] + [
+            (second.snapshot_id, 2, g, True) for g in sorted(gates.REQUIRED)
+        ]
     with duckdb.connect(str(p.serving_db), read_only=True) as con:
         summary = con.execute("SELECT batch_id, reason, rows_rejected FROM ops.rejects_summary").fetchall()
     assert summary == [(2, "unknown ubigeo", 1)]  # not the two of batch 1's file
@@ -241,8 +269,13 @@ def test_publish_killed_midway_leaves_old_copy_whole(home: Path) -> None:
     p = paths()
     before = pub.sha256_of(p.serving_db)
     make_warehouse(p.db, districts=60)
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_PUBLISH], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "BRECHA_HOME": str(home)}, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_PUBLISH],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "BRECHA_HOME": str(home)},
+        cwd=REPO,
+    )
     try:
         assert proc.stdout.readline().strip() == "MIDWAY"
         leftovers = [f for f in p.serving.iterdir() if pub.TMP_SUFFIX in f.name]
@@ -289,7 +322,7 @@ def test_rollback_restores_previous_snapshot(home: Path) -> None:
 def test_keeps_the_newest_snapshots_only(home: Path) -> None:
     ids = [pub.publish().snapshot_id for _ in range(pub.KEEP_SNAPSHOTS + 2)]
     kept = [m["snapshot_id"] for m in pub.list_snapshots()]
-    assert kept == ids[-pub.KEEP_SNAPSHOTS:]
+    assert kept == ids[-pub.KEEP_SNAPSHOTS :]
     assert len(list((paths().serving / "snapshots").glob("*.duckdb"))) == pub.KEEP_SNAPSHOTS
 
 
@@ -403,7 +436,9 @@ def test_one_ledger_carried_by_every_copy_and_read_while_a_run_holds_the_warehou
     first = pub.publish()
     make_warehouse(p.db, districts=40)
     second = pub.publish()
-    ledger = "SELECT snapshot_id, action, published_at, run_id, batch_id, sha256, row_counts::VARCHAR FROM ops.snapshots"
+    ledger = (
+        "SELECT snapshot_id, action, published_at, run_id, batch_id, sha256, row_counts::VARCHAR FROM ops.snapshots"
+    )
     with duckdb.connect(str(p.db), read_only=True) as con:
         warehouse = con.execute(f"{ledger} ORDER BY published_at").fetchall()
     with duckdb.connect(str(p.serving_db), read_only=True) as con:
@@ -416,8 +451,10 @@ def test_one_ledger_carried_by_every_copy_and_read_while_a_run_holds_the_warehou
     try:
         assert proc.stdout.readline().strip() == "HOLDING"
         kept = pub.list_snapshots()
-        assert [(m["snapshot_id"], m["sha256"]) for m in kept] == [(first.snapshot_id, first.sha256),
-                                                                    (second.snapshot_id, second.sha256)]
+        assert [(m["snapshot_id"], m["sha256"]) for m in kept] == [
+            (first.snapshot_id, first.sha256),
+            (second.snapshot_id, second.sha256),
+        ]
         assert kept[0]["row_counts"]["marts.dim_districts"] == 30 and kept[1]["run_id"] == "run-b"
         assert "*  " + second.snapshot_id in pub.snapshot_listing()
     finally:
@@ -429,8 +466,10 @@ def test_a_publish_killed_after_writing_its_ledger_row_leaves_no_trace_in_the_le
     p = paths()
     first = pub.publish()
     with duckdb.connect(str(p.db)) as con:  # what a publish killed between its ledger row and the swap leaves
-        con.execute("INSERT INTO ops.snapshots VALUES ('20990101T000000000000Z', 'publish', now()::TIMESTAMP, NULL, 1, "
-                    "NULL, NULL, 's', 't', '{}')")
+        con.execute(
+            "INSERT INTO ops.snapshots VALUES ('20990101T000000000000Z', 'publish', now()::TIMESTAMP, NULL, 1, "
+            "NULL, NULL, 's', 't', '{}')"
+        )
     second = pub.publish()
     with duckdb.connect(str(p.serving_db), read_only=True) as con:
         ids = [r[0] for r in con.execute("SELECT snapshot_id FROM ops.snapshots ORDER BY published_at").fetchall()]
@@ -511,8 +550,14 @@ def test_kill_9_at_any_step_leaves_ledger_list_and_served_file_in_agreement(home
 
     p = paths()
     pub.publish()
-    killer = subprocess.Popen([sys.executable, "-c", KILL_AT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True, env={**os.environ, "BRECHA_HOME": str(home)}, cwd=REPO)
+    killer = subprocess.Popen(
+        [sys.executable, "-c", KILL_AT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "BRECHA_HOME": str(home)},
+        cwd=REPO,
+    )
     try:
         for n, point in enumerate(KILL_POINTS):
             make_warehouse(p.db, districts=40 + n)

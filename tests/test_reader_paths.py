@@ -43,10 +43,13 @@ def _brecha(args: list[str], home: Path, stdin: str | None = None) -> subprocess
 def test_rescored_predictions_are_a_table_with_run_and_time(published: dict) -> None:
     run_id, rescored = published["train"].run_id, published["rescored"]
     with duckdb.connect(str(published["serving"]), read_only=True) as con:
-        rows = con.execute("""SELECT count(*), count(DISTINCT ubigeo),
+        rows = con.execute(
+            """SELECT count(*), count(DISTINCT ubigeo),
                                      max(abs(r.predicted_internet_pct - p.predicted_internet_pct))
                               FROM ml.rescored_predictions r JOIN ml.district_predictions p USING (run_id, ubigeo)
-                              WHERE run_id = ? AND rescored_at = ?""", [run_id, rescored.rescored_at]).fetchone()
+                              WHERE run_id = ? AND rescored_at = ?""",
+            [run_id, rescored.rescored_at],
+        ).fetchone()
         districts = con.execute("SELECT count(*) FROM marts.dim_districts").fetchone()[0]
     assert rows[0] == rows[1] == districts  # one row per district for this rescoring (earlier ones are kept too)
     assert rows[2] < 1e-9  # the same artifact on the same marts gives the stored predictions
@@ -56,10 +59,12 @@ def test_rescored_predictions_are_a_table_with_run_and_time(published: dict) -> 
 def test_brecha_runs_lists_runs_with_metrics(published: dict) -> None:
     home, run_id = published["home"], published["train"].run_id
     with duckdb.connect(str(home / "brecha.duckdb"), read_only=True) as con:
-        name, mae = con.execute("SELECT model_name, cv_mae FROM ml.model_runs WHERE run_id = ? AND selected",
-                                [run_id]).fetchone()
-        times = con.execute("SELECT count(DISTINCT rescored_at) FROM ml.rescored_predictions WHERE run_id = ?",
-                            [run_id]).fetchone()[0]
+        name, mae = con.execute(
+            "SELECT model_name, cv_mae FROM ml.model_runs WHERE run_id = ? AND selected", [run_id]
+        ).fetchone()
+        times = con.execute(
+            "SELECT count(DISTINCT rescored_at) FROM ml.rescored_predictions WHERE run_id = ?", [run_id]
+        ).fetchone()[0]
     proc = _brecha(["runs"], home)
     assert proc.returncode == 0, proc.stderr
     line = next(x for x in proc.stdout.splitlines() if x.startswith(run_id))
@@ -127,8 +132,12 @@ def test_docs_serve_serves_the_site(session_home: Path, tmp_path: Path) -> None:
     from conftest import free_port
 
     port = free_port()
-    proc = subprocess.Popen([BRECHA, "docs", "--serve", "--no-generate", "--port", str(port)],
-                            env={**os.environ, "BRECHA_HOME": str(session_home)}, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [BRECHA, "docs", "--serve", "--no-generate", "--port", str(port)],
+        env={**os.environ, "BRECHA_HOME": str(session_home)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert f"http://127.0.0.1:{port}/" in proc.stderr.readline()
         for _ in range(50):
@@ -157,12 +166,14 @@ def test_run_summary_names_empty_marts_and_the_file_that_fills_them(session_home
         con.execute("""DELETE FROM raw._batch_files WHERE entity = 'inei__enaho_households'
                        AND batch_id = (SELECT batch_id FROM raw._latest_ok_batch)""")
         con.execute("DELETE FROM marts.fct_department_adoption_yearly")
-        con.execute("UPDATE marts.fct_district_connectivity SET survey_internet_pct_department = NULL, survey_year = NULL")
+        con.execute(
+            "UPDATE marts.fct_district_connectivity SET survey_internet_pct_department = NULL, survey_year = NULL"
+        )
         found = {g.relation: g for g in gaps(con, session_home / "dbt_target" / "manifest.json")}
     adoption = found.pop("marts.fct_department_adoption_yearly")
     assert "ENAHO module 01" in str(adoption) and "906-Modulo01.zip" in str(adoption)
     # the panels as a reader finds them in Grafana's default (Spanish) set
-    assert adoption.panels and all(p.startswith("Tendencias por departamento: \"") for p in adoption.panels)
+    assert adoption.panels and all(p.startswith('Tendencias por departamento: "') for p in adoption.panels)
     columns = found.pop("marts.fct_district_connectivity columns survey_internet_pct_department, survey_year")
     assert "ENAHO" in str(columns) and "have no value" in str(columns)
     assert found == {}
@@ -178,7 +189,9 @@ def test_readme_python_snippets_print_when_run_as_scripts(published: dict, tmp_p
     (tmp_path / "warehouse" / "serving").mkdir(parents=True)
     (tmp_path / "warehouse" / "serving" / "brecha.duckdb").symlink_to(published["serving"])
     with duckdb.connect(str(published["serving"]), read_only=True) as con:
-        first = con.execute("SELECT district FROM marts.mart_digital_divide_index WHERE national_rank = 1").fetchone()[0]
+        first = con.execute("SELECT district FROM marts.mart_digital_divide_index WHERE national_rank = 1").fetchone()[
+            0
+        ]
     for i, code in enumerate(blocks):
         script = tmp_path / f"snippet{i}.py"
         script.write_text(code)

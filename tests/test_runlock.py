@@ -28,15 +28,21 @@ with using(Settings.from_env(os.environ)), hold("brecha run --input /downloads/a
 def _folder(tmp_path: Path) -> Path:
     folder = tmp_path / "in"
     folder.mkdir()
-    (folder / "c22.csv").write_text("iden,Departamento,2003,2004\n1,Amazonas,0.5,1.2\n2,Ancash,4.7,6.7\n",
-                                    encoding="utf-8")
+    (folder / "c22.csv").write_text(
+        "iden,Departamento,2003,2004\n1,Amazonas,0.5,1.2\n2,Ancash,4.7,6.7\n", encoding="utf-8"
+    )
     return folder
 
 
-def test_second_run_stops_naming_the_holder_and_a_killed_holder_frees_the_home(brecha_home: Path,
-                                                                               tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "BRECHA_HOME": str(brecha_home)})
+def test_second_run_stops_naming_the_holder_and_a_killed_holder_frees_the_home(
+    brecha_home: Path, tmp_path: Path
+) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "BRECHA_HOME": str(brecha_home)},
+    )
     try:
         assert proc.stdout.readline().strip() == "HELD"
         with pytest.raises(runlock.RunLocked) as err:

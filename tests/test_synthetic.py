@@ -82,6 +82,7 @@ def _first_line(path: Path, encoding: str = "utf-8") -> list[str]:
 
 # --- the same layouts as the real files -----------------------------------------------------------------
 
+
 @pytest.mark.real
 @pytest.mark.parametrize("rel", [DISTRICTS, PROVINCES, DEPARTMENTS, *SMALL_CSVS])
 def test_csv_headers_and_types_equal_the_real_files(ex: Path, real_dir: Path, rel: str) -> None:
@@ -117,10 +118,18 @@ def test_json_xlsx_geojson_layouts_equal_the_real_files(ex: Path, real_dir: Path
 
 
 def test_headers_follow_the_layouts_contract(ex: Path) -> None:
-    for rel, layout in ((DISTRICTS, INEI_DISTRICTS), (PROVINCES, INEI_PROVINCES), (DEPARTMENTS, INEI_DEPARTMENTS),
-                        (FIXED, OSIPTEL_FIXED_CONNECTIONS)):
+    for rel, layout in (
+        (DISTRICTS, INEI_DISTRICTS),
+        (PROVINCES, INEI_PROVINCES),
+        (DEPARTMENTS, INEI_DEPARTMENTS),
+        (FIXED, OSIPTEL_FIXED_CONNECTIONS),
+    ):
         assert tuple(_first_line(ex / rel)) == layout.headers, rel
-    assert _first_line(ex / "hubergilt-osiptel/IndMovil-C23.csv")[1] == OSIPTEL_MOBILE_LINE_SHARE.headers[0] == "Departmento"
+    assert (
+        _first_line(ex / "hubergilt-osiptel/IndMovil-C23.csv")[1]
+        == OSIPTEL_MOBILE_LINE_SHARE.headers[0]
+        == "Departmento"
+    )
     assert _first_line(ex / SMALL_CSVS[3])[0] == OSIPTEL_INTERNET_BOOTHS.headers[0]
     assert tuple(json.loads((ex / CENSUS).read_text(encoding="utf-8"))[0]) == INEI_CENSUS.headers
     assert tuple(pd.read_excel(ex / COVERAGE, nrows=1).columns) == OSIPTEL_MOBILE_COVERAGE.headers
@@ -128,10 +137,12 @@ def test_headers_follow_the_layouts_contract(ex: Path) -> None:
     raw = (ex / "inei-enaho" / ENAHO_FILES[2015]).read_bytes()
     assert raw.startswith("AÑO,".encode("latin-1"))  # latin-1, not utf-8
     assert tuple(_first_line(ex / "inei-enaho" / ENAHO_FILES[2015], "latin-1")) == tuple(
-        h for h in INEI_ENAHO.headers if not h.startswith("P114B"))
+        h for h in INEI_ENAHO.headers if not h.startswith("P114B")
+    )
 
 
 # --- reference quirks and counts --------------------------------------------------------------------------
+
 
 def test_district_reference_quirks(ex: Path, reference: pd.DataFrame) -> None:
     assert len(reference) == 1893
@@ -181,7 +192,12 @@ def test_census_internet_is_census_like(census: pd.DataFrame, reference: pd.Data
     assert 4 <= share.mean() <= 10 and 0.8 <= share.median() <= 2.5
     assert 0.08 <= (share == 0).mean() <= 0.2 and share.max() >= 60 and share.min() == 0
     assert 3 <= (share > 60).sum() <= 80
-    assert census[census.ubigeo.isin(complete)][["pobreza", "agua", "desague", "electricidad"]].stack().between(0, 100).all()
+    assert (
+        census[census.ubigeo.isin(complete)][["pobreza", "agua", "desague", "electricidad"]]
+        .stack()
+        .between(0, 100)
+        .all()
+    )
 
 
 def test_internet_is_driven_by_the_covariates(census: pd.DataFrame) -> None:
@@ -194,6 +210,7 @@ def test_internet_is_driven_by_the_covariates(census: pd.DataFrame) -> None:
 
 # --- coverage ---------------------------------------------------------------------------------------------
 
+
 def test_coverage_quirks_and_consistency(coverage: pd.DataFrame, census: pd.DataFrame, reference: pd.DataFrame) -> None:
     assert coverage.UBIGEO_CCPP.dtype == np.int64
     codes = coverage.UBIGEO_CCPP.astype(str)
@@ -204,9 +221,13 @@ def test_coverage_quirks_and_consistency(coverage: pd.DataFrame, census: pd.Data
     assert not coverage.duplicated(["UBIGEO_CCPP", "EMPRESA_OPERADORA"]).any()
     stations = coverage[["CANT_EB_2G", "CANT_EB_3G", "CANT_EB_4G", "CANT_EB_5G"]].sum(axis=1)
     assert (coverage.CANT_EB_TOTAL == stations).all()
-    flags = 2 * coverage["2G"] + 3 * coverage["3G"] + 4 * coverage["4G"] + 5 * coverage["5G"] + coverage["MÁS_DE_1_MBPS"]
+    flags = (
+        2 * coverage["2G"] + 3 * coverage["3G"] + 4 * coverage["4G"] + 5 * coverage["5G"] + coverage["MÁS_DE_1_MBPS"]
+    )
     assert (coverage.CALIFICACION == flags + stations).all()
-    merged = coverage.assign(ubigeo=padded.str[:6]).merge(reference[["inei", "distrito"]], left_on="ubigeo", right_on="inei")
+    merged = coverage.assign(ubigeo=padded.str[:6]).merge(
+        reference[["inei", "distrito"]], left_on="ubigeo", right_on="inei"
+    )
     differ = (merged.DISTRITO != merged.distrito).mean()
     assert 0.002 <= differ <= 0.02
     g4 = coverage.assign(ubigeo=padded.str[:6]).groupby(["ubigeo", "UBIGEO_CCPP"])["4G"].max().groupby("ubigeo").mean()
@@ -220,6 +241,7 @@ def test_coverage_quirks_and_consistency(coverage: pd.DataFrame, census: pd.Data
 
 # --- OSIPTEL department tables -------------------------------------------------------------------------------
 
+
 def test_c21_stacked_sheet_quirks(ex: Path) -> None:
     ws = openpyxl.load_workbook(ex / C21_XLSX).active
     col_a = [ws.cell(r, 1).value for r in range(1, ws.max_row + 1)]
@@ -231,7 +253,16 @@ def test_c21_stacked_sheet_quirks(ex: Path) -> None:
     assert second[:5] == [2013, 2014, 2015, 2016, 2017] and isinstance(second[5], dt.datetime)
     assert isinstance(ws.cell(headers[2], 2).value, dt.datetime)
     values = {v for row in ws.iter_rows(values_only=True) for v in row if isinstance(v, str)}
-    assert {"Lima y Callao", "Sin LAC", "Otros / sin LAC", "Total Perú", "Total Perú ", "-", "Áncash", "Ancash"} <= values
+    assert {
+        "Lima y Callao",
+        "Sin LAC",
+        "Otros / sin LAC",
+        "Total Perú",
+        "Total Perú ",
+        "-",
+        "Áncash",
+        "Ancash",
+    } <= values
     assert any(v.endswith(" ") and v.strip() in {"La Libertad", "Puno", "Tumbes"} for v in values)
     assert ws.merged_cells.ranges
 
@@ -252,6 +283,7 @@ def test_c21_csv_has_the_lima_outlier(ex: Path) -> None:
 
 # --- boundaries ---------------------------------------------------------------------------------------------
 
+
 def test_geojson_boundaries(ex: Path, reference: pd.DataFrame) -> None:
     fc = json.loads((ex / GEO_DIST).read_text(encoding="utf-8"))
     ids = [f["properties"]["IDDIST"] for f in fc["features"]]
@@ -264,6 +296,7 @@ def test_geojson_boundaries(ex: Path, reference: pd.DataFrame) -> None:
 
 
 # --- fixed connections and ENAHO (no real sample) ---------------------------------------------------------
+
 
 def _punku_sheet(ex: Path) -> pd.DataFrame:
     """PUNKU's download read with openpyxl: sheet 'Dataset', the header below the title rows."""
@@ -284,8 +317,10 @@ def test_fixed_connections(ex: Path, census: pd.DataFrame, reference: pd.DataFra
     assert set(monthly.Segmento) == {"Residencial", "RESIDENCIAL", "Empresarial"}
     assert pd.api.types.is_integer_dtype(monthly.Conexiones)
     # a stock: September's national total is near June's (2024-T2), not three months of it
-    september, june = monthly[monthly.Periodo == "2024-09"].Conexiones.sum(), \
-        quarterly[quarterly.Periodo == "2024-T2"].Conexiones.sum()
+    september, june = (
+        monthly[monthly.Periodo == "2024-09"].Conexiones.sum(),
+        quarterly[quarterly.Periodo == "2024-T2"].Conexiones.sum(),
+    )
     assert 0.95 < september / june < 1.1
     fx = pd.concat([quarterly, monthly.assign(Segmento=monthly.Segmento.str.capitalize())])
     assert set(fx.Segmento) == {"Residencial", "Empresarial"}
@@ -301,10 +336,19 @@ def test_fixed_connections(ex: Path, census: pd.DataFrame, reference: pd.DataFra
     assert 0 < fx.Distrito.drop_duplicates().isin(ref_names).mean() < 1
 
 
-ENAHO_FILES = {2015: "enaho01-2015-100.csv", 2016: "enaho01-2016-100.csv", 2017: "enaho01-2017-100.csv",
-               2018: "634-Modulo01.zip", 2019: "enaho01-2019-100.csv", 2020: "enaho01-2020-100.csv",
-               2021: "759-Modulo01.zip",
-               2022: "784-Modulo01.zip", 2023: "906-Modulo01.zip", 2024: "966-Modulo01.zip", 2025: "enaho01-2025-100.csv"}
+ENAHO_FILES = {
+    2015: "enaho01-2015-100.csv",
+    2016: "enaho01-2016-100.csv",
+    2017: "enaho01-2017-100.csv",
+    2018: "634-Modulo01.zip",
+    2019: "enaho01-2019-100.csv",
+    2020: "enaho01-2020-100.csv",
+    2021: "759-Modulo01.zip",
+    2022: "784-Modulo01.zip",
+    2023: "906-Modulo01.zip",
+    2024: "966-Modulo01.zip",
+    2025: "enaho01-2025-100.csv",
+}
 
 
 def enaho_year(ex: Path, year: int) -> pd.DataFrame:
@@ -329,12 +373,16 @@ def enaho_year(ex: Path, year: int) -> pd.DataFrame:
                 df[col] = df[col].map(lambda v: codes.get(v, "1"))
             df["result"] = (df.result == "completa").map({True: 1, False: 2})
             df = df.rename(columns=str.upper)
-            df = df.assign(AÑO=df["AÑO"].astype(int), FACTOR07=df.FACTOR07.astype(float),
-                           **{c: pd.to_numeric(df[c]) for c in ("P1141", "P1142", "P1143", "P1144", "P1145")})
+            df = df.assign(
+                AÑO=df["AÑO"].astype(int),
+                FACTOR07=df.FACTOR07.astype(float),
+                **{c: pd.to_numeric(df[c]) for c in ("P1141", "P1142", "P1143", "P1144", "P1145")},
+            )
             return df
         assert raw.decode("latin-1").startswith("AÑO" + (";" if year == 2025 else ","))
-        return pd.read_csv(path, encoding="latin-1", sep=";" if year == 2025 else ",",
-                           dtype={"UBIGEO": str, "CONGLOME": str})
+        return pd.read_csv(
+            path, encoding="latin-1", sep=";" if year == 2025 else ",", dtype={"UBIGEO": str, "CONGLOME": str}
+        )
     with zipfile.ZipFile(path) as zf:
         code = ENAHO_FILES[year].split("-")[0]
         data = [n for n in zf.namelist() if not n.endswith(".txt")]
@@ -382,6 +430,7 @@ def test_enaho_households(ex: Path) -> None:
 
 # --- determinism and scale ------------------------------------------------------------------------------------
 
+
 def _files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
@@ -403,7 +452,8 @@ def test_scale_multiplies_only_the_large_tables(tmp_path: Path, ex: Path) -> Non
     for rel in (DISTRICTS, PROVINCES, DEPARTMENTS, CENSUS, GEO_DIST, C21_CSV):
         assert filecmp.cmp(small / rel, ex / rel, shallow=False), rel
     ratio_enaho = len(pd.read_csv(ex / "inei-enaho/enaho01-2016-100.csv", encoding="latin-1")) / len(
-        pd.read_csv(small / "inei-enaho/enaho01-2016-100.csv", encoding="latin-1"))
+        pd.read_csv(small / "inei-enaho/enaho01-2016-100.csv", encoding="latin-1")
+    )
     assert 1.7 < ratio_enaho < 2.3
     cov_full, cov_small = pd.read_excel(ex / COVERAGE), pd.read_excel(small / COVERAGE)
     assert 1.3 < cov_full.UBIGEO_CCPP.nunique() / cov_small.UBIGEO_CCPP.nunique() < 2.3
@@ -421,7 +471,7 @@ def test_centre_numbers_stay_four_digits_and_unique_at_any_scale() -> None:
     assert len(numbers) == counts.sum()
     start = 0
     for c in counts[counts > 0]:
-        own = numbers[start:start + c]
+        own = numbers[start : start + c]
         start += c
         assert own[0] == 1 and own.max() <= MAX_CENTRE_NUMBER  # the capital is 0001; four digits at most
         assert len(np.unique(own)) == c and (np.diff(own) > 0).all()  # unique and increasing within the district

@@ -53,23 +53,39 @@ def test_dashboard_series_stay_on_their_side_of_2023(session_home: Path, departm
     punku = df.conexiones_fijas_por_100_hogares.dropna()
     assert len(punku) >= 8 and punku.between(0, 200).all()
     overrides = {o["matcher"]["options"]: o["properties"] for o in panel["fieldConfig"]["overrides"]}
-    labels = {k: next(p["value"] for p in v if p["id"] == "displayName") for k, v in overrides.items()
-              if any(p["id"] == "displayName" for p in v)}
+    labels = {
+        k: next(p["value"] for p in v if p["id"] == "displayName")
+        for k, v in overrides.items()
+        if any(p["id"] == "displayName" for p in v)
+    }
     assert labels["hogar_hasta_2022"].endswith("hasta 2022)") and "desde 2023" in labels["fijo_desde_2023"]
     assert "2023" in panel["description"] and "no son comparables" in panel["description"]
 
 
 def test_atlas_trend_draws_each_question_on_its_side_with_the_break_marked() -> None:
-    trend = pd.DataFrame({
-        "department_code": "01", "year": [2021, 2022, 2023, 2024],
-        "internet_pct": [50.0, 55.0, 90.0, 91.0], "internet_se": [2.0, 2.0, 1.0, 1.0],
-        "fixed_internet_pct": [50.0, 55.0, 30.0, 32.0], "fixed_internet_se": [2.0, 2.0, 1.5, 1.5],
-        "households_sampled": 100})
-    fixed = pd.DataFrame({"department_code": "01", "t": [2021.25, 2022.25, 2023.25, 2024.25],
-                          "connections_per_100_households": [20.0, 22.0, 24.0, 26.0]})
+    trend = pd.DataFrame(
+        {
+            "department_code": "01",
+            "year": [2021, 2022, 2023, 2024],
+            "internet_pct": [50.0, 55.0, 90.0, 91.0],
+            "internet_se": [2.0, 2.0, 1.0, 1.0],
+            "fixed_internet_pct": [50.0, 55.0, 30.0, 32.0],
+            "fixed_internet_se": [2.0, 2.0, 1.5, 1.5],
+            "households_sampled": 100,
+        }
+    )
+    fixed = pd.DataFrame(
+        {
+            "department_code": "01",
+            "t": [2021.25, 2022.25, 2023.25, 2024.25],
+            "connections_per_100_households": [20.0, 22.0, 24.0, 26.0],
+        }
+    )
     svg = trend_svg(trend, "es", fixed)
-    by_class = {css: [tuple(map(float, p.split(","))) for p in pts.split()] for pts, css in
-                re.findall(r'<polyline points="([^"]+)" class="line (s-[a-z]+)"', svg)}
+    by_class = {
+        css: [tuple(map(float, p.split(","))) for p in pts.split()]
+        for pts, css in re.findall(r'<polyline points="([^"]+)" class="line (s-[a-z]+)"', svg)
+    }
     assert set(by_class) == {"s-hogar", "s-acceso", "s-fijo", "s-punku"}
     brk = float(re.search(r'<line x1="([0-9.]+)"[^>]*class="break"', svg).group(1))
     assert all(x < brk for x, _ in by_class["s-hogar"]) and len(by_class["s-hogar"]) == 2

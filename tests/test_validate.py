@@ -17,8 +17,10 @@ from brecha.warehouse import gates
 from brecha.warehouse.gx import suites
 from brecha.warehouse.validate import validate
 
-LATEST_ROWS = ("_source_sha256 in (select sha256 from raw._batch_files where batch_id = "
-               "(select batch_id from raw._latest_ok_batch) and entity = '{entity}')")
+LATEST_ROWS = (
+    "_source_sha256 in (select sha256 from raw._batch_files where batch_id = "
+    "(select batch_id from raw._latest_ok_batch) and entity = '{entity}')"
+)
 DISTRICTS = "ubigeo-aumentado/ubigeo_distrito.csv"
 CENSUS = "qhaway/indicadores-distrito.json"
 
@@ -44,15 +46,22 @@ def _results(home: Path, run_id: str | None = None) -> list[tuple]:
     """Rows of ops.validation_results (of one validation run when ``run_id`` is given: the table keeps every run,
     those of the session's `brecha run` included)."""
     with duckdb.connect(str(home / "brecha.duckdb"), read_only=True) as con:
-        return con.execute("select gate, suite, expectation, column_name, success, observed_value, unexpected_sample "
-                           "from ops.validation_results where ? is null or run_id = ?", [run_id, run_id]).fetchall()
+        return con.execute(
+            "select gate, suite, expectation, column_name, success, observed_value, unexpected_sample "
+            "from ops.validation_results where ? is null or run_id = ?",
+            [run_id, run_id],
+        ).fetchall()
 
 
 # What a gate between runs can say and the other layers cannot: volumes and distributions. A row rule (type,
 # range, key) belongs to landing, a model invariant (key, relationship, range of a derived column) to dbt.
-AGGREGATE_EXPECTATIONS = {"expect_table_row_count_to_be_between", "expect_column_mean_to_be_between",
-                          "expect_column_stdev_to_be_between", "expect_column_sum_to_be_between",
-                          "expect_column_unique_value_count_to_be_between"}
+AGGREGATE_EXPECTATIONS = {
+    "expect_table_row_count_to_be_between",
+    "expect_column_mean_to_be_between",
+    "expect_column_stdev_to_be_between",
+    "expect_column_sum_to_be_between",
+    "expect_column_unique_value_count_to_be_between",
+}
 
 
 def test_suites_hold_only_volume_and_distribution_checks() -> None:
@@ -77,8 +86,14 @@ def test_suites_pass_on_the_synthetic_warehouse(session_home: Path, tmp_path: Pa
 
     assert summary.failed == []
     checked = {c.suite for c in summary.checks}
-    assert {"landed.inei__census_indicators", "landed.inei__enaho_households", "landed.osiptel__mobile_coverage",
-            "marts.dim_districts", "marts.fct_district_connectivity", "marts.mart_digital_divide_index"} <= checked
+    assert {
+        "landed.inei__census_indicators",
+        "landed.inei__enaho_households",
+        "landed.osiptel__mobile_coverage",
+        "marts.dim_districts",
+        "marts.fct_district_connectivity",
+        "marts.mart_digital_divide_index",
+    } <= checked
     # a single landing batch: nothing to compare the row counts with, so those expectations are left out
     left_out = [c for c in summary.checks if c.success is None]
     assert left_out and all("previous_" in c.observed for c in left_out)
@@ -114,8 +129,10 @@ def _data_docs_read_offline(index: Path, tmp_path: Path) -> None:
 
 def test_census_shares_as_fractions_fail_the_landed_gate(doctored) -> None:
     """Shares written as 0-1 fractions pass landing (they are within 0-100) but not the plausibility band."""
-    home = doctored("update raw.inei__census_indicators set internet = internet / 100 where "
-                    + LATEST_ROWS.format(entity="inei__census_indicators"))
+    home = doctored(
+        "update raw.inei__census_indicators set internet = internet / 100 where "
+        + LATEST_ROWS.format(entity="inei__census_indicators")
+    )
 
     with pytest.raises(GateFailed) as err:
         validate("landed")
@@ -124,7 +141,8 @@ def test_census_shares_as_fractions_fail_the_landed_gate(doctored) -> None:
     assert "landed.inei__census_indicators" in msg and "expect_column_mean_to_be_between(column=internet" in msg
     failed = [r for r in _results(home) if r[4] is False]
     assert [(r[1], r[2], r[3]) for r in failed] == [
-        ("landed.inei__census_indicators", "expect_column_mean_to_be_between", "internet")]
+        ("landed.inei__census_indicators", "expect_column_mean_to_be_between", "internet")
+    ]
     assert float(failed[0][5]) < 1 and failed[0][5] in msg
 
 
@@ -135,8 +153,9 @@ def _ingest_census(folder: Path, census: list[dict]) -> None:
     ingest(folder)
 
 
-def test_a_drift_from_the_previous_batch_fails_the_landed_gate(synthetic_dir: Path, brecha_home: Path,
-                                                                tmp_path: Path) -> None:
+def test_a_drift_from_the_previous_batch_fails_the_landed_gate(
+    synthetic_dir: Path, brecha_home: Path, tmp_path: Path
+) -> None:
     """Three landings of the same folder: the census as published; then its internet shares half as large again
     (every row still valid, the mean still within its plausibility band); then a third of its districts."""
     folder = tmp_path / "extracts"
@@ -159,8 +178,10 @@ def test_a_drift_from_the_previous_batch_fails_the_landed_gate(synthetic_dir: Pa
     assert failed == [("landed.inei__census_indicators", "expect_column_mean_to_be_between", "internet")]
     assert "expect_column_mean_to_be_between(column=internet, min_value=" in str(err.value)
     with duckdb.connect(str(brecha_home / "brecha.duckdb"), read_only=True) as con:
-        low, high = con.execute("select (kwargs->>'min_value')::double, (kwargs->>'max_value')::double "
-                                "from ops.validation_results where success = false").fetchone()
+        low, high = con.execute(
+            "select (kwargs->>'min_value')::double, (kwargs->>'max_value')::double "
+            "from ops.validation_results where success = false"
+        ).fetchone()
     assert low == pytest.approx(first_mean * 0.8, rel=1e-6) and high == pytest.approx(first_mean * 1.2, rel=1e-6)
 
     third = shifted[::3]
@@ -169,12 +190,15 @@ def test_a_drift_from_the_previous_batch_fails_the_landed_gate(synthetic_dir: Pa
         validate("landed")
     msg = str(err.value)
     with duckdb.connect(str(brecha_home / "brecha.duckdb"), read_only=True) as con:
-        (previous, now), = con.execute(  # rows landed (the extracts' quirks are rejected) by batches 2 and 3
+        ((previous, now),) = con.execute(  # rows landed (the extracts' quirks are rejected) by batches 2 and 3
             "select list(rows_landed order by batch_id) from raw._batch_files "
-            "where entity = 'inei__census_indicators' and batch_id >= 2").fetchone()
-        bounds = con.execute("select (kwargs->>'min_value')::double, (kwargs->>'max_value')::double "
-                             "from ops.validation_results where not success "
-                             "and expectation = 'expect_table_row_count_to_be_between'").fetchall()
+            "where entity = 'inei__census_indicators' and batch_id >= 2"
+        ).fetchone()
+        bounds = con.execute(
+            "select (kwargs->>'min_value')::double, (kwargs->>'max_value')::double "
+            "from ops.validation_results where not success "
+            "and expectation = 'expect_table_row_count_to_be_between'"
+        ).fetchall()
         gate = gates.outcomes(con, gates.latest_ok_batch(con))["landed"]
     assert "suite landed.inei__census_indicators" in msg and "expect_table_row_count_to_be_between" in msg
     assert now < 0.5 * previous and f"observed {now}" in msg
@@ -188,8 +212,9 @@ def test_districts_without_an_internet_share_fail_the_marts_gate_only_when_most_
     """Districts without a census internet share are predicted, so some are normal; 95 % of them is a broken input."""
     home = doctored("update marts.fct_district_connectivity set internet_pct = null where hash(ubigeo) % 20 <> 0")
     with duckdb.connect(str(home / "brecha.duckdb"), read_only=True) as con:
-        missing = con.execute("select count(*) filter (internet_pct is null) / count(*) "
-                              "from marts.fct_district_connectivity").fetchone()[0]
+        missing = con.execute(
+            "select count(*) filter (internet_pct is null) / count(*) from marts.fct_district_connectivity"
+        ).fetchone()[0]
     assert missing > 0.9
 
     with pytest.raises(GateFailed) as err:
