@@ -308,6 +308,9 @@ API = {
                     "de 4300 cifras), p. ej. {example}",
         "body_too_large": "el cuerpo de la solicitud supera el límite de {limit}: un escenario ocupa unos pocos "
                           "cientos de bytes",
+        "lake_unpublished": "no hay nada publicado en el lago todavía: ejecute `brecha run` (o `brecha publish`)",
+        "lake_unreachable": "no se puede leer el catálogo del lago (BRECHA_LAKE_READER): ¿está en marcha su "
+                            "PostgreSQL (`make lake-up`) y es accesible desde este servidor?",
     },
     "en": {
         "associational": "Associational, not causal: the scenario is what the model predicts for a district whose "
@@ -337,6 +340,9 @@ API = {
                     "digits), e.g. {example}",
         "body_too_large": "the request body is larger than the limit of {limit}: a scenario takes a few hundred "
                           "bytes",
+        "lake_unpublished": "nothing is published on the lake yet: run `brecha run` (or `brecha publish`)",
+        "lake_unreachable": "the lake's catalog cannot be read (BRECHA_LAKE_READER): is its PostgreSQL running "
+                            "(`make lake-up`) and reachable from this server?",
     },
 }
 

@@ -186,13 +186,20 @@ def open_published() -> tuple[duckdb.DuckDBPyConnection, int]:
     """A reader's connection and the snapshot it is pinned to: the lake attached read-only (as the catalog's read-only
     role), pinned to the published snapshot, ``lake`` in use, then locked down (``lockdown_sql``) as the serving
     copy's readers are."""
+    pinned = published_snapshot()
+    return open_reader(pinned), pinned
+
+
+def open_reader(snapshot: int | None) -> duckdb.DuckDBPyConnection:
+    """The lake attached read-only as the catalog's read-only role, pinned to ``snapshot`` (None: unpinned, each
+    transaction on the latest snapshot, for a reader that only watches the ledger), ``lake`` in use, then locked down
+    (``lockdown_sql``). The API keeps one per published snapshot (``brecha.serve.api.served.LakeServed``)."""
     from brecha.core.db import connect_lake
 
-    pinned = published_snapshot()
-    con = connect_lake(read_only=True, snapshot=pinned)
+    con = connect_lake(read_only=True, snapshot=snapshot)
     for statement in lockdown_sql():
         con.execute(statement)
-    return con, pinned
+    return con
 
 
 def reader_init_sql() -> str:

@@ -2,7 +2,7 @@
 
 Endpoints (the generated OpenAPI page at ``/docs``, where ``/`` leads, its Swagger UI assets served from the installed
 ``fastapi-offline`` package, no CDN; the schema at ``/openapi.json``), on ``APIRouter``s whose routes get the served
-copy and the what-if batcher as dependencies (``Served``, ``_batcher``):
+copy's version to answer from and the what-if batcher as dependencies (``Current``, ``_batcher``):
 
 - ``GET /districts/{ubigeo}``: one district: names, actual and predicted internet share, 90 % interval (and
   whether the prediction is out of fold, once the mart says so), gap, divide index, both ranks, segment;
@@ -11,6 +11,9 @@ copy and the what-if batcher as dependencies (``Served``, ``_batcher``):
 - ``POST /districts/{ubigeo}/whatif``: the district's features with some overridden, answered with the
   baseline and scenario predictions, both intervals and the difference;
 - ``GET /health``: which serving file, snapshot and run are being answered from.
+
+On the lake (storage "lake") the same endpoints answer from the published lake snapshot (``served.LakeServed``);
+every answer names the snapshot it came from in its ``X-Brecha-Snapshot`` header.
 
 District answers come from ``marts.mart_district_profile``, the mart the atlas and the Grafana map read too (every
 district of the reference, with its polygon or marker). Human-readable messages (errors' ``msg``, the what-if's
@@ -38,7 +41,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
@@ -59,6 +62,7 @@ from brecha.serve.api.batching import Batcher
 from brecha.serve.api.served import (
     FEATURE_DESCRIPTIONS,
     PROFILE,
+    LakeServed,
     NotServed,
     ServedCopy,
     Version,
@@ -237,9 +241,12 @@ class ModelInfo(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"]
-    serving_db: str
+    serving_db: str = Field(description="What is answered from: the serving file (relative to BRECHA_HOME) or "
+                            "'lake snapshot N'")
     snapshot: dict[str, Any] | None
     run_id: str | None
+    lake_snapshot: int | None = Field(None, description="On the lake: the published DuckLake snapshot answered from "
+                                      "(every answer's X-Brecha-Snapshot header names it too)")
 
 
 def _override_field(name: str) -> tuple[type, Any]:
@@ -270,24 +277,26 @@ class WhatIfRequest(BaseModel):
 
 # --- the app --------------------------------------------------------------------------------------------------
 
-def create_app(settings: Settings | None = None, serving_db: Path | None = None) -> FastAPI:
-    """The API over ``serving_db`` (default: the serving copy of ``settings``' home). The app factory is an entry
-    point: without ``settings`` it builds them from the environment (``BRECHA_HOME``, ...)."""
+def create_app(settings: Settings | None = None, serving_db: Path | None = None, *, lake_poll: float = 1.0) -> FastAPI:
+    """The API over ``serving_db`` (default: the serving copy of ``settings``' home, or on the lake its published
+    snapshot, whose ledger is read at most every ``lake_poll`` seconds). The app factory is an entry point: without
+    ``settings`` it builds them from the environment (``BRECHA_HOME``, ``BRECHA_LAKE``, ...)."""
     if settings is None:
         import os
 
         settings = Settings.from_env(os.environ)
     with using(settings):
-        return _create_app(settings, serving_db or settings.paths.serving_db)
+        if serving_db is None and settings.storage == "lake":
+            return _create_app(settings, LakeServed(lake_poll))
+        return _create_app(settings, ServedCopy(serving_db or settings.paths.serving_db))
 
 
-def _create_app(settings: Settings, serving_db: Path) -> FastAPI:
-    served = ServedCopy(serving_db)
+def _create_app(settings: Settings, served: ServedCopy | LakeServed) -> FastAPI:
     app = FastAPIOffline(  # FastAPI with the Swagger UI page's assets served from the installed package (no CDN)
         title="Brecha prediction API",
         version="1",
         summary="District answers and what-if scenarios over the published serving copy (read-only).",
-        description=f"Reads only the published serving copy ({shown(served.path)}) and the model artifact of the run "
+        description=f"Reads only the published serving copy ({served.where}) and the model artifact of the run "
                     f"it serves; a new `brecha publish` or a rollback is picked up without a restart.\n\n{ASSOCIATIONAL}",
         redoc_url=None,
     )
@@ -308,15 +317,21 @@ def _create_app(settings: Settings, serving_db: Path) -> FastAPI:
 
 # --- the routes, on routers; the served copy and the what-if batcher come as dependencies -------------------------
 
-def _served(request: Request) -> ServedCopy:
-    return request.app.state.served
+def _current(request: Request, response: Response) -> Version:
+    """The version this request answers from, every query of it included (a what-if's lookup and its model run
+    the same snapshot); named in the answer's ``X-Brecha-Snapshot`` header."""
+    v = request.app.state.served.current()
+    if v.label is not None:
+        response.headers[SNAPSHOT_HEADER] = v.label
+    return v
 
 
 def _batcher(request: Request) -> Batcher:
     return request.app.state.batcher
 
 
-Served = Annotated[ServedCopy, Depends(_served)]
+Current = Annotated[Version, Depends(_current)]
+SNAPSHOT_HEADER = "X-Brecha-Snapshot"
 service = APIRouter(tags=["service"])
 districts_router = APIRouter(tags=["districts"])
 model_router = APIRouter(tags=["model"])
@@ -329,16 +344,15 @@ def root() -> RedirectResponse:
 
 
 @service.get("/health", response_model=Health)
-def health(served: Served, lang: Lang = None) -> Health:
-    """Which serving file, snapshot and model run the answers come from."""
-    v = served.current()
-    return Health(status="ok", serving_db=shown(v.path), snapshot=v.snapshot, run_id=v.run_id)
+def health(v: Current, lang: Lang = None) -> Health:
+    """Which serving file or lake snapshot, and which model run, the answers come from."""
+    lake = v.snapshot.get("lake_snapshot") if v.snapshot else None
+    return Health(status="ok", serving_db=v.where, snapshot=v.snapshot, run_id=v.run_id, lake_snapshot=lake)
 
 @districts_router.get("/districts/{ubigeo}", response_model=District,
          responses={404: {"description": "Unknown ubigeo"}})
-def district(ubigeo: Ubigeo, served: Served, lang: Lang = None) -> District:
+def district(ubigeo: Ubigeo, v: Current, lang: Lang = None) -> District:
     """One district, as the map and the atlas show it (its polygon as GeoJSON in ``more.geometry_geojson``)."""
-    v = served.current()
     v.require_profile()
     with v.cursor() as con:
         ubigeo = padded(con, ubigeo)
@@ -361,7 +375,7 @@ def districts(
     page: Annotated[int, Query(ge=1, le=MAX_INT, description="A page past the last is empty")] = 1,
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"At most {MAX_PAGE_SIZE}")] = 50,
     *,
-    served: Served,
+    v: Current,
     lang: Lang = None,
 ) -> DistrictPage:
     """Districts ordered by the chosen rank, filtered, one page at a time (every district of the reference:
@@ -369,7 +383,6 @@ def districts(
     if rank_min is not None and rank_max is not None and rank_min > rank_max:
         raise ApiError(422, ["query", "rank_min"], "rank_order", "value_error", rank_min=rank_min,
                        rank_max=rank_max)
-    v = served.current()
     v.require_profile()
     rank = RANK_COLUMNS[rank_by]
     where, params = [], []
@@ -406,9 +419,8 @@ def districts(
     return DistrictPage(total=total, page=page, page_size=page_size, items=[_district(r) for r in rows])
 
 @model_router.get("/model", response_model=ModelInfo)
-def model(served: Served, lang: Lang = None) -> ModelInfo:
+def model(v: Current, lang: Lang = None) -> ModelInfo:
     """The model run served, its metrics, and the features a what-if may override with their ranges."""
-    v = served.current()
     m = v.model()
     with v.cursor() as con:
         cands = con.execute("SELECT model_name, model_family, selected, cv_r2, cv_mae, cv_rmse, "
@@ -426,10 +438,9 @@ def model(served: Served, lang: Lang = None) -> ModelInfo:
 @districts_router.post("/districts/{ubigeo}/whatif", response_model=WhatIf,
           responses={404: {"description": "Unknown ubigeo"}, 422: {"description": "Unknown feature, "
                      "feature the model does not use, or a value out of its range"}})
-def whatif(ubigeo: Ubigeo, body: Annotated[WhatIfRequest, Body()], request: Request, served: Served,
+def whatif(ubigeo: Ubigeo, body: Annotated[WhatIfRequest, Body()], request: Request, v: Current,
            batcher: Annotated[Batcher, Depends(_batcher)], lang: Lang = None) -> WhatIf:
     """Predict the district's internet share with some of its features set to other values."""
-    v = served.current()
     m = v.model()
     with v.cursor() as con:
         ubigeo = padded(con, ubigeo)

@@ -9,6 +9,13 @@ The file is ATTACHed read-only to a fresh in-memory DuckDB instance rather than 
 ``duckdb.connect(path)``: within one process DuckDB reuses an already open instance for the same path, so a
 plain reconnect would keep answering from the replaced file. External file access is then switched off and the
 configuration locked, so no query of this process can read any other file.
+
+On the lake (settings with storage "lake") the API reads the published lake snapshot instead (``LakeServed``): one
+DuckDB instance per published snapshot, the lake attached read-only as the catalog's read-only role, pinned with
+``SNAPSHOT_VERSION`` and locked down after the attach (``brecha.warehouse.lake_publish.open_reader``, the code every
+reader of the lake uses). A second, unpinned reader watches the ledger ``ops.lake_publications`` at most every
+``poll`` seconds; when another snapshot is published (a publish, ``--rollback`` or ``--serve``) the first request to
+notice opens and prepares it while the others keep answering from the snapshot they had.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import json
 import math
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +34,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from brecha.core.errors import BrechaError
+from brecha.core.lake import ALIAS
 from brecha.core.settings import paths
 from brecha.serve.words import message
 from brecha.warehouse.publish import current_snapshot
@@ -91,16 +101,16 @@ class ServedModel:
 
 
 class Version:
-    """One opened version of the serving file (a file identity: inode, mtime, size)."""
+    """One opened version of what is served: a serving file (its identity, inode, mtime and size, is the ``key``)
+    or a published lake snapshot (``key``: its number). ``db`` is read-only and locked down; ``catalog`` is the
+    database in it that holds the marts; ``where`` names the version in answers and messages."""
 
-    def __init__(self, path: Path, key: tuple[int, ...]) -> None:
-        self.path = path
+    def __init__(self, db: duckdb.DuckDBPyConnection, key: tuple[int, ...], where: str, *, catalog: str = CATALOG,
+                 snapshot: dict | None = None) -> None:
         self.key = key
-        self._db = duckdb.connect()
-        quoted = str(path).replace("'", "''")  # our own path, not request input
-        self._db.execute(f"ATTACH '{quoted}' AS {CATALOG} (READ_ONLY)")
-        self._db.execute("SET enable_external_access = false")
-        self._db.execute("SET lock_configuration = true")
+        self.where = where
+        self.catalog = catalog
+        self._db = db
         self._lock = threading.Lock()
         self._features: pd.DataFrame | None = None
         self.names: pd.DataFrame | None = None  # district, department, internet_pct, department_code
@@ -108,21 +118,39 @@ class Version:
         self._model: ServedModel | None = None
         with self.cursor() as con:
             self.tables = {f"{s}.{t}" for s, t in con.execute(
-                "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ?", [CATALOG]).fetchall()}
+                "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ?", [catalog]).fetchall()}
             self.priority_columns: list[str] = [c for (c,) in con.execute(
                 "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'marts' "
-                "AND table_name = 'mart_district_priorities' ORDER BY column_index", [CATALOG]).fetchall()]
-            self.snapshot = current_snapshot(con)
+                "AND table_name = 'mart_district_priorities' ORDER BY column_index", [catalog]).fetchall()]
+            self.snapshot = snapshot if snapshot is not None else current_snapshot(con)
             runs = ([r for (r,) in con.execute(f"SELECT DISTINCT run_id FROM {PRIORITIES} ORDER BY 1").fetchall()]
                     if self.priority_columns else [])
         self.run_id: str | None = runs[-1] if runs else None
+
+    @classmethod
+    def of_file(cls, path: Path, key: tuple[int, ...]) -> Version:
+        """The serving file at ``path`` attached read-only to a fresh in-memory DuckDB, then locked down."""
+        db = duckdb.connect()
+        quoted = str(path).replace("'", "''")  # our own path, not request input
+        db.execute(f"ATTACH '{quoted}' AS {CATALOG} (READ_ONLY)")
+        db.execute("SET enable_external_access = false")
+        db.execute("SET lock_configuration = true")
+        return cls(db, key, shown(path))
+
+    @property
+    def label(self) -> str | None:
+        """The snapshot answered from, as the ``X-Brecha-Snapshot`` header of every answer shows it: the lake
+        snapshot's number, or the serving file's ``ops.snapshots`` id."""
+        if self.snapshot is None:
+            return None
+        return str(self.snapshot.get("lake_snapshot", self.snapshot.get("snapshot_id")))
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection of its own for one request (DuckDB connections are not shared across threads)."""
         con = self._db.cursor()
         try:
-            con.execute(f"USE {CATALOG}")
+            con.execute(f"USE {self.catalog}")
             yield con
         finally:
             con.close()
@@ -138,12 +166,12 @@ class Version:
         """The profile mart's name, once the copy has it and a model run (the district endpoints read it)."""
         self.require_predictions()
         if PROFILE not in self.tables:
-            raise NotServed("no_predictions", path=shown(self.path), table=PROFILE)
+            raise NotServed("no_predictions", path=self.where, table=PROFILE)
         return PROFILE
 
     def require_predictions(self) -> str:
         if not self.priority_columns or self.run_id is None:
-            raise NotServed("no_predictions", path=shown(self.path), table=PRIORITIES)
+            raise NotServed("no_predictions", path=self.where, table=PRIORITIES)
         return self.run_id
 
     def model(self) -> ServedModel:
@@ -151,12 +179,12 @@ class Version:
         if self._model is None:
             run_id = self.require_predictions()
             if "ml.model_runs" not in self.tables:
-                raise NotServed("no_runs_table", path=shown(self.path))
+                raise NotServed("no_runs_table", path=self.where)
             with self.cursor() as con:
                 rows = con.execute("SELECT * FROM ml.model_runs WHERE run_id = ? ORDER BY model_name", [run_id]).df()
             chosen = rows[rows["selected"].fillna(False).astype(bool)]
             if chosen.empty:
-                raise NotServed("no_selected", path=shown(self.path), run=run_id)
+                raise NotServed("no_selected", path=self.where, run=run_id)
             row = chosen.iloc[0]
             config = _read_config(run_id, str(row["model_name"]))
             metrics = {k: json_number(row[k]) for k in ("cv_r2", "cv_mae", "cv_rmse", "interval_coverage", "n_train",
@@ -231,6 +259,7 @@ class ServedCopy:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.where = shown(path)
         self._version: Version | None = None
         self._lock = threading.Lock()
 
@@ -238,9 +267,9 @@ class ServedCopy:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            raise NotServed("no_copy", path=shown(self.path)) from None
+            raise NotServed("no_copy", path=self.where) from None
         except OSError:  # e.g. a serving folder this process may not read
-            raise NotServed("unreadable_copy", path=shown(self.path)) from None
+            raise NotServed("unreadable_copy", path=self.where) from None
         return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
 
     def current(self) -> Version:
@@ -259,11 +288,73 @@ class ServedCopy:
                 # a swap between stat and ATTACH opens the newer file under the older key: the next request
                 # sees the key differ and opens it again, never the other way round
                 try:
-                    new = Version(self.path, key)
+                    new = Version.of_file(self.path, key)
                 except duckdb.Error:  # not a DuckDB file, unreadable, or from a newer DuckDB
-                    raise NotServed("unreadable_copy", path=shown(self.path)) from None
+                    raise NotServed("unreadable_copy", path=self.where) from None
                 new.prepare()
                 self._version = new  # the replaced version closes when its last request drops it
+            return self._version
+        finally:
+            self._lock.release()
+
+
+class LakeServed:
+    """The published lake snapshot; ``current()`` returns the version to answer the next request from.
+
+    An unpinned reader (read-only role, locked down) reads which snapshot is published (``lake_publish.published``)
+    at most every ``poll`` seconds; each published snapshot gets its own pinned, locked-down reader
+    (``lake_publish.open_reader``), kept while it is the published one and closed when its last request drops it.
+    """
+
+    where = "the published lake snapshot"
+
+    def __init__(self, poll: float = 1.0) -> None:
+        self.poll = poll
+        self._version: Version | None = None
+        self._probe: duckdb.DuckDBPyConnection | None = None
+        self._next_check = 0.0
+        self._lock = threading.Lock()
+
+    def _published(self) -> tuple[int, str] | None:
+        from brecha.warehouse.lake_publish import open_reader, published
+
+        if self._probe is None:
+            self._probe = open_reader(None)
+        try:
+            return published(self._probe)
+        except duckdb.Error:
+            self._probe = None  # e.g. the catalog's server restarted: a new reader next time
+            raise
+
+    def current(self) -> Version:
+        """The version to answer from. Between checks of the ledger this costs nothing; the request that finds
+        another snapshot published opens and prepares it while concurrent requests keep answering from the one
+        they had (a publish or rollback under load costs one slower request, not a pause nor an error)."""
+        v = self._version
+        if v is not None and time.monotonic() < self._next_check:
+            return v
+        if not self._lock.acquire(blocking=v is None):
+            return v  # another request is checking the ledger or opening the new snapshot
+        try:
+            v = self._version
+            if v is not None and time.monotonic() < self._next_check:
+                return v
+            try:
+                pinned = self._published()
+                if pinned is None:
+                    raise NotServed("lake_unpublished")
+                if v is None or v.key != (pinned[0],):
+                    from brecha.warehouse.lake_publish import open_reader
+
+                    snapshot = {"lake_snapshot": pinned[0], "action": pinned[1]}
+                    new = Version(open_reader(pinned[0]), (pinned[0],), f"lake snapshot {pinned[0]}",
+                                  catalog=ALIAS, snapshot=snapshot)
+                    new.prepare()
+                    self._version = new  # the previous snapshot's reader closes when its last request drops it
+            except (duckdb.Error, BrechaError):  # the catalog unreachable: keep answering from the snapshot in hand
+                if v is None:
+                    raise NotServed("lake_unreachable") from None
+            self._next_check = time.monotonic() + self.poll
             return self._version
         finally:
             self._lock.release()
