@@ -48,12 +48,23 @@ $(HARNESS)/node_modules/.package-lock.json: $(HARNESS)/package.json $(HARNESS)/p
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
-# the DuckDB that the Grafana plugin embeds, apart from the project's (tests/test_grafana.py PLUGIN_DUCKDB)
+# the DuckDB that the Grafana plugin embeds, apart from the project's (tests/test_grafana.py PLUGIN_DUCKDB), and the
+# lake's extensions for it (ducklake, postgres) installed from their wheels into the folder a Grafana reading the lake
+# mounts (extensions/, tests/test_grafana_lake.py; grafana/README.md "Reading the lake")
 PLUGIN_DUCKDB := 1.5.4
-plugin-duckdb: $(VENV)/plugin-duckdb-$(PLUGIN_DUCKDB)/duckdb
+PLUGIN_SITE := $(VENV)/plugin-duckdb-$(PLUGIN_DUCKDB)
+plugin-duckdb: $(PLUGIN_SITE)/duckdb $(PLUGIN_SITE)/extensions/.installed
 
-$(VENV)/plugin-duckdb-$(PLUGIN_DUCKDB)/duckdb: $(STAMP)
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps --target $(VENV)/plugin-duckdb-$(PLUGIN_DUCKDB) duckdb==$(PLUGIN_DUCKDB)
+$(PLUGIN_SITE)/duckdb: $(STAMP)
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --target $(PLUGIN_SITE) duckdb==$(PLUGIN_DUCKDB)
+
+$(PLUGIN_SITE)/extensions/.installed: $(PLUGIN_SITE)/duckdb
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --target $(PLUGIN_SITE) \
+		duckdb-extension-ducklake==$(PLUGIN_DUCKDB) duckdb-extension-postgres==$(PLUGIN_DUCKDB)
+	PYTHONPATH=$(PLUGIN_SITE) $(BIN)/python -c 'import duckdb, glob; con = duckdb.connect(config={"extension_directory": \
+		"$(PLUGIN_SITE)/extensions", "autoinstall_known_extensions": False}); [con.execute(f"INSTALL {chr(39)}{f}{chr(39)}") \
+		for f in glob.glob("$(PLUGIN_SITE)/duckdb_extension_*/extensions/v$(PLUGIN_DUCKDB)/*.duckdb_extension")]'
+	touch $@
 
 lint: install
 	$(BIN)/ruff check brecha ml dags tests tools grafana

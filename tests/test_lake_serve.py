@@ -80,10 +80,10 @@ def test_the_api_answers_from_the_published_lake_snapshot_under_load_through_a_b
                 k += 1
                 try:
                     t = time.perf_counter()
-                    if k % 3 == 0:  # a what-if: its baseline is the lookup of the same snapshot
+                    if k % 4 == 0:  # a what-if: its baseline is the lookup of the same snapshot
                         r = c.post(f"/districts/{ubigeo}/whatif", json={"overrides": {"pct_centres_4g": 10 + k % 80}})
                         kind = "whatif"
-                    elif k % 3 == 1:
+                    elif k % 2 == 1:
                         r = c.get(f"/districts/{ubigeo}")
                         kind = "lookup"
                     else:
@@ -117,7 +117,7 @@ def test_the_api_answers_from_the_published_lake_snapshot_under_load_through_a_b
     def seen_since(n: int, snapshot: int) -> bool:
         return sum(1 for _, s, _, _ in answers[n:] if s == snapshot) >= 6
 
-    loops = [threading.Thread(target=api_loop, args=(i,), name=f"api-client-{i}") for i in range(4)]
+    loops = [threading.Thread(target=api_loop, args=(i,), name=f"api-client-{i}") for i in range(3)]
     loops.append(threading.Thread(target=plain_loop, name="plain-reader"))
     for t in loops:
         t.start()
@@ -125,7 +125,7 @@ def test_the_api_answers_from_the_published_lake_snapshot_under_load_through_a_b
     try:
         _wait_for(lambda: seen_since(0, start))
         phases.append(time.perf_counter())
-        steps.dbt_build(settings, select="tag:needs_clusters")  # a build writes the marts while the API answers
+        steps.dbt_build(settings, select=PROFILE.split(".")[1])  # a build writes the mart the API answers from
         with using(settings), connect() as writer:  # a change the readers must not see until it is published
             writer.execute(
                 f"UPDATE {PROFILE} SET district = district || ?, predicted_internet_pct = predicted_internet_pct + 1, "
@@ -162,7 +162,7 @@ def test_the_api_answers_from_the_published_lake_snapshot_under_load_through_a_b
                 "SELECT snapshot_version FROM ops.lake_publications WHERE action = 'publish'").fetchall()}
 
     p50, p95 = np.percentile(np.array(latencies) * 1000, [50, 95])
-    print(f"lake API under load: {len(latencies)} requests from 4 clients ({len(answers)} checked) and "
+    print(f"lake API under load: {len(latencies)} requests from 3 clients ({len(answers)} checked) and "
           f"{len(plain)} plain reads through a build, a publish and a rollback: {len(errors)} errors; "
           f"p50 {p50:.1f} ms, p95 {p95:.1f} ms; phases (s): {np.round(np.diff(phases), 1).tolist()}")
     assert errors == []

@@ -12,6 +12,10 @@ number of requests per phase:
 Latency is measured by the client (request sent to response read). Every non-2xx answer or transport error
 counts as an error. Figures for notes, not a pass/fail test; the goals are printed next to them.
 
+On the lake (a shell that sourced ``$BRECHA_HOME/lake.env``) the API reads the lake's published snapshot and is
+started on ``$BRECHA_HOME`` itself (no copy): phase 3's publish and rollback add two rows to the lake's ledger
+``ops.lake_publications`` and leave the snapshot that was published before served again.
+
 usage: python -m tools.bench_api [--lookups 2000] [--whatifs 600] [--swap-requests 1200] [--clients 8]
 """
 
@@ -106,6 +110,12 @@ def start_server(home: Path, port: int, workers: int) -> subprocess.Popen:
     raise SystemExit("brecha serve did not answer /health within 120 s")
 
 
+def served(c: httpx.Client) -> str:
+    """The snapshot the API answers from: the serving file's snapshot id, or the lake snapshot's number."""
+    health = c.get("/health").json()
+    return str(health["lake_snapshot"]) if health.get("lake_snapshot") is not None else health["snapshot"]["snapshot_id"]
+
+
 Request = Callable[[httpx.Client, random.Random], tuple[str, httpx.Response]]
 
 
@@ -173,15 +183,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=42)
     args = ap.parse_args(argv)
 
-    source = Settings.from_env(os.environ).home  # a script: an entry point of its own
+    settings = Settings.from_env(os.environ)  # a script: an entry point of its own
+    source = settings.home
     with tempfile.TemporaryDirectory(prefix="brecha-bench-api-") as tmp:
         home = Path(tmp)
-        prepare_home(source, home)
+        if settings.storage == "lake":  # the lake's published snapshot, served from the home itself
+            home = source
+        else:
+            prepare_home(source, home)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         t0 = time.perf_counter()
         server = start_server(home, port, args.workers)
-        print(f"brecha serve up on {base} in {time.perf_counter() - t0:.1f} s (warehouse from {source}); "
+        print(f"brecha serve up on {base} in {time.perf_counter() - t0:.1f} s ({settings.storage} warehouse of "
+              f"{source}); "
               f"{args.clients} concurrent clients, {args.workers} server process(es), {os.cpu_count()} CPUs")
         try:
             with httpx.Client(base_url=base) as c:
@@ -213,12 +228,12 @@ def main(argv: list[str] | None = None) -> None:
             def swap_and_wait(c: httpx.Client, args_: list[str], progress: Callable[[], int]) -> str:
                 """Run a publish or rollback; return what happened and how long until the API answered from it."""
                 at = progress()
-                old = c.get("/health").json()["snapshot"]["snapshot_id"]
+                old = served(c)
                 t = time.perf_counter()
                 run(args_, home)
                 took = time.perf_counter() - t
                 t = time.perf_counter()
-                while (now := c.get("/health").json()["snapshot"]["snapshot_id"]) == old:
+                while (now := served(c)) == old:
                     if time.perf_counter() - t > 60:
                         break
                     time.sleep(0.05)
@@ -227,14 +242,14 @@ def main(argv: list[str] | None = None) -> None:
 
             def publish_then_rollback(progress: Callable[[], int]) -> None:
                 with httpx.Client(base_url=base) as c:
-                    before = c.get("/health").json()["snapshot"]["snapshot_id"]
+                    before = served(c)
                     while progress() < args.swap_requests // 5:
                         time.sleep(0.05)
                     swap.notes.append(swap_and_wait(c, [BRECHA, "publish"], progress))
                     while progress() < args.swap_requests // 2:
                         time.sleep(0.05)
                     swap.notes.append(swap_and_wait(c, [BRECHA, "publish", "--rollback"], progress))
-                    back = c.get("/health").json()["snapshot"]["snapshot_id"]
+                    back = served(c)
                     swap.notes.append(f"after the rollback the first snapshot is served again: {back == before}")
 
             phases.append(load(base, swap, args.swap_requests, args.clients, mixed, args.seed + 2,

@@ -303,7 +303,8 @@ class LakeServed:
 
     An unpinned reader (read-only role, locked down) reads which snapshot is published (``lake_publish.published``)
     at most every ``poll`` seconds; each published snapshot gets its own pinned, locked-down reader
-    (``lake_publish.open_reader``), kept while it is the published one and closed when its last request drops it.
+    (``lake_publish.open_reader``), kept while it is the published one or the one before (so a rollback needs no new
+    reader) and closed when its last request drops it.
     """
 
     where = "the published lake snapshot"
@@ -311,6 +312,7 @@ class LakeServed:
     def __init__(self, poll: float = 1.0) -> None:
         self.poll = poll
         self._version: Version | None = None
+        self._kept: dict[int, Version] = {}  # the published snapshot's reader and the previous one's
         self._probe: duckdb.DuckDBPyConnection | None = None
         self._next_check = 0.0
         self._lock = threading.Lock()
@@ -325,6 +327,24 @@ class LakeServed:
         except duckdb.Error:
             self._probe = None  # e.g. the catalog's server restarted: a new reader next time
             raise
+
+    def _open(self, version: int, action: str) -> Version:
+        """The reader of published snapshot ``version``: the one kept from before (a rollback or ``--serve`` back to
+        the previous snapshot costs nothing), else a new one, prepared; the previous stays kept, older ones close when
+        their last request drops them."""
+        from brecha.warehouse.lake_publish import open_reader
+
+        snapshot = {"lake_snapshot": version, "action": action}
+        kept = self._kept.get(version)
+        if kept is not None:
+            kept.snapshot = snapshot
+        else:
+            kept = Version(open_reader(version), (version,), f"lake snapshot {version}", catalog=ALIAS,
+                           snapshot=snapshot)
+            kept.prepare()
+        previous = self._version
+        self._kept = {version: kept, **({previous.key[0]: previous} if previous is not None else {})}
+        return kept
 
     def current(self) -> Version:
         """The version to answer from. Between checks of the ledger this costs nothing; the request that finds
@@ -344,13 +364,7 @@ class LakeServed:
                 if pinned is None:
                     raise NotServed("lake_unpublished")
                 if v is None or v.key != (pinned[0],):
-                    from brecha.warehouse.lake_publish import open_reader
-
-                    snapshot = {"lake_snapshot": pinned[0], "action": pinned[1]}
-                    new = Version(open_reader(pinned[0]), (pinned[0],), f"lake snapshot {pinned[0]}",
-                                  catalog=ALIAS, snapshot=snapshot)
-                    new.prepare()
-                    self._version = new  # the previous snapshot's reader closes when its last request drops it
+                    self._version = self._open(*pinned)
             except (duckdb.Error, BrechaError):  # the catalog unreachable: keep answering from the snapshot in hand
                 if v is None:
                     raise NotServed("lake_unreachable") from None
