@@ -466,7 +466,9 @@ def test_new_publish_and_rollback_are_picked_up_without_restart(client: TestClie
     try:
         second = publish.publish()
         assert client.get("/health").json()["snapshot"]["snapshot_id"] == second.snapshot_id != first
-        assert client.get(f"/districts/{ubigeo}").json()["district"] == "RENAMED FOR THE TEST"
+        renamed = client.get(f"/districts/{ubigeo}")
+        assert renamed.json()["district"] == "RENAMED FOR THE TEST"
+        assert renamed.headers["X-Brecha-Snapshot"] == second.snapshot_id  # every answer names its snapshot
         rolled = publish.rollback()
         assert rolled.snapshot_id == first
         assert client.get("/health").json()["snapshot"]["snapshot_id"] == first
