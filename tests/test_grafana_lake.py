@@ -103,13 +103,28 @@ def plugin_job(home: Path, tmp: Path, phase: str, statements: list[str], queries
         init,
     ]
     assert (reader.database, reader.user) == ("brecha_lake", "brecha_reader") and "dbname=brecha_lake" in init
-    return {"file": file, "options": options, "boot": boot, "phase": phase, "statements": statements,
-            "queries": queries, "version": PLUGIN_DUCKDB, "site": str(site), "password": reader.password}
+    return {
+        "file": file,
+        "options": options,
+        "boot": boot,
+        "phase": phase,
+        "statements": statements,
+        "queries": queries,
+        "version": PLUGIN_DUCKDB,
+        "site": str(site),
+        "password": reader.password,
+    }
 
 
 def run_plugin(job: dict) -> dict:
-    done = subprocess.run([sys.executable, "-c", PLUGIN, json.dumps(job)], capture_output=True, text=True,
-                          timeout=300, cwd="/", env={k: v for k, v in os.environ.items() if not k.startswith("PG")})
+    done = subprocess.run(
+        [sys.executable, "-c", PLUGIN, json.dumps(job)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd="/",
+        env={k: v for k, v in os.environ.items() if not k.startswith("PG")},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -147,12 +162,17 @@ def test_the_lake_datasource_reads_the_published_snapshot_read_only_and_locked(
 
 
 def test_the_district_map_answers_from_the_lake_as_from_the_serving_file(
-    lake_home: Path, lake_run: dict, serving_db: Path, harness, tmp_path: Path  # noqa: F811
+    lake_home: Path,
+    lake_run: dict,
+    serving_db: Path,  # noqa: F811 - test_grafana's fixture
+    harness,  # noqa: F811 - test_grafana's fixture
+    tmp_path: Path,
 ):
     """Every expanded query of the district map (its default and one-department states) on the lake datasource gives
     the serving file's answer: the lake run and the session run build equal marts (tests/test_lake.py)."""
     results = [
-        q for q in run_all(serving_db, harness)
+        q
+        for q in run_all(serving_db, harness)
         if q["dashboard"] == "district_map.json" and q["behaviour"] == "v043" and q["error"] is None
     ]
     queries = sorted({q["sql"] for q in results})
@@ -160,8 +180,11 @@ def test_the_district_map_answers_from_the_lake_as_from_the_serving_file(
     assert "error" not in out, out.get("error")
     expected = {q["sql"]: json.loads(json.dumps([list(r) for r in q["rows"]], default=str)) for q in results}
     # the same rows; rows the query's ORDER BY ties may come in another order from the lake's Parquet files
-    differ = [(q, first_difference(in_order(expected[q]), in_order(got)))
-              for q, got in zip(queries, out["answers"], strict=True) if not same(in_order(expected[q]), in_order(got))]
+    differ = [
+        (q, first_difference(in_order(expected[q]), in_order(got)))
+        for q, got in zip(queries, out["answers"], strict=True)
+        if not same(in_order(expected[q]), in_order(got))
+    ]
     print(f"district map on the lake: {len(queries)} queries, {len(differ)} answers differ from the serving file")
     assert len(queries) > 10 and differ == [], differ[:2]
 
@@ -169,8 +192,11 @@ def test_the_district_map_answers_from_the_lake_as_from_the_serving_file(
 def same(a: object, b: object) -> bool:
     """Equal answers, floats to 1e-9 (sums and averages may add up in another order on the lake)."""
     if isinstance(a, float) or isinstance(b, float):
-        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=1e-9,
-                                                                                             abs_tol=1e-9)
+        return (
+            isinstance(a, (int, float))
+            and isinstance(b, (int, float))
+            and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+        )
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     return a == b

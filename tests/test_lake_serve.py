@@ -96,11 +96,18 @@ def test_the_api_answers_from_the_published_lake_snapshot_under_load_through_a_b
                         continue
                     body = r.json()
                     if kind == "whatif":
-                        answers.append((kind, int(r.headers[SNAPSHOT_HEADER]), body["district"],
-                                        body["baseline"]["predicted_internet_pct"]))
+                        answers.append(
+                            (
+                                kind,
+                                int(r.headers[SNAPSHOT_HEADER]),
+                                body["district"],
+                                body["baseline"]["predicted_internet_pct"],
+                            )
+                        )
                     elif kind == "lookup":
-                        answers.append((kind, int(r.headers[SNAPSHOT_HEADER]), body["district"],
-                                        body["predicted_internet_pct"]))
+                        answers.append(
+                            (kind, int(r.headers[SNAPSHOT_HEADER]), body["district"], body["predicted_internet_pct"])
+                        )
                 except Exception as err:  # noqa: BLE001 - every failure is a finding
                     errors.append(repr(err))
                 stop.wait(PAUSE)
@@ -160,13 +167,19 @@ def test_the_api_answers_from_the_published_lake_snapshot_under_load_through_a_b
                 "WHERE ubigeo = ?",
                 [name, predicted, low, high, ubigeo],
             )
-            published = {v for (v,) in writer.execute(
-                "SELECT snapshot_version FROM ops.lake_publications WHERE action = 'publish'").fetchall()}
+            published = {
+                v
+                for (v,) in writer.execute(
+                    "SELECT snapshot_version FROM ops.lake_publications WHERE action = 'publish'"
+                ).fetchall()
+            }
 
     p50, p95 = np.percentile(np.array(latencies) * 1000, [50, 95])
-    print(f"lake API under load: {len(latencies)} requests from 3 clients (pausing {PAUSE * 1000:.0f} ms) ({len(answers)} checked) and "
-          f"{len(plain)} plain reads through a build, a publish and a rollback: {len(errors)} errors; "
-          f"p50 {p50:.1f} ms, p95 {p95:.1f} ms; phases (s): {np.round(np.diff(phases), 1).tolist()}")
+    print(
+        f"lake API under load: {len(latencies)} requests from 3 clients (pausing {PAUSE * 1000:.0f} ms) ({len(answers)} checked) and "
+        f"{len(plain)} plain reads through a build, a publish and a rollback: {len(errors)} errors; "
+        f"p50 {p50:.1f} ms, p95 {p95:.1f} ms; phases (s): {np.round(np.diff(phases), 1).tolist()}"
+    )
     assert errors == []
     assert second not in (start, back) and second in published and back in published
     # every answer from a published snapshot, its content that snapshot's: the change only in the one published
