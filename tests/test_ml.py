@@ -194,6 +194,8 @@ def test_known_districts_are_predicted_by_the_model_that_never_saw_their_departm
         stored.loc[test, "predicted_internet_pct"], from_model_scale(refit.predict(X[test])), atol=1e-9
     )
     assert stored.loc[test, "is_out_of_fold"].all()
+    # the served intervals' Mondrian cells: level bins within equal-frequency bands of poverty (eighth round)
+    assert regressor.intervals.band_edges is not None and len(regressor.intervals.band_edges) == 7
     final = predict_frame(result.run_id, X)
     assert list(final.columns) == ["predicted_internet_pct", "lower_90", "upper_90"]
     assert final.index.equals(X.index) and (final["lower_90"] <= final["upper_90"]).all()
