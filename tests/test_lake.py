@@ -276,3 +276,76 @@ def test_publish_list_and_serve_on_the_lake(lake_home: Path, lake_run: dict):
         assert published_snapshot() == before
     with pytest.raises(BrechaError, match="never published"):
         steps.serve_snapshot(settings, "0")
+
+
+LAKE_HOLDER = """
+import os, time
+from brecha.core.runlock import hold
+from brecha.core.settings import Settings, using
+with using(Settings.from_env(os.environ)), hold("brecha run --input /mnt/team/extracts"):
+    print("HELD", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_writers_take_turns_through_the_catalogs_advisory_lock_and_a_killed_holder_frees_the_lake(lake_home: Path):
+    """The run lock on the lake is an advisory lock in the catalog database (no file: the writers may be on other
+    machines): a second writer waits Settings.lock_wait, then stops naming the holder; one that waits longer gets the
+    lake as soon as the holder's session ends, here by kill -9. A DAG run's claim lives in the catalog too."""
+    from brecha.core import runlock
+    from brecha.orchestrate import steps
+
+    settings = lake_settings(lake_home)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LAKE_HOLDER],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **settings.env(), "BRECHA_HOME": tempfile.mkdtemp(prefix="brecha-other-machine-")},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "HELD"
+        started = time.monotonic()
+        with pytest.raises(runlock.RunLocked) as err, using(settings.replace(lock_wait=1.0)), runlock.hold():
+            pass
+        waited = time.monotonic() - started
+        message = str(err.value)
+        assert f"pid {holder.pid} on {os.uname().nodename}" in message, message
+        assert "command: brecha run --input /mnt/team/extracts" in message and "waited 1 s" in message
+        assert "BRECHA_LOCK_WAIT" in message and lake.Catalog.parse(settings.lake).password not in message
+        assert 1.0 <= waited < 10
+
+        # a writer that waits longer proceeds once the holder is killed (PostgreSQL ends its session, and the lock)
+        got: list[float] = []
+
+        def waiting_writer() -> None:
+            with using(settings.replace(lock_wait=60.0)), runlock.hold("the second writer"):
+                got.append(time.monotonic())
+
+        second = threading.Thread(target=waiting_writer)
+        second.start()
+        time.sleep(1.0)
+        assert not got, "the second writer got the lake while the first held it"
+        killed = time.monotonic()
+        holder.kill()
+        holder.wait(timeout=30)
+        second.join(timeout=60)
+        assert got, "the second writer never got the lake after the holder was killed"
+        print(f"lake run lock: a writer stopped after waiting {waited:.1f} s; another got the lake "
+              f"{got[0] - killed:.2f} s after the holder was killed")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+
+    # an Airflow DAG run's claim: held in the catalog, so it keeps out writers on every machine until released
+    owner = "airflow:brecha_pipeline/manual__lake"
+    steps.claim(settings.replace(run_owner=owner))
+    try:
+        with pytest.raises(runlock.RunLocked, match=f"pipeline run is in progress: {owner}"), using(settings), \
+                runlock.hold():
+            pass
+        with using(settings.replace(run_owner=owner)), runlock.hold("a task of the DAG run"):
+            pass
+    finally:
+        assert steps.release(settings.replace(run_owner=owner))
+    with using(settings), runlock.hold("free again"):
+        pass
