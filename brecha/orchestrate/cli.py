@@ -344,15 +344,20 @@ def runs(limit: int) -> None:
         click.echo(list_runs(limit))
 
 
-@cli.command(context_settings={"ignore_unknown_options": True})
+# Every option but --help goes to the duckdb command as it is: the DuckDB CLI's options are single-dash words
+# (-noheader, -csv, -header), which click would otherwise read as clusters of short options (-n -o -h ...: `-h`, the
+# group's help, took `-noheader`)
+@cli.command(context_settings={"ignore_unknown_options": True, "help_option_names": ["--help"]})
 @click.argument("duckdb_args", nargs=-1, type=click.UNPROCESSED)
 def sql(duckdb_args: tuple[str, ...]) -> None:
     """A read-only SQL prompt (the DuckDB CLI) on the serving copy $BRECHA_HOME/serving/brecha.duckdb.
 
-    Without arguments, an interactive prompt (`.tables`, `.quit`); SQL piped on stdin runs and exits. Further
-    arguments go to the `duckdb` command, e.g. `brecha sql -c "select count(*) from marts.dim_districts"` or
-    `brecha sql -csv -c "..."`. The file is opened read-only: it never blocks the pipeline or a publish. On the lake
-    (BRECHA_LAKE set), the published lake snapshot, attached read-only and locked down the same way.
+    Without arguments, an interactive prompt (`.tables`, `.quit`); SQL piped on stdin runs and exits. Every other
+    argument but --help goes to the `duckdb` command as given, e.g. `brecha sql -c "select count(*) from
+    marts.dim_districts"`, `brecha sql -csv -noheader -c "..."` or `brecha sql -help` (the DuckDB CLI's own options;
+    `brecha sql -- ARGS` passes ARGS after `--` too). The file is opened read-only: it never blocks the pipeline or a
+    publish. On the lake (BRECHA_LAKE set), the published lake snapshot, attached read-only and locked down the same
+    way.
     """
     import os
 
