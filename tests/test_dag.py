@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -216,3 +217,55 @@ def test_bad_extract_stops_at_the_landed_gate_then_the_default_runs_green(synthe
     assert sensors and unreported == [], unreported
     assert (home / "serving" / "brecha.duckdb").is_file()
     assert not (home / ".run.claim").exists()
+
+
+# the steps a lake DAG test does not run (marked successful): everything but the prediction marts' dbt group, its gate
+# record and the claim on the lake and its release (the lake run of the session built what they need)
+LAKE_SKIPPED = (
+    r"extract|ingest|validate_landed|dbt_core(\..*)?|dbt_core_passed|validate_marts|train|clusters|dbt_clusters(\..*)?"
+    r"|publish|atlas"
+)
+
+
+def test_the_dag_on_the_lake_builds_and_records_into_the_lake(lake_home: Path, lake_run: dict) -> None:
+    """With the lake's settings (a shell that sourced lake.env), the DAG's Cosmos groups take the profile's `lake`
+    target, with the attach string in a DBT_ENV_SECRET_ variable (as `brecha build`), and its Python tasks write the
+    lake: its claim is in the catalog, the prediction marts' group rebuilds them in the lake, its gate is recorded
+    there, and no embedded file appears. The rest of the DAG is marked successful (the session's lake run did it)."""
+    from lake_fixtures import lake_settings
+
+    from brecha.core import lake
+
+    settings = lake_settings(lake_home)
+    env = {**os.environ, **airflow_env(settings)}
+    prepare(env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(DAGS_DIR / "run_dag_test.py"),
+            json.dumps({"input_dir": "", "_mark_success": LAKE_SKIPPED}),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=DAG_TEST_TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run = _tagged("BRECHA_DAG_TEST", proc.stdout)
+    print(f"dag.test() of the prediction marts' group on the lake: {run['seconds']:.0f} s")
+    assert run["dag_run_state"] == "success", run["tasks"]
+    ran = {t for t in run["tasks"] if not re.fullmatch(LAKE_SKIPPED, t)}
+    assert {"claim", "dbt_predictions.dbt_producer_watcher", "dbt_predictions_passed", "release"} <= ran
+    assert all(run["tasks"][t] == "success" for t in ran), run["tasks"]
+    # every dbt group's producer: the lake target, the attach string as a secret variable (dbt scrubs it from logs)
+    assert run["dbt_producers"] and all(p["target"] == "lake" for p in run["dbt_producers"].values())
+    assert all("DBT_ENV_SECRET_BRECHA_LAKE_ATTACH" in p["env"] for p in run["dbt_producers"].values())
+    assert not any("BRECHA_LAKE" == k for p in run["dbt_producers"].values() for k in p["env"])
+    # written into the lake: new snapshots past the lake run's publish, the gate recorded by this DAG run
+    warehouse = run["warehouse"]
+    assert warehouse["snapshot"] > lake_run["publish"].snapshot_version
+    assert "mart_district_priorities" in warehouse["marts"] and not warehouse["embedded_file"]
+    assert warehouse["gates"][-1][:3] == ["dbt_predictions", True, "every dbt task of the Airflow task group succeeded"]
+    password = lake.Catalog.parse(settings.lake).password
+    dbt_log = (lake_home / "dbt_logs" / "dbt.log").read_text(errors="replace")
+    assert password not in dbt_log and password not in proc.stdout + proc.stderr

@@ -330,8 +330,10 @@ def test_writers_take_turns_through_the_catalogs_advisory_lock_and_a_killed_hold
         holder.wait(timeout=30)
         second.join(timeout=60)
         assert got, "the second writer never got the lake after the holder was killed"
-        print(f"lake run lock: a writer stopped after waiting {waited:.1f} s; another got the lake "
-              f"{got[0] - killed:.2f} s after the holder was killed")
+        print(
+            f"lake run lock: a writer stopped after waiting {waited:.1f} s; another got the lake "
+            f"{got[0] - killed:.2f} s after the holder was killed"
+        )
     finally:
         if holder.poll() is None:
             holder.kill()
@@ -340,8 +342,11 @@ def test_writers_take_turns_through_the_catalogs_advisory_lock_and_a_killed_hold
     owner = "airflow:brecha_pipeline/manual__lake"
     steps.claim(settings.replace(run_owner=owner))
     try:
-        with pytest.raises(runlock.RunLocked, match=f"pipeline run is in progress: {owner}"), using(settings), \
-                runlock.hold():
+        with (
+            pytest.raises(runlock.RunLocked, match=f"pipeline run is in progress: {owner}"),
+            using(settings),
+            runlock.hold(),
+        ):
             pass
         with using(settings.replace(run_owner=owner)), runlock.hold("a task of the DAG run"):
             pass

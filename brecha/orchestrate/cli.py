@@ -182,6 +182,21 @@ def publish(rollback: bool, list_: bool, snapshot_id: str | None) -> None:
         click.echo(str(steps.rollback(settings) if rollback else steps.publish(settings)))
 
 
+@cli.command("migrate-to-lake")
+@click.option("--from", "source", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The embedded warehouse file to move [default: $BRECHA_HOME/brecha.duckdb].")
+def migrate_to_lake(source: Path | None) -> None:
+    """Move the embedded warehouse into the (empty) lake of BRECHA_LAKE, with the history of raw.*, ml.* and ops.*.
+
+    Copies raw.*, ml.* and ops.* (every batch, model run and ledger row), rebuilds the marts with dbt, runs both
+    gates, checks every mart equal to the embedded file's, then publishes a lake snapshot. The embedded file is only
+    read. Run it in the embedded warehouse's home after `make lake-up` and `. $BRECHA_HOME/lake.env`.
+    """
+    from brecha.orchestrate.migrate import migrate_to_lake as _migrate
+
+    click.echo(str(_migrate(_settings(), source)))
+
+
 def _years(text: str) -> list[int]:
     """'2019-2024' or '2019,2021,2023'."""
     years: list[int] = []
