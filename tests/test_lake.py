@@ -354,3 +354,33 @@ def test_writers_take_turns_through_the_catalogs_advisory_lock_and_a_killed_hold
         assert steps.release(settings.replace(run_owner=owner))
     with using(settings), runlock.hold("free again"):
         pass
+
+
+def test_publish_compacts_the_lake_and_every_published_snapshot_still_reads(lake_home: Path, lake_run: dict):
+    """A publish expires every snapshot that is neither published nor the latest and deletes the files only those
+    held; a rollback (or --serve) to any published snapshot still reads all its marts, with the counts published."""
+    from brecha.orchestrate import steps
+    from brecha.warehouse.lake_publish import LEDGER, open_published
+
+    settings = lake_settings(lake_home)
+    first = lake_run["publish"]
+    with using(settings), connect() as con:
+        con.execute("CREATE TABLE marts.scratch AS SELECT range AS i FROM range(10)")  # a few snapshots to expire
+        con.execute("INSERT INTO marts.scratch VALUES (10)")
+        con.execute("DROP TABLE marts.scratch")
+    result = steps.publish(settings)
+    compaction = result.compaction
+    print(f"lake compaction: {compaction}")
+    assert compaction.expired >= 3 and compaction.snapshots_after < compaction.snapshots_before
+    with using(settings), connect() as con:
+        published = {r[0] for r in con.execute(f"SELECT snapshot_version FROM {LEDGER}").fetchall()}
+        left = [r[0] for r in con.execute("SELECT snapshot_id FROM ducklake_snapshots('lake') ORDER BY 1").fetchall()]
+    assert published <= set(left) and len(left) <= len(published) + 1  # the published ones and the latest alone
+    assert steps.serve_snapshot(settings, str(first.snapshot_version)).snapshot_version == first.snapshot_version
+    with using(settings):
+        reader, pinned = open_published()
+        with reader:
+            assert pinned == first.snapshot_version
+            for table, rows in first.row_counts.items():
+                assert reader.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == rows, table
+    steps.serve_snapshot(settings, str(result.snapshot_version))  # back to the latest, for what follows
