@@ -353,6 +353,17 @@ def test_writers_take_turns_through_the_catalogs_advisory_lock_and_a_killed_hold
             pass
     finally:
         assert steps.release(settings.replace(run_owner=owner))
+    # a run whose lock session ends (a server restart, a dropped connection) stops at its next step
+    import psycopg
+
+    with using(settings), runlock.hold("a run that loses its lock"):
+        with psycopg.connect(settings.lake, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE "
+                "'brecha: run lock%%a run that loses its lock'"
+            )
+        with pytest.raises(runlock.RunLocked, match="lost the lake's run lock"), runlock.hold("its next step"):
+            pass
     with using(settings), runlock.hold("free again"):
         pass
 

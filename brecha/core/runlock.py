@@ -120,6 +120,8 @@ def hold(command: str | None = None, owner: str | None = None) -> Iterator[Path]
     held: dict[object, int] = getattr(_local, "held", None) or {}
     _local.held = held
     if held.get(key):
+        if settings.storage == "lake":
+            _still_held(settings)
         held[key] += 1
         try:
             yield home
@@ -242,6 +244,24 @@ def lake_holder(conn: Any) -> dict[str, Any] | None:
         if lease is not None:
             return {**lease[0], "session": backend}
     return {"pid": "?", "host": client or "?", "started_at": since, "command": app, "session": backend}
+
+
+def _still_held(settings: Settings) -> None:
+    """Each step of a run checks that the session holding the lake's lock is still there (a server restart or a
+    dropped connection ends it, and the lock with it): if not, the run stops rather than write unguarded."""
+    import psycopg
+
+    from brecha.core.lake import redact
+
+    conn = getattr(_local, "lake", None)
+    try:
+        if conn is not None and conn.execute("SELECT pg_backend_pid()").fetchone():
+            return
+    except psycopg.Error:
+        pass
+    raise RunLocked(f"this run lost the lake's run lock ({redact(settings.lake or '')}: its session in the catalog "
+                    "database ended, e.g. the server restarted or the network dropped it), so another writer may "
+                    "have the lake now: the run stops here. Start it again")
 
 
 def _lake_claim(conn: Any) -> dict[str, Any] | None:

@@ -6,8 +6,9 @@ The pipeline steps (``extract``, ``ingest``, ``rebuild-raw``, ``build``, ``valid
 list (``brecha.orchestrate.plan.PIPELINE``, through ``brecha.orchestrate.pipeline.run_all``). Every command builds its
 ``Settings`` here, once, from the environment and its options (``_settings``), and passes them on. The other
 commands run no step: ``serve`` (the HTTP API) and ``sql`` (a DuckDB prompt) read the serving copy, ``runs`` and
-``publish --list`` list what was recorded, ``docs`` generates the dbt docs site and ``airflow`` starts a local
-Airflow whose DAG runs the steps. ``seeds`` (a measurement, not a pipeline step: the DAG does not run it) repeats
+``publish --list`` list what was recorded, ``docs`` generates the dbt docs site, ``airflow`` starts a local
+Airflow whose DAG runs the steps, and ``migrate-to-lake`` moves an embedded warehouse into the lake
+(``brecha.orchestrate.migrate``). ``seeds`` (a measurement, not a pipeline step: the DAG does not run it) repeats
 the training's spatial CV for several seeds through ``brecha.orchestrate.steps.seeds``.
 """
 
