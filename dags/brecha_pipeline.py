@@ -1,6 +1,11 @@
 """The brecha pipeline as one Airflow DAG: the steps of ``brecha.orchestrate.plan.PIPELINE`` in their order (the list
 `brecha run` follows), each dbt step a Cosmos task group, between the setup ``claim`` and the teardown ``release`` of
-the home (brecha/core/runlock.py).
+the home (brecha/core/runlock.py; on the lake, of the lake: a row in its catalog database, seen from every machine).
+
+With the lake's settings (BRECHA_LAKE, BRECHA_LAKE_DATA in the environment of every Airflow process, as a shell that
+sourced lake.env hands them on) the whole DAG runs on the lake: the dbt groups take the profile's ``lake`` target, the
+attach string in a ``DBT_ENV_SECRET_`` variable (``brecha.warehouse.dbt.dbt_env``), and every Python task's steps
+write the lake.
 
 Every other task calls ``brecha.orchestrate.plan.run`` for its step, as `brecha run` does. After a dbt group that
 stands for a gate (``brecha.warehouse.gates``), a ``<gate>_passed`` task records it for the batch: it runs only when
