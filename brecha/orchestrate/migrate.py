@@ -42,6 +42,7 @@ class MigrationResult:
     marts_equal: int = 0
     marts: int = 0
     snapshot_version: int | None = None
+    compaction: object | None = None  # brecha.warehouse.lake_publish.Compaction, after the publish
     seconds: dict[str, float] = field(default_factory=dict)
 
     def __str__(self) -> str:
@@ -49,7 +50,8 @@ class MigrationResult:
         return (f"migrated {self.source} to the lake: {self.tables} tables, {self.rows:,} rows copied (raw, ml, ops: "
                 f"{self.batches} landing batches, {self.model_runs} model runs, {self.ledger_rows:,} ledger rows), "
                 f"every model rebuilt and both gates passed, {self.marts_equal} of {self.marts} marts equal to the "
-                f"embedded file's; published as lake snapshot {self.snapshot_version} ({times})")
+                f"embedded file's; published as lake snapshot {self.snapshot_version} ({times})"
+                + (f"; {self.compaction}" if self.compaction else ""))
 
 
 def _tables(con, catalog: str, schemas: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -155,7 +157,8 @@ def migrate_to_lake(settings: Settings, source: Path | None = None) -> Migration
         if problems or not result.marts:
             raise BrechaError(f"the lake's marts are not the embedded file's ({result.marts_equal} of {result.marts} "
                               "equal), so the lake was not published: " + "; ".join(problems[:5]))
-        result.snapshot_version = steps.publish(settings).snapshot_version
+        published = steps.publish(settings)
+        result.snapshot_version, result.compaction = published.snapshot_version, published.compaction
         lap("publish")
     result.seconds = seconds
     return result
