@@ -4,6 +4,7 @@ installed here (not root on a machine without it, or no apt-get)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -260,21 +261,39 @@ def test_brecha_sql_on_the_lake_reads_the_published_snapshot_read_only(lake_home
     assert not list(Path(tempfile.gettempdir()).glob("brecha-sql-*"))  # the init script (a password) is gone
 
 
-def test_publish_list_and_serve_on_the_lake(lake_home: Path, lake_run: dict):
+def test_publish_list_and_serve_on_the_lake_and_publish_compacts_it(lake_home: Path, lake_run: dict):
+    """`--list` and `--serve` on the lake; and a publish compacts it: every snapshot that is neither published nor
+    the latest is expired and the files only those held are deleted, while every published snapshot still reads all
+    its marts with the counts published."""
     from brecha.orchestrate import steps
-    from brecha.warehouse.lake_publish import listing, published_snapshot
+    from brecha.warehouse.lake_publish import LEDGER, listing, open_published, published_snapshot
 
     settings = lake_settings(lake_home)
     with using(settings):
         before = published_snapshot()
-    other = steps.publish(settings).snapshot_version  # a second published snapshot, now the one readers see
+    with using(settings), connect() as con:
+        con.execute("CREATE TABLE marts.scratch AS SELECT range AS i FROM range(10)")  # snapshots no one publishes
+        con.execute("INSERT INTO marts.scratch VALUES (10)")
+        con.execute("DROP TABLE marts.scratch")
+    result = steps.publish(settings)  # a second published snapshot, now the one readers see
+    other, compaction = result.snapshot_version, result.compaction
+    print(f"lake publish: {compaction}")
+    assert compaction.expired >= 3 and compaction.snapshots_after < compaction.snapshots_before
+    with using(settings), connect() as con:
+        ledger = {r[0]: r[1] for r in con.execute(f"SELECT snapshot_version, row_counts FROM {LEDGER}").fetchall()}
+        left = [r[0] for r in con.execute("SELECT snapshot_id FROM ducklake_snapshots('lake') ORDER BY 1").fetchall()]
+    assert set(ledger) <= set(left) and len(left) <= len(ledger) + 1  # the published ones and the latest alone
     with using(settings):
         rows = [line.split() for line in listing().splitlines()[1:-1]]
     versions = {int(r[-6]) for r in rows}
     assert {before, other} <= versions and [int(r[1]) for r in rows if r[0] == "*"] == [other]
     assert steps.serve_snapshot(settings, str(before)).snapshot_version == before
     with using(settings):
-        assert published_snapshot() == before
+        reader, pinned = open_published()
+        with reader:
+            assert pinned == before
+            for table, count in json.loads(ledger[before]).items():
+                assert reader.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == count, table
     with pytest.raises(BrechaError, match="never published"):
         steps.serve_snapshot(settings, "0")
 
@@ -366,36 +385,6 @@ def test_writers_take_turns_through_the_catalogs_advisory_lock_and_a_killed_hold
             pass
     with using(settings), runlock.hold("free again"):
         pass
-
-
-def test_publish_compacts_the_lake_and_every_published_snapshot_still_reads(lake_home: Path, lake_run: dict):
-    """A publish expires every snapshot that is neither published nor the latest and deletes the files only those
-    held; a rollback (or --serve) to any published snapshot still reads all its marts, with the counts published."""
-    from brecha.orchestrate import steps
-    from brecha.warehouse.lake_publish import LEDGER, open_published
-
-    settings = lake_settings(lake_home)
-    first = lake_run["publish"]
-    with using(settings), connect() as con:
-        con.execute("CREATE TABLE marts.scratch AS SELECT range AS i FROM range(10)")  # a few snapshots to expire
-        con.execute("INSERT INTO marts.scratch VALUES (10)")
-        con.execute("DROP TABLE marts.scratch")
-    result = steps.publish(settings)
-    compaction = result.compaction
-    print(f"lake compaction: {compaction}")
-    assert compaction.expired >= 3 and compaction.snapshots_after < compaction.snapshots_before
-    with using(settings), connect() as con:
-        published = {r[0] for r in con.execute(f"SELECT snapshot_version FROM {LEDGER}").fetchall()}
-        left = [r[0] for r in con.execute("SELECT snapshot_id FROM ducklake_snapshots('lake') ORDER BY 1").fetchall()]
-    assert published <= set(left) and len(left) <= len(published) + 1  # the published ones and the latest alone
-    assert steps.serve_snapshot(settings, str(first.snapshot_version)).snapshot_version == first.snapshot_version
-    with using(settings):
-        reader, pinned = open_published()
-        with reader:
-            assert pinned == first.snapshot_version
-            for table, rows in first.row_counts.items():
-                assert reader.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == rows, table
-    steps.serve_snapshot(settings, str(result.snapshot_version))  # back to the latest, for what follows
 
 
 def test_migrate_to_lake_carries_the_history_and_builds_the_embedded_marts(lake_home: Path, pipeline_run, tmp_path):

@@ -83,7 +83,8 @@ def copy_history(settings: Settings, source: Path) -> MigrationResult:
             if table_exists(con, "raw", "_batches", ALIAS) and _count(con, ALIAS, "raw", "_batches"):
                 raise BrechaError(f"the lake {redact(settings.lake or '')} already holds a warehouse "
                                   f"({_count(con, ALIAS, 'raw', '_batches')} landing batches): migrate into an empty "
-                                  "lake (a new catalog database and data path)")
+                                  "lake (a new catalog database and data path). A migration that stopped after its "
+                                  "copy is finished by hand: `brecha build`, `brecha validate`, `brecha publish`")
             wanted = _tables(con, SOURCE, COPIED_SCHEMAS)
             if ("raw", "_batches") not in wanted or not _count(con, SOURCE, "raw", "_batches"):
                 raise BrechaError(f"{source} holds no landed batch (raw._batches): nothing to migrate")
