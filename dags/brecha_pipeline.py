@@ -42,7 +42,12 @@ project_config = ProjectConfig(
     dbt_project_path=DBT_PROJECT_DIR,
     manifest_path=MANIFEST,
     install_dbt_deps=False,  # the project has no packages
-    env_vars=dbt_env(settings=SETTINGS),  # BRECHA_HOME, DBT_TARGET_PATH, ... (the CLI's dbt runs with the same)
+    # BRECHA_HOME, ... as the CLI's dbt runs with, but a dbt target folder of the DAG's own, and no partial parsing:
+    # Cosmos runs dbt in a temporary copy of the project, and dbt's partial parse file keeps the project's folder of the
+    # run that wrote it (a seed is loaded from there: "No files found" once that copy is gone). So the DAG's runs
+    # neither read one nor leave one where `brecha build` would read it.
+    env_vars={**dbt_env(settings=SETTINGS), "DBT_TARGET_PATH": str(SETTINGS.paths.airflow / "dbt_target")},
+    partial_parse=False,
 )
 profile_config = ProfileConfig(profile_name="brecha", target_name="lake" if SETTINGS.storage == "lake" else "local",
                                profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml")
