@@ -86,6 +86,10 @@ def plugin_job(home: Path, tmp: Path, phase: str, statements: list[str], queries
     passfile.write_text(f"{reader.host}:{reader.port}:{reader.database}:{reader.user}:{reader.password}\n")
     passfile.chmod(0o600)  # libpq ignores a password file others may read
     site = plugin_duckdb_site()
+    assert (site / "extensions" / ".installed").is_file(), (
+        f"{site}/extensions is missing: `make plugin-duckdb` (run by `make test`) installs the lake's extensions for "
+        "the plugin's DuckDB there"
+    )
     env = {"BRECHA_LAKE_HOST": reader.host, "BRECHA_LAKE_PORT": str(reader.port)}
     local = (settings.lake_data.rstrip("/") + "/", str(site / "extensions"), str(passfile))
     ds = lake_datasource()["jsonData"]
