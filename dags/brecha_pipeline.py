@@ -1,6 +1,11 @@
 """The brecha pipeline as one Airflow DAG: the steps of ``brecha.orchestrate.plan.PIPELINE`` in their order (the list
 `brecha run` follows), each dbt step a Cosmos task group, between the setup ``claim`` and the teardown ``release`` of
-the home (brecha/core/runlock.py).
+the home (brecha/core/runlock.py; on the lake, of the lake: a row in its catalog database, seen from every machine).
+
+With the lake's settings (BRECHA_LAKE, BRECHA_LAKE_DATA in the environment of every Airflow process, as a shell that
+sourced lake.env hands them on) the whole DAG runs on the lake: the dbt groups take the profile's ``lake`` target, the
+attach string in a ``DBT_ENV_SECRET_`` variable (``brecha.warehouse.dbt.dbt_env``), and every Python task's steps
+write the lake.
 
 Every other task calls ``brecha.orchestrate.plan.run`` for its step, as `brecha run` does. After a dbt group that
 stands for a gate (``brecha.warehouse.gates``), a ``<gate>_passed`` task records it for the batch: it runs only when
@@ -37,7 +42,12 @@ project_config = ProjectConfig(
     dbt_project_path=DBT_PROJECT_DIR,
     manifest_path=MANIFEST,
     install_dbt_deps=False,  # the project has no packages
-    env_vars=dbt_env(settings=SETTINGS),  # BRECHA_HOME, DBT_TARGET_PATH, ... (the CLI's dbt runs with the same)
+    # BRECHA_HOME, ... as the CLI's dbt runs with, but a dbt target folder of the DAG's own, and no partial parsing:
+    # Cosmos runs dbt in a temporary copy of the project, and dbt's partial parse file keeps the project's folder of the
+    # run that wrote it (a seed is loaded from there: "No files found" once that copy is gone). So the DAG's runs
+    # neither read one nor leave one where `brecha build` would read it.
+    env_vars={**dbt_env(settings=SETTINGS), "DBT_TARGET_PATH": str(SETTINGS.paths.airflow / "dbt_target")},
+    partial_parse=False,
 )
 profile_config = ProfileConfig(profile_name="brecha", target_name="lake" if SETTINGS.storage == "lake" else "local",
                                profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml")

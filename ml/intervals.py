@@ -1,4 +1,4 @@
-"""90 % prediction intervals calibrated by predicted level: Mondrian conformal regression with crepes.
+"""90 % prediction intervals calibrated by poverty band and predicted level: Mondrian conformal regression with crepes.
 
 Conformity scores are out-of-fold residuals on the model's sqrt scale, from the spatial cross-validation (fold
 models that never saw the district's department), **one side at a time**: how far targets lay above their
@@ -9,6 +9,13 @@ within bins of the *predicted* level (equal-frequency bins of the out-of-fold pr
 ``crepes.ConformalRegressor`` with Mondrian categories (``bins=``) and ``crepes.extras.binning`` for the
 bin edges. One pooled quantile (the previous MAPIE CV+ intervals) over-covers near-zero districts and
 under-covers the 5-15 % ones; a quantile per predicted level gives each level its own width.
+
+Mondrian cells (eighth round, ml/README.md): up to ``LEVEL_BINS`` level bins **within each of up to six
+equal-frequency bands of the district's poverty** (``POVERTY_BANDS``, ``band_labels``). The model's errors depend on
+where a district lies in poverty more than on its region: the least poor districts outside Lima (Ica, Madre de Dios,
+Tumbes, Arequipa's and Tacna's towns) are where the model extrapolates from Lima's rich districts and misses by most.
+Bands of a covariate known for every district use no department's residuals, so a withheld department gets the
+same kind of interval. (Runs trained before used costa/sierra/selva regions as the cells: ``region_of``, still read.)
 
 * ``MondrianIntervals.full``: calibrated on every out-of-fold residual; used around the final model's
   predictions (districts without a census share, what-if rows: ``brecha_ml.predict.predict_frame``).
@@ -47,8 +54,12 @@ def region_of(departments) -> np.ndarray:
     return out
 
 
+BAND_FEATURE = "poverty_pct"  # the covariate whose equal-frequency bands are the outer Mondrian cells
+POVERTY_BANDS = 6  # bands of BAND_FEATURE (fewer when there are fewer than MIN_PER_BIN rows per band)
+
 LEVEL_BINS = 5  # equal-frequency bins of the predicted level (sqrt scale), each with its own conformal quantile
-# fewer calibration residuals per bin than this: use fewer bins (a region's cells stay large enough: with 80, the
+# fewer calibration residuals per bin than this: use fewer bins (a band's cells stay large enough: ~310 residuals per
+# poverty band on the real files get 3 level bins; in the earlier regional cells, with 80, the
 # selva's ~200-280 residuals get 2-3 level bins, costa and sierra 5). Chosen among interval variants by a nested
 # criterion (leave-one-fold-out calibration inside each outer training fold, real files): the fewest departments
 # below 85 % coverage at no more width; 40 gave 4.2 such departments per inner split, 80 gave 3.8 (ml/README.md)
@@ -81,10 +92,23 @@ def assign_bins(values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     return np.asarray(binning(np.asarray(values, float), bins=np.asarray(thresholds, float), epsilon=0))
 
 
+def band_labels(values, edges: np.ndarray) -> np.ndarray:
+    """The band label ("b0", "b1", ...) of each value for the band ``edges`` (``level_thresholds``); "" where the value
+    is null (such a row gets an interval calibrated by predicted level only)."""
+    values = np.asarray(pd.to_numeric(pd.Series(np.asarray(values, dtype=object)), errors="coerce"), float)
+    out = np.full(len(values), "", dtype=object)
+    known = np.isfinite(values)
+    if known.any():
+        out[known] = [f"b{int(b)}" for b in assign_bins(values[known], edges)]
+    return out
+
+
 @dataclass
 class Calibrator:
     """Mondrian conformal regressors, one per side: bin thresholds on the model scale and two fitted crepes objects.
-    With ``region_thresholds`` the Mondrian cells are level bins within each region (``region_of``).
+    With ``region_thresholds`` the Mondrian cells are level bins within each cell label (``regions``: a poverty band,
+    ``band_labels``; a region, ``region_of``, in runs trained before the eighth round; the name is kept so saved
+    calibrators load).
 
     Each side is its own split-conformal problem at level 1 − (1 − confidence) / 2: ``conformal`` is fitted on
     how far each target lay *above* its prediction (max(y − ŷ, 0)), ``lower`` on how far *below* (max(ŷ − y, 0)),
@@ -154,48 +178,70 @@ class Calibrator:
 
 @dataclass
 class MondrianIntervals:
-    """``full`` and ``folds`` use level bins within regions when fitted with ``regions``; ``full_level`` (level
-    bins only, every out-of-fold residual) serves rows whose department, hence region, is not given."""
+    """``full`` and ``folds`` use level bins within cells when fitted with cell labels: poverty bands (``band_edges``
+    set; runs trained before the eighth round: regions); ``full_level`` (level bins only, every out-of-fold residual)
+    serves rows whose cell is not known (no poverty value; no department for a regional run)."""
 
     confidence: float
     full: Calibrator
     folds: list[Calibrator] = field(default_factory=list)
     full_level: Calibrator | None = None
+    band_edges: np.ndarray | None = None  # edges of the BAND_FEATURE bands (None: regions, or level bins only)
 
     @classmethod
     def fit(cls, oof_scale: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
-            confidence: float, n_bins: int = LEVEL_BINS, regions: np.ndarray | None = None) -> MondrianIntervals:
-        """Calibrate on out-of-fold predictions (model scale) and targets (percent); ``regions`` per row
-        (``region_of`` the departments) adds the region to the Mondrian cells."""
+            confidence: float, n_bins: int = LEVEL_BINS, regions: np.ndarray | None = None,
+            band_values: np.ndarray | None = None, n_bands: int = POVERTY_BANDS) -> MondrianIntervals:
+        """Calibrate on out-of-fold predictions (model scale) and targets (percent). The Mondrian cells are level bins
+        within: ``band_values`` (each row's BAND_FEATURE) cut into up to ``n_bands`` equal-frequency bands; or else
+        ``regions`` (``region_of`` the departments); or else level bins only."""
         z = to_model_scale(y)
-        reg = None if regions is None else np.asarray(regions, dtype=object)
-        per_fold = [Calibrator.fit(oof_scale[tr], z[tr], n_bins, None if reg is None else reg[tr]) for tr, _ in folds]
+        edges = None
+        cells = None if regions is None else np.asarray(regions, dtype=object)
+        if band_values is not None and n_bands > 1:
+            values = np.asarray(pd.to_numeric(pd.Series(np.asarray(band_values, dtype=object)), errors="coerce"), float)
+            known = values[np.isfinite(values)]
+            edges = level_thresholds(known, min(n_bands, len(known) // MIN_PER_BIN))
+            cells = band_labels(values, edges)
+        per_fold = [Calibrator.fit(oof_scale[tr], z[tr], n_bins, None if cells is None else cells[tr]) for tr, _ in folds]
         level = Calibrator.fit(oof_scale, z, n_bins)
-        full = level if reg is None else Calibrator.fit(oof_scale, z, n_bins, reg)
-        return cls(confidence, full, per_fold, None if reg is None else level)
+        full = level if cells is None else Calibrator.fit(oof_scale, z, n_bins, cells)
+        return cls(confidence, full, per_fold, None if cells is None else level, edges)
+
+    def cells(self, n: int, regions: np.ndarray | None = None, band_values: np.ndarray | None = None) -> np.ndarray | None:
+        """Each row's Mondrian cell label ("" = unknown: level bins only), or None for a level-only calibration."""
+        if getattr(self, "full_level", None) is None:
+            return None
+        if getattr(self, "band_edges", None) is not None:  # poverty bands
+            return np.full(n, "", dtype=object) if band_values is None else band_labels(band_values, self.band_edges)
+        return np.full(n, "", dtype=object) if regions is None else np.asarray(regions, dtype=object)
 
     def interval(self, pred_scale: np.ndarray, fold: np.ndarray | None = None,
-                 regions: np.ndarray | None = None) -> pd.DataFrame:
+                 regions: np.ndarray | None = None, band_values: np.ndarray | None = None) -> pd.DataFrame:
         """Prediction and interval in percent (0..100) plus ``half_width_scale``, how far the interval reaches
         below the prediction on the model scale (the unit of a shortfall, ``brecha_ml.priority``).
 
         ``fold``: for each row, the index of the fold whose calibrator to use (-1 or None: the full one).
-        ``regions``: for each row, its region (``region_of``; "" when unknown), needed by region calibrators."""
+        ``band_values``: for each row, its BAND_FEATURE value (poverty %), which gives its cell; ``regions``: for each
+        row, its region (``region_of``), used only by runs calibrated by region."""
         pred_scale = np.asarray(pred_scale, float)
         n = len(pred_scale)
         fold = np.full(n, -1) if fold is None else np.asarray(fold)
-        regional = getattr(self, "full_level", None) is not None
-        reg = np.full(n, "", dtype=object) if regions is None else np.asarray(regions, dtype=object)
+        cells = self.cells(n, regions, band_values)
         below, above = np.zeros(n), np.zeros(n)
+        unknown = np.zeros(n, bool) if cells is None else (cells == "")
         for k, cal in [(-1, self.full), *enumerate(self.folds)]:
-            rows = np.flatnonzero((fold == k) & ((reg != "") if regional else True))
+            rows = np.flatnonzero(fold == k)
+            if cells is not None:  # a cell without calibration rows in this calibrator (tiny data): level bins only
+                known_cells = set(getattr(cal, "region_thresholds", None) or {})
+                unknown[rows] |= ~np.isin(cells[rows], list(known_cells))
+                rows = rows[~unknown[rows]]
             if len(rows):
                 below[rows], above[rows] = cal.half_widths(pred_scale[rows], self.confidence,
-                                                           reg[rows] if regional else None)
-        if regional:  # rows without a region: level bins only
-            rows = np.flatnonzero(reg == "")
-            if len(rows):
-                below[rows], above[rows] = self.full_level.half_widths(pred_scale[rows], self.confidence)
+                                                           None if cells is None else cells[rows])
+        rows = np.flatnonzero(unknown)
+        if len(rows):
+            below[rows], above[rows] = self.full_level.half_widths(pred_scale[rows], self.confidence)
         pred = from_model_scale(pred_scale)
         return pd.DataFrame({"predicted_internet_pct": pred,
                              "lower_90": np.minimum(from_model_scale(pred_scale - below), pred),
@@ -204,14 +250,15 @@ class MondrianIntervals:
 
 
 def oof_intervals(oof_scale: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
-                  confidence: float, n_bins: int = LEVEL_BINS,
-                  regions: np.ndarray | None = None) -> tuple[MondrianIntervals, pd.DataFrame]:
+                  confidence: float, n_bins: int = LEVEL_BINS, regions: np.ndarray | None = None,
+                  band_values: np.ndarray | None = None,
+                  n_bands: int = POVERTY_BANDS) -> tuple[MondrianIntervals, pd.DataFrame]:
     """Calibrators and the out-of-fold intervals of every known district (fold k's rows use folds[k])."""
-    cal = MondrianIntervals.fit(oof_scale, y, folds, confidence, n_bins, regions)
+    cal = MondrianIntervals.fit(oof_scale, y, folds, confidence, n_bins, regions, band_values, n_bands)
     fold_of = np.full(len(y), -1)
     for k, (_, te) in enumerate(folds):
         fold_of[te] = k
-    return cal, cal.interval(oof_scale, fold_of, regions)
+    return cal, cal.interval(oof_scale, fold_of, regions, band_values)
 
 
 def coverage_tables(y: np.ndarray, iv: pd.DataFrame, departments: np.ndarray,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import RegressorMixin
 
-from brecha_ml.intervals import MondrianIntervals, region_of
+from brecha_ml.intervals import BAND_FEATURE, MondrianIntervals, region_of
 
 
 @dataclass
@@ -43,8 +43,9 @@ class SelectedRegressor:
 
         ``oof_departments``: per row, the department code of a district whose census share is known (its
         row is then scored out of fold), or null; without it every row is scored by the final model.
-        ``departments``: per row, its department code (any row), which gives the interval's region; rows
-        without one (and without an ``oof_departments`` value) get intervals calibrated by level only."""
+        ``departments``: per row, its department code (any row), which gives the interval's region in runs
+        calibrated by region (before the eighth round); runs calibrated by poverty band take each row's band from
+        its ``poverty_pct`` column (a row without one gets an interval calibrated by level only)."""
         fold = self.fold_of(oof_departments, len(X))
         scale = np.full(len(X), np.nan)
         final_rows = np.flatnonzero(fold < 0)
@@ -57,7 +58,8 @@ class SelectedRegressor:
         deps = pd.Series(np.asarray(departments if departments is not None else np.full(len(X), None), dtype=object))
         if oof_departments is not None:
             deps = deps.where(deps.notna(), pd.Series(np.asarray(oof_departments, dtype=object)))
-        out = self.intervals.interval(scale, fold, region_of(deps))
+        bands = X[BAND_FEATURE].to_numpy(float) if BAND_FEATURE in X.columns else None
+        out = self.intervals.interval(scale, fold, region_of(deps), bands)
         out.index = X.index
         out["is_out_of_fold"] = fold >= 0
         return out

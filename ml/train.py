@@ -24,7 +24,7 @@ from brecha.core.settings import DEFAULT_SEED
 from brecha_ml import artifacts, drift, seeds, segments, store
 from brecha_ml.config import FULL, TrainConfig
 from brecha_ml.features import FEATURE_NAMES, GROUP, TARGET, build_feature_table, load_marts
-from brecha_ml.intervals import MIN_PER_BIN, coverage_tables, oof_intervals, region_of
+from brecha_ml.intervals import BAND_FEATURE, MIN_PER_BIN, coverage_tables, oof_intervals
 from brecha_ml.models import (
     ENSEMBLE,
     ENSEMBLE_MEMBERS,
@@ -212,9 +212,10 @@ def cross_validate_candidates(data: TrainingData, seed: int) -> CandidatesCV:
             else:
                 cvs[cand.name] = cross_validate(cand.estimator, X, y, groups, folds)
                 timing[cand.name] = time.perf_counter() - t
-    regions = region_of(groups) if config.interval_regions else None
+    bands = X[BAND_FEATURE].to_numpy(float) if BAND_FEATURE in X.columns else None
     calibrated = {c.name: oof_intervals(cvs[c.name].oof_scale, y, folds, config.conformal_level,
-                                        config.interval_level_bins, regions) for c in cands}
+                                        config.interval_level_bins, band_values=bands,
+                                        n_bands=config.interval_poverty_bands) for c in cands}
     cover = {c.name: coverage_tables(y, calibrated[c.name][1], groups, data.weights).assign(model_name=c.name)
              for c in cands}
     best = select(cands, {name: cv.pooled["mae"] for name, cv in cvs.items()}, config.ensemble_margin_pp)
@@ -267,8 +268,8 @@ def _train(seed: int, config: TrainConfig) -> TrainResult:
                              "library": "crepes.ConformalRegressor (Mondrian)",
                              "bins": f"up to {config.interval_level_bins} equal-frequency bins of the predicted level"
                                      f" (at least {MIN_PER_BIN} residuals each)"
-                                     + (" within each region (costa/sierra/selva by department)"
-                                        if config.interval_regions else ""),
+                                     + (f" within each of up to {config.interval_poverty_bands} equal-frequency "
+                                        f"bands of {BAND_FEATURE}" if config.interval_poverty_bands > 1 else ""),
                              "cv": f"GroupKFold({config.n_splits}) by {GROUP}",
                              "score": "out-of-fold residual above / below the prediction, sqrt scale",
                              "fold_departments": regressor.fold_departments}

@@ -15,7 +15,7 @@ from sklearn.base import clone
 
 from brecha_ml.config import TrainConfig
 from brecha_ml.features import GROUP, TARGET
-from brecha_ml.intervals import MondrianIntervals, coverage_tables, region_of
+from brecha_ml.intervals import BAND_FEATURE, MondrianIntervals, coverage_tables
 from brecha_ml.models import (
     ENSEMBLE,
     ENSEMBLE_MEMBERS,
@@ -79,9 +79,11 @@ def evaluate_set(marts: pd.DataFrame, features: pd.DataFrame, withheld: list[str
             cvs[c.name] = cross_validate(c.estimator, X, y, groups, folds)
     best = select(cands, {name: cv.pooled["mae"] for name, cv in cvs.items()}, config.ensemble_margin_pp)
     final = finals[best.name]
+    has_bands = BAND_FEATURE in X.columns
     cal = MondrianIntervals.fit(cvs[best.name].oof_scale, y, folds, config.conformal_level,
-                                config.interval_level_bins, region_of(groups) if config.interval_regions else None)
-    iv = cal.interval(final.predict(Xt), regions=region_of(dept[te]))
+                                config.interval_level_bins, band_values=X[BAND_FEATURE] if has_bands else None,
+                                n_bands=config.interval_poverty_bands)
+    iv = cal.interval(final.predict(Xt), band_values=Xt[BAND_FEATURE] if has_bands else None)
     m = regression_metrics(yt, iv["predicted_internet_pct"].to_numpy())
     mw = regression_metrics(yt, iv["predicted_internet_pct"].to_numpy(),
                             household_weights(marts.loc[te, "population"].to_numpy(float)))

@@ -341,6 +341,12 @@ def test_reason_in_words_follows_the_numbers() -> None:
     assert "puesto 1\u202f234 del Perú" in spanish and "la infraestructura" in spanish
     within = reason(pd.Series({**base, "lower_90": 0.5, "internet_pct_cluster": "not significant"}), "en")
     assert "(within its 90 % interval)" in within and "cluster" not in within
+    # a census share of 0.00 % (published with two decimals) is not below a lower end of 0.0004 %, printed 0,0 %;
+    # 0.58 % is below 0.62 %
+    zero = reason(pd.Series({**base, "internet_pct": 0.0, "lower_90": 0.0004, "gap_pp": -0.5}), "en")
+    assert "(within its 90 % interval)" in zero
+    near = reason(pd.Series({**base, "internet_pct": 0.58, "lower_90": 0.6219, "gap_pp": -3.5}), "en")
+    assert "below its 90 % interval" in near
     unknown = reason(pd.Series({**base, "internet_pct": float("nan"), "gap_pp": float("nan")}), "en")
     assert "no census share" in unknown and "About 1,980 households offline" in unknown
     above = reason(pd.Series({**base, "gap_pp": 2.0, "infrastructure_score": 30.0, "adoption_score": 20.0}), "en")

@@ -149,3 +149,19 @@ def test_bad_arguments_exit_non_zero(tmp_path: Path, command: list[str]) -> None
     proc = _run(command, tmp_path / "home")
     assert proc.returncode != 0
     assert proc.stderr.strip(), "a failure must say why"
+
+
+def test_sql_passes_the_duckdb_clis_own_options_through(pipeline_run) -> None:
+    """`-noheader` is one option of the DuckDB CLI, not click's `-n -o -h ...` (whose `-h` showed brecha's help)."""
+    env = {**os.environ, "BRECHA_HOME": str(pipeline_run.home)}
+    query = "SELECT count(*) AS districts FROM marts.dim_districts"
+    with duckdb.connect(str(pipeline_run.home / "serving" / "brecha.duckdb"), read_only=True) as con:
+        expected = con.execute(query).fetchone()[0]
+    for args in (["-csv", "-noheader", "-c", query], ["--", "-csv", "-noheader", "-c", query]):
+        out = subprocess.run([BRECHA, "sql", *args], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == str(expected), out.stdout  # the count alone: no header line, no brecha help
+    header = subprocess.run([BRECHA, "sql", "-csv", "-header", "-c", query], env=env, capture_output=True, text=True)
+    assert header.stdout.split() == ["districts", str(expected)], header.stdout
+    usage = subprocess.run([BRECHA, "sql", "--help"], env=env, capture_output=True, text=True)
+    assert usage.returncode == 0 and "-noheader" in usage.stdout and "Usage: brecha sql" in usage.stdout

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from conftest import DagRuns
+from conftest import DAG_TEST_TIMEOUT, DagRuns
 
 from brecha.core.settings import DAGS_DIR, DBT_PROJECT_DIR, Settings
-from brecha.orchestrate.airflow_local import POOL, airflow_env
+from brecha.orchestrate.airflow_local import POOL, airflow_env, prepare
 
 INSPECT = r"""
 import json, time
@@ -32,6 +35,23 @@ tasks = {t.task_id: {"pool": t.pool, "retries": t.retries, "backoff": t.retry_ex
 print("BRECHA_DAGBAG " + json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dag_ids": bag.dag_ids,
       "seconds": seconds, "max_active_runs": dag.max_active_runs, "params": sorted(dag.params), "tasks": tasks}))
 """
+
+
+def _env(settings: Settings, airflow_db: Path) -> dict[str, str]:
+    """The environment of a DAG test's process: its settings, and a copy of the module's migrated metadata database in
+    its own AIRFLOW_HOME."""
+    env = airflow_env(settings)
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(airflow_db, Path(env["AIRFLOW_HOME"]) / airflow_db.name)
+    return {**os.environ, **env}
+
+
+@pytest.fixture(scope="module")
+def airflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Airflow's metadata database, migrated once for the module with the warehouse pool (brecha.orchestrate.
+    airflow_local.prepare: `airflow db migrate` costs ~13 s); every DAG test runs on a copy of it."""
+    env = prepare(airflow_env(Settings(home=tmp_path_factory.mktemp("airflow_template"))))
+    return Path(env["AIRFLOW_HOME"]) / "airflow.db"
 
 
 def _tagged(line_tag: str, stdout: str) -> dict:
@@ -168,3 +188,54 @@ def test_bad_extract_stops_at_the_landed_gate_then_the_default_runs_green(dag_ru
     assert sensors and unreported == [], unreported
     assert (home / "serving" / "brecha.duckdb").is_file()
     assert not (home / ".run.claim").exists()
+
+
+# the part of the DAG a lake DAG test runs: the claim on the lake, the prediction marts' dbt group (a Cosmos producer
+# and its sensors), its gate record and the release (the session's lake run built what they read)
+LAKE_PART = r"claim|dbt_predictions(\..*)?|dbt_predictions_passed|release"
+
+
+def test_the_dag_on_the_lake_builds_and_records_into_the_lake(
+    lake_home: Path, lake_run: dict, airflow_db: Path
+) -> None:
+    """With the lake's settings (a shell that sourced lake.env), the DAG's Cosmos groups take the profile's `lake`
+    target, with the attach string in a DBT_ENV_SECRET_ variable (as `brecha build`), and its Python tasks write the
+    lake: its claim is in the catalog, the prediction marts' group rebuilds them in the lake, its gate is recorded
+    there, and no embedded file appears. Only that part of the DAG runs (the session's lake run did the rest)."""
+    from lake_fixtures import lake_settings
+
+    from brecha.core import lake
+
+    settings = lake_settings(lake_home)
+    env = _env(settings, airflow_db)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(DAGS_DIR / "run_dag_test.py"),
+            json.dumps({"input_dir": "", "_only": LAKE_PART}),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=DAG_TEST_TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run = _tagged("BRECHA_DAG_TEST", proc.stdout)
+    print(f"dag.test() of the prediction marts' group on the lake: {run['seconds']:.0f} s")
+    assert run["dag_run_state"] == "success", run["tasks"]
+    ran = set(run["tasks"])
+    assert {"claim", "dbt_predictions.dbt_producer_watcher", "dbt_predictions_passed", "release"} <= ran
+    assert all(re.fullmatch(LAKE_PART, t) for t in ran) and len(ran) > 10
+    assert all(state == "success" for state in run["tasks"].values()), run["tasks"]
+    # every dbt group's producer: the lake target, the attach string as a secret variable (dbt scrubs it from logs)
+    assert run["dbt_producers"] and all(p["target"] == "lake" for p in run["dbt_producers"].values())
+    assert all("DBT_ENV_SECRET_BRECHA_LAKE_ATTACH" in p["env"] for p in run["dbt_producers"].values())
+    assert not any("BRECHA_LAKE" == k for p in run["dbt_producers"].values() for k in p["env"])
+    # written into the lake: new snapshots past the lake run's publish, the gate recorded by this DAG run
+    warehouse = run["warehouse"]
+    assert warehouse["snapshot"] > lake_run["publish"].snapshot_version
+    assert "mart_district_priorities" in warehouse["marts"] and not warehouse["embedded_file"]
+    assert warehouse["gates"][-1][:3] == ["dbt_predictions", True, "every dbt task of the Airflow task group succeeded"]
+    password = lake.Catalog.parse(settings.lake).password
+    dbt_log = (lake_home / "dbt_logs" / "dbt.log").read_text(errors="replace")
+    assert password not in dbt_log and password not in proc.stdout + proc.stderr

@@ -4,8 +4,10 @@ installed here (not root on a machine without it, or no apt-get)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import socket
 import stat
 import subprocess
@@ -259,20 +261,178 @@ def test_brecha_sql_on_the_lake_reads_the_published_snapshot_read_only(lake_home
     assert not list(Path(tempfile.gettempdir()).glob("brecha-sql-*"))  # the init script (a password) is gone
 
 
-def test_publish_list_and_serve_on_the_lake(lake_home: Path, lake_run: dict):
+def test_publish_list_and_serve_on_the_lake_and_publish_compacts_it(lake_home: Path, lake_run: dict):
+    """`--list` and `--serve` on the lake; and a publish compacts it: every snapshot that is neither published nor
+    the latest is expired and the files only those held are deleted, while every published snapshot still reads all
+    its marts with the counts published."""
     from brecha.orchestrate import steps
-    from brecha.warehouse.lake_publish import listing, published_snapshot
+    from brecha.warehouse.lake_publish import LEDGER, listing, open_published, published_snapshot
 
     settings = lake_settings(lake_home)
     with using(settings):
         before = published_snapshot()
-    other = steps.publish(settings).snapshot_version  # a second published snapshot, now the one readers see
+    with using(settings), connect() as con:
+        con.execute("CREATE TABLE marts.scratch AS SELECT range AS i FROM range(10)")  # snapshots no one publishes
+        con.execute("INSERT INTO marts.scratch VALUES (10)")
+        con.execute("DROP TABLE marts.scratch")
+    result = steps.publish(settings)  # a second published snapshot, now the one readers see
+    other, compaction = result.snapshot_version, result.compaction
+    print(f"lake publish: {compaction}")
+    assert compaction.expired >= 3 and compaction.snapshots_after < compaction.snapshots_before
+    with using(settings), connect() as con:
+        ledger = {r[0]: r[1] for r in con.execute(f"SELECT snapshot_version, row_counts FROM {LEDGER}").fetchall()}
+        left = [r[0] for r in con.execute("SELECT snapshot_id FROM ducklake_snapshots('lake') ORDER BY 1").fetchall()]
+    assert set(ledger) <= set(left) and len(left) <= len(ledger) + 1  # the published ones and the latest alone
     with using(settings):
         rows = [line.split() for line in listing().splitlines()[1:-1]]
     versions = {int(r[-6]) for r in rows}
     assert {before, other} <= versions and [int(r[1]) for r in rows if r[0] == "*"] == [other]
     assert steps.serve_snapshot(settings, str(before)).snapshot_version == before
     with using(settings):
-        assert published_snapshot() == before
+        reader, pinned = open_published()
+        with reader:
+            assert pinned == before
+            for table, count in json.loads(ledger[before]).items():
+                assert reader.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == count, table
     with pytest.raises(BrechaError, match="never published"):
         steps.serve_snapshot(settings, "0")
+
+
+LAKE_HOLDER = """
+import os, time
+from brecha.core.runlock import hold
+from brecha.core.settings import Settings, using
+with using(Settings.from_env(os.environ)), hold("brecha run --input /mnt/team/extracts"):
+    print("HELD", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_writers_take_turns_through_the_catalogs_advisory_lock_and_a_killed_holder_frees_the_lake(lake_home: Path):
+    """The run lock on the lake is an advisory lock in the catalog database (no file: the writers may be on other
+    machines): a second writer waits Settings.lock_wait, then stops naming the holder; one that waits longer gets the
+    lake as soon as the holder's session ends, here by kill -9. A DAG run's claim lives in the catalog too."""
+    from brecha.core import runlock
+    from brecha.orchestrate import steps
+
+    settings = lake_settings(lake_home)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LAKE_HOLDER],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **settings.env(), "BRECHA_HOME": tempfile.mkdtemp(prefix="brecha-other-machine-")},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "HELD"
+        started = time.monotonic()
+        with pytest.raises(runlock.RunLocked) as err, using(settings.replace(lock_wait=1.0)), runlock.hold():
+            pass
+        waited = time.monotonic() - started
+        message = str(err.value)
+        assert f"pid {holder.pid} on {os.uname().nodename}" in message, message
+        assert "command: brecha run --input /mnt/team/extracts" in message and "waited 1 s" in message
+        assert "BRECHA_LOCK_WAIT" in message and lake.Catalog.parse(settings.lake).password not in message
+        assert 1.0 <= waited < 10
+
+        # a writer that waits longer proceeds once the holder is killed (PostgreSQL ends its session, and the lock)
+        got: list[float] = []
+
+        def waiting_writer() -> None:
+            with using(settings.replace(lock_wait=60.0)), runlock.hold("the second writer"):
+                got.append(time.monotonic())
+
+        second = threading.Thread(target=waiting_writer)
+        second.start()
+        time.sleep(1.0)
+        assert not got, "the second writer got the lake while the first held it"
+        killed = time.monotonic()
+        holder.kill()
+        holder.wait(timeout=30)
+        second.join(timeout=60)
+        assert got, "the second writer never got the lake after the holder was killed"
+        print(
+            f"lake run lock: a writer stopped after waiting {waited:.1f} s; another got the lake "
+            f"{got[0] - killed:.2f} s after the holder was killed"
+        )
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+
+    # an Airflow DAG run's claim: held in the catalog, so it keeps out writers on every machine until released
+    owner = "airflow:brecha_pipeline/manual__lake"
+    steps.claim(settings.replace(run_owner=owner))
+    try:
+        with (
+            pytest.raises(runlock.RunLocked, match=f"pipeline run is in progress: {owner}"),
+            using(settings),
+            runlock.hold(),
+        ):
+            pass
+        with using(settings.replace(run_owner=owner)), runlock.hold("a task of the DAG run"):
+            pass
+    finally:
+        assert steps.release(settings.replace(run_owner=owner))
+    # a run whose lock session ends (a server restart, a dropped connection) stops at its next step
+    import psycopg
+
+    with using(settings), runlock.hold("a run that loses its lock"):
+        with psycopg.connect(settings.lake, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE "
+                "'brecha: run lock%%a run that loses its lock'"
+            )
+        with pytest.raises(runlock.RunLocked, match="lost the lake's run lock"), runlock.hold("its next step"):
+            pass
+    with using(settings), runlock.hold("free again"):
+        pass
+
+
+def test_migrate_to_lake_carries_the_history_and_builds_the_embedded_marts(lake_home: Path, pipeline_run, tmp_path):
+    """`brecha migrate-to-lake` of the session's embedded warehouse into an empty lake (a second catalog database on
+    the session's server, and its own data path): raw, ml and ops carried row for row, every mart rebuilt equal to
+    the embedded one, published; a second migration into the same lake is refused."""
+    import psycopg
+    from conftest import TEST_SEED
+
+    from brecha.orchestrate.migrate import migrate_to_lake
+    from brecha.warehouse.lake_publish import published_snapshot
+
+    catalog = lake.Catalog.parse(lake_settings(lake_home).lake)
+    with psycopg.connect(catalog.dsn(), autocommit=True) as pg:
+        pg.execute('DROP DATABASE IF EXISTS "brecha_migrated"')
+        pg.execute('CREATE DATABASE "brecha_migrated"')
+    target = lake.Catalog(catalog.host, catalog.port, catalog.user, catalog.password, "brecha_migrated")
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copyfile(pipeline_run.home / "brecha.duckdb", home / "brecha.duckdb")  # the session's file stays untouched
+    settings = Settings(home=home, seed=TEST_SEED, storage="lake", lake=target.dsn(), lake_data=str(home / "lake"))
+    started = time.perf_counter()
+    result = migrate_to_lake(settings)
+    print(f"migrate-to-lake of the session's synthetic warehouse: {time.perf_counter() - started:.1f} s: {result}")
+    assert result.marts == result.marts_equal >= 15 and result.model_runs >= 1 and result.batches >= 1
+    with using(settings):
+        assert published_snapshot() == result.snapshot_version
+    con = open_both(home / "brecha.duckdb", settings.lake, settings.lake_data)
+    try:
+        for table in (
+            "raw._batches",
+            "raw._batch_files",
+            "raw.inei__districts",
+            "ml.model_runs",
+            "ml.district_predictions",
+            "ops.validation_results",
+            "ops.snapshots",
+        ):
+            embedded, lake_rows = (
+                con.execute(f"SELECT count(*) FROM {db}.{table}").fetchone()[0] for db in ("embedded", "lake")
+            )
+            if table.startswith("ops.validation"):  # the migration's own gates are recorded too
+                assert lake_rows > embedded > 0, table
+            else:
+                assert lake_rows == embedded > 0, table
+        runs = "SELECT DISTINCT run_id FROM {}.ml.model_runs ORDER BY 1"
+        assert con.execute(runs.format("lake")).fetchall() == con.execute(runs.format("embedded")).fetchall()
+    finally:
+        con.close()
+    with pytest.raises(BrechaError, match="already holds a warehouse"):
+        migrate_to_lake(settings)

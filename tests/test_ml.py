@@ -194,6 +194,8 @@ def test_known_districts_are_predicted_by_the_model_that_never_saw_their_departm
         stored.loc[test, "predicted_internet_pct"], from_model_scale(refit.predict(X[test])), atol=1e-9
     )
     assert stored.loc[test, "is_out_of_fold"].all()
+    # the served intervals' Mondrian cells: level bins within equal-frequency bands of poverty (eighth round)
+    assert regressor.intervals.band_edges is not None and len(regressor.intervals.band_edges) == 7
     final = predict_frame(result.run_id, X)
     assert list(final.columns) == ["predicted_internet_pct", "lower_90", "upper_90"]
     assert final.index.equals(X.index) and (final["lower_90"] <= final["upper_90"]).all()
@@ -379,37 +381,51 @@ def test_grouped_ridge_alpha_does_not_reward_fitting_each_department() -> None:
     assert loo.ridge_.cv is None and grouped.alpha_ > loo.alpha_, (grouped.alpha_, loo.alpha_)
 
 
-def test_region_calibration_widens_the_region_with_larger_out_of_fold_residuals() -> None:
-    """Mondrian cells = level bins within costa/sierra/selva: a region whose residuals are larger at the same
-    predicted level gets wider intervals and about 90 % coverage in each region (level-only bins under-cover
-    it); a fold's calibrator never uses that fold's residuals; rows without a department use level bins only."""
-    from brecha_ml.intervals import MondrianIntervals, region_of
+def test_poverty_band_calibration_widens_the_band_with_larger_out_of_fold_residuals() -> None:
+    """Mondrian cells = level bins within equal-frequency bands of poverty: the band whose residuals are larger at the
+    same predicted level (the least poor districts outside Lima, on the real files) gets wider intervals and about
+    90 % coverage in every band (level-only bins under-cover it); a fold's calibrator never uses that fold's
+    residuals; a row without a poverty value uses level bins only; a run calibrated by region (before) still works."""
+    from brecha_ml.intervals import MondrianIntervals, band_labels, region_of
 
     assert list(region_of(["15", "11", "08", "16", None, "02"])) == ["costa", "costa", "sierra", "selva", "", "costa"]
     rng = np.random.default_rng(1)
-    deps = np.array(["11", "08", "16"])[rng.integers(0, 3, 3000)]
-    pred = rng.uniform(0.5, 4, 3000)  # sqrt scale
-    noise = np.where(deps == "11", 0.9, 0.3)
-    y = np.clip(pred + rng.normal(0, 1, 3000) * noise, 0, None) ** 2
-    folds = [(np.flatnonzero(np.arange(3000) % 5 != k), np.flatnonzero(np.arange(3000) % 5 == k)) for k in range(5)]
-    fold_of = np.arange(3000) % 5
-    regions = region_of(deps)
-    regional = MondrianIntervals.fit(pred, y, folds, 0.9, 5, regions)
+    n = 3000
+    poverty = rng.uniform(0, 80, n)
+    pred = rng.uniform(0.5, 4, n)  # sqrt scale
+    noise = np.where(poverty < 15, 0.9, 0.3)
+    y = np.clip(pred + rng.normal(0, 1, n) * noise, 0, None) ** 2
+    folds = [(np.flatnonzero(np.arange(n) % 5 != k), np.flatnonzero(np.arange(n) % 5 == k)) for k in range(5)]
+    fold_of = np.arange(n) % 5
+    banded = MondrianIntervals.fit(pred, y, folds, 0.9, 5, band_values=poverty, n_bands=6)
     level = MondrianIntervals.fit(pred, y, folds, 0.9, 5)
-    iv_r, iv_l = regional.interval(pred, fold_of, regions), level.interval(pred, fold_of)
-    costa = regions == "costa"
+    assert len(banded.band_edges) == 7  # six bands: -inf, five inner edges, inf
+    labels = band_labels(poverty, banded.band_edges)
+    assert sorted(set(labels)) == [f"b{i}" for i in range(6)] and 450 <= min(np.unique(labels, return_counts=True)[1])
+    iv_b, iv_l = banded.interval(pred, fold_of, band_values=poverty), level.interval(pred, fold_of)
+    poorest_noise = poverty < 15
 
     def cover(iv, rows):
         return float(((y >= iv["lower_90"] - 1e-9) & (y <= iv["upper_90"] + 1e-9))[rows].mean())
 
-    assert cover(iv_l, costa) < 0.85 and 0.86 < cover(iv_r, costa) < 0.94 and 0.86 < cover(iv_r, ~costa) < 0.94
-    assert iv_r.loc[costa, "half_width_scale"].mean() > 2 * iv_r.loc[~costa, "half_width_scale"].mean()
+    assert cover(iv_l, poorest_noise) < 0.85 and 0.86 < cover(iv_b, poorest_noise) < 0.95
+    assert 0.86 < cover(iv_b, ~poorest_noise) < 0.95
+    assert iv_b.loc[labels == "b0", "half_width_scale"].mean() > 2 * iv_b.loc[labels == "b5", "half_width_scale"].mean()
     # fold 0's calibrator ignores fold 0's residuals: changing them leaves fold 0's intervals unchanged
     y2 = y.copy()
     y2[fold_of == 0] = 0.0
-    again = MondrianIntervals.fit(pred, y2, folds, 0.9, 5, regions).interval(pred, fold_of, regions)
-    np.testing.assert_array_equal(again.loc[fold_of == 0, "upper_90"], iv_r.loc[fold_of == 0, "upper_90"])
-    # no department: the level-only calibrator on every residual
+    again = MondrianIntervals.fit(pred, y2, folds, 0.9, 5, band_values=poverty).interval(pred, fold_of, band_values=poverty)
+    np.testing.assert_array_equal(again.loc[fold_of == 0, "upper_90"], iv_b.loc[fold_of == 0, "upper_90"])
+    # no poverty value: the level-only calibrator on every residual
+    np.testing.assert_array_equal(banded.interval(pred).to_numpy(), level.interval(pred).to_numpy())
+    missing = np.where(np.arange(n) % 2 == 0, np.nan, poverty)
+    mixed = banded.interval(pred, band_values=missing)
+    np.testing.assert_array_equal(mixed.to_numpy()[::2], level.interval(pred).to_numpy()[::2])
+    # a calibrator by region (runs trained before the eighth round) keeps its cells
+    deps = np.array(["11", "08", "16"])[rng.integers(0, 3, n)]
+    regional = MondrianIntervals.fit(pred, y, folds, 0.9, 5, region_of(deps))
+    assert regional.band_edges is None
+    assert not np.array_equal(regional.interval(pred, fold_of, region_of(deps)).to_numpy(), iv_l.to_numpy())
     np.testing.assert_array_equal(regional.interval(pred).to_numpy(), level.interval(pred).to_numpy())
 
 

@@ -21,7 +21,7 @@ from brecha.core.db import session
 from brecha.core.settings import Settings
 from brecha_ml.config import FULL
 from brecha_ml.features import GROUP, TARGET, build_feature_table, load_marts
-from brecha_ml.models import ENSEMBLE
+from brecha_ml.models import ENSEMBLE, candidates
 from brecha_ml.withheld import department_sets, evaluate_set
 
 
@@ -37,13 +37,15 @@ def main() -> None:
         marts = load_marts(con)
     features = build_feature_table(marts)
     deps = sorted(marts.loc[marts[TARGET].notna(), GROUP].astype(str).unique())
+    # the candidates' withheld-MAE columns (not the served model's household-weighted "mae_hh")
+    columns = [f"mae_{c.name}" for c in candidates(FULL, args.seed)]
     rows = []
     with threadpool_limits(limits=1):
         for i, withheld in enumerate(department_sets(deps, args.sets, args.seed), start=1):
             t = time.perf_counter()
             rows.append(evaluate_set(marts, features, withheld, FULL, args.seed, args.compare_only))
             r = rows[-1]
-            maes = " ".join(f"{k[4:]} {v:.2f}" for k, v in r.items() if k.startswith("mae_"))
+            maes = " ".join(f"{k[4:]} {r[k]:.2f}" for k in columns)
             print(f"set {i:2d} [{r['departments']}] n={r['n']} MAE {maes}" + ("" if args.compare_only else
                   f"; served {r['selected']}: R² {r['r2']:.3f} MAE {r['mae']:.2f} coverage {r['coverage']:.1%} "
                   f"(min dept {r['min_department_coverage']:.0%}) width {r['mean_width_pp']:.1f} pp")
@@ -53,7 +55,7 @@ def main() -> None:
         q = df[["r2", "mae", "coverage", "r2_hh", "mae_hh", "mean_width_pp"]].quantile([0, 0.1, 0.5, 0.9, 1]).T
         q["mean"] = df[["r2", "mae", "coverage", "r2_hh", "mae_hh", "mean_width_pp"]].mean()
         print(q.round(3).to_string())
-    each = df[[c for c in df.columns if c.startswith("mae_")]]
+    each = df[columns]
     print("withheld MAE of every candidate (pp), mean ± SD over the sets:")
     for col in each.columns:
         print(f"  {col[4:]:<18} {each[col].mean():.3f} ± {each[col].std():.3f}")

@@ -315,7 +315,10 @@ def _initdb(bindir: Path, owner: _Owner, files: Paths, catalog: Catalog, say) ->
             "listen_addresses = '127.0.0.1'\n"
             f"port = {catalog.port}\n"
             "unix_socket_directories = ''\n"
-            "password_encryption = 'scram-sha-256'\n")
+            "password_encryption = 'scram-sha-256'\n"
+            "# a writer's session holds the run lock (brecha.core.runlock): when its machine vanishes without closing\n"
+            "# the connection, the server gives up on it (and the lock) after about two minutes, not the system's two hours\n"
+            "tcp_keepalives_idle = 60\ntcp_keepalives_interval = 10\ntcp_keepalives_count = 6\n")
     with open(files.lake_pgdata / "postgresql.conf", "a") as fh:
         fh.write(conf)
 

@@ -6,8 +6,9 @@ The pipeline steps (``extract``, ``ingest``, ``rebuild-raw``, ``build``, ``valid
 list (``brecha.orchestrate.plan.PIPELINE``, through ``brecha.orchestrate.pipeline.run_all``). Every command builds its
 ``Settings`` here, once, from the environment and its options (``_settings``), and passes them on. The other
 commands run no step: ``serve`` (the HTTP API) and ``sql`` (a DuckDB prompt) read the serving copy, ``runs`` and
-``publish --list`` list what was recorded, ``docs`` generates the dbt docs site and ``airflow`` starts a local
-Airflow whose DAG runs the steps. ``seeds`` (a measurement, not a pipeline step: the DAG does not run it) repeats
+``publish --list`` list what was recorded, ``docs`` generates the dbt docs site, ``airflow`` starts a local
+Airflow whose DAG runs the steps, and ``migrate-to-lake`` moves an embedded warehouse into the lake
+(``brecha.orchestrate.migrate``). ``seeds`` (a measurement, not a pipeline step: the DAG does not run it) repeats
 the training's spatial CV for several seeds through ``brecha.orchestrate.steps.seeds``.
 """
 
@@ -182,6 +183,21 @@ def publish(rollback: bool, list_: bool, snapshot_id: str | None) -> None:
         click.echo(str(steps.rollback(settings) if rollback else steps.publish(settings)))
 
 
+@cli.command("migrate-to-lake")
+@click.option("--from", "source", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The embedded warehouse file to move [default: $BRECHA_HOME/brecha.duckdb].")
+def migrate_to_lake(source: Path | None) -> None:
+    """Move the embedded warehouse into the (empty) lake of BRECHA_LAKE, with the history of raw.*, ml.* and ops.*.
+
+    Copies raw.*, ml.* and ops.* (every batch, model run and ledger row), rebuilds the marts with dbt, runs both
+    gates, checks every mart equal to the embedded file's, then publishes a lake snapshot. The embedded file is only
+    read. Run it in the embedded warehouse's home after `make lake-up` and `. $BRECHA_HOME/lake.env`.
+    """
+    from brecha.orchestrate.migrate import migrate_to_lake as _migrate
+
+    click.echo(str(_migrate(_settings(), source)))
+
+
 def _years(text: str) -> list[int]:
     """'2019-2024' or '2019,2021,2023'."""
     years: list[int] = []
@@ -344,15 +360,20 @@ def runs(limit: int) -> None:
         click.echo(list_runs(limit))
 
 
-@cli.command(context_settings={"ignore_unknown_options": True})
+# Every option but --help goes to the duckdb command as it is: the DuckDB CLI's options are single-dash words
+# (-noheader, -csv, -header), which click would otherwise read as clusters of short options (-n -o -h ...: `-h`, the
+# group's help, took `-noheader`)
+@cli.command(context_settings={"ignore_unknown_options": True, "help_option_names": ["--help"]})
 @click.argument("duckdb_args", nargs=-1, type=click.UNPROCESSED)
 def sql(duckdb_args: tuple[str, ...]) -> None:
     """A read-only SQL prompt (the DuckDB CLI) on the serving copy $BRECHA_HOME/serving/brecha.duckdb.
 
-    Without arguments, an interactive prompt (`.tables`, `.quit`); SQL piped on stdin runs and exits. Further
-    arguments go to the `duckdb` command, e.g. `brecha sql -c "select count(*) from marts.dim_districts"` or
-    `brecha sql -csv -c "..."`. The file is opened read-only: it never blocks the pipeline or a publish. On the lake
-    (BRECHA_LAKE set), the published lake snapshot, attached read-only and locked down the same way.
+    Without arguments, an interactive prompt (`.tables`, `.quit`); SQL piped on stdin runs and exits. Every other
+    argument but --help goes to the `duckdb` command as given, e.g. `brecha sql -c "select count(*) from
+    marts.dim_districts"`, `brecha sql -csv -noheader -c "..."` or `brecha sql -help` (the DuckDB CLI's own options;
+    `brecha sql -- ARGS` passes ARGS after `--` too). The file is opened read-only: it never blocks the pipeline or a
+    publish. On the lake (BRECHA_LAKE set), the published lake snapshot, attached read-only and locked down the same
+    way.
     """
     import os
 

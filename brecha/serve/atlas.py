@@ -282,7 +282,9 @@ def reason(row: pd.Series, lang: str = DEFAULT_LANG) -> str:
         words.append(w["offline"].format(n=number(row.households_offline, 0, lang=lang)))
     if pd.notna(row.gap_pp) and pd.notna(row.internet_pct):
         if row.gap_pp < 0:
-            edge = (w["below_interval"] if pd.notna(row.lower_90) and row.internet_pct < row.lower_90
+            # below only at the census share's own precision (published with two decimals): a share of 0.00 %
+            # is not below a lower end of 0.0004 %, which the page prints as 0,0 %
+            edge = (w["below_interval"] if pd.notna(row.lower_90) and row.internet_pct < round(row.lower_90, 2)
                     else w["within_interval"])
             words.append(w["below"].format(gap=number(-row.gap_pp, 1, lang=lang),
                                            pred=number(row.predicted_internet_pct, 1, lang=lang), edge=edge))

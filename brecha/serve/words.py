@@ -120,7 +120,7 @@ ATLAS = {
         "cluster_names": {"high-high": "alto-alto", "low-low": "bajo-bajo", "high-low": "alto-bajo",
                           "low-high": "bajo-alto", "not significant": "no significativo"},
         "not_significant": "sin patrón significativo",
-        "dep_note": "{n} distritos, {pop} habitantes; mediana de hogares con internet (censo) {median}. Distritos "
+        "dep_note": "{n} distritos, {pop} habitantes (proyección INEI 2025); mediana de hogares con internet (censo) {median}. Distritos "
                     "coloreados por índice de brecha; los números marcan las {top} prioridades de la tabla.",
         "dep_points": "Dibujados como punto ({n}): {names}.",
         "no_polygon_dep": "Ningún distrito de este departamento tiene polígono en el archivo de límites.",
@@ -222,7 +222,7 @@ ATLAS = {
         "cluster_names": {"high-high": "high-high", "low-low": "low-low", "high-low": "high-low",
                           "low-high": "low-high", "not significant": "not significant"},
         "not_significant": "no significant pattern",
-        "dep_note": "{n} districts, {pop} inhabitants; median census share online {median}. Districts coloured by "
+        "dep_note": "{n} districts, {pop} inhabitants (INEI projection for 2025); median census share online {median}. Districts coloured by "
                     "divide index; numbers mark the top {top} priorities below.",
         "dep_points": "Drawn as a point ({n}): {names}.",
         "no_polygon_dep": "No district of this department has a polygon in the boundaries file.",

@@ -6,7 +6,13 @@ embedded file (the required marts, the latest batch landed ``ok``, every gate an
 current snapshot, the one holding everything checked, in the ledger ``ops.lake_publications``. Readers attach the lake
 read-only, pinned to the latest row's snapshot (``ATTACH ... (SNAPSHOT_VERSION n, READ_ONLY)``:
 ``brecha.core.db.connect_lake``), so a build running meanwhile is never seen half-done. Rollback adds a row that points
-back at the snapshot published before the one in effect; nothing is copied or deleted.
+back at the snapshot published before the one in effect; nothing is copied.
+
+Compaction (after every publish, ``compact``): a run commits a snapshot per statement (about 112 for the real
+extracts), and each one keeps the data files it saw. Every snapshot that is neither published (any row of the ledger:
+rollback and ``--serve`` may go back to each of them) nor the latest is expired (``ducklake_expire_snapshots``), then
+the files only those held are deleted (``ducklake_cleanup_old_files``). Readers are only ever pinned to published
+snapshots, so none reads an expired one.
 """
 
 from __future__ import annotations
@@ -42,12 +48,29 @@ class LakePublishResult:
     batch_id: int | None
     action: str = "publish"
     row_counts: dict[str, int] = field(default_factory=dict)
+    compaction: Compaction | None = None
 
     def __str__(self) -> str:
         verb = {"publish": "published", "rollback": "rolled back to", "serve": "now serving"}[self.action]
         marts = sum(1 for k in self.row_counts if k.startswith("marts."))
         return (f"{verb} lake snapshot {self.snapshot_version} (batch {self.batch_id}, run {self.run_id or '-'}, "
-                f"{marts} marts, {len(self.row_counts)} tables): readers attach it read-only, pinned")
+                f"{marts} marts, {len(self.row_counts)} tables): readers attach it read-only, pinned"
+                + (f"; {self.compaction}" if self.compaction else ""))
+
+
+@dataclass
+class Compaction:
+    """What ``compact`` did: snapshots before and after, how many it expired, the data files it deleted."""
+
+    snapshots_before: int
+    snapshots_after: int
+    expired: int
+    files_deleted: int
+    kept_published: int
+
+    def __str__(self) -> str:
+        return (f"compacted: {self.expired} snapshots expired ({self.snapshots_before} -> {self.snapshots_after}; the "
+                f"{self.kept_published} published kept), {self.files_deleted} data files deleted")
 
 
 def current_snapshot(con: duckdb.DuckDBPyConnection) -> int:
@@ -91,9 +114,25 @@ def publish(run_id: str | None = None) -> LakePublishResult:
         _append(con, version, "publish", run_id, batch_id, counts)
         con.execute(f"CALL {ALIAS}.set_commit_message('brecha', 'publish snapshot {version}')")
         con.execute("COMMIT")
+        compaction = compact(con)
     finally:
         con.close()
-    return LakePublishResult(version, run_id, batch_id, "publish", counts)
+    return LakePublishResult(version, run_id, batch_id, "publish", counts, compaction)
+
+
+def compact(con: duckdb.DuckDBPyConnection) -> Compaction:
+    """Expire every snapshot of the lake but the published ones (every version in the ledger) and the latest, then
+    delete the data files only the expired ones held. Under the run lock (a writer's step: ``publish``)."""
+    snapshots = [r[0] for r in con.execute(f"SELECT snapshot_id FROM ducklake_snapshots('{ALIAS}') ORDER BY 1")
+                 .fetchall()]
+    kept = {r[0] for r in con.execute(f"SELECT DISTINCT snapshot_version FROM {ALIAS}.{LEDGER}").fetchall()} \
+        if table_exists(con, "ops", "lake_publications", ALIAS) else set()
+    expire = [v for v in snapshots if v not in kept and v != snapshots[-1]]
+    if expire:
+        con.execute(f"CALL ducklake_expire_snapshots('{ALIAS}', versions => {expire})").fetchall()
+    deleted = len(con.execute(f"CALL ducklake_cleanup_old_files('{ALIAS}', cleanup_all => true)").fetchall())
+    after = con.execute(f"SELECT count(*) FROM ducklake_snapshots('{ALIAS}')").fetchone()[0]
+    return Compaction(len(snapshots), after, len(expire), deleted, len(kept & set(snapshots)))
 
 
 def rollback() -> LakePublishResult:
