@@ -3,7 +3,8 @@ Cosmos tasks in the right order and pool, stops at the landed gate on a bad extr
 ``dag.test()`` on the synthetic default.
 
 The two DAG runs happen one after the other in ONE subprocess (one Airflow start-up, one DAG parse) with its own
-AIRFLOW_HOME and BRECHA_HOME (brecha.orchestrate.airflow_local)."""
+AIRFLOW_HOME and BRECHA_HOME (brecha.orchestrate.airflow_local), started with the session (``dag_runs`` in
+tests/conftest.py) so that it runs while the other tests do."""
 
 from __future__ import annotations
 
@@ -16,11 +17,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import DAG_TEST_TIMEOUT, DagRuns
 
 from brecha.core.settings import DAGS_DIR, DBT_PROJECT_DIR, Settings
 from brecha.orchestrate.airflow_local import POOL, airflow_env, prepare
-
-DAG_TEST_TIMEOUT = 1800
 
 INSPECT = r"""
 import json, time
@@ -58,25 +58,6 @@ def _tagged(line_tag: str, stdout: str) -> dict:
     lines = [ln for ln in stdout.splitlines() if ln.startswith(line_tag + " ")]
     assert lines, f"no {line_tag} line in the output:\n{stdout[-3000:]}"
     return json.loads(lines[-1][len(line_tag) + 1 :])
-
-
-def _dag_tests(home: Path, airflow_db: Path, *confs: dict) -> list[dict]:
-    """``dag.test()`` of each configuration, one after the other in one process; each run's result."""
-    proc = subprocess.run(
-        [sys.executable, str(DAGS_DIR / "run_dag_test.py"), *map(json.dumps, confs)],
-        env=_env(Settings(home=home), airflow_db),
-        capture_output=True,
-        text=True,
-        timeout=DAG_TEST_TIMEOUT,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    results = [
-        json.loads(ln[len("BRECHA_DAG_TEST ") :])
-        for ln in proc.stdout.splitlines()
-        if ln.startswith("BRECHA_DAG_TEST ")
-    ]
-    assert len(results) == len(confs), proc.stdout[-3000:] + proc.stderr[-3000:]
-    return results
 
 
 @pytest.fixture(scope="module")
@@ -170,38 +151,12 @@ def test_the_dag_follows_the_step_list_that_brecha_run_follows(parsed: dict, pip
     assert top == {s.name for s in PIPELINE} | {"claim", "release", "dbt_core_passed", "dbt_predictions_passed"}
 
 
-def _census_file(folder: Path) -> Path:
-    for path in folder.rglob("*.json"):
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        if isinstance(doc, list) and doc and isinstance(doc[0], dict) and "internet" in doc[0]:
-            return path
-    raise AssertionError(f"no census indicators JSON under {folder}")
-
-
-def test_bad_extract_stops_at_the_landed_gate_then_the_default_runs_green(
-    synthetic_dir: Path, tmp_path: Path, airflow_db: Path
-) -> None:
+def test_bad_extract_stops_at_the_landed_gate_then_the_default_runs_green(dag_runs: DagRuns) -> None:
     """Census shares delivered as 0-1 fractions: every row passes landing (0 <= x <= 100), the gate stops the run.
-    Then, in the same home and process, the synthetic default runs green end to end."""
-    bad = tmp_path / "bad_extracts"
-    shutil.copytree(synthetic_dir, bad)
-    census = _census_file(bad)
-    rows = json.loads(census.read_text(encoding="utf-8"))
-    for row in rows:
-        if row.get("internet") is not None:
-            row["internet"] = row["internet"] / 100
-    census.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
-
-    home = tmp_path / "home"
-    stopped, green = _dag_tests(
-        home,
-        airflow_db,
-        {"input_dir": str(bad), "seed": 42, "scale": 0.25},
-        {"input_dir": "", "seed": 42, "scale": 0.25},
-    )
+    Then, in the same home and process, the synthetic default runs green end to end (both runs: ``dag_runs`` in
+    tests/conftest.py, started with the session)."""
+    home = dag_runs.home
+    stopped, green = dag_runs.results
 
     states = stopped["tasks"]
     assert stopped["dag_run_state"] == "failed"

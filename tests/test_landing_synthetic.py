@@ -7,9 +7,10 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-from conftest import home_env
+from conftest import own_home
 from test_landing import csv_records, query, wide_cells
 
+from brecha.core.files import sha256_of
 from brecha.core.layouts import LAYOUTS
 from brecha.landing.ingest import ingest
 
@@ -17,11 +18,15 @@ WIDE = ("osiptel__mobile_line_share", "osiptel__mobile_teledensity", "osiptel__i
 
 
 @pytest.fixture(scope="module")
-def synthetic_landed(synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    home = tmp_path_factory.mktemp("landing_synthetic_home")
-    with home_env(home):
-        result = ingest(synthetic_dir)
-    yield result, home
+def synthetic_landed(pipeline_run, synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The session run's landing of its synthetic extracts, which are ``synthetic_dir``'s files byte for byte (the
+    same seed and scale; checked here), and a copy of its warehouse, which this module ingests into again: landing
+    ``synthetic_dir`` in a fresh home would repeat that same ingest."""
+    result = pipeline_run.results["ingest"]
+    assert result.files and all(sha256_of(synthetic_dir / f.source_file) == f.sha256 for f in result.files)
+    with own_home(pipeline_run.home, tmp_path_factory.mktemp("landing_synthetic_home")) as own:
+        pass
+    return result, own
 
 
 @pytest.fixture
