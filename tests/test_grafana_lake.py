@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 from lake_fixtures import lake_settings
 from test_grafana import GRAFANA, PLUGIN_DUCKDB, dsn, harness, plugin_duckdb_site, run_all, serving_db  # noqa: F401
-from test_grafana_lockdown import ABUSE, GF_PATHS_DATA
+from test_grafana_lockdown import ABUSE, GF_PATHS_DATA, PLUGIN_PRELUDE
 
 from brecha.core import lake
 from brecha.core.settings import using
@@ -26,22 +26,7 @@ DATASOURCE = GRAFANA / "provisioning-lake" / "datasources" / "brecha.yaml"
 # where docker-compose.lake.yml mounts what the datasource reads, and the files standing in for them here
 MOUNTS = ("/var/lib/brecha/lake/data/", "/var/lib/brecha/duckdb_extensions", "/run/secrets/brecha_lake_pgpass")
 
-PLUGIN = r"""
-import json, sys, time
-job = json.loads(sys.argv[1])
-sys.path.insert(0, job["site"])
-import duckdb
-assert duckdb.__version__ == job["version"], duckdb.__version__
-
-def open_like_plugin(boot):
-    con = duckdb.connect(job["file"], config=job["options"])
-    for q in boot:  # the connection initialiser, on the first connection of the process only
-        con.execute(q)
-    return con
-
-def settings(con):
-    return dict(con.execute("SELECT name, CAST(value AS VARCHAR) FROM duckdb_settings()").fetchall())
-
+PLUGIN = PLUGIN_PRELUDE + r"""
 started = time.perf_counter()
 con = open_like_plugin(job["boot"])
 boot_seconds = time.perf_counter() - started

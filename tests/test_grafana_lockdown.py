@@ -54,8 +54,10 @@ ABUSE = [
 ]
 CRASH = "CALL enable_logging(storage = 'file', storage_path = '/tmp/brecha-viewer-logs')"
 
-PLUGIN = r"""
-import json, os, sys
+# What the plugin does to open its database, in the plugin's own DuckDB (job["site"]): shared with the lake's
+# datasource test (tests/test_grafana_lake.py), which appends its own steps
+PLUGIN_PRELUDE = r"""
+import json, os, sys, time
 job = json.loads(sys.argv[1])
 if job["site"]:
     sys.path.insert(0, job["site"])
@@ -71,7 +73,9 @@ def open_like_plugin(boot):
 
 def settings(con):
     return dict(con.execute("SELECT name, CAST(value AS VARCHAR) FROM duckdb_settings()").fetchall())
+"""
 
+PLUGIN = PLUGIN_PRELUDE + r"""
 con = open_like_plugin(job["boot"])
 con.execute("SET GLOBAL home_directory = '/first-database'")  # the test's marker (allowed_configs lets it through)
 if job["phase"] == "reopen":
