@@ -868,9 +868,9 @@ def model_performance(t: Tr) -> dict[str, Any]:
                                                "Coverage of the 90 % interval by predicted level, run ${run_id}"),
                           "c.group_value", (12, 26, 12, 12),
                           t("La misma cobertura según el porcentaje predicho de hogares con internet (los intervalos de 90 % "
-                            "se calibran por nivel predicho y banda de pobreza del distrito, así que todo nivel debería acercarse al 90 %).",
+                            "se calibran por nivel predicho y tramo de pobreza del distrito, así que todo nivel debería acercarse al 90 %).",
                             "The same coverage by the predicted share of households online (the 90 % intervals are "
-                            "calibrated per predicted level and band of the district's poverty, so every level should be near 90 %).")),
+                            "calibrated per predicted level and poverty group of the district, so every level should be near 90 %).")),
         panel("table", t("Cifras sobre varias semillas (media ± DE), datos de la corrida ${run_id}",
                           "Figures over seeds (mean ± SD), data of run ${run_id}"), f"""
             SELECT model_name, bool_or(selected) AS served, count(DISTINCT seed) AS seeds,
