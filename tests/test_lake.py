@@ -436,3 +436,36 @@ def test_migrate_to_lake_carries_the_history_and_builds_the_embedded_marts(lake_
         con.close()
     with pytest.raises(BrechaError, match="already holds a warehouse"):
         migrate_to_lake(settings)
+
+
+def test_the_ledgers_order_not_the_writers_clock_says_what_is_served(tmp_path: Path):
+    """A rollback or `--serve` from a machine whose clock is behind is still the row readers follow (the ledger's
+    ``seq``), and a ledger written before ``seq`` existed is read as it was, then gets the column on its next append.
+    A DuckLake on a DuckDB catalog file: the ledger's code is the same, no server needed."""
+    from brecha.core.db import load_extension
+    from brecha.warehouse.lake_publish import LEDGER, _append, published
+
+    con = duckdb.connect(config=OFFLINE)
+    load_extension(con, "ducklake")
+    con.execute(f"ATTACH 'ducklake:{tmp_path / 'catalog.ducklake'}' AS lake (DATA_PATH '{tmp_path / 'data'}')")
+    con.execute("USE lake")
+    con.execute("CREATE SCHEMA ops")
+    # the ledger as the first lake release wrote it: no seq
+    con.execute(
+        f"CREATE TABLE {LEDGER} (snapshot_version BIGINT NOT NULL, action VARCHAR NOT NULL, published_at TIMESTAMP "
+        "NOT NULL, run_id VARCHAR, batch_id INTEGER, row_counts JSON NOT NULL)"
+    )
+    con.execute(
+        f"INSERT INTO {LEDGER} VALUES (112, 'publish', TIMESTAMP '2026-12-07 08:00:00', 'r1', 1, '{{}}'), "
+        "(194, 'publish', TIMESTAMP '2026-12-07 08:30:00', 'r2', 2, '{}')"
+    )
+    assert published(con) == (194, "publish")
+    # a rollback from a machine ten minutes behind: its row is older by the clock, yet it is the one served
+    _append(con, 112, "rollback", "r1", 1, {})
+    con.execute(f"UPDATE {LEDGER} SET published_at = TIMESTAMP '2026-12-07 08:20:00' WHERE action = 'rollback'")
+    assert published(con) == (112, "rollback")
+    _append(con, 194, "serve", "r2", 2, {})
+    con.execute(f"UPDATE {LEDGER} SET published_at = TIMESTAMP '2026-12-07 07:00:00' WHERE action = 'serve'")
+    assert published(con) == (194, "serve")
+    assert con.execute(f"SELECT seq FROM {LEDGER} ORDER BY seq NULLS FIRST").fetchall() == [(None,), (None,), (1,), (2,)]
+    con.close()
