@@ -165,3 +165,42 @@ def test_sql_passes_the_duckdb_clis_own_options_through(pipeline_run) -> None:
     assert header.stdout.split() == ["districts", str(expected)], header.stdout
     usage = subprocess.run([BRECHA, "sql", "--help"], env=env, capture_output=True, text=True)
     assert usage.returncode == 0 and "-noheader" in usage.stdout and "Usage: brecha sql" in usage.stdout
+
+
+def _closed_port_lake(tmp_path: Path) -> tuple[dict[str, str], str]:
+    """A home whose lake.env names a catalog on a port where nothing listens (the server is down): the environment of
+    a shell that sourced it, and the catalog's password."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free once closed: nothing listens there
+    password = "s3cret-not-shown"
+    env_file = tmp_path / "lake.env"
+    env_file.write_text(
+        f"export BRECHA_LAKE='postgresql://brecha:{password}@127.0.0.1:{port}/brecha_lake'\n"
+        f"export BRECHA_LAKE_DATA='{tmp_path / 'lake' / 'data'}'\n"
+    )
+    from brecha.core.lake import read_env
+
+    return {**os.environ, "BRECHA_HOME": str(tmp_path), **read_env(env_file)}, password
+
+
+def test_a_lake_whose_catalog_is_down_says_to_start_it(tmp_path: Path) -> None:
+    """Readers, writers and the comparison tool on a lake whose catalog server is down: one line naming the catalog
+    (no password) and `make lake-up` / `. $BRECHA_HOME/lake.env`, no traceback, no hint about disks."""
+    env, password = _closed_port_lake(tmp_path)
+    duckdb.connect(str(tmp_path / "embedded.duckdb")).close()
+    commands = [
+        [BRECHA, "publish", "--list"],
+        [BRECHA, "publish", "--rollback"],
+        [BRECHA, "sql", "-c", "SELECT 1"],
+        [sys.executable, "-m", "tools.lake_compare", str(tmp_path / "embedded.duckdb"), str(tmp_path / "lake.env")],
+    ]
+    for command in commands:
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1])
+        said = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and "Traceback" not in said, said
+        assert "cannot be reached" in said and "Connection refused" in said, said
+        assert "`make lake-up`" in said and "`. $BRECHA_HOME/lake.env`" in said, said
+        assert password not in said and "check the disk" not in said, said
