@@ -252,6 +252,7 @@ def test_brecha_sql_on_the_lake_reads_the_published_snapshot_read_only(lake_home
     )
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.strip().splitlines()[-1]) > 0
+    assert "Loading resources" not in out.stderr, out.stderr  # the init script is read with -cmd ".read", no banner
     for statement, error in (
         ("SELECT * FROM read_csv('/etc/passwd')", "disabled"),
         ("CREATE TABLE marts.intruder AS SELECT 1", "read-only|read only"),

@@ -385,17 +385,8 @@ def sql(duckdb_args: tuple[str, ...]) -> None:
         from brecha.warehouse.lake_publish import reader_init_sql
 
         with using(settings):
-            init = reader_init_sql().encode()
-        import subprocess
-        import tempfile
-
-        exe = Path(sys.executable).with_name("duckdb")
-        # the init script holds the readers' password: in a private folder (0700, the file 0600), removed on exit
-        with tempfile.TemporaryDirectory(prefix="brecha-sql-") as private:
-            script = Path(private) / "init.sql"
-            script.touch(mode=0o600)
-            script.write_bytes(init)
-            sys.exit(subprocess.run([str(exe), "-init", str(script), *duckdb_args]).returncode)
+            init = reader_init_sql()
+        sys.exit(_sql_on_the_lake(init, duckdb_args))
     db = settings.paths.serving_db
     if not db.exists():
         raise BrechaError(f"no serving copy at {db}: run `brecha run` (or `brecha publish`) first")
@@ -403,6 +394,58 @@ def sql(duckdb_args: tuple[str, ...]) -> None:
     if not exe.is_file():
         raise BrechaError(f"the DuckDB CLI is not installed at {exe}: run `make install` (it installs duckdb-cli)")
     os.execv(exe, [str(exe), "-readonly", *duckdb_args, str(db)])
+
+
+def _duckdb_binary() -> Path:
+    """The DuckDB command line itself (the duckdb-cli wheel's binary), else its Python launcher in the venv."""
+    try:
+        import duckdb_cli
+
+        binary = Path(duckdb_cli.__file__).with_name("duckdb")
+        if binary.is_file():
+            return binary
+    except ImportError:
+        pass
+    return Path(sys.executable).with_name("duckdb")
+
+
+def _sql_on_the_lake(init: str, duckdb_args: tuple[str, ...]) -> int:
+    """Run the DuckDB command line with the lake reader's init script ``init`` (it holds the readers' password), read
+    with ``-cmd ".read FILE"`` (no "Loading resources" banner). The file is in a private folder (0700, the file 0600)
+    and is deleted as soon as DuckDB has read it (the script's last line creates a marker file this process waits
+    for); the folder goes when DuckDB ends, or when this process gets SIGHUP (the terminal closed) or SIGTERM."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import tempfile
+    import time
+
+    private = Path(tempfile.mkdtemp(prefix="brecha-sql-"))
+    script, marker = private / "init.sql", private / "read"
+    script.touch(mode=0o600)
+    script.write_text(init + f'.output "{marker}"\n.output\n', encoding="utf-8")
+    child: subprocess.Popen | None = None
+
+    def on_signal(signum: int, _frame: object) -> None:
+        shutil.rmtree(private, ignore_errors=True)
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGHUP, signal.SIGTERM)}
+    try:
+        child = subprocess.Popen([str(_duckdb_binary()), "-init", os.devnull, "-cmd", f'.read "{script}"',
+                                  *duckdb_args])
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is DuckDB's (cancels a query)
+        while child.poll() is None and not marker.exists():
+            time.sleep(0.05)
+        script.unlink(missing_ok=True)
+        return child.wait()
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def main() -> None:
