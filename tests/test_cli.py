@@ -195,6 +195,7 @@ def test_a_lake_whose_catalog_is_down_says_to_start_it(tmp_path: Path) -> None:
         [BRECHA, "publish", "--list"],
         [BRECHA, "publish", "--rollback"],
         [BRECHA, "sql", "-c", "SELECT 1"],
+        [BRECHA, "runs"],  # the lake's, not the home's (absent) embedded file
         [sys.executable, "-m", "tools.lake_compare", str(tmp_path / "embedded.duckdb"), str(tmp_path / "lake.env")],
     ]
     for command in commands:

@@ -262,6 +262,19 @@ def test_brecha_sql_on_the_lake_reads_the_published_snapshot_read_only(lake_home
     assert not list(Path(tempfile.gettempdir()).glob("brecha-sql-*"))  # the init script (a password) is gone
 
 
+def test_brecha_runs_on_the_lake_lists_the_lakes_model_runs(lake_home: Path, lake_run: dict):
+    """`brecha runs` in a lake home reads the lake's ml.model_runs (not an embedded file of the home)."""
+    from brecha.orchestrate.runs import list_runs
+
+    settings = lake_settings(lake_home)
+    with using(settings), connect(read_only=True) as con:
+        run_ids = [r[0] for r in con.execute("SELECT DISTINCT run_id FROM ml.model_runs").fetchall()]
+    with using(settings):
+        shown = list_runs()
+    assert run_ids and all(run_id in shown for run_id in run_ids), shown
+    assert f"{len(run_ids)} run(s) from the lake postgresql://" in shown and ":***@" in shown
+
+
 def test_publish_list_and_serve_on_the_lake_and_publish_compacts_it(lake_home: Path, lake_run: dict):
     """`--list` and `--serve` on the lake; and a publish compacts it: every snapshot that is neither published nor
     the latest is expired and the files only those held are deleted, while every published snapshot still reads all
