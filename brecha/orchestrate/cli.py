@@ -63,7 +63,8 @@ def cli(verbose: bool) -> None:
 
     Runtime state lives under $BRECHA_HOME (default: the warehouse/ folder of this project, whatever the
     current folder); the warehouse is $BRECHA_HOME/brecha.duckdb and readers use the serving copy
-    $BRECHA_HOME/serving/brecha.duckdb. `brecha run` runs the whole pipeline.
+    $BRECHA_HOME/serving/brecha.duckdb. On the lake (`. $BRECHA_HOME/lake.env` after `make lake-up`), both are the
+    lake: readers read its published snapshot. `brecha run` runs the whole pipeline.
     """
 
 
@@ -156,12 +157,18 @@ def clusters(seed: int) -> None:
 
 
 @cli.command()
-@click.option("--rollback", is_flag=True, help="Restore the snapshot published before the one served now instead.")
+@click.option("--rollback", is_flag=True,
+              help="Serve the snapshot published before the one served now instead (not the one served before it).")
 @click.option("--list", "list_", is_flag=True, help="List the kept snapshots (the one served now is marked) and exit.")
 @click.option("--serve", "snapshot_id", default=None, metavar="SNAPSHOT_ID",
-              help="Serve this kept snapshot (older or newer; a unique prefix of its id is enough) instead.")
+              help="Serve this kept snapshot (older or newer) instead: a unique prefix of its id is enough; on the "
+                   "lake, the lake snapshot's whole number.")
 def publish(rollback: bool, list_: bool, snapshot_id: str | None) -> None:
-    """Copy the checked warehouse to $BRECHA_HOME/serving/brecha.duckdb atomically (readers use it)."""
+    """Publish the checked warehouse for readers: copied atomically to $BRECHA_HOME/serving/brecha.duckdb, or, on the
+    lake, its current snapshot recorded as the one readers are pinned to.
+
+    Both check the same first: the required marts, the latest batch landed ok, every gate and dbt build passed.
+    """
     from brecha.orchestrate import steps
 
     if sum((rollback, list_, snapshot_id is not None)) > 1:
@@ -276,7 +283,7 @@ def run(input_dir: Path | None, fetch_first: bool, years: str, flavour: str, pun
 @click.option("--workers", type=click.IntRange(1, 16), default=1, show_default=True,
               help="Server processes (a what-if is mostly Python under the GIL: 2 use both cores of a 2-core machine).")
 def serve(host: str, port: int, log_level: str, workers: int) -> None:
-    """Start the read-only prediction API over $BRECHA_HOME/serving/brecha.duckdb (OpenAPI page at /docs).
+    """Start the read-only prediction API over the serving copy, or the published lake snapshot (OpenAPI at /docs).
 
     District answers, a filtered list, the served model and what-if scenarios; a new `brecha publish` or a
     rollback is picked up without a restart.
@@ -298,7 +305,8 @@ def serve(host: str, port: int, log_level: str, workers: int) -> None:
 @click.option("--lang", type=click.Choice(["es", "en"]), default="es", show_default=True,
               help="Language of every title, legend, label and note (Spanish by default).")
 def atlas(out: Path | None, lang: str) -> None:
-    """Write a self-contained, printable HTML atlas of the districts from the serving copy (read-only)."""
+    """Write a self-contained, printable HTML atlas of the districts from the serving copy (read-only; on the lake,
+    the published snapshot)."""
     from brecha.orchestrate import steps
 
     click.echo(str(steps.atlas(_settings(), out, lang=lang)))
@@ -366,14 +374,14 @@ def runs(limit: int) -> None:
 @cli.command(context_settings={"ignore_unknown_options": True, "help_option_names": ["--help"]})
 @click.argument("duckdb_args", nargs=-1, type=click.UNPROCESSED)
 def sql(duckdb_args: tuple[str, ...]) -> None:
-    """A read-only SQL prompt (the DuckDB CLI) on the serving copy $BRECHA_HOME/serving/brecha.duckdb.
+    """A read-only SQL prompt (the DuckDB CLI) on the serving copy $BRECHA_HOME/serving/brecha.duckdb, or the lake's.
 
     Without arguments, an interactive prompt (`.tables`, `.quit`); SQL piped on stdin runs and exits. Every other
     argument but --help goes to the `duckdb` command as given, e.g. `brecha sql -c "select count(*) from
     marts.dim_districts"`, `brecha sql -csv -noheader -c "..."` or `brecha sql -help` (the DuckDB CLI's own options;
     `brecha sql -- ARGS` passes ARGS after `--` too). The file is opened read-only: it never blocks the pipeline or a
-    publish. On the lake (BRECHA_LAKE set), the published lake snapshot, attached read-only and locked down the same
-    way.
+    publish. On the lake (BRECHA_LAKE set), the published lake snapshot, attached read-only as the catalog's
+    read-only role and locked down the same way.
     """
     import os
 
