@@ -421,8 +421,13 @@ def test_migrate_to_lake_carries_the_history_and_builds_the_embedded_marts(lake_
     shutil.copyfile(pipeline_run.home / "brecha.duckdb", home / "brecha.duckdb")  # the session's file stays untouched
     settings = Settings(home=home, seed=TEST_SEED, storage="lake", lake=target.dsn(), lake_data=str(home / "lake"))
     started = time.perf_counter()
-    result = migrate_to_lake(settings)
+    progress: list[str] = []
+    result = migrate_to_lake(settings, say=progress.append)
     print(f"migrate-to-lake of the session's synthetic warehouse: {time.perf_counter() - started:.1f} s: {result}")
+    # a line as each step starts and ends (`brecha migrate-to-lake` prints them on stderr): never minutes of silence
+    assert [line.split(" ", 1)[0] for line in progress if line.startswith("[")] == [f"[{i}/5]" for i in range(1, 6)]
+    done = [line.split(" done in ")[0].strip() for line in progress if " done in " in line]
+    assert done == list(result.seconds) and len(done) == 5, progress
     assert result.marts == result.marts_equal >= 15 and result.model_runs >= 1 and result.batches >= 1
     with using(settings):
         assert published_snapshot() == result.snapshot_version

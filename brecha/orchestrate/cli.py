@@ -198,11 +198,12 @@ def migrate_to_lake(source: Path | None) -> None:
 
     Copies raw.*, ml.* and ops.* (every batch, model run and ledger row), rebuilds the marts with dbt, runs both
     gates, checks every mart equal to the embedded file's, then publishes a lake snapshot. The embedded file is only
-    read. Run it in the embedded warehouse's home after `make lake-up` and `. $BRECHA_HOME/lake.env`.
+    read. Run it in the embedded warehouse's home after `make lake-up` and `. $BRECHA_HOME/lake.env`. It takes a
+    minute or two (the dbt build most of it) and prints a line as each of its five steps starts and ends.
     """
     from brecha.orchestrate.migrate import migrate_to_lake as _migrate
 
-    click.echo(str(_migrate(_settings(), source)))
+    click.echo(str(_migrate(_settings(), source, say=lambda line: click.echo(line, err=True))))
 
 
 def _years(text: str) -> list[int]:
