@@ -165,3 +165,91 @@ def test_sql_passes_the_duckdb_clis_own_options_through(pipeline_run) -> None:
     assert header.stdout.split() == ["districts", str(expected)], header.stdout
     usage = subprocess.run([BRECHA, "sql", "--help"], env=env, capture_output=True, text=True)
     assert usage.returncode == 0 and "-noheader" in usage.stdout and "Usage: brecha sql" in usage.stdout
+
+
+def _closed_port_lake(tmp_path: Path) -> tuple[dict[str, str], str]:
+    """A home whose lake.env names a catalog on a port where nothing listens (the server is down): the environment of
+    a shell that sourced it, and the catalog's password."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free once closed: nothing listens there
+    password = "s3cret-not-shown"
+    env_file = tmp_path / "lake.env"
+    env_file.write_text(
+        f"export BRECHA_LAKE='postgresql://brecha:{password}@127.0.0.1:{port}/brecha_lake'\n"
+        f"export BRECHA_LAKE_DATA='{tmp_path / 'lake' / 'data'}'\n"
+    )
+    from brecha.core.lake import read_env
+
+    return {**os.environ, "BRECHA_HOME": str(tmp_path), **read_env(env_file)}, password
+
+
+def test_a_lake_whose_catalog_is_down_says_to_start_it(tmp_path: Path) -> None:
+    """Readers, writers and the comparison tool on a lake whose catalog server is down: one line naming the catalog
+    (no password) and `make lake-up` / `. $BRECHA_HOME/lake.env`, no traceback, no hint about disks."""
+    env, password = _closed_port_lake(tmp_path)
+    duckdb.connect(str(tmp_path / "embedded.duckdb")).close()
+    commands = [
+        [BRECHA, "publish", "--list"],
+        [BRECHA, "publish", "--rollback"],
+        [BRECHA, "sql", "-c", "SELECT 1"],
+        [BRECHA, "runs"],  # the lake's, not the home's (absent) embedded file
+        [sys.executable, "-m", "tools.lake_compare", str(tmp_path / "embedded.duckdb"), str(tmp_path / "lake.env")],
+    ]
+    for command in commands:
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1])
+        said = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and "Traceback" not in said, said
+        assert "cannot be reached" in said and "Connection refused" in said, said
+        assert "`make lake-up`" in said and "`. $BRECHA_HOME/lake.env`" in said, said
+        assert password not in said and "check the disk" not in said, said
+
+
+SQL_ON_THE_LAKE = """
+import sys
+from brecha.orchestrate.cli import _sql_on_the_lake
+init = ".output /dev/null\\nCREATE TABLE secret AS SELECT 42 AS answer;\\n.output\\n"  # stands for the lake's attach
+sys.exit(_sql_on_the_lake(init, tuple(sys.argv[1:])))
+"""
+
+
+def test_sql_on_the_lake_leaves_no_init_script_behind_even_on_sighup_or_sigterm(tmp_path: Path) -> None:
+    """`brecha sql` on the lake hands DuckDB an init script holding the readers' password: read with `-cmd ".read"`
+    (no "Loading resources" banner), deleted as soon as DuckDB has read it while the prompt stays open, and its
+    private folder removed when DuckDB ends or when `brecha sql` gets SIGHUP (the terminal closed) or SIGTERM."""
+    import signal
+    import time
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # the private folder goes under tmp_path
+    done = subprocess.run(
+        [sys.executable, "-c", SQL_ON_THE_LAKE, "-csv", "-c", "SELECT answer FROM secret"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout.split() == ["answer", "42"], done.stdout + done.stderr
+    assert "Loading resources" not in done.stderr and done.stderr == "", done.stderr
+    assert list(tmp_path.iterdir()) == []
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        prompt = subprocess.Popen(
+            [sys.executable, "-c", SQL_ON_THE_LAKE], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not list(tmp_path.glob("brecha-sql-*/read")):  # DuckDB has read the script
+                assert time.monotonic() < deadline and prompt.poll() is None, "DuckDB never read the init script"
+                time.sleep(0.05)
+            while list(tmp_path.glob("brecha-sql-*/init.sql")):
+                assert time.monotonic() < deadline, "the init script stays on disk while the prompt is open"
+                time.sleep(0.05)
+            assert prompt.poll() is None  # the prompt is still open, its script already gone
+            prompt.send_signal(sig)
+            prompt.communicate(timeout=30)
+        finally:
+            if prompt.poll() is None:
+                prompt.kill()
+        assert prompt.returncode == 128 + sig
+        assert list(tmp_path.iterdir()) == [], f"after {sig.name}: {list(tmp_path.rglob('*'))}"

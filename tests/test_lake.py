@@ -252,6 +252,7 @@ def test_brecha_sql_on_the_lake_reads_the_published_snapshot_read_only(lake_home
     )
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.strip().splitlines()[-1]) > 0
+    assert "Loading resources" not in out.stderr, out.stderr  # the init script is read with -cmd ".read", no banner
     for statement, error in (
         ("SELECT * FROM read_csv('/etc/passwd')", "disabled"),
         ("CREATE TABLE marts.intruder AS SELECT 1", "read-only|read only"),
@@ -259,6 +260,19 @@ def test_brecha_sql_on_the_lake_reads_the_published_snapshot_read_only(lake_home
         bad = subprocess.run([brecha, "sql", "-c", statement], env=env, capture_output=True, text=True, timeout=120)
         assert bad.returncode != 0 and re.search(error, bad.stdout + bad.stderr), bad.stdout + bad.stderr
     assert not list(Path(tempfile.gettempdir()).glob("brecha-sql-*"))  # the init script (a password) is gone
+
+
+def test_brecha_runs_on_the_lake_lists_the_lakes_model_runs(lake_home: Path, lake_run: dict):
+    """`brecha runs` in a lake home reads the lake's ml.model_runs (not an embedded file of the home)."""
+    from brecha.orchestrate.runs import list_runs
+
+    settings = lake_settings(lake_home)
+    with using(settings), connect(read_only=True) as con:
+        run_ids = [r[0] for r in con.execute("SELECT DISTINCT run_id FROM ml.model_runs").fetchall()]
+    with using(settings):
+        shown = list_runs()
+    assert run_ids and all(run_id in shown for run_id in run_ids), shown
+    assert f"{len(run_ids)} run(s) from the lake postgresql://" in shown and ":***@" in shown
 
 
 def test_publish_list_and_serve_on_the_lake_and_publish_compacts_it(lake_home: Path, lake_run: dict):
@@ -407,8 +421,13 @@ def test_migrate_to_lake_carries_the_history_and_builds_the_embedded_marts(lake_
     shutil.copyfile(pipeline_run.home / "brecha.duckdb", home / "brecha.duckdb")  # the session's file stays untouched
     settings = Settings(home=home, seed=TEST_SEED, storage="lake", lake=target.dsn(), lake_data=str(home / "lake"))
     started = time.perf_counter()
-    result = migrate_to_lake(settings)
+    progress: list[str] = []
+    result = migrate_to_lake(settings, say=progress.append)
     print(f"migrate-to-lake of the session's synthetic warehouse: {time.perf_counter() - started:.1f} s: {result}")
+    # a line as each step starts and ends (`brecha migrate-to-lake` prints them on stderr): never minutes of silence
+    assert [line.split(" ", 1)[0] for line in progress if line.startswith("[")] == [f"[{i}/5]" for i in range(1, 6)]
+    done = [line.split(" done in ")[0].strip() for line in progress if " done in " in line]
+    assert done == list(result.seconds) and len(done) == 5, progress
     assert result.marts == result.marts_equal >= 15 and result.model_runs >= 1 and result.batches >= 1
     with using(settings):
         assert published_snapshot() == result.snapshot_version
@@ -436,3 +455,36 @@ def test_migrate_to_lake_carries_the_history_and_builds_the_embedded_marts(lake_
         con.close()
     with pytest.raises(BrechaError, match="already holds a warehouse"):
         migrate_to_lake(settings)
+
+
+def test_the_ledgers_order_not_the_writers_clock_says_what_is_served(tmp_path: Path):
+    """A rollback or `--serve` from a machine whose clock is behind is still the row readers follow (the ledger's
+    ``seq``), and a ledger written before ``seq`` existed is read as it was, then gets the column on its next append.
+    A DuckLake on a DuckDB catalog file: the ledger's code is the same, no server needed."""
+    from brecha.core.db import load_extension
+    from brecha.warehouse.lake_publish import LEDGER, _append, published
+
+    con = duckdb.connect(config=OFFLINE)
+    load_extension(con, "ducklake")
+    con.execute(f"ATTACH 'ducklake:{tmp_path / 'catalog.ducklake'}' AS lake (DATA_PATH '{tmp_path / 'data'}')")
+    con.execute("USE lake")
+    con.execute("CREATE SCHEMA ops")
+    # the ledger as the first lake release wrote it: no seq
+    con.execute(
+        f"CREATE TABLE {LEDGER} (snapshot_version BIGINT NOT NULL, action VARCHAR NOT NULL, published_at TIMESTAMP "
+        "NOT NULL, run_id VARCHAR, batch_id INTEGER, row_counts JSON NOT NULL)"
+    )
+    con.execute(
+        f"INSERT INTO {LEDGER} VALUES (112, 'publish', TIMESTAMP '2026-12-07 08:00:00', 'r1', 1, '{{}}'), "
+        "(194, 'publish', TIMESTAMP '2026-12-07 08:30:00', 'r2', 2, '{}')"
+    )
+    assert published(con) == (194, "publish")
+    # a rollback from a machine ten minutes behind: its row is older by the clock, yet it is the one served
+    _append(con, 112, "rollback", "r1", 1, {})
+    con.execute(f"UPDATE {LEDGER} SET published_at = TIMESTAMP '2026-12-07 08:20:00' WHERE action = 'rollback'")
+    assert published(con) == (112, "rollback")
+    _append(con, 194, "serve", "r2", 2, {})
+    con.execute(f"UPDATE {LEDGER} SET published_at = TIMESTAMP '2026-12-07 07:00:00' WHERE action = 'serve'")
+    assert published(con) == (194, "serve")
+    assert con.execute(f"SELECT seq FROM {LEDGER} ORDER BY seq NULLS FIRST").fetchall() == [(None,), (None,), (1,), (2,)]
+    con.close()

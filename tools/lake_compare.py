@@ -1,9 +1,11 @@
 """Are the lake's marts the embedded warehouse's? (``brecha.warehouse.lake_compare``: the comparison lives in the
 package, since ``brecha migrate-to-lake`` runs it too.)
 
-    python -m tools.lake_compare EMBEDDED.duckdb LAKE_ENV_FILE   # e.g. warehouse/brecha.duckdb /tmp/h/lake.env
+    .venv/bin/python -m tools.lake_compare EMBEDDED.duckdb LAKE_ENV_FILE   # from the project folder, e.g.
+    .venv/bin/python -m tools.lake_compare warehouse/brecha.duckdb /tmp/h/lake.env
 
-prints one line per mart and exits 1 on any difference.
+prints one line per mart and exits 1 on any difference (2 when either side cannot be opened). It compares the lake's
+latest snapshot, not the published one.
 """
 
 from __future__ import annotations

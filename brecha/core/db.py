@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 
 from brecha.core.errors import BrechaError
-from brecha.core.lake import ALIAS, attach_sql
+from brecha.core.lake import ALIAS, attach_sql, redact
 from brecha.core.settings import EXTENSION_DIR, current, paths
 
 # Every extension the project loads, each from its duckdb-extension-<name> wheel (pinned in constraints.txt)
@@ -72,9 +72,33 @@ def connect_lake(*, read_only: bool = False, extensions: tuple[str, ...] = (),
     for name in (*LAKE_EXTENSIONS, *extensions):
         load_extension(con, name)
     dsn = settings.lake_reader if read_only and settings.lake_reader else settings.lake
-    con.execute(attach_sql(dsn, settings.lake_data, read_only=read_only, snapshot=snapshot))
+    try:
+        con.execute(attach_sql(dsn, settings.lake_data, read_only=read_only, snapshot=snapshot))
+    except duckdb.Error as err:
+        con.close()
+        if (detail := catalog_fault(err)) is None:
+            raise
+        raise lake_unreachable(dsn or "", detail) from None
     con.execute(f"USE {ALIAS}")
     return con
+
+
+_UNREACHABLE = re.compile(r'Unable to connect to Postgres(?: at "[^"]*")?:?\s*(.*)', re.DOTALL)
+
+
+def catalog_fault(err: BaseException) -> str | None:
+    """The first line of why DuckDB's attach could not reach the lake's catalog (its server down, a wrong port or
+    password), or None for any other failure."""
+    found = _UNREACHABLE.search(str(err))
+    return (found.group(1).strip().splitlines() or ["no answer"])[0] if found else None
+
+
+def lake_unreachable(dsn: str, detail: str, purpose: str = "") -> BrechaError:
+    """The one message for a lake whose catalog cannot be reached (``connect_lake``, the run lock, ``brecha sql``,
+    ``tools.lake_compare``): which catalog (password hidden), why, and what to do."""
+    return BrechaError(f"the lake's catalog {redact(dsn)} cannot be reached{purpose} ({detail}): is its server up "
+                       "(`make lake-up`), and were this shell's settings read from that home's lake.env "
+                       "(`. $BRECHA_HOME/lake.env`)?")
 
 
 def on_lake(con: duckdb.DuckDBPyConnection) -> bool:

@@ -210,14 +210,14 @@ def _lake_session(settings: Settings, purpose: str) -> Iterator[Any]:
     ``pg_stat_activity``; closed after the block."""
     import psycopg
 
-    from brecha.core.lake import redact
-
     try:
         conn = psycopg.connect(settings.lake, autocommit=True, connect_timeout=10,
                                application_name=f"brecha: {purpose}"[:63])
     except psycopg.OperationalError as err:
-        raise BrechaError(f"the lake's catalog {redact(settings.lake or '')} cannot be reached for the run lock "
-                          f"({str(err).strip().splitlines()[-1]}): is its server up (`make lake-up`)?") from None
+        from brecha.core.db import lake_unreachable
+
+        lines = str(err).strip().splitlines() or ["no answer"]  # the first line says why; the next ones are hints
+        raise lake_unreachable(settings.lake or "", lines[0], " for the run lock") from None
     with conn:
         yield conn
 

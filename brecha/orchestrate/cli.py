@@ -63,7 +63,8 @@ def cli(verbose: bool) -> None:
 
     Runtime state lives under $BRECHA_HOME (default: the warehouse/ folder of this project, whatever the
     current folder); the warehouse is $BRECHA_HOME/brecha.duckdb and readers use the serving copy
-    $BRECHA_HOME/serving/brecha.duckdb. `brecha run` runs the whole pipeline.
+    $BRECHA_HOME/serving/brecha.duckdb. On the lake (`. $BRECHA_HOME/lake.env` after `make lake-up`), both are the
+    lake: readers read its published snapshot. `brecha run` runs the whole pipeline.
     """
 
 
@@ -156,12 +157,18 @@ def clusters(seed: int) -> None:
 
 
 @cli.command()
-@click.option("--rollback", is_flag=True, help="Restore the snapshot published before the one served now instead.")
+@click.option("--rollback", is_flag=True,
+              help="Serve the snapshot published before the one served now instead (not the one served before it).")
 @click.option("--list", "list_", is_flag=True, help="List the kept snapshots (the one served now is marked) and exit.")
 @click.option("--serve", "snapshot_id", default=None, metavar="SNAPSHOT_ID",
-              help="Serve this kept snapshot (older or newer; a unique prefix of its id is enough) instead.")
+              help="Serve this kept snapshot (older or newer) instead: a unique prefix of its id is enough; on the "
+                   "lake, the lake snapshot's whole number.")
 def publish(rollback: bool, list_: bool, snapshot_id: str | None) -> None:
-    """Copy the checked warehouse to $BRECHA_HOME/serving/brecha.duckdb atomically (readers use it)."""
+    """Publish the checked warehouse for readers: copied atomically to $BRECHA_HOME/serving/brecha.duckdb, or, on the
+    lake, its current snapshot recorded as the one readers are pinned to.
+
+    Both check the same first: the required marts, the latest batch landed ok, every gate and dbt build passed.
+    """
     from brecha.orchestrate import steps
 
     if sum((rollback, list_, snapshot_id is not None)) > 1:
@@ -191,11 +198,12 @@ def migrate_to_lake(source: Path | None) -> None:
 
     Copies raw.*, ml.* and ops.* (every batch, model run and ledger row), rebuilds the marts with dbt, runs both
     gates, checks every mart equal to the embedded file's, then publishes a lake snapshot. The embedded file is only
-    read. Run it in the embedded warehouse's home after `make lake-up` and `. $BRECHA_HOME/lake.env`.
+    read. Run it in the embedded warehouse's home after `make lake-up` and `. $BRECHA_HOME/lake.env`. It takes a
+    minute or two (the dbt build most of it) and prints a line as each of its five steps starts and ends.
     """
     from brecha.orchestrate.migrate import migrate_to_lake as _migrate
 
-    click.echo(str(_migrate(_settings(), source)))
+    click.echo(str(_migrate(_settings(), source, say=lambda line: click.echo(line, err=True))))
 
 
 def _years(text: str) -> list[int]:
@@ -276,7 +284,7 @@ def run(input_dir: Path | None, fetch_first: bool, years: str, flavour: str, pun
 @click.option("--workers", type=click.IntRange(1, 16), default=1, show_default=True,
               help="Server processes (a what-if is mostly Python under the GIL: 2 use both cores of a 2-core machine).")
 def serve(host: str, port: int, log_level: str, workers: int) -> None:
-    """Start the read-only prediction API over $BRECHA_HOME/serving/brecha.duckdb (OpenAPI page at /docs).
+    """Start the read-only prediction API over the serving copy, or the published lake snapshot (OpenAPI at /docs).
 
     District answers, a filtered list, the served model and what-if scenarios; a new `brecha publish` or a
     rollback is picked up without a restart.
@@ -298,7 +306,8 @@ def serve(host: str, port: int, log_level: str, workers: int) -> None:
 @click.option("--lang", type=click.Choice(["es", "en"]), default="es", show_default=True,
               help="Language of every title, legend, label and note (Spanish by default).")
 def atlas(out: Path | None, lang: str) -> None:
-    """Write a self-contained, printable HTML atlas of the districts from the serving copy (read-only)."""
+    """Write a self-contained, printable HTML atlas of the districts from the serving copy (read-only; on the lake,
+    the published snapshot)."""
     from brecha.orchestrate import steps
 
     click.echo(str(steps.atlas(_settings(), out, lang=lang)))
@@ -366,14 +375,14 @@ def runs(limit: int) -> None:
 @cli.command(context_settings={"ignore_unknown_options": True, "help_option_names": ["--help"]})
 @click.argument("duckdb_args", nargs=-1, type=click.UNPROCESSED)
 def sql(duckdb_args: tuple[str, ...]) -> None:
-    """A read-only SQL prompt (the DuckDB CLI) on the serving copy $BRECHA_HOME/serving/brecha.duckdb.
+    """A read-only SQL prompt (the DuckDB CLI) on the serving copy $BRECHA_HOME/serving/brecha.duckdb, or the lake's.
 
     Without arguments, an interactive prompt (`.tables`, `.quit`); SQL piped on stdin runs and exits. Every other
     argument but --help goes to the `duckdb` command as given, e.g. `brecha sql -c "select count(*) from
     marts.dim_districts"`, `brecha sql -csv -noheader -c "..."` or `brecha sql -help` (the DuckDB CLI's own options;
     `brecha sql -- ARGS` passes ARGS after `--` too). The file is opened read-only: it never blocks the pipeline or a
-    publish. On the lake (BRECHA_LAKE set), the published lake snapshot, attached read-only and locked down the same
-    way.
+    publish. On the lake (BRECHA_LAKE set), the published lake snapshot, attached read-only as the catalog's
+    read-only role and locked down the same way.
     """
     import os
 
@@ -385,17 +394,8 @@ def sql(duckdb_args: tuple[str, ...]) -> None:
         from brecha.warehouse.lake_publish import reader_init_sql
 
         with using(settings):
-            init = reader_init_sql().encode()
-        import subprocess
-        import tempfile
-
-        exe = Path(sys.executable).with_name("duckdb")
-        # the init script holds the readers' password: in a private folder (0700, the file 0600), removed on exit
-        with tempfile.TemporaryDirectory(prefix="brecha-sql-") as private:
-            script = Path(private) / "init.sql"
-            script.touch(mode=0o600)
-            script.write_bytes(init)
-            sys.exit(subprocess.run([str(exe), "-init", str(script), *duckdb_args]).returncode)
+            init = reader_init_sql()
+        sys.exit(_sql_on_the_lake(init, duckdb_args))
     db = settings.paths.serving_db
     if not db.exists():
         raise BrechaError(f"no serving copy at {db}: run `brecha run` (or `brecha publish`) first")
@@ -403,6 +403,58 @@ def sql(duckdb_args: tuple[str, ...]) -> None:
     if not exe.is_file():
         raise BrechaError(f"the DuckDB CLI is not installed at {exe}: run `make install` (it installs duckdb-cli)")
     os.execv(exe, [str(exe), "-readonly", *duckdb_args, str(db)])
+
+
+def _duckdb_binary() -> Path:
+    """The DuckDB command line itself (the duckdb-cli wheel's binary), else its Python launcher in the venv."""
+    try:
+        import duckdb_cli
+
+        binary = Path(duckdb_cli.__file__).with_name("duckdb")
+        if binary.is_file():
+            return binary
+    except ImportError:
+        pass
+    return Path(sys.executable).with_name("duckdb")
+
+
+def _sql_on_the_lake(init: str, duckdb_args: tuple[str, ...]) -> int:
+    """Run the DuckDB command line with the lake reader's init script ``init`` (it holds the readers' password), read
+    with ``-cmd ".read FILE"`` (no "Loading resources" banner). The file is in a private folder (0700, the file 0600)
+    and is deleted as soon as DuckDB has read it (the script's last line creates a marker file this process waits
+    for); the folder goes when DuckDB ends, or when this process gets SIGHUP (the terminal closed) or SIGTERM."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import tempfile
+    import time
+
+    private = Path(tempfile.mkdtemp(prefix="brecha-sql-"))
+    script, marker = private / "init.sql", private / "read"
+    script.touch(mode=0o600)
+    script.write_text(init + f'.output "{marker}"\n.output\n', encoding="utf-8")
+    child: subprocess.Popen | None = None
+
+    def on_signal(signum: int, _frame: object) -> None:
+        shutil.rmtree(private, ignore_errors=True)
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGHUP, signal.SIGTERM)}
+    try:
+        child = subprocess.Popen([str(_duckdb_binary()), "-init", os.devnull, "-cmd", f'.read "{script}"',
+                                  *duckdb_args])
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is DuckDB's (cancels a query)
+        while child.poll() is None and not marker.exists():
+            time.sleep(0.05)
+        script.unlink(missing_ok=True)
+        return child.wait()
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def main() -> None:

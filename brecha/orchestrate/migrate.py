@@ -18,6 +18,7 @@ home (``. $BRECHA_HOME/lake.env`` there) and nothing moves.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,9 +129,12 @@ def compare_marts(settings: Settings, source: Path) -> tuple[int, int, list[str]
     return sum(1 for d in diffs if not d.problems), len(diffs), [str(d) for d in diffs if d.problems]
 
 
-def migrate_to_lake(settings: Settings, source: Path | None = None) -> MigrationResult:
+def migrate_to_lake(settings: Settings, source: Path | None = None,
+                    say: Callable[[str], None] | None = None) -> MigrationResult:
     """Move the embedded warehouse ``source`` (default: the home's ``brecha.duckdb``) into the lake of ``settings``:
-    copy its history, rebuild the rest, check the marts equal, publish. Holds the lake's run lock throughout."""
+    copy its history, rebuild the rest, check the marts equal, publish. Holds the lake's run lock throughout.
+    ``say`` gets a line as each of the five steps starts and ends (the command line prints them on stderr)."""
+    say = say or (lambda _line: None)
     if settings.storage != "lake":
         raise BrechaError("migrate-to-lake writes the lake: set BRECHA_LAKE and BRECHA_LAKE_DATA first (`make lake-up`, "
                           "then `. $BRECHA_HOME/lake.env`)")
@@ -140,26 +144,36 @@ def migrate_to_lake(settings: Settings, source: Path | None = None) -> Migration
     clock = time.perf_counter()
     seconds: dict[str, float] = {}
 
-    def lap(name: str) -> None:
+    def start(step: int, what: str) -> None:
+        say(f"[{step}/5] {what} ...")
+
+    def lap(name: str, done: str = "") -> None:
         nonlocal clock
         now = time.perf_counter()
         seconds[name] = now - clock
         clock = now
+        say(f"      {name} done in {seconds[name]:.1f} s{': ' + done if done else ''}")
 
+    say(f"migrating {source} into the lake {redact(settings.lake or '')}")
     with using(settings), hold("brecha migrate-to-lake"):
+        start(1, "copying raw.*, ml.* and ops.* (the history) in one lake snapshot")
         result = copy_history(settings, source)
-        lap("copy")
+        lap("copy", f"{result.tables} tables, {result.rows:,} rows")
+        start(2, "dbt build of every model on the lake")
         steps.dbt_build(settings)  # every model: the prediction and cluster marts read the copied ml.*
         lap("dbt build")
+        start(3, "both Great Expectations gates")
         steps.validate(settings, "all")
         lap("gates")
+        start(4, "comparing every mart with the embedded file's")
         result.marts_equal, result.marts, problems = compare_marts(settings, source)
-        lap("compare")
+        lap("compare", f"{result.marts_equal} of {result.marts} equal")
         if problems or not result.marts:
             raise BrechaError(f"the lake's marts are not the embedded file's ({result.marts_equal} of {result.marts} "
                               "equal), so the lake was not published: " + "; ".join(problems[:5]))
+        start(5, "publishing a lake snapshot")
         published = steps.publish(settings)
         result.snapshot_version, result.compaction = published.snapshot_version, published.compaction
-        lap("publish")
+        lap("publish", f"lake snapshot {result.snapshot_version}")
     result.seconds = seconds
     return result

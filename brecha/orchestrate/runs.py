@@ -9,7 +9,7 @@ import duckdb
 
 from brecha.core.db import table_exists
 from brecha.core.errors import BrechaError
-from brecha.core.settings import paths
+from brecha.core.settings import current, paths
 
 RUNS_SQL = """
     SELECT r.run_id, strftime(min(r.run_at), '%Y-%m-%d %H:%M:%S') AS run_at, any_value(r.seed) AS seed,
@@ -39,13 +39,22 @@ def _rows(con: duckdb.DuckDBPyConnection, limit: int) -> list[tuple]:
 
 def list_runs(limit: int = 20) -> str:
     """The latest ``limit`` runs as a text table. Reads the warehouse read-only; while a writer holds it (a run in
-    progress), the serving copy instead, and says so."""
+    progress), the serving copy instead, and says so. On the lake, the lake's latest snapshot, read-only (as the
+    catalog's read-only role: it never waits for a writer)."""
     p = paths()
-    source = p.db
-    try:
-        con = duckdb.connect(str(p.db), read_only=True) if p.db.exists() else None
-    except duckdb.IOException:
-        con = None
+    source: object = p.db
+    con: duckdb.DuckDBPyConnection | None = None
+    if current().storage == "lake":
+        from brecha.core.db import connect_lake
+        from brecha.core.lake import redact
+
+        source = f"the lake {redact(current().lake or '')} (its latest snapshot)"
+        con = connect_lake(read_only=True)
+    else:
+        try:
+            con = duckdb.connect(str(p.db), read_only=True) if p.db.exists() else None
+        except duckdb.IOException:
+            con = None
     if con is None:
         if not p.serving_db.exists():
             raise BrechaError(f"no warehouse at {p.db} and no serving copy: run `brecha run` (or `brecha train`) first")

@@ -2,16 +2,19 @@
 and types), the same rows (compared sorted; floating-point values to a relative and absolute 1e-9), leaving out the
 columns that name a run rather than hold data (when it ran, its run and batch ids).
 
-    python -m tools.lake_compare EMBEDDED.duckdb LAKE_ENV_FILE   # e.g. warehouse/brecha.duckdb /tmp/h/lake.env
+    .venv/bin/python -m tools.lake_compare EMBEDDED.duckdb LAKE_ENV_FILE   # from the project folder, e.g.
+    .venv/bin/python -m tools.lake_compare warehouse/brecha.duckdb /tmp/h/lake.env
 
-prints one line per mart and exits 1 on any difference; ``brecha migrate-to-lake`` checks its copy with ``compare``
-before it publishes.
+prints one line per mart and exits 1 on any difference (2 when either side cannot be opened). It reads the lake's
+latest snapshot, not the published one readers see (the same after a publish; after a later build, the build's).
+``brecha migrate-to-lake`` checks its copy with ``compare`` before it publishes.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +22,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from brecha.core.db import OFFLINE
+from brecha.core.db import OFFLINE, catalog_fault, lake_unreachable
+from brecha.core.errors import BrechaError
 from brecha.core.lake import attach_sql, read_env
 from brecha.core.settings import LAKE_DATA_ENV, LAKE_ENV
 
@@ -86,19 +90,32 @@ def compare(con: duckdb.DuckDBPyConnection, left: str = "embedded", right: str =
 def open_both(embedded: Path, lake_dsn: str, lake_data: str) -> duckdb.DuckDBPyConnection:
     """One DuckDB with the embedded file and the lake attached read-only, as ``embedded`` and ``lake``."""
     con = duckdb.connect(config=OFFLINE)
-    con.execute(f"ATTACH '{embedded}' AS embedded (READ_ONLY)")
-    con.execute(attach_sql(lake_dsn, lake_data, read_only=True))
+    try:
+        con.execute(f"ATTACH '{embedded}' AS embedded (READ_ONLY)")
+        con.execute(attach_sql(lake_dsn, lake_data, read_only=True))
+    except duckdb.Error as err:
+        con.close()
+        if (detail := catalog_fault(err)) is not None:
+            raise lake_unreachable(lake_dsn, detail) from None
+        raise
     return con
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m tools.lake_compare`` (tools/lake_compare.py calls it)."""
-    parser = argparse.ArgumentParser(prog="python -m tools.lake_compare", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.lake_compare", description=__doc__.split("\n\n")[0],
+                                     epilog="Run it from the project folder with .venv/bin/python. It compares the "
+                                            "lake's latest snapshot, not the published one.")
     parser.add_argument("embedded", type=Path, help="the embedded warehouse file (<home>/brecha.duckdb)")
     parser.add_argument("lake_env", type=Path, help="the lake's settings (<home>/lake.env, written by make lake-up)")
     args = parser.parse_args(argv)
-    env = read_env(args.lake_env)
-    con = open_both(args.embedded, env[LAKE_ENV], env[LAKE_DATA_ENV])
+    try:
+        env = read_env(args.lake_env)
+        con = open_both(args.embedded, env[LAKE_ENV], env[LAKE_DATA_ENV])
+    except (BrechaError, duckdb.Error, OSError, KeyError) as err:
+        what = f"{args.lake_env} sets no {err}" if isinstance(err, KeyError) else str(err)
+        print(f"error: {what}", file=sys.stderr)
+        return 2
     diffs = compare(con)
     for d in diffs:
         print(d)

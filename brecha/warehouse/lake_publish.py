@@ -4,8 +4,8 @@ Every commit to the lake is a snapshot one can read back. Publishing checks what
 embedded file (the required marts, the latest batch landed ``ok``, every gate and dbt build passed for it:
 ``brecha.warehouse.publish.check_gates``), records those checks (``ops.publish_checks``), and then records the lake's
 current snapshot, the one holding everything checked, in the ledger ``ops.lake_publications``. Readers attach the lake
-read-only, pinned to the latest row's snapshot (``ATTACH ... (SNAPSHOT_VERSION n, READ_ONLY)``:
-``brecha.core.db.connect_lake``), so a build running meanwhile is never seen half-done. Rollback adds a row that points
+read-only, pinned to the snapshot of the ledger's last row (by its ``seq``, not by the writer's clock: ``ATTACH ...
+(SNAPSHOT_VERSION n, READ_ONLY)``, ``brecha.core.db.connect_lake``), so a build running meanwhile is never seen half-done. Rollback adds a row that points
 back at the snapshot published before the one in effect; nothing is copied.
 
 Compaction (after every publish, ``compact``): a run commits a snapshot per statement (about 112 for the real
@@ -36,8 +36,11 @@ LEDGER_DDL = f"""CREATE TABLE IF NOT EXISTS {LEDGER} (
     published_at TIMESTAMP NOT NULL,    -- UTC
     run_id VARCHAR,                     -- ML run the snapshot carries (null without ml.*)
     batch_id INTEGER,                   -- latest landing batch
-    row_counts JSON NOT NULL            -- {{"marts.dim_districts": 1874, ...}} at that snapshot
-)"""
+    row_counts JSON NOT NULL,           -- {{"marts.dim_districts": 1874, ...}} at that snapshot
+    seq BIGINT                          -- the row's place in the ledger (max + 1, under the run lock): readers see
+)"""                                    # the highest; null in a ledger written before it (those come first)
+# a ledger written before ``seq`` gets it on its next append (``_ensure_ledger``); readers order by it when present
+ORDER = "seq DESC NULLS LAST, published_at DESC, snapshot_version DESC"
 COUNTED_SCHEMAS = ("marts", "ml")
 
 
@@ -81,9 +84,21 @@ def published(con: duckdb.DuckDBPyConnection) -> tuple[int, str] | None:
     """The snapshot readers are pinned to and the action that put it there, or None before the first publish."""
     if not table_exists(con, "ops", "lake_publications", ALIAS):
         return None
-    row = con.execute(f"SELECT snapshot_version, action FROM {ALIAS}.{LEDGER} "
-                      "ORDER BY published_at DESC, snapshot_version DESC LIMIT 1").fetchone()
+    order = ORDER if _has_seq(con) else ORDER.split(", ", 1)[1]  # a ledger written before seq, read-only
+    row = con.execute(f"SELECT snapshot_version, action FROM {ALIAS}.{LEDGER} ORDER BY {order} LIMIT 1").fetchone()
     return (int(row[0]), row[1]) if row else None
+
+
+def _has_seq(con: duckdb.DuckDBPyConnection) -> bool:
+    return con.execute("SELECT count(*) FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'ops' AND "
+                       "table_name = 'lake_publications' AND column_name = 'seq'", [ALIAS]).fetchone()[0] > 0
+
+
+def _ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
+    """The ledger, with its ``seq`` column (added to a ledger written before it). A writer's step."""
+    con.execute(LEDGER_DDL)
+    if not _has_seq(con):
+        con.execute(f"ALTER TABLE {ALIAS}.{LEDGER} ADD COLUMN seq BIGINT")
 
 
 def _row_counts(con: duckdb.DuckDBPyConnection, version: int) -> dict[str, int]:
@@ -103,8 +118,9 @@ def publish(run_id: str | None = None) -> LakePublishResult:
     try:
         _check_publishable(con, ALIAS)
         checked = check_gates(con, ALIAS)
-        for ddl in (*VALIDATION_DDL, *gates.DDL, LEDGER_DDL):
+        for ddl in (*VALIDATION_DDL, *gates.DDL):
             con.execute(ddl)
+        _ensure_ledger(con)
         run_id = run_id or latest_run_id(con, ALIAS)
         batch_id = _latest_batch(con, ALIAS)[0]
         con.execute("BEGIN")
@@ -195,8 +211,13 @@ def listing() -> str:
 
 def _append(con: duckdb.DuckDBPyConnection, version: int, action: str, run_id: str | None, batch_id: int | None,
             counts: dict[str, int]) -> None:
-    con.execute(f"INSERT INTO {ALIAS}.{LEDGER} VALUES (?, ?, ?, ?, ?, ?)",
-                [version, action, datetime.now(UTC).replace(tzinfo=None), run_id, batch_id, json.dumps(counts)])
+    """Append a row to the ledger, after every other (``seq``: max + 1; the caller holds the run lock), whatever the
+    local clock says: ``published_at`` is for people, the order readers follow is ``seq``."""
+    _ensure_ledger(con)
+    seq = con.execute(f"SELECT coalesce(max(seq), 0) + 1 FROM {ALIAS}.{LEDGER}").fetchone()[0]
+    con.execute(f"INSERT INTO {ALIAS}.{LEDGER} (snapshot_version, action, published_at, run_id, batch_id, row_counts, "
+                "seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [version, action, datetime.now(UTC).replace(tzinfo=None), run_id, batch_id, json.dumps(counts), seq])
 
 
 def published_snapshot() -> int:
