@@ -66,10 +66,8 @@ from brecha.serve.api.served import (
     NotServed,
     ServedCopy,
     Version,
-    artifact_dir,
     json_number,
     natural_bounds,
-    shown,
 )
 from brecha.serve.words import message, pick
 from brecha_ml.features import FEATURE_NAMES
@@ -343,9 +341,13 @@ def root() -> RedirectResponse:
     return RedirectResponse("/docs")
 
 
-@service.get("/health", response_model=Health)
+@service.get("/health", response_model=Health,
+             responses={503: {"description": "Nothing to serve, or (on the lake) its catalog cannot be reached: "
+                              "the error's msg says what to run"}})
 def health(v: Current, lang: Lang = None) -> Health:
-    """Which serving file or lake snapshot, and which model run, the answers come from."""
+    """Which serving file or lake snapshot, and which model run, the answers come from; a cheap query on it first,
+    so an unreachable lake catalog is a 503, not ok."""
+    v.check()
     lake = v.snapshot.get("lake_snapshot") if v.snapshot else None
     return Health(status="ok", serving_db=v.where, snapshot=v.snapshot, run_id=v.run_id, lake_snapshot=lake)
 
@@ -473,8 +475,7 @@ def whatif(ubigeo: Ubigeo, body: Annotated[WhatIfRequest, Body()], request: Requ
     try:
         pred = batcher.predict(m.run_id, frame, departments)
     except (BrechaError, OSError, EOFError, pickle.UnpicklingError):  # the artifact went missing or is damaged
-        raise NotServed("no_artifact", run=m.run_id, model=m.model_name,
-                        path=shown(artifact_dir(m.run_id, m.model_name))) from None
+        raise v.no_artifact(m.run_id, m.model_name) from None
     published.index = pd.Index(["published"])
     moved = from_published(published, pred.loc[["baseline"]], pred.loc[["scenario"]])
     base, scenario = (Interval(**{k: float(f.iloc[0][k]) for k in Interval.model_fields})
