@@ -10,10 +10,12 @@ copy's version to answer from and the what-if batcher as dependencies (``Current
 - ``GET /model``: the model run served, its metrics and the valid range of every feature a what-if may set;
 - ``POST /districts/{ubigeo}/whatif``: the district's features with some overridden, answered with the
   baseline and scenario predictions, both intervals and the difference;
-- ``GET /health``: which serving file, snapshot and run are being answered from.
+- ``GET /health``: which serving file, snapshot and run are being answered from, after a cheap query on it (503
+  when the lake's catalog cannot be reached).
 
 On the lake (storage "lake") the same endpoints answer from the published lake snapshot (``served.LakeServed``);
-every answer names the snapshot it came from in its ``X-Brecha-Snapshot`` header.
+every answer names the snapshot it came from in its ``X-Brecha-Snapshot`` header. While the lake's catalog cannot be
+reached every endpoint answers 503 (``lake_unreachable``); the same readers answer again once it is back.
 
 District answers come from ``marts.mart_district_profile``, the mart the atlas and the Grafana map read too (every
 district of the reference, with its polygon or marker). Human-readable messages (errors' ``msg``, the what-if's
