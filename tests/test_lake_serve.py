@@ -7,6 +7,8 @@ into it. The API runs in a real uvicorn server (in this process, on a free port)
 
 from __future__ import annotations
 
+import socket
+import socketserver
 import threading
 import time
 from pathlib import Path
@@ -223,3 +225,119 @@ def test_the_api_on_the_lake_is_locked_down_and_says_what_to_run(lake_home: Path
     unreachable = down.replace(lake_reader=down.lake_reader.replace(f":{catalog.port}/", f":{free_port()}/"))
     r = TestClient(create_app(unreachable)).get("/districts/010101", params={"lang": "en"})
     assert r.status_code == 503 and "lake's catalog cannot be read" in r.json()["detail"][0]["msg"], r.text
+
+
+def _pump(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class CatalogLink:
+    """A TCP relay on the loopback between the API and the catalog's PostgreSQL: ``stop()`` takes the catalog away
+    from the API (listener closed, open connections cut: what the API sees when the server stops) without stopping
+    the session's server, ``start()`` brings it back on the same port."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target, self.port = (host, port), 0
+        self._live: set[socket.socket] = set()
+        self._server: socketserver.ThreadingTCPServer | None = None
+
+    def start(self) -> CatalogLink:
+        live, target = self._live, self.target
+
+        class Relay(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                up = socket.create_connection(target)
+                live.update((self.request, up))
+                back = threading.Thread(target=_pump, args=(up, self.request), daemon=True)
+                back.start()
+                _pump(self.request, up)
+                back.join()
+                up.close()
+
+        class Server(socketserver.ThreadingTCPServer):
+            allow_reuse_address = daemon_threads = True
+            block_on_close = False
+
+        self._server = Server(("127.0.0.1", self.port), Relay)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="catalog-link", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        for s in list(self._live):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._live.clear()
+
+
+def test_the_lake_api_answers_503_while_the_catalog_is_away_and_recovers_without_a_restart(
+    lake_home: Path, lake_run: dict
+):
+    from brecha.core import lake
+
+    settings = lake_settings(lake_home)
+    catalog = lake.Catalog.parse(settings.lake_reader)
+    link = CatalogLink(catalog.host, catalog.port).start()
+    try:
+        app = create_app(settings.replace(lake_reader=settings.lake_reader.replace(f":{catalog.port}/",
+                                                                                      f":{link.port}/")))
+        client = TestClient(app, raise_server_exceptions=False)
+        ubigeo = client.get("/districts", params={"page_size": 1}).json()["items"][0]["ubigeo"]
+        whatif = {"overrides": {"pct_centres_4g": 50}}
+        up = client.get("/health")
+        assert up.status_code == 200 and up.json()["status"] == "ok", up.text
+        assert client.post(f"/districts/{ubigeo}/whatif", json=whatif).status_code == 200
+
+        link.stop()  # the reader's connection to the catalog is cut and no new one can be made
+        down = {
+            "health": client.get("/health"),
+            "lookup": client.get(f"/districts/{ubigeo}"),
+            "list": client.get("/districts"),
+            "model": client.get("/model"),
+            "whatif": client.post(f"/districts/{ubigeo}/whatif", json=whatif),
+        }
+        english = client.get("/health", params={"lang": "en"})
+        link.start()  # the catalog is back, on the same port
+        back = client.get("/health"), client.get(f"/districts/{ubigeo}")
+    finally:
+        link.stop()
+    for name, r in down.items():  # the documented error shape, in Spanish by default, naming what to run
+        assert r.status_code == 503, (name, r.status_code, r.text)
+        (detail,) = r.json()["detail"]
+        assert detail["type"] == "not_served" and detail["loc"] == ["serving_db"], (name, r.text)
+        assert "catálogo del lago" in detail["msg"] and "make lake-up" in detail["msg"], (name, r.text)
+    assert english.status_code == 503 and "lake's catalog cannot be read" in english.json()["detail"][0]["msg"]
+    assert [r.status_code for r in back] == [200, 200], [r.text for r in back]
+    assert back[0].json()["lake_snapshot"] == up.json()["lake_snapshot"]
+
+
+def test_an_api_in_another_home_on_the_same_lake_looks_up_and_says_where_the_model_artifacts_are(
+    lake_home: Path, lake_run: dict, tmp_path: Path
+):
+    """Another machine with the same lake.env: the lake has the marts, not the model artifacts (they stay in the
+    training home's artifacts folder), so lookups answer and /model and what-ifs say what to copy."""
+    other = lake_settings(lake_home).replace(home=tmp_path)
+    client = TestClient(create_app(other))
+    lookup = client.get("/districts", params={"page_size": 1})
+    assert lookup.status_code == 200, lookup.text
+    ubigeo, run = (lookup.json()["items"][0][k] for k in ("ubigeo", "run_id"))
+    whatif = client.post(f"/districts/{ubigeo}/whatif", json={"overrides": {"pct_centres_4g": 50}})
+    for r in (client.get("/model"), whatif):
+        assert r.status_code == 503, r.text
+        msg = r.json()["detail"][0]["msg"]
+        assert "no van en el lago" in msg and "máquina que entrenó" in msg and f"artifacts/{run}/" in msg, msg
+    assert not (tmp_path / "artifacts").exists()

@@ -311,6 +311,11 @@ API = {
         "lake_unpublished": "no hay nada publicado en el lago todavía: ejecute `brecha run` (o `brecha publish`)",
         "lake_unreachable": "no se puede leer el catálogo del lago (BRECHA_LAKE_READER): ¿está en marcha su "
                             "PostgreSQL (`make lake-up`) y es accesible desde este servidor?",
+        "lake_no_artifact": "las consultas de distritos responden, pero /model y los what-if necesitan el artefacto del "
+                            "modelo de la corrida {run} ({model}), y no está en {path} de este BRECHA_HOME: los "
+                            "artefactos no van en el lago, quedan en $BRECHA_HOME/artifacts de la máquina que entrenó. "
+                            "Copie la carpeta artifacts/{run}/ de esa máquina a la carpeta artifacts/ de este "
+                            "BRECHA_HOME (p. ej. con rsync) o sirva la API desde esa máquina; no hace falta reiniciar",
     },
     "en": {
         "associational": "Associational, not causal: the scenario is what the model predicts for a district whose "
@@ -343,6 +348,11 @@ API = {
         "lake_unpublished": "nothing is published on the lake yet: run `brecha run` (or `brecha publish`)",
         "lake_unreachable": "the lake's catalog cannot be read (BRECHA_LAKE_READER): is its PostgreSQL running "
                             "(`make lake-up`) and reachable from this server?",
+        "lake_no_artifact": "district lookups answer, but /model and what-ifs need the model artifact of run {run} "
+                            "({model}), and it is not at {path} in this BRECHA_HOME: artifacts do not go into the lake, "
+                            "they stay in $BRECHA_HOME/artifacts of the machine that trained the run. Copy the folder "
+                            "artifacts/{run}/ from that machine into this BRECHA_HOME's artifacts/ folder (e.g. with "
+                            "rsync) or serve the API from that machine; no restart is needed",
     },
 }
 

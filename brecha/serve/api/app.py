@@ -10,10 +10,12 @@ copy's version to answer from and the what-if batcher as dependencies (``Current
 - ``GET /model``: the model run served, its metrics and the valid range of every feature a what-if may set;
 - ``POST /districts/{ubigeo}/whatif``: the district's features with some overridden, answered with the
   baseline and scenario predictions, both intervals and the difference;
-- ``GET /health``: which serving file, snapshot and run are being answered from.
+- ``GET /health``: which serving file, snapshot and run are being answered from, after a cheap query on it (503
+  when the lake's catalog cannot be reached).
 
 On the lake (storage "lake") the same endpoints answer from the published lake snapshot (``served.LakeServed``);
-every answer names the snapshot it came from in its ``X-Brecha-Snapshot`` header.
+every answer names the snapshot it came from in its ``X-Brecha-Snapshot`` header. While the lake's catalog cannot be
+reached every endpoint answers 503 (``lake_unreachable``); the same readers answer again once it is back.
 
 District answers come from ``marts.mart_district_profile``, the mart the atlas and the Grafana map read too (every
 district of the reference, with its polygon or marker). Human-readable messages (errors' ``msg``, the what-if's
@@ -66,10 +68,8 @@ from brecha.serve.api.served import (
     NotServed,
     ServedCopy,
     Version,
-    artifact_dir,
     json_number,
     natural_bounds,
-    shown,
 )
 from brecha.serve.words import message, pick
 from brecha_ml.features import FEATURE_NAMES
@@ -343,9 +343,13 @@ def root() -> RedirectResponse:
     return RedirectResponse("/docs")
 
 
-@service.get("/health", response_model=Health)
+@service.get("/health", response_model=Health,
+             responses={503: {"description": "Nothing to serve, or (on the lake) its catalog cannot be reached: "
+                              "the error's msg says what to run"}})
 def health(v: Current, lang: Lang = None) -> Health:
-    """Which serving file or lake snapshot, and which model run, the answers come from."""
+    """Which serving file or lake snapshot, and which model run, the answers come from; a cheap query on it first,
+    so an unreachable lake catalog is a 503, not ok."""
+    v.check()
     lake = v.snapshot.get("lake_snapshot") if v.snapshot else None
     return Health(status="ok", serving_db=v.where, snapshot=v.snapshot, run_id=v.run_id, lake_snapshot=lake)
 
@@ -473,8 +477,7 @@ def whatif(ubigeo: Ubigeo, body: Annotated[WhatIfRequest, Body()], request: Requ
     try:
         pred = batcher.predict(m.run_id, frame, departments)
     except (BrechaError, OSError, EOFError, pickle.UnpicklingError):  # the artifact went missing or is damaged
-        raise NotServed("no_artifact", run=m.run_id, model=m.model_name,
-                        path=shown(artifact_dir(m.run_id, m.model_name))) from None
+        raise v.no_artifact(m.run_id, m.model_name) from None
     published.index = pd.Index(["published"])
     moved = from_published(published, pred.loc[["baseline"]], pred.loc[["scenario"]])
     base, scenario = (Interval(**{k: float(f.iloc[0][k]) for k in Interval.model_fields})

@@ -106,8 +106,9 @@ class Version:
     database in it that holds the marts; ``where`` names the version in answers and messages."""
 
     def __init__(self, db: duckdb.DuckDBPyConnection, key: tuple[int, ...], where: str, *, catalog: str = CATALOG,
-                 snapshot: dict | None = None) -> None:
+                 snapshot: dict | None = None, lake: bool = False) -> None:
         self.key = key
+        self.lake = lake  # a lake snapshot: every query asks the catalog's PostgreSQL
         self.where = where
         self.catalog = catalog
         self._db = db
@@ -147,13 +148,33 @@ class Version:
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection of its own for one request (DuckDB connections are not shared across threads)."""
+        """A connection of its own for one request (DuckDB connections are not shared across threads).
+
+        On the lake every query asks the catalog's PostgreSQL for the pinned snapshot: when it cannot be reached
+        (DuckDB's IO or connection error) the request is answered 503 ``lake_unreachable``, not 500. The reader is
+        kept: once the catalog is back, its next query connects again, with no restart."""
         con = self._db.cursor()
         try:
             con.execute(f"USE {self.catalog}")
             yield con
+        except (duckdb.IOException, duckdb.ConnectionException) as err:
+            if not self.lake:
+                raise
+            raise NotServed("lake_unreachable") from err
         finally:
             con.close()
+
+    def check(self) -> None:
+        """A cheap query on what is served (the catalog's list of tables): on the lake it asks the catalog, so
+        ``/health`` reports an unreachable one (``NotServed``) instead of ok."""
+        with self.cursor() as con:
+            con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = ?", [self.catalog]).fetchall()
+
+    def no_artifact(self, run_id: str, model_name: str) -> NotServed:
+        """What to answer when the served run's model artifact is missing or unreadable in this home. On the lake the
+        artifacts are not in the lake: they stay in ``$BRECHA_HOME/artifacts`` of the machine that trained the run."""
+        path = shown(artifact_dir(run_id, model_name))
+        return NotServed("lake_no_artifact" if self.lake else "no_artifact", run=run_id, model=model_name, path=path)
 
     def prepare(self) -> None:
         """Build what the endpoints need (a copy without predictions has nothing to prepare)."""
@@ -186,7 +207,7 @@ class Version:
             if chosen.empty:
                 raise NotServed("no_selected", path=self.where, run=run_id)
             row = chosen.iloc[0]
-            config = _read_config(run_id, str(row["model_name"]))
+            config = self._read_config(run_id, str(row["model_name"]))
             metrics = {k: json_number(row[k]) for k in ("cv_r2", "cv_mae", "cv_rmse", "interval_coverage", "n_train",
                                                  "n_features", "fit_seconds") if k in row}
             self._model = ServedModel(run_id, str(row["model_name"]), _str(row.get("model_family")),
@@ -221,16 +242,14 @@ class Version:
             self._ranges = out
         return self._ranges
 
-
-def _read_config(run_id: str, model_name: str) -> dict:
-    """The model's config from this home's artifacts, the folder the what-if's model is loaded from
-    (``brecha_ml.predict.load_selected``), not from the ``artifact_path`` recorded in ``ml.model_runs``: in a copied
-    home that still names the original's folder."""
-    d = artifact_dir(run_id, model_name)
-    try:
-        return json.loads((d / "model_config.json").read_text())
-    except (OSError, ValueError):
-        raise NotServed("no_artifact", run=run_id, model=model_name, path=shown(d)) from None
+    def _read_config(self, run_id: str, model_name: str) -> dict:
+        """The model's config from this home's artifacts, the folder the what-if's model is loaded from
+        (``brecha_ml.predict.load_selected``), not from the ``artifact_path`` recorded in ``ml.model_runs``: in a
+        copied home that still names the original's folder."""
+        try:
+            return json.loads((artifact_dir(run_id, model_name) / "model_config.json").read_text())
+        except (OSError, ValueError):
+            raise self.no_artifact(run_id, model_name) from None
 
 
 def artifact_dir(run_id: str, model_name: str) -> Path:
@@ -340,7 +359,7 @@ class LakeServed:
             kept.snapshot = snapshot
         else:
             kept = Version(open_reader(version), (version,), f"lake snapshot {version}", catalog=ALIAS,
-                           snapshot=snapshot)
+                           snapshot=snapshot, lake=True)
             kept.prepare()
         previous = self._version
         self._kept = {version: kept, **({previous.key[0]: previous} if previous is not None else {})}
@@ -365,7 +384,9 @@ class LakeServed:
                     raise NotServed("lake_unpublished")
                 if v is None or v.key != (pinned[0],):
                     self._version = self._open(*pinned)
-            except (duckdb.Error, BrechaError):  # the catalog unreachable: keep answering from the snapshot in hand
+            except (duckdb.Error, BrechaError, NotServed) as err:  # the catalog unreachable: keep the snapshot in hand
+                if isinstance(err, NotServed) and err.key != "lake_unreachable":
+                    raise
                 if v is None:
                     raise NotServed("lake_unreachable") from None
             self._next_check = time.monotonic() + self.poll
