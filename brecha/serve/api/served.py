@@ -344,7 +344,8 @@ class LakeServed:
         try:
             return published(self._probe)
         except duckdb.Error:
-            self._probe = None  # e.g. the catalog's server restarted: a new reader next time
+            self._probe.close()  # e.g. the catalog's server restarted: a new reader next time
+            self._probe = None
             raise
 
     def _open(self, version: int, action: str) -> Version:
