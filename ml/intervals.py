@@ -92,10 +92,15 @@ def assign_bins(values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     return np.asarray(binning(np.asarray(values, float), bins=np.asarray(thresholds, float), epsilon=0))
 
 
+def _numeric(values) -> np.ndarray:
+    """``values`` as floats, NaN where a value is null or not a number."""
+    return np.asarray(pd.to_numeric(pd.Series(np.asarray(values, dtype=object)), errors="coerce"), float)
+
+
 def band_labels(values, edges: np.ndarray) -> np.ndarray:
     """The band label ("b0", "b1", ...) of each value for the band ``edges`` (``level_thresholds``); "" where the value
     is null (such a row gets an interval calibrated by predicted level only)."""
-    values = np.asarray(pd.to_numeric(pd.Series(np.asarray(values, dtype=object)), errors="coerce"), float)
+    values = _numeric(values)
     out = np.full(len(values), "", dtype=object)
     known = np.isfinite(values)
     if known.any():
@@ -199,7 +204,7 @@ class MondrianIntervals:
         edges = None
         cells = None if regions is None else np.asarray(regions, dtype=object)
         if band_values is not None and n_bands > 1:
-            values = np.asarray(pd.to_numeric(pd.Series(np.asarray(band_values, dtype=object)), errors="coerce"), float)
+            values = _numeric(band_values)
             known = values[np.isfinite(values)]
             edges = level_thresholds(known, min(n_bands, len(known) // MIN_PER_BIN))
             cells = band_labels(values, edges)
