@@ -188,6 +188,13 @@ def test_real_atlas_draws_every_district_of_the_reference(real_run) -> None:
     assert shape["160801"] and shape["160803"] and not shape["050511"] and not shape["150137"]
     assert int(shape.sum()) == 1826  # 1,834 features landed, 8 with a null geometry
     assert 'id="inset-dep-15"' in text and 'id="inset-internet_pct"' in text and "Lima Metropolitana y Callao" in text
+    # the enlarged area is outlined on Lima's map; on Callao's, Lima Metropolitana is larger than the map: no outline
+    main_map = {code: re.search(rf'<svg[^>]*id="dep-{code}".*?</svg>', text, re.S).group(0) for code in ("15", "07")}
+    assert 'class="frame"' in main_map["15"] and 'class="frame"' not in main_map["07"]
+    # every other inset truly enlarges its markers, twice the page's map at least (Tumbes' once showed the whole
+    # department smaller than its page's map did)
+    enlarged = {svg.removeprefix("inset-dep-") for svg in maps.scale if svg.startswith("inset-dep-")} - {"07", "15"}
+    assert "24" in enlarged and all(maps.scale[f"inset-dep-{c}"] >= 1.99 * maps.scale[f"dep-{c}"] for c in enlarged)
     for u in ("050511", "150137", "160802", "160804"):  # Oronccoy, Santa Anita, Rosa Panduro, Yaguas: listed, with why
         assert f'<tr data-ubigeo="{u}"' in text
     # the run report accounts for every feature that landed

@@ -15,8 +15,9 @@ shows comes from ``marts.mart_district_profile``, the mart the API and the Grafa
 
 Print: each page is A4. Numbered priority markers and district points are placed so that none overlaps another at
 print size (``place``: pushed apart, with a leader line to the true spot); where a department's priorities crowd
-together (Lima Metropolitana, Cusco's VRAEM) an enlarged inset is added, and the national maps carry a Lima
-Metropolitana and Callao inset. Every page fits its A4 sheet: its text keeps its size and its maps give way (a
+together (Lima Metropolitana, Cusco's VRAEM) an inset enlarges them at least twice (``zoom_on``; none where the crowds
+lie too far apart for one inset), and the national maps and Lima's and Callao's pages carry a Lima Metropolitana and
+Callao inset. Every page fits its A4 sheet: its text keeps its size and its maps give way (a
 department's map, inset and trend shrink, drawing and markers alike, when its table needs the room; sizes below are
 the largest). Text is Spanish by default (``lang="es"``), English with ``--lang en``
 (brecha/serve/words.py).
@@ -73,6 +74,7 @@ NATIONAL_MM = (PAGE_W, 195.0)
 COVER_MM = (PAGE_W, 128.0)
 DEPARTMENT_MM = (107.0, 118.0)
 INSET_MM = (64.0, 50.0)
+INSET_MIN_ENLARGE, INSET_MAX_ENLARGE = 2.0, 8.0  # an inset enlarges the page's map at least / at most this much
 CLUSTER_MM = (86.0, 70.0)
 LABEL_MM = 2.2  # radius of a numbered priority marker at print size
 POINT_MM = 0.8  # radius of a district drawn as a point
@@ -386,6 +388,18 @@ def _extent(boxes: list[tuple[float, float, float, float]], pad: float = 0.03,
     return cx - w * (0.5 + pad), cy - h * (0.5 + pad), cx + w * (0.5 + pad), cy + h * (0.5 + pad)
 
 
+def _outline(zoom: tuple[float, float, float, float],
+             extent: tuple[float, float, float, float]) -> tuple[float, float, float, float] | None:
+    """The part of an inset's ``zoom`` to outline on the page's map (its ``extent``): the overlap of the two, or None
+    where that is most of the map (on Callao's page Lima Metropolitana is larger than the map itself, and its outline
+    would only be a stray dashed line at the map's edge)."""
+    x0, y0 = max(zoom[0], extent[0]), max(zoom[1], extent[1])
+    x1, y1 = min(zoom[2], extent[2]), min(zoom[3], extent[3])
+    if x1 <= x0 or y1 <= y0 or (x1 - x0) * (y1 - y0) > 0.5 * (extent[2] - extent[0]) * (extent[3] - extent[1]):
+        return None
+    return x0, y0, x1, y1
+
+
 def _fit(extent: tuple[float, float, float, float], size_mm: tuple[float, float]) -> tuple[tuple[float, ...], float]:
     """The viewBox that shows ``extent`` in a box of ``size_mm`` (centred, as preserveAspectRatio meet does) and the
     print scale in mm per grid unit."""
@@ -557,6 +571,28 @@ def crowded(data: AtlasData, ubigeos: list[str], size_mm: tuple[float, float],
     return sorted({u for pair in overlaps({u: data.xy[u] for u in ubigeos}, dict.fromkeys(ubigeos, r)) for u in pair})
 
 
+def zoom_on(data: AtlasData, near: list[str],
+            extent: tuple[float, float, float, float]) -> tuple[float, float, float, float] | None:
+    """The extent of an enlarged inset of the crowded markers ``near``: centred on their true points, at a scale where
+    they stand apart (up to ``INSET_MAX_ENLARGE`` times the page's map) and that holds them all. None when such a
+    view would not enlarge them at least ``INSET_MIN_ENLARGE`` times (crowds in places far apart: the page's map
+    keeps them pushed apart, with leader lines)."""
+    _, page = _fit(extent, DEPARTMENT_MM)
+    pts = [data.xy[u] for u in near]
+    closest = min(math.dist(a, b) for i, a in enumerate(pts) for b in pts[i + 1:])
+    apart = 2.4 * LABEL_MM / closest if closest > 0 else math.inf  # mm per grid unit where the closest pair is apart
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    spans = (max(xs) - min(xs), max(ys) - min(ys))
+    # the scale where every marker is whole inside the inset
+    fits = min((size - 4 * LABEL_MM) / span if span > 0 else math.inf for size, span in zip(INSET_MM, spans, strict=True))
+    scale = min(max(apart, INSET_MIN_ENLARGE * page), INSET_MAX_ENLARGE * page, fits)
+    if scale < INSET_MIN_ENLARGE * page:
+        return None
+    w, h = INSET_MM[0] / scale, INSET_MM[1] / scale
+    cx, cy = (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2
+    return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+
+
 def render(data: AtlasData, lang: str = DEFAULT_LANG) -> str:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -655,22 +691,21 @@ def render(data: AtlasData, lang: str = DEFAULT_LANG) -> str:
         # an enlarged view of the crowded markers and the districts around them; Lima's and Callao's pages always
         # show Lima Metropolitana and Callao enlarged (43 + 7 districts in a few centimetres of the page)
         lima_page = any(code[:2] == dep.department_code for code in LIMA_CALLAO)
-        if near or lima_page:
-            lima_zoom = lima_page or any(u[:4] in LIMA_CALLAO for u in near)
-            if lima_zoom:  # Lima Metropolitana and Callao whole, Callao's districts (another department) included
-                zoom = _extent([data.bbox[u] for u in lima + near], pad=0.04)
-                pool = sorted(set(ubigeos) | set(lima))
-            else:
-                zoom = _extent([data.bbox[u] for u in near], pad=0.35, min_size=30.0)
-                pool = ubigeos
-            frame = zoom
+        zoom = None
+        if lima_page or any(u[:4] in LIMA_CALLAO for u in near):
+            # Lima Metropolitana and Callao whole, Callao's districts (another department) included
+            zoom = _extent([data.bbox[u] for u in lima + near], pad=0.04)
+            pool, inset_title = sorted(set(ubigeos) | set(lima)), t["inset_lima"]
+        elif near:
+            zoom, pool = zoom_on(data, near, extent), ubigeos
+            inset_title = t["inset_zoom"].format(names=", ".join(numbers[u] for u in near)) if zoom else ""
+        if zoom is not None:
+            frame = _outline(zoom, extent)
             around = [u for u in pool if data.bbox[u][2] >= zoom[0] and data.bbox[u][0] <= zoom[2]
                       and data.bbox[u][3] >= zoom[1] and data.bbox[u][1] <= zoom[3]]
             inset = map_svg(data, {u: divide_fills[u] for u in around}, map_id=f"inset-dep-{dep.department_code}",
                             size_mm=INSET_MM, ubigeos=around, titles=titles, extent=zoom, css="inset-map",
                             labels={u: numbers[u] for u in numbers if u in around})
-            inset_title = t["inset_lima"] if lima_zoom else t["inset_zoom"].format(
-                names=", ".join(numbers[u] for u in near))
         points = [r for r in members.itertuples(index=False) if r.ubigeo not in data.paths]
         trend = data.trend[data.trend.department_code == dep.department_code] if not data.trend.empty else data.trend
         fixed = data.fixed[data.fixed.department_code == dep.department_code] if not data.fixed.empty else data.fixed
