@@ -4,7 +4,10 @@ Conformity scores are out-of-fold residuals on the model's sqrt scale, from the 
 models that never saw the district's department), **one side at a time**: how far targets lay above their
 prediction calibrates the upper side, how far below the lower side (``Calibrator``), so each side of the interval
 leaves out its own share of districts (one symmetric quantile of |residual| left 6.7 % above and 2.9 % below on the
-real files: the residuals are skewed upwards on the sqrt scale). They are calibrated separately
+real files: the residuals are skewed upwards on the sqrt scale). Each side has its own level (ninth round,
+``TrainConfig.side_levels``: the upper side at 0.90, the lower at 0.92, the total share left out of 0.91 moved towards
+the lower side, the one that under-covers when a whole department is scored by a model that never saw it; the
+``lower_confidence`` of ``MondrianIntervals``). They are calibrated separately
 within bins of the *predicted* level (equal-frequency bins of the out-of-fold prediction, ``LEVEL_BINS``):
 ``crepes.ConformalRegressor`` with Mondrian categories (``bins=``) and ``crepes.extras.binning`` for the
 bin edges. One pooled quantile (the previous MAPIE CV+ intervals) over-covers near-zero districts and
@@ -115,9 +118,9 @@ class Calibrator:
     ``band_labels``; a region, ``region_of``, in runs trained before the eighth round; the name is kept so saved
     calibrators load).
 
-    Each side is its own split-conformal problem at level 1 − (1 − confidence) / 2: ``conformal`` is fitted on
+    Each side is its own split-conformal problem at level 1 − (1 − its side's level) / 2: ``conformal`` is fitted on
     how far each target lay *above* its prediction (max(y − ŷ, 0)), ``lower`` on how far *below* (max(ŷ − y, 0)),
-    so each side of a 90 % interval leaves out about 5 % of districts whatever the sign of the model's bias on
+    so each side leaves out its own share of districts (5 % at level 0.90) whatever the sign of the model's bias on
     the sqrt scale (one symmetric quantile of |y − ŷ| left 6.7 % above and 2.9 % below on the real files). Artifacts
     saved before this have no ``lower``: their intervals stay symmetric (``conformal`` then holds |y − ŷ|)."""
 
@@ -155,18 +158,20 @@ class Calibrator:
             out[rows] = [f"{region}|{b}" for b in assign_bins(pred_scale[rows], th)]
         return out
 
-    def half_widths(self, pred_scale: np.ndarray, confidence: float,
-                    regions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def half_widths(self, pred_scale: np.ndarray, confidence: float, regions: np.ndarray | None = None,
+                    lower_confidence: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(below, above): how far the interval reaches below and above each prediction on the model scale (its
-        Mondrian cell's conformal quantile of each side)."""
+        Mondrian cell's conformal quantile of each side). The upper side leaves out (1 − ``confidence``) / 2 of the
+        districts, the lower side (1 − ``lower_confidence``) / 2 (None: the same as the upper side)."""
         pred_scale = np.asarray(pred_scale, float)
         bins = self.bins(pred_scale, regions)
         lower = getattr(self, "lower", None)
         if lower is None:  # a symmetric calibrator of an earlier run
             q = self._quantile(self.conformal, pred_scale, bins, confidence)
             return q, q
-        side = 1 - (1 - confidence) / 2
-        return self._quantile(lower, pred_scale, bins, side), self._quantile(self.conformal, pred_scale, bins, side)
+        lower_side = 1 - (1 - (confidence if lower_confidence is None else lower_confidence)) / 2
+        return (self._quantile(lower, pred_scale, bins, lower_side),
+                self._quantile(self.conformal, pred_scale, bins, 1 - (1 - confidence) / 2))
 
     @staticmethod
     def _quantile(conformal: ConformalRegressor, pred_scale: np.ndarray, bins: np.ndarray,
@@ -176,9 +181,10 @@ class Calibrator:
             iv = conformal.predict_int(pred_scale, bins=bins, confidence=confidence)
         return np.asarray(iv[:, 1], float) - pred_scale
 
-    def half_width(self, pred_scale: np.ndarray, confidence: float, regions: np.ndarray | None = None) -> np.ndarray:
+    def half_width(self, pred_scale: np.ndarray, confidence: float, regions: np.ndarray | None = None,
+                   lower_confidence: float | None = None) -> np.ndarray:
         """The half-width below each prediction (model scale): what a shortfall is measured against."""
-        return self.half_widths(pred_scale, confidence, regions)[0]
+        return self.half_widths(pred_scale, confidence, regions, lower_confidence)[0]
 
 
 @dataclass
@@ -192,14 +198,19 @@ class MondrianIntervals:
     folds: list[Calibrator] = field(default_factory=list)
     full_level: Calibrator | None = None
     band_edges: np.ndarray | None = None  # edges of the BAND_FEATURE bands (None: regions, or level bins only)
+    # the lower side's level (``confidence`` is the upper side's); None: both sides at ``confidence`` (runs trained
+    # before the ninth round)
+    lower_confidence: float | None = None
 
     @classmethod
     def fit(cls, oof_scale: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
             confidence: float, n_bins: int = LEVEL_BINS, regions: np.ndarray | None = None,
-            band_values: np.ndarray | None = None, n_bands: int = POVERTY_BANDS) -> MondrianIntervals:
+            band_values: np.ndarray | None = None, n_bands: int = POVERTY_BANDS,
+            lower_confidence: float | None = None) -> MondrianIntervals:
         """Calibrate on out-of-fold predictions (model scale) and targets (percent). The Mondrian cells are level bins
         within: ``band_values`` (each row's BAND_FEATURE) cut into up to ``n_bands`` equal-frequency bands; or else
-        ``regions`` (``region_of`` the departments); or else level bins only."""
+        ``regions`` (``region_of`` the departments); or else level bins only. ``confidence`` is the upper side's level,
+        ``lower_confidence`` the lower side's (None: the same)."""
         z = to_model_scale(y)
         edges = None
         cells = None if regions is None else np.asarray(regions, dtype=object)
@@ -211,7 +222,7 @@ class MondrianIntervals:
         per_fold = [Calibrator.fit(oof_scale[tr], z[tr], n_bins, None if cells is None else cells[tr]) for tr, _ in folds]
         level = Calibrator.fit(oof_scale, z, n_bins)
         full = level if cells is None else Calibrator.fit(oof_scale, z, n_bins, cells)
-        return cls(confidence, full, per_fold, None if cells is None else level, edges)
+        return cls(confidence, full, per_fold, None if cells is None else level, edges, lower_confidence)
 
     def cells(self, n: int, regions: np.ndarray | None = None, band_values: np.ndarray | None = None) -> np.ndarray | None:
         """Each row's Mondrian cell label ("" = unknown: level bins only), or None for a level-only calibration."""
@@ -235,6 +246,7 @@ class MondrianIntervals:
         cells = self.cells(n, regions, band_values)
         below, above = np.zeros(n), np.zeros(n)
         unknown = np.zeros(n, bool) if cells is None else (cells == "")
+        lower_confidence = getattr(self, "lower_confidence", None)  # artifacts saved before the ninth round have none
         for k, cal in [(-1, self.full), *enumerate(self.folds)]:
             rows = np.flatnonzero(fold == k)
             if cells is not None:  # a cell without calibration rows in this calibrator (tiny data): level bins only
@@ -243,10 +255,11 @@ class MondrianIntervals:
                 rows = rows[~unknown[rows]]
             if len(rows):
                 below[rows], above[rows] = cal.half_widths(pred_scale[rows], self.confidence,
-                                                           None if cells is None else cells[rows])
+                                                           None if cells is None else cells[rows], lower_confidence)
         rows = np.flatnonzero(unknown)
         if len(rows):
-            below[rows], above[rows] = self.full_level.half_widths(pred_scale[rows], self.confidence)
+            below[rows], above[rows] = self.full_level.half_widths(pred_scale[rows], self.confidence,
+                                                                   lower_confidence=lower_confidence)
         pred = from_model_scale(pred_scale)
         return pd.DataFrame({"predicted_internet_pct": pred,
                              "lower_90": np.minimum(from_model_scale(pred_scale - below), pred),
@@ -257,9 +270,11 @@ class MondrianIntervals:
 def oof_intervals(oof_scale: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
                   confidence: float, n_bins: int = LEVEL_BINS, regions: np.ndarray | None = None,
                   band_values: np.ndarray | None = None,
-                  n_bands: int = POVERTY_BANDS) -> tuple[MondrianIntervals, pd.DataFrame]:
+                  n_bands: int = POVERTY_BANDS,
+                  lower_confidence: float | None = None) -> tuple[MondrianIntervals, pd.DataFrame]:
     """Calibrators and the out-of-fold intervals of every known district (fold k's rows use folds[k])."""
-    cal = MondrianIntervals.fit(oof_scale, y, folds, confidence, n_bins, regions, band_values, n_bands)
+    cal = MondrianIntervals.fit(oof_scale, y, folds, confidence, n_bins, regions, band_values, n_bands,
+                                lower_confidence)
     fold_of = np.full(len(y), -1)
     for k, (_, te) in enumerate(folds):
         fold_of[te] = k

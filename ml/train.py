@@ -213,9 +213,10 @@ def cross_validate_candidates(data: TrainingData, seed: int) -> CandidatesCV:
                 cvs[cand.name] = cross_validate(cand.estimator, X, y, groups, folds)
                 timing[cand.name] = time.perf_counter() - t
     bands = X[BAND_FEATURE].to_numpy(float) if BAND_FEATURE in X.columns else None
-    calibrated = {c.name: oof_intervals(cvs[c.name].oof_scale, y, folds, config.conformal_level,
-                                        config.interval_level_bins, band_values=bands,
-                                        n_bands=config.interval_poverty_bands) for c in cands}
+    upper, lower = config.side_levels()
+    calibrated = {c.name: oof_intervals(cvs[c.name].oof_scale, y, folds, upper, config.interval_level_bins,
+                                        band_values=bands, n_bands=config.interval_poverty_bands,
+                                        lower_confidence=lower) for c in cands}
     cover = {c.name: coverage_tables(y, calibrated[c.name][1], groups, data.weights).assign(model_name=c.name)
              for c in cands}
     best = select(cands, {name: cv.pooled["mae"] for name, cv in cvs.items()}, config.ensemble_margin_pp)
@@ -263,8 +264,9 @@ def _train(seed: int, config: TrainConfig) -> TrainResult:
                "selected": is_best,
                "wrapper": "brecha_ml.selected.SelectedRegressor" if is_best else None,
                "conformal": {"confidence": config.confidence, "conformal_level": config.conformal_level,
+                             "side_levels": dict(zip(("upper", "lower"), config.side_levels(), strict=True)),
                              "sides": "a conformal quantile per side (above / below the prediction), each at "
-                                      "1 - (1 - conformal_level) / 2",
+                                      "1 - (1 - its side level) / 2",
                              "library": "crepes.ConformalRegressor (Mondrian)",
                              "bins": f"up to {config.interval_level_bins} equal-frequency bins of the predicted level"
                                      f" (at least {MIN_PER_BIN} residuals each)"

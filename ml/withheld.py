@@ -80,9 +80,10 @@ def evaluate_set(marts: pd.DataFrame, features: pd.DataFrame, withheld: list[str
     best = select(cands, {name: cv.pooled["mae"] for name, cv in cvs.items()}, config.ensemble_margin_pp)
     final = finals[best.name]
     has_bands = BAND_FEATURE in X.columns
-    cal = MondrianIntervals.fit(cvs[best.name].oof_scale, y, folds, config.conformal_level,
-                                config.interval_level_bins, band_values=X[BAND_FEATURE] if has_bands else None,
-                                n_bands=config.interval_poverty_bands)
+    upper, lower = config.side_levels()
+    cal = MondrianIntervals.fit(cvs[best.name].oof_scale, y, folds, upper, config.interval_level_bins,
+                                band_values=X[BAND_FEATURE] if has_bands else None,
+                                n_bands=config.interval_poverty_bands, lower_confidence=lower)
     iv = cal.interval(final.predict(Xt), band_values=Xt[BAND_FEATURE] if has_bands else None)
     m = regression_metrics(yt, iv["predicted_internet_pct"].to_numpy())
     mw = regression_metrics(yt, iv["predicted_internet_pct"].to_numpy(),

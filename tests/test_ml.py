@@ -486,6 +486,43 @@ def test_each_side_of_the_interval_leaves_out_about_five_percent_of_skewed_resid
     )
 
 
+def test_the_lower_side_leaves_out_fewer_districts_than_the_upper_under_department_shift() -> None:
+    """Ninth round: the training's side levels (``TrainConfig.side_levels``, upper 0.90 / lower 0.92) leave about 5 % of
+    the districts of departments never seen above their interval and about 4 % below, where one level for both sides
+    (the rule before) left more below than above. Districts grouped in 25 departments with a department-level bias
+    (a long tail of departments the model over-predicts), intervals calibrated without the scored fold's departments.
+    A calibration of an earlier run (no ``lower_confidence``) keeps one level for both sides."""
+    from brecha_ml.config import FULL
+    from brecha_ml.intervals import MondrianIntervals
+
+    rng = np.random.default_rng(0)
+    dep = np.repeat(np.arange(25), 80)
+    n = len(dep)
+    bias = 0.25 - rng.gamma(2.0, 0.125, 25)
+    pred = rng.uniform(0.5, 6, n)
+    y = np.clip(pred + bias[dep] + rng.normal(0, 0.3, n), 0, None) ** 2
+    fold_of = dep % 5
+    folds = [(np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)) for k in range(5)]
+    poverty = rng.uniform(0, 80, n)
+    upper, lower = FULL.side_levels()
+    assert upper < FULL.conformal_level < lower
+    sided = MondrianIntervals.fit(pred, y, folds, upper, 5, band_values=poverty, lower_confidence=lower)
+    iv = sided.interval(pred, fold_of, band_values=poverty)
+    above, below = float((y > iv["upper_90"] + 1e-9).mean()), float((y < iv["lower_90"] - 1e-9).mean())
+    assert 0.035 <= below < above - 0.005 and above <= 0.065, (above, below)
+    before = MondrianIntervals.fit(pred, y, folds, FULL.conformal_level, 5, band_values=poverty)
+    assert before.lower_confidence is None
+    ivb = before.interval(pred, fold_of, band_values=poverty)
+    # one level for both sides: the over-predicted departments leave more districts below than above
+    assert float((y < ivb["lower_90"] - 1e-9).mean()) > float((y > ivb["upper_90"] + 1e-9).mean())
+    # the lower side reaches at least as far as before on every district, the upper side no further
+    assert (iv["lower_90"] <= ivb["lower_90"] + 1e-12).all() and (iv["upper_90"] <= ivb["upper_90"] + 1e-12).all()
+    assert (iv["half_width_scale"] >= ivb["half_width_scale"] - 1e-12).all()
+    # same calibration rows and levels → the same intervals (no random state)
+    again = MondrianIntervals.fit(pred, y, folds, upper, 5, band_values=poverty, lower_confidence=lower)
+    np.testing.assert_array_equal(again.interval(pred, fold_of, band_values=poverty).to_numpy(), iv.to_numpy())
+
+
 def test_the_ensemble_is_served_only_when_it_beats_its_best_member_by_the_margin() -> None:
     from brecha_ml.config import FULL
     from brecha_ml.models import ENSEMBLE, candidates
