@@ -10,7 +10,8 @@ COMPILED := $(VENV)/.compiled
 export BRECHA_HOME ?= $(CURDIR)/warehouse
 export DO_NOT_TRACK := 1
 
-.PHONY: install manifest extensions run test lint node chromium plugin-duckdb bench bench-api corpus serve airflow docs clean \
+.PHONY: install manifest extensions run test pytest-lake-airflow pytest-others lint node chromium plugin-duckdb bench \
+	bench-api corpus serve airflow docs clean \
 	lake-up lake-down
 
 install: $(STAMP) manifest extensions $(COMPILED)
@@ -40,11 +41,25 @@ extensions: $(STAMP)
 run: install
 	$(BIN)/brecha run
 
-# pip (install, then lint), npm (node), the plugin's DuckDB and apt (chromium) at the same time: they wait on
-# the network and the disk, not on each other
+# pip (install), npm (node), the plugin's DuckDB and apt (chromium) at the same time: they wait on the network and
+# the disk, not on each other. Then ruff and sqlfluff beside the tests, and the tests as two pytest sessions side by
+# side, one per core (one session kept a single core busy once its background runs were done: 130% CPU): the lake's
+# and Airflow's tests (LAKE_AIRFLOW_TESTS: the lake's PostgreSQL and run, the DAG runs) in one, every other test file in
+# the other (the real extracts' run). Each session starts the long runs its own tests need (tests/conftest.py
+# _started_early) and builds its own synthetic warehouse (pipeline_run, ~45 s of a CPU); split so that both end
+# about together.
+LAKE_AIRFLOW_TESTS := $(addprefix tests/,test_dag.py test_lake.py test_lake_serve.py test_grafana_lake.py \
+	test_airflow_local.py)
+
 test:
-	$(MAKE) --no-print-directory -j4 --output-sync=target lint node plugin-duckdb chromium
-	$(BIN)/pytest -q
+	$(MAKE) --no-print-directory -j4 --output-sync=target install node plugin-duckdb chromium
+	$(MAKE) --no-print-directory -j3 --output-sync=target lint pytest-lake-airflow pytest-others
+
+pytest-lake-airflow: install
+	$(BIN)/pytest -q $(LAKE_AIRFLOW_TESTS)
+
+pytest-others: install
+	$(BIN)/pytest -q $(addprefix --ignore=,$(LAKE_AIRFLOW_TESTS))
 
 # node packages of the Grafana harness (tests/test_grafana.py expands dashboards with Grafana's own code)
 HARNESS := grafana/harness
