@@ -181,10 +181,10 @@ class Calibrator:
             iv = conformal.predict_int(pred_scale, bins=bins, confidence=confidence)
         return np.asarray(iv[:, 1], float) - pred_scale
 
-    def half_width(self, pred_scale: np.ndarray, confidence: float, regions: np.ndarray | None = None,
-                   lower_confidence: float | None = None) -> np.ndarray:
-        """The half-width below each prediction (model scale): what a shortfall is measured against."""
-        return self.half_widths(pred_scale, confidence, regions, lower_confidence)[0]
+    def half_width(self, pred_scale: np.ndarray, confidence: float, regions: np.ndarray | None = None) -> np.ndarray:
+        """The half-width below each prediction (model scale) with the lower side at ``confidence``: what a
+        shortfall is measured against."""
+        return self.half_widths(pred_scale, confidence, regions)[0]
 
 
 @dataclass
